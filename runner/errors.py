@@ -1,0 +1,80 @@
+"""The one exception tree of runner; every class carries its process exit code.
+
+    RunnerError (1)
+    ├── UsageError (2)            bad command-line usage, unknown job
+    ├── JobSpecError (2)          invalid job file: path, line, what to change
+    ├── StoreError (1)            database unreadable, locked or corrupt
+    │   └── JobBusyError (1)      another live process is running this job
+    ├── RunStopped (3)            auth, balance or daily-quota error stopped the run
+    └── Interrupted (130)         Ctrl-C / SIGTERM; in-flight items left resumable
+
+Core modules raise these; only the CLI turns them into a message and an exit code.
+Messages never contain an API key: `client` redacts before any string is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RunnerError(Exception):
+    """Base of every error runner reports to a user."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(RunnerError):
+    exit_code = 2
+
+
+class JobSpecError(RunnerError):
+    """A job file is invalid; `path` and `line` (1-based) say where."""
+
+    exit_code = 2
+
+    def __init__(
+        self, path: Path | str, message: str, *, line: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.problem = message
+        where = f"{path} line {line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")
+
+
+class StoreError(RunnerError):
+    exit_code = 1
+
+
+class JobBusyError(StoreError):
+    """Another live process holds the lease on this job."""
+
+    def __init__(self, job: str, holder: str) -> None:
+        self.job = job
+        self.holder = holder
+        super().__init__(
+            f"job '{job}' is being run by another process ({holder}); wait for it "
+            "to finish, or stop it, then submit again"
+        )
+
+
+class RunStopped(RunnerError):
+    """An auth, balance or daily-quota answer made further requests pointless."""
+
+    exit_code = 3
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(reason)
+
+
+class Interrupted(RunnerError):
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)

@@ -1,0 +1,285 @@
+"""Pure expansion of a `JobSpec` into frozen `Item`s with deterministic keys.
+
+Owns: the grid product (prompts x their vars x aspect ratios x image sizes x reference
+sets x samples), GitHub-Actions-style `exclude`/`include`, the canonical request that an
+item key hashes, and token estimates. Must not do I/O or import anyio, httpx, sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.spec import JobSpec, MatrixEntry, Reference
+
+# Output tokens billed per image, by size (Google's published figures for this model).
+TOKENS_PER_IMAGE = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
+DEFAULT_IMAGE_SIZE = "1K"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Everything that decides what the API is asked; the item key hashes it."""
+
+    model: str
+    text: str
+    aspect_ratio: str | None  # None = "auto": send no aspectRatio
+    image_size: str | None  # None = the model's default
+    references: tuple[Reference, ...]
+    generation: Mapping[str, Any]
+    system_instruction: str | None
+    safety_settings: tuple[Mapping[str, Any], ...] | None
+
+    def canonical(self) -> dict[str, Any]:
+        """The key-relevant content: reference images by content hash, not path."""
+        return {
+            "model": self.model,
+            "text": self.text,
+            "aspect_ratio": self.aspect_ratio,
+            "image_size": self.image_size,
+            "references": [[r.sha256, r.mime_type] for r in self.references],
+            "generation": dict(self.generation),
+            "system_instruction": self.system_instruction,
+            "safety_settings": (
+                None if self.safety_settings is None else list(self.safety_settings)
+            ),
+        }
+
+    def to_json(self) -> str:
+        data = self.canonical()
+        data["references"] = [_reference_to_dict(r) for r in self.references]
+        return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Request:
+        data = json.loads(text)
+        safety = data["safety_settings"]
+        return cls(
+            model=data["model"],
+            text=data["text"],
+            aspect_ratio=data["aspect_ratio"],
+            image_size=data["image_size"],
+            references=tuple(_reference_from_dict(r) for r in data["references"]),
+            generation=data["generation"],
+            system_instruction=data["system_instruction"],
+            safety_settings=None if safety is None else tuple(safety),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    key: str
+    position: int  # order in the plan, for stable dispatch and display
+    prompt_id: str
+    vars: Mapping[str, str]
+    aspect_ratio: str  # as in the job file, "auto" included
+    image_size: str | None
+    ref_set: int  # index into JobSpec.all_reference_sets
+    ref_label: str  # "noref", "r1", "r2", ... (1-based position)
+    sample: int  # 1-based
+    request: Request
+
+    @property
+    def prompt(self) -> str:
+        return self.request.text
+
+    @property
+    def reference_paths(self) -> tuple[str, ...]:
+        return tuple(r.path for r in self.request.references)
+
+    def axes(self) -> dict[str, Any]:
+        """Axis values as `exclude`/`include` and review see them."""
+        return {
+            "prompt": self.prompt_id,
+            "aspect_ratio": self.aspect_ratio,
+            "image_size": self.image_size,
+            "references": self.ref_label,
+            "sample": self.sample,
+            **self.vars,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    items: tuple[Item, ...]
+    duplicates: int  # cells whose request equalled an earlier cell's, dropped
+
+    def axis_counts(self) -> dict[str, dict[str, int]]:
+        """Items per value of each axis, in first-seen order."""
+        counts: dict[str, Counter[str]] = {}
+        for item in self.items:
+            for axis, value in item.axes().items():
+                shown = "(default)" if value is None else str(value)
+                counts.setdefault(axis, Counter())[shown] += 1
+        return {axis: dict(c) for axis, c in counts.items()}
+
+    def estimated_output_tokens(self) -> int:
+        return sum(
+            TOKENS_PER_IMAGE.get(i.image_size or DEFAULT_IMAGE_SIZE, 1120)
+            for i in self.items
+        )
+
+
+def build_plan(spec: JobSpec) -> Plan:
+    """Expand the grid, drop `exclude` matches, add `include` cells, key each item."""
+    cells = [c for c in _grid(spec) if not _excluded(c, spec)]
+    seen_cells = {_cell_id(c) for c in cells}
+    for entry in spec.include:
+        for cell in _include_cells(spec, entry):
+            if _cell_id(cell) not in seen_cells:
+                seen_cells.add(_cell_id(cell))
+                cells.append(cell)
+
+    items: list[Item] = []
+    keys: set[str] = set()
+    duplicates = 0
+    for cell in cells:
+        item = _make_item(spec, cell, position=len(items))
+        if item.key in keys:
+            duplicates += 1
+            continue
+        keys.add(item.key)
+        items.append(item)
+    return Plan(items=tuple(items), duplicates=duplicates)
+
+
+def item_key(request: Request, sample: int) -> str:
+    """sha256 of the canonical request JSON plus the sample index (hex, 64 chars)."""
+    payload = {"request": request.canonical(), "sample": sample}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def ref_label(index: int, refs: tuple[Reference, ...]) -> str:
+    return "noref" if not refs else f"r{index + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Cell:
+    prompt_index: int
+    vars: tuple[tuple[str, str], ...]
+    aspect_ratio: str
+    image_size: str | None
+    ref_set: int
+    sample: int
+
+
+def _grid(spec: JobSpec) -> Iterator[_Cell]:
+    for p_index, prompt in enumerate(spec.prompts):
+        var_axes = [[(n, v) for v in spec.vars[n]] for n in prompt.placeholders]
+        for combo in itertools.product(*var_axes):
+            for ratio, size, ref_set, sample in itertools.product(
+                spec.aspect_ratios,
+                spec.image_sizes,
+                range(len(spec.references)),
+                range(1, spec.samples + 1),
+            ):
+                yield _Cell(p_index, tuple(combo), ratio, size, ref_set, sample)
+
+
+def _cell_id(cell: _Cell) -> tuple[Any, ...]:
+    return (cell.prompt_index, cell.vars, cell.aspect_ratio, cell.image_size,
+            cell.ref_set, cell.sample)  # fmt: skip
+
+
+def _matches(cell: _Cell, entry: MatrixEntry, spec: JobSpec) -> bool:
+    if entry.prompt is not None and spec.prompts[cell.prompt_index].id != entry.prompt:
+        return False
+    if entry.aspect_ratio is not None and cell.aspect_ratio != entry.aspect_ratio:
+        return False
+    if entry.image_size is not None and cell.image_size != entry.image_size:
+        return False
+    if entry.references is not None and cell.ref_set != entry.references:
+        return False
+    if entry.sample is not None and cell.sample != entry.sample:
+        return False
+    cell_vars = dict(cell.vars)
+    return all(cell_vars.get(name) == value for name, value in entry.vars.items())
+
+
+def _excluded(cell: _Cell, spec: JobSpec) -> bool:
+    return any(_matches(cell, entry, spec) for entry in spec.exclude)
+
+
+def _include_cells(spec: JobSpec, entry: MatrixEntry) -> Iterator[_Cell]:
+    """Cells an include entry names: axes it leaves out take every axis value."""
+    prompts = [
+        i for i, p in enumerate(spec.prompts) if entry.prompt in (None, p.id)
+    ]
+    ratios = [entry.aspect_ratio] if entry.aspect_ratio else list(spec.aspect_ratios)
+    sizes = [entry.image_size] if entry.image_size else list(spec.image_sizes)
+    refs = (
+        [entry.references]
+        if entry.references is not None
+        else list(range(len(spec.references)))
+    )
+    samples = [entry.sample] if entry.sample else list(range(1, spec.samples + 1))
+    for p_index in prompts:
+        prompt = spec.prompts[p_index]
+        var_axes = [
+            [(n, entry.vars[n])] if n in entry.vars else [(n, v) for v in spec.vars[n]]
+            for n in prompt.placeholders
+        ]
+        for combo in itertools.product(*var_axes):
+            for ratio, size, ref_set, sample in itertools.product(
+                ratios, sizes, refs, samples
+            ):
+                yield _Cell(p_index, tuple(combo), ratio, size, ref_set, sample)
+
+
+def _make_item(spec: JobSpec, cell: _Cell, *, position: int) -> Item:
+    prompt = spec.prompts[cell.prompt_index]
+    values = dict(cell.vars)
+    refs = spec.all_reference_sets[cell.ref_set]
+    request = Request(
+        model=spec.model,
+        text=prompt.render(values),
+        aspect_ratio=None if cell.aspect_ratio == "auto" else cell.aspect_ratio,
+        image_size=cell.image_size,
+        references=refs,
+        generation=spec.generation,
+        system_instruction=spec.system_instruction,
+        safety_settings=spec.safety_settings,
+    )
+    return Item(
+        key=item_key(request, cell.sample),
+        position=position,
+        prompt_id=prompt.id,
+        vars=values,
+        aspect_ratio=cell.aspect_ratio,
+        image_size=cell.image_size,
+        ref_set=cell.ref_set,
+        ref_label=ref_label(cell.ref_set, refs),
+        sample=cell.sample,
+        request=request,
+    )
+
+
+def _reference_to_dict(ref: Reference) -> dict[str, Any]:
+    return {
+        "path": ref.path,
+        "abs_path": str(ref.abs_path),
+        "sha256": ref.sha256,
+        "mime_type": ref.mime_type,
+        "width": ref.width,
+        "height": ref.height,
+        "size": ref.size,
+    }
+
+
+def _reference_from_dict(data: Mapping[str, Any]) -> Reference:
+    return Reference(
+        path=data["path"],
+        abs_path=Path(data["abs_path"]),
+        sha256=data["sha256"],
+        mime_type=data["mime_type"],
+        width=data["width"],
+        height=data["height"],
+        size=data["size"],
+    )

@@ -1,0 +1,98 @@
+"""Job file (YAML) -> frozen, validated `JobSpec`.
+
+Owns: parsing, validation with file:line messages, placeholder rendering, resolving
+reference images relative to the job file and checking them with Pillow (content hash,
+mime type). Must not open the store, use the network or write anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_UNKNOWN_RETRIES = 1
+SUPPORTED_ASPECT_RATIOS = (
+    "1:1", "1:4", "1:8", "2:3", "3:2", "3:4", "4:1", "4:3",
+    "4:5", "5:4", "8:1", "9:16", "16:9", "21:9", "auto",
+)  # fmt: skip
+SUPPORTED_IMAGE_SIZES = ("512", "1K", "2K", "4K")
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    id: str
+    text: str  # the template, with {placeholders}
+    placeholders: tuple[str, ...]  # names used, in first-use order, no duplicates
+    line: int | None = None
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """Substitute {name} placeholders; '{{' and '}}' are literal braces."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    path: str  # as written in the job file
+    abs_path: Path
+    sha256: str  # hex digest of the file's bytes
+    mime_type: str  # from the bytes (Pillow format), e.g. image/png
+    width: int
+    height: int
+    size: int  # bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    max_requests: int | None = None
+    max_images: int | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixEntry:
+    """One normalised `exclude` or `include` entry; None means 'key not given'."""
+
+    prompt: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    references: int | None = None  # index into JobSpec.all_reference_sets
+    vars: Mapping[str, str] = field(default_factory=dict)
+    sample: int | None = None  # 1-based
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    path: Path
+    name: str
+    model: str
+    prompts: tuple[Prompt, ...]
+    vars: Mapping[str, tuple[str, ...]]
+    aspect_ratios: tuple[str, ...]
+    image_sizes: tuple[str | None, ...]  # (None,) when the file names none
+    references: tuple[tuple[Reference, ...], ...]  # the axis; ((),) = text only
+    extra_reference_sets: tuple[tuple[Reference, ...], ...]  # only named by include
+    samples: int
+    generation: Mapping[str, Any]
+    system_instruction: str | None
+    safety_settings: tuple[Mapping[str, Any], ...] | None
+    exclude: tuple[MatrixEntry, ...]
+    include: tuple[MatrixEntry, ...]
+    concurrency: int
+    max_attempts: int
+    max_unknown_retries: int
+    budget: Budget
+
+    @property
+    def all_reference_sets(self) -> tuple[tuple[Reference, ...], ...]:
+        return self.references + self.extra_reference_sets
+
+
+def load_job(path: Path | str) -> JobSpec:
+    """Read and validate a job file; raise JobSpecError naming file, line and fix."""
+    raise NotImplementedError
