@@ -81,7 +81,7 @@ class Item:
     aspect_ratio: str  # as in the job file, "auto" included
     image_size: str | None
     ref_set: int  # index into JobSpec.all_reference_sets
-    ref_label: str  # "noref", "r1", "r2", ... (1-based position)
+    ref_label: str  # "noref" for a text-only set, else "r<index>" (0-based)
     sample: int  # 1-based
     request: Request
 
@@ -157,7 +157,7 @@ def item_key(request: Request, sample: int) -> str:
 
 
 def ref_label(index: int, refs: tuple[Reference, ...]) -> str:
-    return "noref" if not refs else f"r{index + 1}"
+    return "noref" if not refs else f"r{index}"
 
 
 @dataclass(frozen=True, slots=True)

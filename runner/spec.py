@@ -60,7 +60,7 @@ class MatrixEntry:
     prompt: str | None = None
     aspect_ratio: str | None = None
     image_size: str | None = None
-    references: int | None = None  # index into JobSpec.all_reference_sets
+    references: int | None = None  # 0-based index into JobSpec.all_reference_sets
     vars: Mapping[str, str] = field(default_factory=dict)
     sample: int | None = None  # 1-based
     line: int | None = None
@@ -87,6 +87,8 @@ class JobSpec:
     max_attempts: int
     max_unknown_retries: int
     budget: Budget
+    rpm: float | None = None  # requests-per-minute cap; None = no cap
+    warnings: tuple[str, ...] = ()  # non-fatal remarks, e.g. a var no prompt uses
 
     @property
     def all_reference_sets(self) -> tuple[tuple[Reference, ...], ...]:
