@@ -1,8 +1,9 @@
 """Pure expansion of a `JobSpec` into frozen `Item`s with deterministic keys.
 
-Owns: the grid product (prompts x their vars x aspect ratios x image sizes x reference
-sets x samples), GitHub-Actions-style `exclude`/`include`, the canonical request that an
-item key hashes, and token estimates. Must not do I/O or import anyio, httpx, sqlalchemy.
+Owns: the grid product (prompts x their vars x aspect ratios x image sizes x
+reference sets x samples), GitHub-Actions-style `exclude`/`include`, the canonical
+request that an item key hashes, and token estimates. Must not do I/O or import
+anyio, httpx or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import hashlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.spec import JobSpec, MatrixEntry, Reference
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 # Output tokens billed per image, by size (Google's published figures for this model).
 TOKENS_PER_IMAGE = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
@@ -152,7 +155,9 @@ def build_plan(spec: JobSpec) -> Plan:
 def item_key(request: Request, sample: int) -> str:
     """sha256 of the canonical request JSON plus the sample index (hex, 64 chars)."""
     payload = {"request": request.canonical(), "sample": sample}
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    blob = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -209,9 +214,7 @@ def _excluded(cell: _Cell, spec: JobSpec) -> bool:
 
 def _include_cells(spec: JobSpec, entry: MatrixEntry) -> Iterator[_Cell]:
     """Cells an include entry names: axes it leaves out take every axis value."""
-    prompts = [
-        i for i, p in enumerate(spec.prompts) if entry.prompt in (None, p.id)
-    ]
+    prompts = [i for i, p in enumerate(spec.prompts) if entry.prompt in (None, p.id)]
     ratios = [entry.aspect_ratio] if entry.aspect_ratio else list(spec.aspect_ratios)
     sizes = [entry.image_size] if entry.image_size else list(spec.image_sizes)
     refs = (

@@ -1,0 +1,477 @@
+"""The `runner` command line: a thin layer over `runner.jobs`.
+
+Owns: arguments and environment defaults, the API endpoint and key choice, the live
+progress display (rich on a terminal, plain lines otherwise), tables and `--json`
+rendering, and turning a `RunnerError` into one readable line and its exit code.
+The only module that prints or exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+
+import anyio
+import click
+from rich.console import Console
+from rich.table import Table
+
+from runner import __version__, jobs
+from runner.client import Endpoint
+from runner.errors import RunnerError, RunStopped, UsageError
+from runner.spec import load_job
+
+if TYPE_CHECKING:
+    from runner.scheduler import Progress
+
+DEFAULT_BASE_URL = "https://api.tokaify.com"
+GOOGLE_HOST = "generativelanguage.googleapis.com"
+PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a terminal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _RunnerGroup(click.Group):
+    """Catch `RunnerError` at the edge: one readable line, the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunnerError as exc:
+            if os.environ.get("RUNNER_DEBUG"):
+                raise
+            _err(f"error: {exc.message}")
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _err("interrupted: unfinished items stay pending; submit again to resume")
+            ctx.exit(130)
+
+
+@click.group(cls=_RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runner")
+def cli() -> None:
+    """Batch image exploration with Nano Banana (Gemini image) models.
+
+    Write a job file that declares a grid (prompts x vars x aspect ratios x image
+    sizes x reference sets x samples), then submit it. Every item, attempt and
+    token is recorded in a SQLite store, so a run that stopped resumes where it
+    was and never pays twice for a finished image.
+
+    Example: runner submit jobs/demo.yaml --simulate
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="runner")
+
+
+# -- shared options (defined once, as sqlite-utils does) ----------------------------
+
+
+def store_options(f: F) -> F:
+    f = click.option(
+        "--db",
+        "db_url",
+        envvar="RUNNER_DB",
+        metavar="URL",
+        help="SQLAlchemy URL of the store [default: sqlite:///<output>/runner.db].",
+    )(f)
+    f = click.option(
+        "--output",
+        "output",
+        envvar="RUNNER_OUTPUT",
+        default="output",
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Results root; each job writes to <output>/<job>/ (env RUNNER_OUTPUT).",
+    )(f)
+    return f
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+
+
+def send_options(f: F) -> F:
+    f = click.option(
+        "--simulate",
+        is_flag=True,
+        help="Use the built-in simulated API on loopback: no key, no network.",
+    )(f)
+    f = click.option(
+        "--base-url",
+        envvar="RUNNER_BASE_URL",
+        metavar="URL",
+        help=f"API base URL (env RUNNER_BASE_URL) [default: {DEFAULT_BASE_URL}].",
+    )(f)
+    f = click.option(
+        "--concurrency",
+        "-c",
+        type=click.IntRange(1, 256),
+        help="Requests in flight at once [default: the job file's, else 8].",
+    )(f)
+    return f
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("job_file", type=click.Path(path_type=Path))
+@send_options
+@store_options
+@json_option
+def submit(
+    job_file: Path,
+    concurrency: int | None,
+    base_url: str | None,
+    simulate: bool,
+    output: Path,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
+    """Plan, store and run a job; submitting again resumes and skips finished items.
+
+    Example: runner submit jobs/demo.yaml --concurrency 16
+    """
+    spec = load_job(job_file)
+    _show_warnings(spec.warnings)
+    workspace = jobs.Workspace(output, db_url)
+    with _endpoint(base_url, simulate) as endpoint:
+        store = workspace.open_store()
+        try:
+            with _progress_display(as_json) as on_progress:
+                report = anyio.run(
+                    lambda: jobs.submit(
+                        spec,
+                        workspace=workspace,
+                        store=store,
+                        endpoint=endpoint,
+                        concurrency=concurrency,
+                        on_progress=on_progress,
+                    )
+                )
+        finally:
+            store.close()
+    _finish(report, as_json)
+
+
+@cli.command()
+@click.argument("job", metavar="JOB")
+@click.option("--blocked", is_flag=True, help="Also send blocked items again.")
+@send_options
+@store_options
+@json_option
+def retry(
+    job: str,
+    blocked: bool,
+    concurrency: int | None,
+    base_url: str | None,
+    simulate: bool,
+    output: Path,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
+    """Send a job's failed items again (and blocked ones with --blocked).
+
+    JOB is a job name or a job file. Finished items are never sent again.
+
+    Example: runner retry routing-banners --blocked
+    """
+    workspace = jobs.Workspace(output, db_url)
+    store = workspace.open_store()
+    try:
+        row = jobs.find_job(store, job)
+        with _endpoint(base_url, simulate) as endpoint:
+            with _progress_display(as_json) as on_progress:
+                report = anyio.run(
+                    lambda: jobs.retry(
+                        row,
+                        workspace=workspace,
+                        store=store,
+                        endpoint=endpoint,
+                        include_blocked=blocked,
+                        concurrency=concurrency,
+                        on_progress=on_progress,
+                    )
+                )
+    finally:
+        store.close()
+    _finish(report, as_json)
+
+
+@cli.command()
+@click.argument("job_file", type=click.Path(path_type=Path))
+@store_options
+@json_option
+def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> None:
+    """Validate a job file and show its grid; sends nothing.
+
+    Shows items per axis, how many are new or already done, and the estimated
+    output tokens.
+
+    Example: runner plan jobs/demo.yaml --json
+    """
+    spec = load_job(job_file)
+    store = jobs.Workspace(output, db_url).open_store()
+    try:
+        preview = jobs.preview(spec, store)
+    finally:
+        store.close()
+    data = preview.as_dict()
+    if as_json:
+        _print_json(data)
+        return
+    _show_warnings(spec.warnings)
+    console = Console()
+    console.print(
+        f"[bold]{data['job']}[/] ({data['file']}): {data['items']} items, "
+        f"{data['new']} new, {data['to_send']} to send"
+    )
+    for axis, counts in data["axes"].items():
+        shown = ", ".join(f"{value} ({n})" for value, n in counts.items())
+        console.print(f"  {axis:<13} {len(counts)} value(s): {shown}", highlight=False)
+    if data["stored"]:
+        stored = ", ".join(f"{n} {s}" for s, n in sorted(data["stored"].items()))
+        console.print(f"  already in the store: {stored}")
+    if data["duplicates_dropped"]:
+        console.print(
+            f"  {data['duplicates_dropped']} cell(s) dropped: same request as another"
+        )
+    console.print(f"  estimated output tokens: {data['estimated_output_tokens']:,}")
+
+
+@cli.command()
+@click.argument("job", metavar="JOB")
+@store_options
+@json_option
+def status(job: str, output: Path, db_url: str | None, as_json: bool) -> None:
+    """Counts by status, usage totals and failures grouped by reason.
+
+    JOB is a job name or a job file.
+
+    Example: runner status routing-banners --json
+    """
+    store = jobs.Workspace(output, db_url).open_store()
+    try:
+        report = jobs.status(store, jobs.find_job(store, job))
+    finally:
+        store.close()
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    _render_status(Console(), report.as_dict())
+
+
+@cli.command(name="list")
+@store_options
+@json_option
+def list_jobs(output: Path, db_url: str | None, as_json: bool) -> None:
+    """Jobs in the store with their item counts.
+
+    Example: runner list --output ./output
+    """
+    store = jobs.Workspace(output, db_url).open_store()
+    try:
+        summaries = store.list_jobs()
+    finally:
+        store.close()
+    if as_json:
+        _print_json(
+            [
+                {
+                    "job": s.name,
+                    "file": s.job_path,
+                    "counts": s.counts,
+                    "updated_at": s.updated_at,
+                }
+                for s in summaries
+            ]
+        )
+        return
+    if not summaries:
+        click.echo(f"no jobs in {output}")
+        return
+    table = Table(
+        "job", "items", "succeeded", "failed", "blocked", "pending", "updated"
+    )
+    for s in summaries:
+        c = s.counts
+        table.add_row(
+            s.name,
+            str(sum(c.values())),
+            str(c["succeeded"]),
+            str(c["failed"]),
+            str(c["blocked"]),
+            str(c["pending"] + c["running"]),
+            s.updated_at[:19].replace("T", " "),
+        )
+    Console().print(table)
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def _finish(report: jobs.RunReport, as_json: bool) -> None:
+    data = report.status.as_dict()
+    if as_json:
+        data.update(
+            exit_code=report.exit_code,
+            stopped=report.result.stopped,
+            interrupted=report.result.interrupted,
+            manifest=str(report.manifest),
+            new_items=report.sync.new if report.sync else 0,
+            recovered=report.recovered,
+        )
+        _print_json(data)
+    else:
+        console = Console()
+        p = report.result.progress
+        console.print(
+            f"[bold]{report.job}[/]: sent {p.requests} request(s) for {p.total} "
+            f"item(s) in {p.elapsed:.1f}s; manifest {report.manifest}",
+            highlight=False,
+        )
+        if report.recovered:
+            console.print(f"resumed {report.recovered} item(s) a stopped run left open")
+        _render_status(console, data)
+    if report.result.stopped:
+        raise RunStopped(report.result.stopped, status=report.result.stopped_status)
+    if report.result.interrupted:
+        _err("interrupted: unfinished items stay pending; submit again to resume")
+    sys.exit(report.exit_code)
+
+
+def _render_status(console: Console, data: dict[str, Any]) -> None:
+    counts = data["counts"]
+    table = Table(title=f"job {data['job']}", title_justify="left")
+    for name in ("items", *counts):
+        table.add_column(name, justify="right")
+    table.add_row(str(data["total"]), *(str(n) for n in counts.values()))
+    console.print(table)
+    usage = data["usage"]
+    req = data["requests"]
+    console.print(
+        f"tokens: prompt {usage['promptTokenCount']:,}, output "
+        f"{usage['candidatesTokenCount']:,}, total {usage['totalTokenCount']:,}; "
+        f"requests sent {req['sent']:,} ({req['unknown']} with unknown outcome, "
+        "possibly billed)",
+        highlight=False,
+    )
+    if data["failures"]:
+        failures = Table("status", "count", "reason", title="failures by reason")
+        for f in data["failures"]:
+            failures.add_row(f["status"], str(f["count"]), f["reason"])
+        console.print(failures)
+
+
+@contextmanager
+def _progress_display(quiet: bool) -> Iterator[Callable[[Progress], None] | None]:
+    """A live progress bar on a terminal, periodic plain lines otherwise (stderr)."""
+    err = Console(stderr=True)
+    if quiet:
+        yield None
+        return
+    if err.is_terminal:
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        bar = Bar(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[detail]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
+        task = bar.add_task("items", total=None, detail="")
+        with bar:
+
+            def update(p: Progress) -> None:
+                bar.update(task, total=p.total, completed=p.finished, detail=_detail(p))
+
+            yield update
+        return
+
+    last = [0.0]
+
+    def plain(p: Progress) -> None:
+        now = time.monotonic()
+        if p.finished == p.total or p.stopping or now - last[0] >= PLAIN_PROGRESS_EVERY:
+            last[0] = now
+            err.print(
+                f"[{p.finished}/{p.total}] {_detail(p)}{_eta(p)}", highlight=False
+            )
+
+    yield plain
+
+
+def _detail(p: Progress) -> str:
+    parts = [
+        f"ok {p.succeeded}",
+        f"failed {p.failed}",
+        f"blocked {p.blocked}",
+        f"running {p.running}",
+        f"tokens {p.tokens:,}",
+    ]
+    if p.retries:
+        parts.append(f"retries {p.retries}")
+    if p.stopping:
+        parts.append(p.stopping)
+    return " | ".join(parts)
+
+
+def _eta(p: Progress) -> str:
+    if not p.finished or p.finished >= p.total:
+        return ""
+    remaining = p.elapsed / p.finished * (p.total - p.finished)
+    return f" | eta {int(remaining // 60)}:{int(remaining % 60):02d}"
+
+
+@contextmanager
+def _endpoint(base_url: str | None, simulate: bool) -> Iterator[Endpoint]:
+    """The API to call: the simulated one, or a real one with its key from env."""
+    if simulate:
+        from runner.simulate import SimServer
+
+        with SimServer(latency=0.15, latency_jitter=0.1) as sim:
+            yield Endpoint(base_url=sim.url)
+        return
+    base = base_url or DEFAULT_BASE_URL
+    parsed = urlparse(base)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UsageError(
+            f"base URL {base!r} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}"
+        )
+    if parsed.hostname == GOOGLE_HOST:
+        key, auth, var = os.environ.get("GEMINI_API_KEY"), "goog", "GEMINI_API_KEY"
+    else:
+        key, auth, var = os.environ.get("TOKAIFY_API_KEY"), "bearer", "TOKAIFY_API_KEY"
+    if not key:
+        raise UsageError(
+            f"no API key: set {var} for {parsed.hostname}, or try the pipeline with "
+            "--simulate (no key, no network)"
+        )
+    yield Endpoint(base_url=base, api_key=key, auth=auth)
+
+
+def _show_warnings(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        _err(f"warning: {warning}")
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)

@@ -1,0 +1,275 @@
+"""Library entry points the CLI calls: plan preview, submit, retry, status, list.
+
+Owns: wiring spec -> plan -> store -> scheduler -> outputs for one command, the job
+lease around a run, recovery of items a dead run left behind, and the manifest rewrite
+after every run (also after Ctrl-C). Must not print, read the environment or exit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TYPE_CHECKING
+
+import anyio
+from anyio import to_thread
+
+from runner import client, outputs
+from runner.errors import UsageError
+from runner.plan import Plan, build_plan
+from runner.scheduler import (
+    Progress,
+    ProgressCallback,
+    RunResult,
+    RunSettings,
+    run_items,
+)
+from runner.spec import JobSpec, load_job
+from runner.store import JobRow, Status, Store, SyncResult, WorkItem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+JOB_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """Where results and the store live (`--output`, `--db`)."""
+
+    output_root: Path
+    db_url: str | None = None
+
+    def open_store(self) -> Store:
+        return Store.for_output(self.output_root, self.db_url)
+
+    def job_folder(self, name: str) -> Path:
+        return outputs.job_dir(self.output_root, name)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPreview:
+    spec: JobSpec
+    plan: Plan
+    stored: dict[str, int]  # planned items already in the store, by status
+    new: int  # planned items the store has never seen
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.spec.name,
+            "file": str(self.spec.path),
+            "items": len(self.plan.items),
+            "new": self.new,
+            "stored": self.stored,
+            "to_send": self.new
+            + self.stored.get("pending", 0)
+            + self.stored.get("running", 0),
+            "duplicates_dropped": self.plan.duplicates,
+            "axes": self.plan.axis_counts(),
+            "estimated_output_tokens": self.plan.estimated_output_tokens(),
+            "warnings": list(self.spec.warnings),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    job: str
+    result: RunResult
+    status: Status
+    manifest: Path
+    sync: SyncResult | None
+    recovered: int  # items a dead run had left `running`
+    requeued: int  # items `retry` put back to pending
+
+    @property
+    def exit_code(self) -> int:
+        """SPEC exit codes: 130 interrupted, 3 stopped, 1 anything not succeeded."""
+        if self.result.interrupted:
+            return 130
+        if self.result.stopped:
+            return 3
+        counts = self.status.counts
+        return 0 if counts["succeeded"] == sum(counts.values()) else 1
+
+
+def is_job_file(job: str) -> bool:
+    return job.endswith(JOB_FILE_SUFFIXES) or Path(job).is_file()
+
+
+def preview(spec: JobSpec, store: Store) -> PlanPreview:
+    """Expand the job and compare with the store; sends and writes nothing."""
+    plan = build_plan(spec)
+    job = store.get_job(spec.name)
+    known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
+    return PlanPreview(
+        spec=spec,
+        plan=plan,
+        stored=dict(Counter(known.values())),
+        new=len(plan.items) - len(known),
+    )
+
+
+def find_job(store: Store, job: str) -> JobRow:
+    """A job by name, or by the name a job file declares."""
+    name = load_job(job).name if is_job_file(job) else job
+    row = store.get_job(name)
+    if row is None:
+        raise UsageError(
+            f"no job named '{name}' in the store {store.url}; `runner list` shows the "
+            "jobs there (check --output/--db), or submit the job file first"
+        )
+    return row
+
+
+async def submit(
+    spec: JobSpec,
+    *,
+    workspace: Workspace,
+    store: Store,
+    endpoint: client.Endpoint,
+    concurrency: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    settings: RunSettings | None = None,
+) -> RunReport:
+    """Plan the job, store the plan, and send every item not finished yet."""
+    plan = build_plan(spec)
+    run_settings = settings or RunSettings(
+        concurrency=concurrency or spec.concurrency,
+        max_attempts=spec.max_attempts,
+        max_unknown_retries=spec.max_unknown_retries,
+        rpm=spec.rpm,
+    )
+    folder = workspace.job_folder(spec.name)
+    job = store.upsert_job(
+        spec.name,
+        str(spec.path),
+        spec.model,
+        {
+            "concurrency": spec.concurrency,
+            "max_attempts": spec.max_attempts,
+            "max_unknown_retries": spec.max_unknown_retries,
+            "rpm": spec.rpm,
+        },
+    )
+    return await _run(
+        store,
+        job,
+        folder,
+        endpoint,
+        run_settings,
+        on_progress,
+        command="submit",
+        prepare=lambda: (store.sync_plan(job, plan.items), 0),
+    )
+
+
+async def retry(
+    job: JobRow,
+    *,
+    workspace: Workspace,
+    store: Store,
+    endpoint: client.Endpoint,
+    include_blocked: bool = False,
+    concurrency: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    settings: RunSettings | None = None,
+) -> RunReport:
+    """Send failed items (and blocked ones if asked) again, with fresh tries."""
+    saved = job.settings
+    run_settings = settings or RunSettings(
+        concurrency=concurrency or int(saved.get("concurrency") or 8),
+        max_attempts=int(saved.get("max_attempts") or 5),
+        max_unknown_retries=int(saved.get("max_unknown_retries") or 1),
+        rpm=saved.get("rpm"),
+    )
+    statuses = ("failed", "blocked") if include_blocked else ("failed",)
+    return await _run(
+        store,
+        job,
+        workspace.job_folder(job.name),
+        endpoint,
+        run_settings,
+        on_progress,
+        command="retry",
+        prepare=lambda: (None, store.requeue(job, statuses)),
+    )
+
+
+def status(store: Store, job: JobRow) -> Status:
+    return store.status(job)
+
+
+def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
+    return outputs.write_manifest(folder, store.manifest_rows(job))
+
+
+async def _run(
+    store: Store,
+    job: JobRow,
+    folder: Path,
+    endpoint: client.Endpoint,
+    settings: RunSettings,
+    on_progress: ProgressCallback | None,
+    *,
+    command: str,
+    prepare: Callable[[], tuple[SyncResult | None, int]],
+) -> RunReport:
+    owner = uuid.uuid4().hex
+
+    def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int]:
+        folder.mkdir(parents=True, exist_ok=True)
+        store.acquire_lease(job, owner, settings.lease_ttl)
+        try:
+            outputs.remove_stale_temp_files(folder)
+            recovered = store.recover_abandoned(job)
+            sync, requeued = prepare()
+            work = store.pending_items(job)
+            return recovered, sync, requeued, work, store.start_run(job, command)
+        except BaseException:
+            store.release_lease(job, owner)
+            raise
+
+    def wrap_up(result: RunResult) -> tuple[Path, Status]:
+        try:
+            store.end_run(run_id, _run_outcome(result))
+            return write_manifest(store, job, folder), store.status(job)
+        finally:
+            store.release_lease(job, owner)
+
+    recovered, sync, requeued, work, run_id = await to_thread.run_sync(start)
+    result = RunResult(progress=Progress(total=len(work)), interrupted=True)
+    try:
+        async with client.make_http_client(concurrency=settings.concurrency) as http:
+            result = await run_items(
+                store=store,
+                job=job,
+                run_id=run_id,
+                work=work,
+                http=http,
+                endpoint=endpoint,
+                job_folder=folder,
+                settings=settings,
+                lease_owner=owner,
+                on_progress=on_progress,
+            )
+    finally:
+        # Also after Ctrl-C: the manifest must show what finished.
+        with anyio.CancelScope(shield=True):
+            manifest, final = await to_thread.run_sync(wrap_up, result)
+    return RunReport(
+        job=job.name,
+        result=result,
+        status=final,
+        manifest=manifest,
+        sync=sync,
+        recovered=recovered,
+        requeued=requeued,
+    )
+
+
+def _run_outcome(result: RunResult) -> str:
+    if result.interrupted:
+        return "interrupted"
+    return "stopped" if result.stopped else "finished"

@@ -1,0 +1,462 @@
+"""The only owner of concurrency: sends a job's pending items and records every attempt.
+
+Owns: the task group, the adaptive concurrency limit and global pause on 429s, optional
+requests-per-minute pacing, retries with exponential backoff and jitter that honour
+server hints, the run-fatal stop, and Ctrl-C/SIGTERM handling that leaves in-flight
+items resumable. Store, Pillow and file I/O go through worker threads; final attempt
+writes are shielded from cancellation. Must not parse YAML, print or exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio import to_thread
+
+from runner import client, outputs
+from runner.client import Kind, Outcome
+from runner.plan import Request
+from runner.store import AttemptResult, JobRow, Store, WorkItem
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import httpx
+
+    from runner.spec import Reference
+
+DEFAULT_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled each time
+DEFAULT_BACKOFF_CAP = 60.0
+DEFAULT_MAX_HINT = 900.0  # longest server-requested wait honoured before giving up
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    concurrency: int
+    max_attempts: int
+    max_unknown_retries: int
+    rpm: float | None = None
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_cap: float = DEFAULT_BACKOFF_CAP
+    lease_ttl: float = 30.0
+    handle_signals: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    blocked: int = 0
+    running: int = 0
+    requests: int = 0
+    retries: int = 0
+    tokens: int = 0
+    limit: int = 0  # current concurrency limit (lowered after 429s)
+    elapsed: float = 0.0
+    stopping: str | None = None  # why dispatching stopped, if it did
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.blocked
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.finished - self.running
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    progress: Progress
+    stopped: str | None = None  # run-fatal reason (auth, balance, daily quota)
+    stopped_status: int | None = None
+    interrupted: bool = False
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+async def run_items(
+    *,
+    store: Store,
+    job: JobRow,
+    run_id: int,
+    work: Sequence[WorkItem],
+    http: httpx.AsyncClient,
+    endpoint: client.Endpoint,
+    job_folder: Path,
+    settings: RunSettings,
+    lease_owner: str,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Send every item in `work` until each is terminal, or the run is stopped."""
+    run = _Run(store, job, run_id, http, endpoint, job_folder, settings, on_progress)
+    items = iter(work)
+    run.progress = Progress(total=len(work), limit=settings.concurrency)
+    run.emit()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run.renew_lease, lease_owner)
+        if (
+            settings.handle_signals
+            and threading.current_thread() is threading.main_thread()
+        ):
+            tg.start_soon(run.watch_signals, tg.cancel_scope)
+        async with anyio.create_task_group() as workers:
+            for _ in range(min(settings.concurrency, len(work))):
+                workers.start_soon(run.worker, items)
+        tg.cancel_scope.cancel()
+    return RunResult(
+        progress=run.progress,
+        stopped=run.stop_reason,
+        stopped_status=run.stop_status,
+        interrupted=run.interrupted,
+    )
+
+
+class _Pacer:
+    """Shared brakes: a concurrency limit that halves on 429 and grows back by one
+    per window of successes, a run-wide pause until a server's retry hint, and an
+    optional requests-per-minute spacing."""
+
+    def __init__(self, concurrency: int, rpm: float | None) -> None:
+        self.max = concurrency
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.resume_at = 0.0
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self.next_slot = 0.0
+        self._wins = 0
+        self._last_cut = 0.0
+
+    async def wait_turn(self) -> None:
+        # A loop, not one sleep: another 429 may push resume_at later meanwhile.
+        while (wait := self.resume_at - time.monotonic()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(wait)
+        if self.interval:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+            if slot > now:
+                await anyio.sleep(slot - now)
+
+    def throttled(self, delay: float) -> None:
+        now = time.monotonic()
+        self.resume_at = max(self.resume_at, now + delay)
+        # One cut per wave: the in-flight requests of one burst all see the 429.
+        if now - self._last_cut > max(delay, 1.0):
+            self._last_cut = now
+            self.limiter.total_tokens = max(1, int(self.limiter.total_tokens) // 2)
+            self._wins = 0
+
+    def succeeded(self) -> None:
+        current = int(self.limiter.total_tokens)
+        if current >= self.max:
+            return
+        self._wins += 1
+        if self._wins >= current:
+            self._wins = 0
+            self.limiter.total_tokens = current + 1
+
+
+class _Run:
+    def __init__(
+        self,
+        store: Store,
+        job: JobRow,
+        run_id: int,
+        http: httpx.AsyncClient,
+        endpoint: client.Endpoint,
+        job_folder: Path,
+        settings: RunSettings,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.store = store
+        self.job = job
+        self.run_id = run_id
+        self.http = http
+        self.endpoint = endpoint
+        self.job_folder = job_folder
+        self.settings = settings
+        self.on_progress = on_progress
+        self.pacer = _Pacer(settings.concurrency, settings.rpm)
+        self.stop = anyio.Event()
+        self.stop_reason: str | None = None
+        self.stop_status: int | None = None
+        self.interrupted = False
+        self.started = time.monotonic()
+        self.progress = Progress(total=0)
+        self._refs: dict[str, bytes] = {}
+
+    # -- background tasks -------------------------------------------------------------
+
+    async def renew_lease(self, owner: str) -> None:
+        while True:
+            await anyio.sleep(self.settings.lease_ttl / 3)
+            await to_thread.run_sync(
+                self.store.renew_lease, self.job, owner, self.settings.lease_ttl
+            )
+
+    async def watch_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if not self.interrupted:
+                    # First signal: send nothing new; requests already out are paid
+                    # for, so let them land.
+                    self.interrupted = True
+                    self._halt(
+                        "interrupted: finishing requests in flight (again to abandon)"
+                    )
+                else:
+                    scope.cancel()
+                    return
+
+    # -- workers ----------------------------------------------------------------------
+
+    async def worker(self, items: Iterator[WorkItem]) -> None:
+        while not self.stop.is_set():
+            item = next(items, None)
+            if item is None:
+                return
+            await self.process(item)
+
+    async def process(self, item: WorkItem) -> None:
+        request = Request.from_json(item.request_json)
+        try:
+            refs = await to_thread.run_sync(self._load_references, request.references)
+        except _ReferenceChanged as exc:
+            await self._finish_without_attempt(item, str(exc))
+            return
+        tries, unknown, number = item.tries_used, item.unknown_used, item.attempts
+        while not self.stop.is_set():
+            await self.pacer.wait_turn()
+            async with self.pacer.limiter:
+                if self.stop.is_set():
+                    return
+                number += 1
+                result = await self._attempt(
+                    item, request, refs, number, tries, unknown
+                )
+            if result is None:  # cancelled: recorded as abandoned
+                return
+            tries += int(result.counts_as_try)
+            unknown += int(result.counts_as_unknown)
+            if result.item_status != "pending":
+                return
+            if result.outcome == Kind.FATAL_RUN:
+                return
+            delay = self._retry_delay(tries, result.retry_after)
+            if result.http_status == 429:
+                self.pacer.throttled(delay)
+            self._bump(retries=1)
+            with anyio.move_on_after(delay):
+                await self.stop.wait()
+
+    async def _attempt(
+        self,
+        item: WorkItem,
+        request: Request,
+        refs: list[bytes],
+        number: int,
+        tries: int,
+        unknown: int,
+    ) -> AttemptResult | None:
+        attempt_id = await to_thread.run_sync(
+            self.store.begin_attempt, item.id, self.run_id, number
+        )
+        self._bump(running=1, requests=1)
+        try:
+            outcome = await client.generate(self.http, self.endpoint, request, refs)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(
+                    self.store.finish_attempt,
+                    attempt_id,
+                    item.id,
+                    AttemptResult(
+                        outcome="abandoned",
+                        reason="interrupted while waiting for the answer",
+                        item_status="pending",
+                        counts_as_try=False,
+                    ),
+                )
+                self._bump(running=-1)
+            raise
+        # The answer is in (and paid for): nothing may stop it being recorded.
+        with anyio.CancelScope(shield=True):
+            outcome, saved = await to_thread.run_sync(self._save_images, item, outcome)
+            result = self._judge(outcome, saved, tries, unknown)
+            await to_thread.run_sync(
+                self.store.finish_attempt, attempt_id, item.id, result
+            )
+        if outcome.kind is Kind.FATAL_RUN:
+            self._halt(outcome.reason, outcome.http_status)
+        self._record(result)
+        return result
+
+    # -- decisions --------------------------------------------------------------
+
+    def _judge(
+        self, outcome: Outcome, saved: list[str], tries: int, unknown: int
+    ) -> AttemptResult:
+        """What an answer means for its item, given the tries it has used."""
+        result = AttemptResult(
+            outcome=str(outcome.kind),
+            reason=outcome.reason,
+            item_status="pending",
+            http_status=outcome.http_status,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            model_version=outcome.model_version,
+            response_id=outcome.response_id,
+            latency=outcome.latency,
+            retry_after=outcome.retry_after,
+        )
+        max_attempts = self.settings.max_attempts
+        kind = outcome.kind
+        if kind is Kind.SUCCESS:
+            return replace(result, item_status="succeeded", outputs=saved)
+        if kind is Kind.BLOCKED:
+            return replace(result, item_status="blocked")
+        if kind is Kind.FATAL_ITEM:
+            return replace(result, item_status="failed")
+        if kind is Kind.FATAL_RUN:
+            return replace(result, counts_as_try=False)
+        if kind is Kind.UNKNOWN:
+            result = replace(result, counts_as_unknown=True)
+            if unknown + 1 > self.settings.max_unknown_retries:
+                reason = (
+                    f"{outcome.reason} (outcome unknown, possibly billed; not sent "
+                    "again to avoid paying twice: `runner retry` sends it again)"
+                )
+                return replace(result, item_status="failed", reason=reason)
+        if tries + 1 >= max_attempts:
+            reason = f"{outcome.reason} (gave up after {max_attempts} attempts)"
+            return replace(result, item_status="failed", reason=reason)
+        return result
+
+    def _save_images(
+        self, item: WorkItem, outcome: Outcome
+    ) -> tuple[Outcome, list[str]]:
+        """Write a success's images (worker thread); bytes that are no image turn the
+        outcome into UNKNOWN, since the call was made but nothing usable came back."""
+        if outcome.kind is not Kind.SUCCESS:
+            return outcome, []
+        named: list[tuple[str, bytes]] = []
+        for index, image in enumerate(outcome.images):
+            ext = outputs.sniff_extension(image.data)
+            if ext is None:
+                declared = image.mime_type or "no mime type"
+                reason = (
+                    f"the answer's image data is not an image (declared {declared})"
+                )
+                return replace(outcome, kind=Kind.UNKNOWN, reason=reason, images=()), []
+            name = outputs.image_name(
+                prompt_id=item.prompt_id,
+                aspect_ratio=item.aspect_ratio,
+                ref_label=item.ref_label,
+                sample=item.sample,
+                key=item.key,
+                index=index,
+                ext=ext,
+            )
+            named.append((name, image.data))
+        saved = []
+        for name, data in named:
+            outputs.write_atomic(self.job_folder / outputs.IMAGES_DIR / name, data)
+            saved.append(f"{outputs.IMAGES_DIR}/{name}")
+        return outcome, saved
+
+    def _load_references(self, refs: tuple[Reference, ...]) -> list[bytes]:
+        loaded = []
+        for ref in refs:
+            data = self._refs.get(ref.sha256)
+            if data is None:
+                try:
+                    data = ref.abs_path.read_bytes()
+                except OSError as exc:
+                    raise _ReferenceChanged(
+                        f"reference image {ref.path} can no longer be read "
+                        f"({exc.strerror}); restore it, or edit the job file and "
+                        "submit again"
+                    ) from exc
+                if hashlib.sha256(data).hexdigest() != ref.sha256:
+                    raise _ReferenceChanged(
+                        f"reference image {ref.path} changed since the job was "
+                        "planned; submit the job file again to plan the new version"
+                    )
+                self._refs[ref.sha256] = data
+            loaded.append(data)
+        return loaded
+
+    async def _finish_without_attempt(self, item: WorkItem, reason: str) -> None:
+        attempt_id = await to_thread.run_sync(
+            self.store.begin_attempt, item.id, self.run_id, item.attempts + 1
+        )
+        result = AttemptResult(
+            outcome="not_sent", reason=reason, item_status="failed", counts_as_try=False
+        )
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(
+                self.store.finish_attempt, attempt_id, item.id, result
+            )
+        self._bump(failed=1)
+
+    # -- bookkeeping ------------------------------------------------------------
+
+    def _retry_delay(self, tries: int, hint: float | None) -> float:
+        base = min(
+            self.settings.backoff_cap,
+            self.settings.backoff_base * 2.0 ** max(tries - 1, 0),
+        )
+        jittered = base / 2 + random.uniform(0, base / 2)
+        if hint is not None and math.isfinite(hint):
+            # Honour the server's wait, spread a little so retries do not arrive as one.
+            return float(min(hint, DEFAULT_MAX_HINT) * random.uniform(1.0, 1.1))
+        return jittered
+
+    def _halt(self, reason: str, status: int | None = None) -> None:
+        if self.stop_reason is None and not self.interrupted:
+            self.stop_reason = reason
+            self.stop_status = status
+        self.stop.set()
+        self.progress = replace(self.progress, stopping=reason)
+        self.emit()
+
+    def _record(self, result: AttemptResult) -> None:
+        tokens = int((result.usage or {}).get("totalTokenCount") or 0)
+        status = result.item_status
+        if status == "succeeded":
+            self.pacer.succeeded()
+        self._bump(
+            running=-1,
+            tokens=tokens,
+            succeeded=int(status == "succeeded"),
+            failed=int(status == "failed"),
+            blocked=int(status == "blocked"),
+        )
+
+    def _bump(self, **deltas: int) -> None:
+        p = self.progress
+        self.progress = replace(
+            p,
+            **{name: getattr(p, name) + d for name, d in deltas.items()},
+            limit=int(self.pacer.limiter.total_tokens),
+            elapsed=time.monotonic() - self.started,
+        )
+        self.emit()
+
+    def emit(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+
+class _ReferenceChanged(Exception):
+    pass

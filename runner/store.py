@@ -1,0 +1,804 @@
+"""The SQLite store (SQLAlchemy 2 Core): jobs, items, attempts, runs.
+
+Owns: the schema and its numbered migrations, WAL pragmas, plan upsert, the job lease,
+attempt records, recovery of items a dead process left running, and status queries.
+Synchronous; the scheduler calls it from worker threads. Must not know HTTP, YAML or
+file formats, and never sees the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from runner.errors import JobBusyError, StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
+
+    from sqlalchemy.engine import Connection, Engine
+
+    from runner.plan import Item
+
+SCHEMA_VERSION = 1
+DEFAULT_LEASE_TTL = 30.0  # seconds; renewed every TTL/3 while a run is alive
+STATUSES = ("pending", "running", "succeeded", "failed", "blocked")
+# Attempt outcomes that mean "the request went out and may have been billed, but
+# nothing usable came back": counted as possibly paid.
+POSSIBLY_PAID = ("unknown", "abandoned")
+
+metadata = sa.MetaData()
+
+migrations_table = sa.Table(
+    "_runner_migrations",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("applied_at", sa.Text, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("job_path", sa.Text),
+    sa.Column("model", sa.Text),
+    sa.Column("settings_json", sa.Text),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_host", sa.Text),
+    sa.Column("lease_pid", sa.Integer),
+    sa.Column("lease_expires", sa.Float),
+)
+
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("active", sa.Integer, nullable=False, default=1),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("prompt_id", sa.Text, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("vars_json", sa.Text, nullable=False),
+    sa.Column("aspect_ratio", sa.Text, nullable=False),
+    sa.Column("image_size", sa.Text),
+    sa.Column("ref_label", sa.Text, nullable=False),
+    sa.Column("references_json", sa.Text, nullable=False),
+    sa.Column("sample", sa.Integer, nullable=False),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("tries_used", sa.Integer, nullable=False, default=0),
+    sa.Column("unknown_used", sa.Integer, nullable=False, default=0),
+    sa.Column("finish_reason", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("outputs_json", sa.Text),
+    sa.Column("usage_json", sa.Text),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("job_id", "key", name="uq_items_job_key"),
+    sa.Index("ix_items_job_status", "job_id", "active", "status"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("ended_at", sa.Text),
+    sa.Column("result", sa.Text),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id")),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("ended_at", sa.Text),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("outcome", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("finish_reason", sa.Text),
+    sa.Column("usage_json", sa.Text),
+    sa.Column("model_version", sa.Text),
+    sa.Column("response_id", sa.Text),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("retry_after", sa.Float),
+    sa.Column("outputs_json", sa.Text),
+    sa.Index("ix_attempts_item", "item_id"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    name: str
+    job_path: str | None
+    model: str | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    new: int
+    existing: int
+    deactivated: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """What a worker needs to send one item and name its files."""
+
+    id: int
+    key: str
+    prompt_id: str
+    aspect_ratio: str
+    ref_label: str
+    sample: int
+    request_json: str
+    attempts: int
+    tries_used: int
+    unknown_used: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """The end of one attempt, and what it means for its item."""
+
+    outcome: str
+    reason: str
+    item_status: str  # the item's new status
+    http_status: int | None = None
+    finish_reason: str | None = None
+    usage: Mapping[str, Any] | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+    latency: float | None = None
+    retry_after: float | None = None
+    outputs: Sequence[str] = ()
+    counts_as_try: bool = True
+    counts_as_unknown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    job: str
+    counts: dict[str, int]
+    usage: dict[str, int]
+    requests: dict[str, int]
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "counts": self.counts,
+            "total": sum(self.counts.values()),
+            "usage": self.usage,
+            "requests": self.requests,
+            "failures": self.failures,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    name: str
+    job_path: str | None
+    counts: dict[str, int]
+    updated_at: str
+
+
+class Store:
+    """One database, opened with migrations applied."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        try:
+            self.engine: Engine = sa.create_engine(url)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._migrate()
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open the store {_safe_url(url)}: {_db_reason(exc)}; check the "
+                "path or --db URL, and that no other program holds the file locked"
+            ) from exc
+
+    @classmethod
+    def for_output(cls, output_dir: Path, db_url: str | None = None) -> Store:
+        """`db_url`, or `<output_dir>/runner.db` (SQLite, WAL)."""
+        if db_url:
+            return cls(db_url)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{output_dir / 'runner.db'}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def upsert_job(
+        self,
+        name: str,
+        job_path: str | None,
+        model: str | None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> JobRow:
+        """Create or refresh a job; `settings` are the run settings `retry` reuses."""
+        now = _now()
+        settings = dict(settings or {})
+        settings_json = json.dumps(settings, sort_keys=True)
+        with self._begin() as conn:
+            row = conn.execute(sa.select(jobs.c.id).where(jobs.c.name == name)).first()
+            if row is None:
+                job_id = conn.execute(
+                    jobs.insert().values(
+                        name=name,
+                        job_path=job_path,
+                        model=model,
+                        settings_json=settings_json,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key
+                assert job_id is not None
+                return JobRow(int(job_id[0]), name, job_path, model, settings)
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == row.id)
+                .values(
+                    job_path=job_path,
+                    model=model,
+                    settings_json=settings_json,
+                    updated_at=now,
+                )
+            )
+            return JobRow(int(row.id), name, job_path, model, settings)
+
+    def get_job(self, name: str) -> JobRow | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    jobs.c.id,
+                    jobs.c.name,
+                    jobs.c.job_path,
+                    jobs.c.model,
+                    jobs.c.settings_json,
+                ).where(jobs.c.name == name)
+            ).first()
+        if row is None:
+            return None
+        settings = json.loads(row.settings_json) if row.settings_json else {}
+        return JobRow(row.id, row.name, row.job_path, row.model, settings)
+
+    def list_jobs(self) -> list[JobSummary]:
+        with self._connect() as conn:
+            job_rows = conn.execute(sa.select(jobs).order_by(jobs.c.name)).all()
+            counts = conn.execute(
+                sa.select(items.c.job_id, items.c.status, sa.func.count())
+                .where(items.c.active == 1)
+                .group_by(items.c.job_id, items.c.status)
+            ).all()
+        by_job: dict[int, dict[str, int]] = {}
+        for job_id, status, n in counts:
+            by_job.setdefault(job_id, dict.fromkeys(STATUSES, 0))[status] = n
+        return [
+            JobSummary(
+                name=r.name,
+                job_path=r.job_path,
+                counts=by_job.get(r.id, dict.fromkeys(STATUSES, 0)),
+                updated_at=r.updated_at,
+            )
+            for r in job_rows
+        ]
+
+    # -- lease: one live process per job --------------------------------------------
+
+    def acquire_lease(
+        self, job: JobRow, owner: str, ttl: float = DEFAULT_LEASE_TTL
+    ) -> None:
+        """Take the job's lease, or raise JobBusyError if a live process holds it.
+
+        A lease whose process is gone (same host, pid not alive) or whose time ran out
+        is taken over at once, so a crash never blocks the next run.
+        """
+        host, pid = socket.gethostname(), os.getpid()
+        with self._begin() as conn:
+            row = conn.execute(
+                sa.select(
+                    jobs.c.lease_owner,
+                    jobs.c.lease_host,
+                    jobs.c.lease_pid,
+                    jobs.c.lease_expires,
+                ).where(jobs.c.id == job.id)
+            ).one()
+            if row.lease_owner and row.lease_owner != owner:
+                alive = (row.lease_expires or 0) > time.time()
+                if alive and row.lease_host == host and row.lease_pid:
+                    alive = _pid_alive(int(row.lease_pid))
+                if alive:
+                    raise JobBusyError(
+                        job.name, f"pid {row.lease_pid} on {row.lease_host}"
+                    )
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job.id)
+                .values(
+                    lease_owner=owner,
+                    lease_host=host,
+                    lease_pid=pid,
+                    lease_expires=time.time() + ttl,
+                )
+            )
+
+    def renew_lease(
+        self, job: JobRow, owner: str, ttl: float = DEFAULT_LEASE_TTL
+    ) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job.id, jobs.c.lease_owner == owner)
+                .values(lease_expires=time.time() + ttl)
+            )
+
+    def release_lease(self, job: JobRow, owner: str) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job.id, jobs.c.lease_owner == owner)
+                .values(
+                    lease_owner=None,
+                    lease_host=None,
+                    lease_pid=None,
+                    lease_expires=None,
+                )
+            )
+
+    # -- plan -------------------------------------------------------------------------
+
+    def sync_plan(self, job: JobRow, plan_items: Sequence[Item]) -> SyncResult:
+        """Insert new items, refresh labels of known ones, deactivate dropped ones.
+
+        Keys are content hashes, so an item already succeeded stays succeeded.
+        """
+        now = _now()
+        with self._begin() as conn:
+            known = dict(
+                conn.execute(
+                    sa.select(items.c.key, items.c.id).where(items.c.job_id == job.id)
+                ).all()
+            )
+            fresh = [i for i in plan_items if i.key not in known]
+            if fresh:
+                conn.execute(
+                    items.insert(),
+                    [
+                        {
+                            "job_id": job.id,
+                            "key": i.key,
+                            "active": 1,
+                            "status": "pending",
+                            "attempts": 0,
+                            "tries_used": 0,
+                            "unknown_used": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                            **_item_labels(i),
+                        }
+                        for i in fresh
+                    ],
+                )
+            existing = [i for i in plan_items if i.key in known]
+            if existing:
+                conn.execute(
+                    items.update()
+                    .where(items.c.id == sa.bindparam("_id"))
+                    .values(
+                        active=1,
+                        **{
+                            name: sa.bindparam("_" + name)
+                            for name in _item_labels(existing[0])
+                        },
+                    ),
+                    [
+                        {
+                            "_id": known[i.key],
+                            **{"_" + k: v for k, v in _item_labels(i).items()},
+                        }
+                        for i in existing
+                    ],
+                )
+            wanted = {i.key for i in plan_items}
+            dropped = [item_id for key, item_id in known.items() if key not in wanted]
+            for chunk in _chunks(dropped, 500):
+                conn.execute(
+                    items.update().where(items.c.id.in_(chunk)).values(active=0)
+                )
+            conn.execute(
+                jobs.update().where(jobs.c.id == job.id).values(updated_at=now)
+            )
+        return SyncResult(
+            new=len(fresh), existing=len(existing), deactivated=len(dropped)
+        )
+
+    def statuses_of(self, job: JobRow, keys: Iterable[str]) -> dict[str, str]:
+        """key -> status of the given keys the store already has."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(items.c.key, items.c.status).where(items.c.job_id == job.id)
+            ).all()
+        wanted = set(keys)
+        return {k: s for k, s in rows if k in wanted}
+
+    # -- runs and dispatch -----------------------------------------------------------
+
+    def start_run(self, job: JobRow, command: str) -> int:
+        with self._begin() as conn:
+            result = conn.execute(
+                runs.insert().values(
+                    job_id=job.id,
+                    command=command,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=_now(),
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def end_run(self, run_id: int, result: str) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(ended_at=_now(), result=result)
+            )
+
+    def recover_abandoned(self, job: JobRow) -> int:
+        """Items a dead run left `running` become pending; their open attempts are
+        closed as `abandoned` (the request may have been sent and billed). Call only
+        while holding the job's lease."""
+        now = _now()
+        with self._begin() as conn:
+            running_ids = [
+                r.id
+                for r in conn.execute(
+                    sa.select(items.c.id).where(
+                        items.c.job_id == job.id, items.c.status == "running"
+                    )
+                )
+            ]
+            for chunk in _chunks(running_ids, 500):
+                conn.execute(
+                    attempts.update()
+                    .where(attempts.c.item_id.in_(chunk), attempts.c.ended_at.is_(None))
+                    .values(
+                        ended_at=now,
+                        outcome="abandoned",
+                        reason="the runner stopped before the answer was recorded",
+                    )
+                )
+                conn.execute(
+                    items.update()
+                    .where(items.c.id.in_(chunk))
+                    .values(status="pending", updated_at=now)
+                )
+        return len(running_ids)
+
+    def requeue(self, job: JobRow, statuses: Sequence[str]) -> int:
+        """Put items with these statuses back to pending, with fresh tries."""
+        with self._begin() as conn:
+            result = conn.execute(
+                items.update()
+                .where(
+                    items.c.job_id == job.id,
+                    items.c.active == 1,
+                    items.c.status.in_(statuses),
+                )
+                .values(
+                    status="pending", tries_used=0, unknown_used=0, updated_at=_now()
+                )
+            )
+            return int(result.rowcount)
+
+    def pending_items(self, job: JobRow) -> list[WorkItem]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    items.c.id,
+                    items.c.key,
+                    items.c.prompt_id,
+                    items.c.aspect_ratio,
+                    items.c.ref_label,
+                    items.c.sample,
+                    items.c.request_json,
+                    items.c.attempts,
+                    items.c.tries_used,
+                    items.c.unknown_used,
+                )
+                .where(
+                    items.c.job_id == job.id,
+                    items.c.active == 1,
+                    items.c.status == "pending",
+                )
+                .order_by(items.c.position)
+            ).all()
+        return [WorkItem(**row._mapping) for row in rows]
+
+    def begin_attempt(self, item_id: int, run_id: int, number: int) -> int:
+        """Record that a request is about to go out; the item becomes `running`."""
+        now = _now()
+        with self._begin() as conn:
+            conn.execute(
+                items.update()
+                .where(items.c.id == item_id)
+                .values(status="running", attempts=number, updated_at=now)
+            )
+            key = conn.execute(
+                attempts.insert().values(
+                    item_id=item_id, run_id=run_id, number=number, started_at=now
+                )
+            ).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def finish_attempt(
+        self, attempt_id: int, item_id: int, result: AttemptResult
+    ) -> None:
+        """Close an attempt and move its item, in one transaction."""
+        now = _now()
+        usage = None if result.usage is None else json.dumps(result.usage)
+        outputs = json.dumps(list(result.outputs)) if result.outputs else None
+        with self._begin() as conn:
+            conn.execute(
+                attempts.update()
+                .where(attempts.c.id == attempt_id)
+                .values(
+                    ended_at=now,
+                    http_status=result.http_status,
+                    outcome=result.outcome,
+                    reason=result.reason,
+                    finish_reason=result.finish_reason,
+                    usage_json=usage,
+                    model_version=result.model_version,
+                    response_id=result.response_id,
+                    latency_ms=None
+                    if result.latency is None
+                    else result.latency * 1000,
+                    retry_after=result.retry_after,
+                    outputs_json=outputs,
+                )
+            )
+            values: dict[str, Any] = {
+                "status": result.item_status,
+                "updated_at": now,
+                "finish_reason": result.finish_reason,
+                "error": None if result.item_status == "succeeded" else result.reason,
+            }
+            if result.counts_as_try:
+                values["tries_used"] = items.c.tries_used + 1
+            if result.counts_as_unknown:
+                values["unknown_used"] = items.c.unknown_used + 1
+            if result.item_status == "succeeded":
+                values["outputs_json"] = outputs
+                values["usage_json"] = usage
+            conn.execute(items.update().where(items.c.id == item_id).values(**values))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def status(self, job: JobRow) -> Status:
+        with self._connect() as conn:
+            counts = dict.fromkeys(STATUSES, 0)
+            for status, n in conn.execute(
+                sa.select(items.c.status, sa.func.count())
+                .where(items.c.job_id == job.id, items.c.active == 1)
+                .group_by(items.c.status)
+            ):
+                counts[status] = n
+            job_attempts = (
+                sa.select(
+                    attempts.c.outcome, attempts.c.http_status, attempts.c.usage_json
+                )
+                .join(items, items.c.id == attempts.c.item_id)
+                .where(items.c.job_id == job.id)
+            )
+            usage = {
+                "promptTokenCount": 0,
+                "candidatesTokenCount": 0,
+                "totalTokenCount": 0,
+            }
+            requests = {"sent": 0, "unknown": 0, "not_sent": 0}
+            for outcome, http_status, usage_json in conn.execute(job_attempts):
+                if outcome == "transient" and http_status is None:
+                    requests["not_sent"] += 1
+                else:
+                    requests["sent"] += 1
+                if outcome in POSSIBLY_PAID:
+                    requests["unknown"] += 1
+                if usage_json:
+                    data = json.loads(usage_json)
+                    for name in usage:
+                        usage[name] += int(data.get(name) or 0)
+            failures = [
+                {
+                    "status": status,
+                    "reason": error or "(no reason recorded)",
+                    "count": n,
+                }
+                for status, error, n in conn.execute(
+                    sa.select(items.c.status, items.c.error, sa.func.count())
+                    .where(
+                        items.c.job_id == job.id,
+                        items.c.active == 1,
+                        items.c.status.in_(("failed", "blocked")),
+                    )
+                    .group_by(items.c.status, items.c.error)
+                    .order_by(sa.func.count().desc())
+                )
+            ]
+        return Status(job.name, counts, usage, requests, failures)
+
+    def manifest_rows(self, job: JobRow) -> list[dict[str, Any]]:
+        """One dict per active item, in plan order, with the SPEC manifest fields."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(items)
+                .where(items.c.job_id == job.id, items.c.active == 1)
+                .order_by(items.c.position)
+            ).all()
+        return [
+            {
+                "key": r.key,
+                "status": r.status,
+                "prompt_id": r.prompt_id,
+                "prompt": r.prompt,
+                "vars": json.loads(r.vars_json),
+                "aspect_ratio": r.aspect_ratio,
+                "image_size": r.image_size,
+                "references": json.loads(r.references_json),
+                "ref_set": r.ref_label,
+                "sample": r.sample,
+                "outputs": json.loads(r.outputs_json) if r.outputs_json else [],
+                "attempts": r.attempts,
+                "usage": json.loads(r.usage_json) if r.usage_json else None,
+                "finish_reason": r.finish_reason,
+                "error": r.error,
+            }
+            for r in rows
+        ]
+
+    def attempt_rows(self, job: JobRow) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(attempts, items.c.key)
+                .join(items, items.c.id == attempts.c.item_id)
+                .where(items.c.job_id == job.id)
+                .order_by(attempts.c.id)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        # One writer at a time inside this process; SQLite serialises across
+        # processes with busy_timeout.
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except DBAPIError as exc:
+                raise StoreError(
+                    f"the store {_safe_url(self.url)} failed: {_db_reason(exc)}"
+                ) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise StoreError(
+                f"the store {_safe_url(self.url)} failed: {_db_reason(exc)}"
+            ) from exc
+
+    def _migrate(self) -> None:
+        with self._lock:
+            with self.engine.begin() as conn:
+                migrations_table.create(conn, checkfirst=True)
+                done = {
+                    r.name for r in conn.execute(sa.select(migrations_table.c.name))
+                }
+            for name, migration in MIGRATIONS:
+                if name in done:
+                    continue
+                with self.engine.begin() as conn:
+                    migration(conn)
+                    conn.execute(
+                        migrations_table.insert().values(name=name, applied_at=_now())
+                    )
+
+
+def m001_initial(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[jobs, items, runs, attempts])
+
+
+MIGRATIONS = [("m001_initial", m001_initial)]
+
+
+def _item_labels(item: Item) -> dict[str, Any]:
+    return {
+        "position": item.position,
+        "prompt_id": item.prompt_id,
+        "prompt": item.prompt,
+        "vars_json": json.dumps(dict(item.vars), ensure_ascii=False),
+        "aspect_ratio": item.aspect_ratio,
+        "image_size": item.image_size,
+        "ref_label": item.ref_label,
+        "references_json": json.dumps(list(item.reference_paths), ensure_ascii=False),
+        "sample": item.sample,
+        "request_json": item.request.to_json(),
+    }
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "(unparseable URL)"
+
+
+def _db_reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig) if orig is not None else type(exc).__name__
