@@ -102,6 +102,12 @@ def json_option(f: F) -> F:
 
 def send_options(f: F) -> F:
     f = click.option(
+        "--timeout",
+        type=click.FloatRange(0.1, None),
+        metavar="SECONDS",
+        help="Wait at most this long for an answer [default: 300].",
+    )(f)
+    f = click.option(
         "--simulate",
         is_flag=True,
         help="Use the built-in simulated API on loopback: no key, no network.",
@@ -132,6 +138,7 @@ def send_options(f: F) -> F:
 def submit(
     job_file: Path,
     concurrency: int | None,
+    timeout: float | None,
     base_url: str | None,
     simulate: bool,
     output: Path,
@@ -157,6 +164,7 @@ def submit(
                         endpoint=endpoint,
                         concurrency=concurrency,
                         on_progress=on_progress,
+                        overrides=_overrides(timeout),
                     )
                 )
         finally:
@@ -174,6 +182,7 @@ def retry(
     job: str,
     blocked: bool,
     concurrency: int | None,
+    timeout: float | None,
     base_url: str | None,
     simulate: bool,
     output: Path,
@@ -201,6 +210,7 @@ def retry(
                         include_blocked=blocked,
                         concurrency=concurrency,
                         on_progress=on_progress,
+                        overrides=_overrides(timeout),
                     )
                 )
     finally:
@@ -462,6 +472,10 @@ def _endpoint(base_url: str | None, simulate: bool) -> Iterator[Endpoint]:
             "--simulate (no key, no network)"
         )
     yield Endpoint(base_url=base, api_key=key, auth=auth)
+
+
+def _overrides(timeout: float | None) -> dict[str, Any]:
+    return {} if timeout is None else {"request_timeout": timeout}
 
 
 def _show_warnings(warnings: tuple[str, ...]) -> None:

@@ -253,9 +253,7 @@ async def _generate(
     reply = dataclasses.replace(reply, body=_redact_bytes(reply.body, secret))
 
     if reply.too_large and 200 <= reply.status < 300:
-        outcome = Outcome(
-            Kind.UNKNOWN, f"response larger than {_size(max_bytes)}", reply.status
-        )
+        outcome = Outcome(Kind.UNKNOWN, f"response larger than {_size(max_bytes)}")
     elif 200 <= reply.status < 300:
         outcome = await _classify_answer(http, reply, max_bytes)
     else:
@@ -330,11 +328,9 @@ async def _post(
 async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     """Up to `limit` decoded bytes, and whether the body was longer than that."""
     declared = response.headers.get("content-length", "")
-    if (
-        declared.isdigit()
-        and int(declared) > limit
-        and "content-encoding" not in (response.headers)
-    ):
+    # A compressed body's length says nothing about its decoded size.
+    encoded = "content-encoding" in response.headers
+    if declared.isdigit() and int(declared) > limit and not encoded:
         return b"", True
     buffer = bytearray()
     async for chunk in response.aiter_bytes():

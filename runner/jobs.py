@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
 import anyio
+import httpx
 from anyio import to_thread
 
 from runner import client, outputs
@@ -30,7 +31,7 @@ from runner.spec import JobSpec, load_job
 from runner.store import JobRow, Status, Store, SyncResult, WorkItem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -131,15 +132,21 @@ async def submit(
     endpoint: client.Endpoint,
     concurrency: int | None = None,
     on_progress: ProgressCallback | None = None,
-    settings: RunSettings | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RunReport:
-    """Plan the job, store the plan, and send every item not finished yet."""
+    """Plan the job, store the plan, and send every item not finished yet.
+
+    `overrides` replaces RunSettings fields (timeouts, backoff) for this run.
+    """
     plan = build_plan(spec)
-    run_settings = settings or RunSettings(
-        concurrency=concurrency or spec.concurrency,
-        max_attempts=spec.max_attempts,
-        max_unknown_retries=spec.max_unknown_retries,
-        rpm=spec.rpm,
+    run_settings = replace(
+        RunSettings(
+            concurrency=concurrency or spec.concurrency,
+            max_attempts=spec.max_attempts,
+            max_unknown_retries=spec.max_unknown_retries,
+            rpm=spec.rpm,
+        ),
+        **(overrides or {}),
     )
     folder = workspace.job_folder(spec.name)
     job = store.upsert_job(
@@ -174,15 +181,18 @@ async def retry(
     include_blocked: bool = False,
     concurrency: int | None = None,
     on_progress: ProgressCallback | None = None,
-    settings: RunSettings | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries."""
     saved = job.settings
-    run_settings = settings or RunSettings(
-        concurrency=concurrency or int(saved.get("concurrency") or 8),
-        max_attempts=int(saved.get("max_attempts") or 5),
-        max_unknown_retries=int(saved.get("max_unknown_retries") or 1),
-        rpm=saved.get("rpm"),
+    run_settings = replace(
+        RunSettings(
+            concurrency=concurrency or int(saved.get("concurrency") or 8),
+            max_attempts=int(saved.get("max_attempts") or 5),
+            max_unknown_retries=int(saved.get("max_unknown_retries", 1)),
+            rpm=saved.get("rpm"),
+        ),
+        **(overrides or {}),
     )
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     return await _run(
@@ -241,7 +251,15 @@ async def _run(
     recovered, sync, requeued, work, run_id = await to_thread.run_sync(start)
     result = RunResult(progress=Progress(total=len(work)), interrupted=True)
     try:
-        async with client.make_http_client(concurrency=settings.concurrency) as http:
+        timeout = None
+        if settings.request_timeout is not None:
+            timeout = httpx.Timeout(
+                settings.request_timeout, connect=min(settings.request_timeout, 15.0)
+            )
+        http = client.make_http_client(
+            concurrency=settings.concurrency, timeout=timeout
+        )
+        async with http:
             result = await run_items(
                 store=store,
                 job=job,

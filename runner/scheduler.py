@@ -47,6 +47,7 @@ class RunSettings:
     rpm: float | None = None
     backoff_base: float = DEFAULT_BACKOFF_BASE
     backoff_cap: float = DEFAULT_BACKOFF_CAP
+    request_timeout: float | None = None  # read timeout; None = client default
     lease_ttl: float = 30.0
     handle_signals: bool = True
 

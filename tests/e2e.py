@@ -1,0 +1,65 @@
+"""Helpers shared by the end-to-end tests: job files and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from runner.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "sk-test-SECRET-0123456789abcdef"
+
+
+def write_job(folder: Path, body: str, name: str = "job.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
+    return path
+
+
+def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    """Run the CLI in process, as a user would type it."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def status_json(job: str, output: Path) -> dict[str, Any]:
+    result = invoke("status", job, "--json", "--output", output)
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def manifest(output: Path, job: str) -> list[dict[str, Any]]:
+    path = output / job / "manifest.jsonl"
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[str]
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out, err = self.popen.communicate(timeout=timeout)
+        return self.popen.returncode, out, err
+
+
+def spawn(*args: str | Path, env: dict[str, str] | None = None) -> Proc:
+    """Run `python -m runner ...` in a child process (for kill and signal tests)."""
+    full_env = {**os.environ, **(env or {})}
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "runner", *(str(a) for a in args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+    )
+    return Proc(popen)

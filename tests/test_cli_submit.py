@@ -1,0 +1,199 @@
+"""`runner submit`, `retry`, `status` and `list` end to end: the real CLI, a real
+simulated API on loopback and a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from PIL import Image
+
+from tests.e2e import REPO, SECRET, invoke, manifest, status_json, write_job
+
+if TYPE_CHECKING:
+    from runner.simulate import SimServer
+
+THREE_PROMPTS = """
+    name: three
+    prompts:
+      - "a red fox in snow"
+      - "a lighthouse at dusk"
+      - "a bowl of ramen"
+    aspect_ratios: ["1:1"]
+    concurrency: 2
+"""
+
+
+def submit(job: Path, sim: SimServer, out: Path, *extra: str) -> tuple[int, str]:
+    result = invoke(
+        "submit", job, "--base-url", sim.url, "--output", out, *extra,
+        env={"TOKAIFY_API_KEY": SECRET},
+    )  # fmt: skip
+    return result.exit_code, result.output
+
+
+def test_the_demo_job_leaves_images_and_a_manifest_that_status_agrees_with(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    result = invoke("submit", REPO / "jobs" / "demo.yaml", "--simulate", "--output", out)
+    assert result.exit_code == 0, result.output
+    rows = manifest(out, "demo")
+    status = status_json("demo", out)
+    images = sorted((out / "demo" / "images").iterdir())
+    assert len(rows) == 12 == status["total"] == status["counts"]["succeeded"]
+    assert len(images) == 12
+    assert status["usage"]["candidatesTokenCount"] == 12 * 1120
+    for row in rows:
+        (output,) = row["outputs"]
+        with Image.open(out / "demo" / output) as image:
+            width, height = image.size
+        w, h = (int(n) for n in row["aspect_ratio"].split(":"))
+        assert abs(width / height - w / h) < 0.05, (row["aspect_ratio"], image.size)
+        assert row["status"] == "succeeded" and row["attempts"] == 1
+
+
+def test_resubmitting_a_finished_job_sends_nothing(sim: SimServer, tmp_path: Path) -> None:
+    job = write_job(tmp_path, THREE_PROMPTS)
+    assert submit(job, sim, tmp_path / "out")[0] == 0
+    assert sim.stats()["requests"] == 3
+    assert submit(job, sim, tmp_path / "out")[0] == 0
+    assert sim.stats()["requests"] == 3
+
+
+def test_an_added_aspect_ratio_sends_only_the_new_items(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path, THREE_PROMPTS)
+    assert submit(job, sim, tmp_path / "out")[0] == 0
+    job.write_text(job.read_text().replace('["1:1"]', '["1:1", 16:9]'))
+    assert submit(job, sim, tmp_path / "out")[0] == 0
+    stats = sim.stats()
+    assert stats["requests"] == 6
+    assert all(b["received"] == 1 for b in stats["bodies"].values())
+    assert sorted(b["aspect_ratio"] for b in stats["bodies"].values()) == (
+        ["1:1"] * 3 + ["16:9"] * 3
+    )
+
+
+def test_the_api_key_is_sent_but_never_written_anywhere(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(
+        tmp_path,
+        """
+        name: secret
+        prompts: ["ok", "bad [sim:400]", "blocked [sim:blocked-prompt]"]
+        """,
+    )
+    code, output = submit(job, sim, tmp_path / "out")
+    assert code == 1
+    assert {b["auth"] for b in sim.stats()["bodies"].values()} == {"bearer"}
+    assert SECRET not in output
+    leaked = [
+        p for p in (tmp_path / "out").rglob("*") if p.is_file() and
+        SECRET.encode() in p.read_bytes()
+    ]  # fmt: skip
+    assert leaked == []
+
+
+def test_retry_sends_only_the_failed_items_again(sim: SimServer, tmp_path: Path) -> None:
+    job = write_job(
+        tmp_path,
+        """
+        name: flaky
+        prompts: ["fine one", "fine two", "refused once [sim:400*1]"]
+        """,
+    )
+    out = tmp_path / "out"
+    assert submit(job, sim, out)[0] == 1
+    assert status_json("flaky", out)["counts"]["failed"] == 1
+    result = invoke(
+        "retry", "flaky", "--base-url", sim.url, "--output", out,
+        env={"TOKAIFY_API_KEY": SECRET},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    received = {b["text"]: b["received"] for b in sim.stats()["bodies"].values()}
+    assert received == {"fine one": 1, "fine two": 1, "refused once [sim:400*1]": 2}
+    assert status_json("flaky", out)["counts"]["succeeded"] == 3
+
+
+def test_an_auth_error_stops_the_run_at_once_with_exit_3(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(
+        tmp_path,
+        """
+        name: noauth
+        prompts: ["first [sim:401]", "second", "third", "fourth"]
+        concurrency: 1
+        """,
+    )
+    code, output = submit(job, sim, tmp_path / "out")
+    assert code == 3, output
+    assert "invalid" in output.lower() and "Traceback" not in output
+    assert sim.stats()["requests"] == 1
+    assert status_json("noauth", tmp_path / "out")["counts"]["pending"] == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("prompts: [\n  - 'a\n", "line"),
+        ("prompts: ['a']\naspect_ratio: ['1:1']\n", "aspect_ratios"),
+        ("prompts: ['A {colour} cat']\n", "colour"),
+        ("prompts: ['a']\naspect_ratios: ['5:3']\n", "16:9"),
+        ("prompts: ['a']\nreferences: [[missing.png]]\n", "missing.png"),
+    ],
+)
+def test_a_bad_job_file_exits_2_with_a_message_and_sends_nothing(
+    sim: SimServer, tmp_path: Path, body: str, expected: str
+) -> None:
+    job = tmp_path / "bad.yaml"
+    job.write_text(body)
+    code, output = submit(job, sim, tmp_path / "out")
+    assert code == 2
+    assert "bad.yaml" in output and expected in output
+    assert "Traceback" not in output
+    assert sim.stats()["requests"] == 0
+
+
+def test_without_a_key_submit_says_which_variable_to_set(tmp_path: Path) -> None:
+    job = write_job(tmp_path, THREE_PROMPTS)
+    result = invoke("submit", job, "--output", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "TOKAIFY_API_KEY" in result.output and "--simulate" in result.output
+
+
+def test_status_of_an_unknown_job_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("status", "nope", "--output", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "no job named 'nope'" in result.output and "runner list" in result.output
+
+
+def test_list_shows_each_job_with_its_counts(sim: SimServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    submit(write_job(tmp_path, THREE_PROMPTS), sim, out)
+    result = invoke("list", "--output", out)
+    assert result.exit_code == 0
+    assert "three" in result.output and "3" in result.output
+
+
+def test_plan_counts_new_and_done_items_and_sends_nothing(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    job = write_job(tmp_path, THREE_PROMPTS)
+    submit(job, sim, out)
+    job.write_text(job.read_text().replace('["1:1"]', '["1:1", "4:5"]'))
+    result = invoke("plan", job, "--json", "--output", out)
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(result.stdout)
+    assert data["items"] == 6 and data["new"] == 3 and data["to_send"] == 3
+    assert data["stored"] == {"succeeded": 3}
+    assert data["axes"]["aspect_ratio"] == {"1:1": 3, "4:5": 3}
+    assert data["estimated_output_tokens"] == 6 * 1120
+    assert sim.stats()["requests"] == 3

@@ -1,0 +1,996 @@
+"""client: the generateContent body, headers, and SPEC section 1 classification.
+
+Every scenario is one small `httpx.MockTransport` handler; the end-to-end path over
+real sockets belongs to the simulator tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from runner import __version__, client
+from runner.client import Endpoint, Kind, Outcome
+from runner.plan import Request
+from runner.spec import Reference
+
+SAMPLES = Path(__file__).parent / "data" / "api-samples"
+KEY = "sk-test-Secret0123456789abcdef"
+BASE = "https://relay.example"
+MODEL = "gemini-3.1-flash-image-preview"
+PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLv"
+    "AAAAAElFTkSuQmCC"
+)
+PNG = base64.b64decode(PNG_B64)
+GENERATE_URL = f"{BASE}/v1beta/models/{MODEL}:generateContent"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def sample(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+
+
+def make_request(**changes: Any) -> Request:
+    fields: dict[str, Any] = {
+        "model": MODEL,
+        "text": "A cat astronaut",
+        "aspect_ratio": "1:1",
+        "image_size": "1K",
+        "references": (),
+        "generation": {},
+        "system_instruction": None,
+        "safety_settings": None,
+    }
+    fields.update(changes)
+    return Request(**fields)
+
+
+def make_reference(path: str = "refs/logo.png", mime: str = "image/png") -> Reference:
+    return Reference(
+        path=path,
+        abs_path=Path("/jobs") / path,
+        sha256="0" * 64,
+        mime_type=mime,
+        width=1,
+        height=1,
+        size=len(PNG),
+    )
+
+
+def answer(parts: list[dict[str, Any]], finish: str = "STOP", **extra: Any) -> Any:
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": parts}, "finishReason": finish}
+        ],
+        "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 10},
+        **extra,
+    }
+
+
+def reply(status: int, body: Any = None, **kwargs: Any) -> Handler:
+    """A handler that answers every request with `status` and a JSON `body`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, str | bytes):
+            return httpx.Response(status, content=body, **kwargs)
+        return httpx.Response(status, json=body, **kwargs)
+
+    return handler
+
+
+async def call(
+    handler: Handler,
+    *,
+    request: Request | None = None,
+    references: tuple[bytes, ...] = (),
+    endpoint: Endpoint | None = None,
+    **kwargs: Any,
+) -> Outcome:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        return await client.generate(
+            http,
+            endpoint or Endpoint(BASE, KEY),
+            request or make_request(),
+            references,
+            **kwargs,
+        )
+
+
+# --- request body --------------------------------------------------------------
+
+
+def test_text_only_body_matches_the_sample():
+    expected = sample("request-text-to-image.json")
+    request = make_request(
+        text=expected["contents"][0]["parts"][0]["text"],
+        aspect_ratio="21:9",
+        image_size="1K",
+    )
+
+    assert client.build_body(request, []) == expected
+
+
+def test_reference_images_follow_the_text_as_snake_case_inline_data():
+    expected = sample("request-with-reference.json")
+    request = make_request(
+        text="Put this logo on a mug, studio lighting",
+        aspect_ratio="4:5",
+        image_size=None,
+        references=(make_reference(),),
+    )
+
+    body = client.build_body(request, [PNG])
+
+    assert body["contents"] == expected["contents"]
+    assert body["generationConfig"] == {
+        **expected["generationConfig"],
+        "candidateCount": 1,
+    }
+
+
+def test_references_are_sent_in_order_with_their_own_mime_types():
+    refs = (make_reference("a.png"), make_reference("b.jpg", "image/jpeg"))
+    body = client.build_body(make_request(references=refs), [b"one", b"two"])
+
+    parts = body["contents"][0]["parts"]
+    assert [p["inline_data"]["mime_type"] for p in parts[1:]] == [
+        "image/png",
+        "image/jpeg",
+    ]
+    assert [base64.b64decode(p["inline_data"]["data"]) for p in parts[1:]] == [
+        b"one",
+        b"two",
+    ]
+
+
+def test_reference_bytes_must_match_the_references():
+    with pytest.raises(ValueError, match="1 references but 0"):
+        client.build_body(make_request(references=(make_reference(),)), [])
+
+
+def test_auto_aspect_ratio_sends_no_aspect_ratio():
+    body = client.build_body(make_request(aspect_ratio=None, image_size="2K"), [])
+
+    assert body["generationConfig"]["imageConfig"] == {"imageSize": "2K"}
+
+
+def test_no_axes_sends_no_image_config():
+    body = client.build_body(make_request(aspect_ratio=None, image_size=None), [])
+
+    assert "imageConfig" not in body["generationConfig"]
+
+
+def test_generation_settings_are_merged_over_the_defaults_and_axes_win():
+    generation = {
+        "responseModalities": ["TEXT", "IMAGE"],
+        "temperature": 0.7,
+        "imageConfig": {"aspectRatio": "9:16", "personGeneration": "ALLOW_ALL"},
+    }
+    body = client.build_body(make_request(generation=generation), [])
+
+    assert body["generationConfig"] == {
+        "responseModalities": ["TEXT", "IMAGE"],
+        "imageConfig": {
+            "aspectRatio": "1:1",
+            "imageSize": "1K",
+            "personGeneration": "ALLOW_ALL",
+        },
+        "candidateCount": 1,
+        "temperature": 0.7,
+    }
+
+
+def test_an_unset_axis_keeps_the_jobs_own_image_config_value():
+    generation = {"imageConfig": {"aspectRatio": "9:16"}}
+    body = client.build_body(
+        make_request(aspect_ratio=None, image_size=None, generation=generation), []
+    )
+
+    assert body["generationConfig"]["imageConfig"] == {"aspectRatio": "9:16"}
+
+
+def test_snake_case_generation_keys_are_sent_in_camel_case():
+    generation = {
+        "response_modalities": ["TEXT", "IMAGE"],
+        "top_p": 0.9,
+        "image_config": {"person_generation": "ALLOW_ADULT"},
+    }
+    config = client.build_body(make_request(generation=generation), [])[
+        "generationConfig"
+    ]
+
+    assert config["responseModalities"] == ["TEXT", "IMAGE"]
+    assert config["topP"] == 0.9
+    assert config["imageConfig"] == {
+        "personGeneration": "ALLOW_ADULT",
+        "aspectRatio": "1:1",
+        "imageSize": "1K",
+    }
+    assert not any("_" in key for key in config)
+
+
+def test_system_instruction_and_safety_settings_are_sent_when_set():
+    safety = ({"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"},)
+    body = client.build_body(
+        make_request(system_instruction="Flat colours only.", safety_settings=safety),
+        [],
+    )
+
+    assert body["systemInstruction"] == {"parts": [{"text": "Flat colours only."}]}
+    assert body["safetySettings"] == [dict(safety[0])]
+
+
+def test_system_instruction_and_safety_settings_are_omitted_when_unset():
+    body = client.build_body(make_request(), [])
+
+    assert set(body) == {"contents", "generationConfig"}
+
+
+# --- what is sent --------------------------------------------------------------
+
+
+async def test_posts_the_body_to_generate_content_with_a_bearer_key():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=sample("200-image.json"))
+
+    request = make_request(references=(make_reference(),))
+    await call(handler, request=request, references=(PNG,))
+
+    [sent] = seen
+    assert sent.method == "POST"
+    assert str(sent.url) == GENERATE_URL
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert "x-goog-api-key" not in sent.headers
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.headers["user-agent"] == f"runner/{__version__}"
+    assert KEY not in str(sent.url)
+    assert json.loads(sent.content) == client.build_body(request, [PNG])
+
+
+async def test_google_style_auth_sends_the_key_as_x_goog_api_key():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=sample("200-image.json"))
+
+    endpoint = Endpoint("https://generativelanguage.googleapis.com/", KEY, auth="goog")
+    await call(handler, endpoint=endpoint)
+
+    [sent] = seen
+    assert sent.headers["x-goog-api-key"] == KEY
+    assert "authorization" not in sent.headers
+    assert KEY not in str(sent.url)
+    assert str(sent.url) == (
+        f"https://generativelanguage.googleapis.com/v1beta/models/{MODEL}"
+        ":generateContent"
+    )
+
+
+async def test_no_key_sends_no_auth_header():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=sample("200-image.json"))
+
+    await call(handler, endpoint=Endpoint(BASE + "/"))
+
+    [sent] = seen
+    assert "authorization" not in sent.headers
+    assert "x-goog-api-key" not in sent.headers
+    assert str(sent.url) == GENERATE_URL
+
+
+def test_endpoint_url_tolerates_trailing_slashes_and_a_v1beta_base():
+    assert client.endpoint_url(Endpoint(BASE + "/v1beta/"), MODEL) == GENERATE_URL
+    assert client.endpoint_url(Endpoint(BASE), f"models/{MODEL}") == GENERATE_URL
+
+
+def test_endpoint_rejects_an_unknown_auth_style():
+    with pytest.raises(ValueError, match="auth must be"):
+        Endpoint(BASE, KEY, auth="basic")
+
+
+def test_endpoint_repr_hides_the_key():
+    assert KEY not in repr(Endpoint(BASE, KEY))
+
+
+async def test_a_key_that_cannot_go_in_a_header_stops_the_run_without_sending():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=sample("200-image.json"))
+
+    bad_key = "sk-abc def"
+    outcome = await call(handler, endpoint=Endpoint(BASE, bad_key))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert "API key" in outcome.reason
+    assert bad_key not in repr(outcome)
+    assert seen == []
+
+
+async def test_a_base_url_without_a_scheme_stops_the_run():
+    outcome = await call(reply(200, {}), endpoint=Endpoint("relay.example", KEY))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert "base URL" in outcome.reason
+
+
+# --- success -------------------------------------------------------------------
+
+
+async def test_an_inline_image_is_a_success_with_everything_recorded():
+    body = sample("200-image.json")
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.reason == ""
+    assert outcome.images == (client.Image("image/png", PNG, "inline"),)
+    assert outcome.usage == body["usageMetadata"]
+    assert outcome.model_version == "gemini-3.1-flash-image-preview"
+    assert outcome.response_id == "abc123"
+    assert outcome.finish_reason == "STOP"
+    assert outcome.http_status == 200
+    assert outcome.text == ""  # the thought text is not an output
+    assert outcome.latency >= 0
+    assert outcome.retry_after is None
+
+
+async def test_text_next_to_the_image_is_kept_for_the_record():
+    outcome = await call(reply(200, sample("200-text-and-image.json")))
+
+    assert outcome.kind is Kind.SUCCESS
+    assert len(outcome.images) == 1
+    assert outcome.text == "Here is your banner."
+
+
+async def test_two_images_in_one_answer_are_both_returned_in_order():
+    jpeg = b"\xff\xd8\xff\xe0fake-jpeg"
+    parts = [
+        {"inlineData": {"mimeType": "image/png", "data": PNG_B64}},
+        {
+            "inlineData": {
+                "mimeType": "image/jpeg",
+                "data": base64.b64encode(jpeg).decode(),
+            }
+        },
+    ]
+
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.kind is Kind.SUCCESS
+    assert [(i.mime_type, i.data) for i in outcome.images] == [
+        ("image/png", PNG),
+        ("image/jpeg", jpeg),
+    ]
+
+
+async def test_thought_parts_are_not_outputs():
+    parts = [
+        {"inlineData": {"mimeType": "image/png", "data": PNG_B64}, "thought": True},
+        {"text": "Sketching a draft.", "thought": True},
+    ]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert outcome.images == ()
+    assert outcome.text == ""
+
+
+async def test_snake_case_inline_data_without_a_mime_type_is_kept_undeclared():
+    parts = [{"inline_data": {"data": PNG_B64}}]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.images == (client.Image("", PNG, "inline"),)
+
+
+async def test_an_image_makes_a_success_even_with_an_odd_finish_reason():
+    parts = [{"inlineData": {"mimeType": "image/png", "data": PNG_B64}}]
+    outcome = await call(reply(200, answer(parts, finish="MAX_TOKENS")))
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.finish_reason == "MAX_TOKENS"
+
+
+async def test_a_relay_markdown_data_uri_is_an_image():
+    outcome = await call(reply(200, sample("200-relay-markdown-data-uri.json")))
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.images == (client.Image("image/png", PNG, "data-uri"),)
+    # The record keeps the text but not a second copy of the image.
+    assert PNG_B64 not in outcome.text
+    assert outcome.text.startswith("![image](data:image/png;base64,")
+
+
+async def test_a_plain_data_uri_in_text_is_an_image():
+    parts = [{"text": f"Done: data:image/webp;base64,{PNG_B64} enjoy"}]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.images == (client.Image("image/webp", PNG, "data-uri"),)
+
+
+async def test_a_relay_image_url_is_fetched_without_the_key_and_recorded():
+    image_url = "https://cdn.relay.example/out/abc.png?sig=1"
+    fetches: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            fetches.append(request)
+            return httpx.Response(
+                200, content=PNG, headers={"content-type": "image/png"}
+            )
+        return httpx.Response(200, json=answer([{"text": f"![out]({image_url})"}]))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.images == (client.Image("image/png", PNG, "url"),)
+    assert outcome.extra_urls == (image_url,)
+    [fetch] = fetches
+    assert str(fetch.url) == image_url
+    assert "authorization" not in fetch.headers
+    assert "x-goog-api-key" not in fetch.headers
+
+
+async def test_a_relay_image_url_follows_redirects():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/a.jpg":
+            return httpx.Response(302, headers={"location": f"{BASE}/b.jpg"})
+        if request.url.path == "/b.jpg":
+            return httpx.Response(200, content=b"jpeg-bytes")
+        return httpx.Response(200, json=answer([{"text": f"Here: {BASE}/a.jpg."}]))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.images == (client.Image("", b"jpeg-bytes", "url"),)
+    assert outcome.extra_urls == (f"{BASE}/a.jpg",)
+
+
+async def test_a_relay_image_url_that_cannot_be_fetched_is_unknown():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404, text="gone")
+        return httpx.Response(200, json=answer([{"text": f"![x]({BASE}/x.png)"}]))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert outcome.reason == f"could not fetch the image URL {BASE}/x.png: HTTP 404"
+    assert outcome.usage is not None
+
+
+async def test_a_relay_image_url_larger_than_the_limit_is_unknown():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, content=b"x" * 5000)
+        return httpx.Response(200, json=answer([{"text": f"![x]({BASE}/x.png)"}]))
+
+    outcome = await call(handler, max_response_bytes=4000)
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert "larger than 4000 bytes" in outcome.reason
+
+
+async def test_a_link_that_does_not_name_an_image_is_not_fetched():
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST", "nothing else should be fetched"
+        text = "See https://example.com/docs for the style guide."
+        return httpx.Response(200, json=answer([{"text": text}]))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert outcome.extra_urls == ()
+
+
+# --- blocked and no image ------------------------------------------------------
+
+
+async def test_a_blocked_prompt_is_blocked_and_keeps_its_usage():
+    body = sample("200-prompt-blocked.json")
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.BLOCKED
+    assert outcome.finish_reason == "PROHIBITED_CONTENT"
+    assert outcome.reason == "prompt blocked: PROHIBITED_CONTENT"
+    assert outcome.usage == body["usageMetadata"]
+
+
+async def test_an_image_safety_finish_is_blocked_and_keeps_its_usage():
+    body = sample("200-image-safety.json")
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.BLOCKED
+    assert outcome.finish_reason == "IMAGE_SAFETY"
+    assert outcome.reason == "finishReason IMAGE_SAFETY"
+    assert outcome.usage == body["usageMetadata"]
+    assert outcome.model_version == "gemini-3.1-flash-image-preview"
+
+
+@pytest.mark.parametrize("finish", sorted(client.BLOCKED_FINISH_REASONS))
+async def test_every_safety_finish_reason_without_an_image_is_blocked(finish: str):
+    outcome = await call(reply(200, answer([], finish=finish)))
+
+    assert outcome.kind is Kind.BLOCKED
+    assert outcome.finish_reason == finish
+
+
+async def test_a_text_only_answer_is_no_image_and_keeps_its_usage():
+    body = sample("200-no-image.json")
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert outcome.reason == (
+        "answered with text only: I can describe that scene instead: ..."
+    )
+    assert outcome.text == "I can describe that scene instead: ..."
+    assert outcome.usage == body["usageMetadata"]
+    assert outcome.finish_reason == "STOP"
+
+
+@pytest.mark.parametrize("finish", ["NO_IMAGE", "OTHER", "IMAGE_OTHER", "MAX_TOKENS"])
+async def test_a_non_image_finish_reason_is_no_image(finish: str):
+    outcome = await call(reply(200, answer([], finish=finish)))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert outcome.reason == f"finishReason {finish}"
+    assert outcome.finish_reason == finish
+
+
+@pytest.mark.parametrize(
+    "body", [{"candidates": []}, {"usageMetadata": {"totalTokenCount": 3}}]
+)
+async def test_an_answer_without_candidates_is_no_image(body: Any):
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert outcome.reason == "no candidates"
+
+
+async def test_empty_image_data_is_no_image():
+    parts = [{"inlineData": {"mimeType": "image/png", "data": ""}}]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert outcome.reason == "answered with empty image data"
+
+
+# --- unknown outcomes ----------------------------------------------------------
+
+
+async def test_a_200_that_is_not_json_is_unknown():
+    outcome = await call(reply(200, b"<html>gateway says hi</html>"))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert "not valid JSON" in outcome.reason
+    assert outcome.http_status == 200
+
+
+async def test_truncated_json_is_unknown():
+    text = json.dumps(sample("200-image.json"))
+    outcome = await call(reply(200, text[: len(text) // 2]))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert "not valid JSON" in outcome.reason
+
+
+async def test_invalid_base64_image_data_is_unknown_but_keeps_its_usage():
+    parts = [{"inlineData": {"mimeType": "image/png", "data": PNG_B64[:-3] + "*=="}}]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert outcome.reason.startswith("invalid base64 image data in inlineData")
+    assert outcome.usage == {"promptTokenCount": 10, "totalTokenCount": 10}
+    assert outcome.images == ()
+
+
+async def test_a_response_larger_than_the_limit_is_unknown_and_not_read_to_the_end():
+    sent_chunks = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent_chunks
+        for _ in range(100):
+            sent_chunks += 1
+            yield b"x" * 1024
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body())
+
+    outcome = await call(handler, max_response_bytes=10 * 1024)
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert outcome.reason == "response larger than 10240 bytes"
+    assert sent_chunks < 100
+
+
+async def test_a_declared_content_length_over_the_limit_is_refused_unread():
+    big = b" " * (3 * 1024 * 1024)
+    outcome = await call(reply(200, big), max_response_bytes=2 * 1024 * 1024)
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert outcome.reason == "response larger than 2 MiB"
+
+
+# --- error statuses ------------------------------------------------------------
+
+
+async def test_google_429_is_transient_and_honours_retry_delay():
+    outcome = await call(reply(429, sample("429-google.json")))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.http_status == 429
+    assert outcome.retry_after == 21.0
+    assert outcome.reason.startswith("429 RESOURCE_EXHAUSTED: You exceeded")
+
+
+async def test_retry_after_in_seconds_is_honoured():
+    outcome = await call(
+        reply(503, sample("503-google-overloaded.json"), headers={"Retry-After": "7"})
+    )
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.retry_after == 7.0
+    assert outcome.reason == (
+        "503 UNAVAILABLE: The model is overloaded. Please try again later."
+    )
+
+
+async def test_retry_after_as_an_http_date_is_honoured():
+    when = email.utils.format_datetime(
+        datetime.now(UTC) + timedelta(seconds=120), usegmt=True
+    )
+    outcome = await call(reply(503, b"", headers={"Retry-After": when}))
+
+    assert outcome.retry_after is not None
+    assert 100 < outcome.retry_after <= 120
+
+
+async def test_retry_after_in_the_past_means_now():
+    outcome = await call(
+        reply(503, b"", headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    )
+
+    assert outcome.retry_after == 0.0
+
+
+async def test_an_unparseable_retry_after_is_ignored():
+    outcome = await call(reply(503, b"", headers={"Retry-After": "soon"}))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.retry_after is None
+
+
+@pytest.mark.parametrize(("header", "expected"), [("30", 30.0), ("5", 21.0)])
+async def test_the_larger_of_retry_after_and_retry_delay_wins(
+    header: str, expected: float
+):
+    outcome = await call(
+        reply(429, sample("429-google.json"), headers={"Retry-After": header})
+    )
+
+    assert outcome.retry_after == expected
+
+
+async def test_a_fractional_retry_delay_is_parsed():
+    body = sample("429-google.json")
+    body["error"]["details"][1]["retryDelay"] = "0.5s"
+    outcome = await call(reply(429, body))
+
+    assert outcome.retry_after == 0.5
+
+
+async def test_a_per_day_quota_429_stops_the_run_and_names_the_quota():
+    body = sample("429-google.json")
+    quota = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+    body["error"]["details"][0]["violations"][0]["quotaId"] = quota
+    outcome = await call(reply(429, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert quota in outcome.reason
+    assert "runner submit" in outcome.reason
+    assert "once it resets" in outcome.reason
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 504, 507, 599])
+async def test_timeouts_and_server_errors_are_transient(status: int):
+    outcome = await call(reply(status, {"error": {"message": "busy"}}))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.http_status == status
+    assert outcome.reason == f"{status}: busy"
+
+
+async def test_a_relay_502_gives_a_readable_reason():
+    outcome = await call(reply(502, sample("502-relay-upstream.json")))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.reason == (
+        "502 bad_response_status_code: bad response status code 502"
+    )
+
+
+async def test_a_non_json_error_page_gives_its_first_characters():
+    page = (
+        "<html><head><title>502 Bad Gateway</title></head>"
+        "<body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+    )
+    outcome = await call(reply(502, page))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.reason == "HTTP 502: 502 Bad Gateway 502 Bad Gateway nginx"
+
+
+async def test_a_long_non_json_error_body_is_cut_to_200_characters():
+    outcome = await call(reply(500, "e" * 5000))
+
+    assert outcome.reason == "HTTP 500: " + "e" * 199 + "…"
+
+
+async def test_a_relay_401_stops_the_run_and_says_to_check_the_key():
+    outcome = await call(reply(401, sample("401-relay.json")))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason == (
+        "the API rejected the key (401 invalid_api_key: invalid token); "
+        "check the key and base URL"
+    )
+
+
+async def test_a_403_stops_the_run_and_says_to_check_permissions():
+    body = {
+        "error": {
+            "code": 403,
+            "message": "Method doesn't allow unregistered callers.",
+            "status": "PERMISSION_DENIED",
+        }
+    }
+    outcome = await call(reply(403, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert "403 PERMISSION_DENIED" in outcome.reason
+    assert "permissions" in outcome.reason
+
+
+async def test_a_relay_403_out_of_balance_stops_the_run_saying_so():
+    outcome = await call(reply(403, sample("403-relay-out-of-balance.json")))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith("the account is out of balance or quota")
+    assert "insufficient_user_quota: user quota is not enough" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (402, {"error": {"message": "Payment required"}}),
+        (429, {"error": {"message": "quota exceeded", "code": "insufficient_quota"}}),
+        (400, {"error": {"message": "Insufficient balance, please recharge"}}),
+        (403, {"error": {"message": "该令牌额度已用尽 余额不足", "type": "one_api"}}),
+        (429, "You are out of balance."),
+    ],
+)
+async def test_an_out_of_balance_answer_in_any_4xx_stops_the_run(
+    status: int, body: Any
+):
+    outcome = await call(reply(status, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert "out of balance" in outcome.reason
+
+
+async def test_google_invalid_argument_fails_only_the_item():
+    outcome = await call(reply(400, sample("400-google-invalid-argument.json")))
+
+    assert outcome.kind is Kind.FATAL_ITEM
+    assert outcome.reason.startswith(
+        "400 INVALID_ARGUMENT: Invalid JSON payload received."
+    )
+
+
+@pytest.mark.parametrize("status", [404, 413, 422])
+async def test_other_client_errors_fail_only_the_item(status: int):
+    outcome = await call(reply(status, {"error": {"message": "nope", "type": "x"}}))
+
+    assert outcome.kind is Kind.FATAL_ITEM
+    assert outcome.reason == f"{status} x: nope"
+
+
+async def test_a_redirect_is_not_followed_and_stops_the_run():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(301, headers={"location": "https://www.relay.example/"})
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert "https://www.relay.example/" in outcome.reason
+    assert len(seen) == 1
+
+
+async def test_an_error_sent_with_status_200_is_classified_by_its_code():
+    outcome = await call(reply(200, sample("503-google-overloaded.json")))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.http_status == 200
+
+
+async def test_an_out_of_balance_error_sent_with_status_200_stops_the_run():
+    outcome = await call(reply(200, sample("403-relay-out-of-balance.json")))
+
+    assert outcome.kind is Kind.FATAL_RUN
+
+
+# --- transport failures --------------------------------------------------------
+
+
+def raising(exc_type: type[httpx.TransportError], message: str) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc_type(message, request=request)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "exc_type",
+    [
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+        httpx.WriteError,
+        httpx.WriteTimeout,
+    ],
+)
+async def test_a_request_that_never_left_is_transient(
+    exc_type: type[httpx.TransportError],
+):
+    outcome = await call(raising(exc_type, "boom"))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.http_status is None
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "message", "reason"),
+    [
+        (httpx.ReadTimeout, "timed out", "read timeout"),
+        (httpx.ReadError, "reset by peer", "connection dropped while waiting"),
+        (
+            httpx.RemoteProtocolError,
+            "Server disconnected without sending a response.",
+            "server disconnected without sending a response",
+        ),
+    ],
+)
+async def test_a_request_sent_but_unanswered_is_unknown(
+    exc_type: type[httpx.TransportError], message: str, reason: str
+):
+    outcome = await call(raising(exc_type, message))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert outcome.reason.startswith(reason)
+
+
+class _BrokenStream(httpx.AsyncByteStream):
+    """A body that stops half way, as when the connection drops mid-answer."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"candidates": ['
+        raise httpx.RemoteProtocolError(
+            "peer closed connection without sending complete message body"
+        )
+
+
+async def test_a_connection_dropped_mid_body_is_unknown():
+    outcome = await call(lambda request: httpx.Response(200, stream=_BrokenStream()))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert outcome.reason.startswith("connection dropped mid-answer")
+
+
+async def test_an_error_status_whose_body_drops_is_still_classified_by_status():
+    outcome = await call(lambda request: httpx.Response(503, stream=_BrokenStream()))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.reason == "HTTP 503"
+
+
+async def test_cancellation_propagates():
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        with anyio.move_on_after(0.05) as scope:
+            await client.generate(http, Endpoint(BASE, KEY), make_request(), [])
+
+    assert scope.cancelled_caught
+
+
+# --- redaction -----------------------------------------------------------------
+
+
+def test_redact_masks_the_key_plain_and_url_encoded():
+    secret = "sk-a/b+c"
+    text = f"bad key {secret} in ?key=sk-a%2Fb%2Bc"
+
+    assert client.redact(text, secret) == "bad key [REDACTED] in ?key=[REDACTED]"
+    assert client.redact(text, None) == text
+
+
+async def test_a_401_that_echoes_the_key_does_not_leak_it():
+    body = {"error": {"message": f"invalid token {KEY}", "code": "invalid_api_key"}}
+    outcome = await call(reply(401, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert KEY not in outcome.reason
+    assert KEY not in repr(outcome)
+    assert "[REDACTED]" in outcome.reason
+
+
+async def test_a_key_echoed_at_the_clipping_boundary_does_not_leak_a_prefix():
+    message = "x" * 190 + f" {KEY} " + "y" * 50
+    outcome = await call(reply(400, {"error": {"message": message}}))
+
+    assert KEY[:8] not in outcome.reason
+
+
+async def test_an_exception_message_with_the_key_does_not_leak_it():
+    outcome = await call(raising(httpx.ConnectError, f"proxy refused Bearer {KEY}"))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert KEY not in repr(outcome)
+
+
+async def test_a_key_echoed_in_a_200_answer_does_not_leak_it():
+    body = answer([{"text": f"your key is {KEY}"}])
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert KEY not in repr(outcome)
+
+
+async def test_reasons_are_kept_short():
+    outcome = await call(reply(400, {"error": {"message": "m" * 5000}}))
+
+    assert len(outcome.reason) <= client.MAX_REASON_CHARS
+
+
+# --- http client ---------------------------------------------------------------
+
+
+async def test_make_http_client_uses_the_default_timeouts_and_no_redirects():
+    async with client.make_http_client(concurrency=8) as http:
+        assert http.timeout == client.DEFAULT_TIMEOUT
+        assert http.timeout.read == 300
+        assert http.timeout.connect == 15
+        assert http.timeout.pool is None
+        assert http.follow_redirects is False
+        pool: Any = http._transport
+        assert pool._pool._max_connections == 8 + client.URL_FETCH_CONNECTIONS
+
+
+async def test_make_http_client_accepts_a_timeout():
+    timeout = httpx.Timeout(5.0)
+    async with client.make_http_client(concurrency=1, timeout=timeout) as http:
+        assert http.timeout == timeout

@@ -1,0 +1,107 @@
+"""A run killed or interrupted mid-way resumes without paying twice for a finished
+item: the runner runs in a child process, the simulated API counts every request."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.simulate import SimServer
+from tests.e2e import SECRET, manifest, spawn, status_json, write_job
+
+N_ITEMS = 30
+
+
+def job_file(folder: Path) -> Path:
+    prompts = "\n".join(f"  - 'picture number {i}'" for i in range(N_ITEMS))
+    return write_job(folder, f"name: resumable\nconcurrency: 4\nprompts:\n{prompts}\n")
+
+
+def succeeded_texts(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT prompt FROM items WHERE status = 'succeeded'")
+        return {r[0] for r in rows}
+
+
+def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def received_by_text(sim: SimServer) -> dict[str, int]:
+    return {b["text"]: b["received"] for b in sim.stats()["bodies"].values()}
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_without_resending_finished_items(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    job = job_file(tmp_path)
+    with SimServer(latency=0.15, image_scale=0.0625) as sim:
+        env = {"TOKAIFY_API_KEY": SECRET}
+        proc = spawn("submit", job, "--base-url", sim.url, "--output", out, env=env)
+        db = out / "runner.db"
+        wait_for(lambda: db.exists() and len(succeeded_texts(db)) >= 8)
+        proc.popen.send_signal(signal.SIGKILL)
+        proc.popen.wait(timeout=10)
+        finished_before = succeeded_texts(db)
+        sent_before = received_by_text(sim)
+        assert 8 <= len(finished_before) < N_ITEMS
+
+        code, _, err = spawn(
+            "submit", job, "--base-url", sim.url, "--output", out, env=env
+        ).finish()
+        assert code == 0, err
+        sent_after = received_by_text(sim)
+        for text in finished_before:
+            assert sent_after[text] == sent_before[text] == 1, text
+        # Only items in flight at the kill could be sent twice.
+        resent = [t for t, n in sent_after.items() if n > 1]
+        assert len(resent) <= 4
+    status = status_json("resumable", out)
+    assert status["counts"]["succeeded"] == N_ITEMS
+    rows = manifest(out, "resumable")
+    assert len(rows) == N_ITEMS
+    assert all((out / "resumable" / r["outputs"][0]).is_file() for r in rows)
+    assert not list((out / "resumable").rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_dispatching_keeps_finished_items_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    job = job_file(tmp_path)
+    with SimServer(latency=0.3, image_scale=0.0625) as sim:
+        env = {"TOKAIFY_API_KEY": SECRET}
+        proc = spawn("submit", job, "--base-url", sim.url, "--output", out, env=env)
+        db = out / "runner.db"
+        wait_for(lambda: db.exists() and len(succeeded_texts(db)) >= 4)
+        proc.popen.send_signal(signal.SIGINT)
+        code, _, err = proc.finish()
+        assert code == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        requests_at_stop = sim.stats()["requests"]
+        status = status_json("resumable", out)
+        assert status["counts"]["running"] == 0
+        assert 4 <= status["counts"]["succeeded"] < N_ITEMS
+        # The in-flight requests were allowed to land: nothing was abandoned.
+        assert status["requests"]["unknown"] == 0
+        assert len(manifest(out, "resumable")) == N_ITEMS
+
+        code, _, err = spawn(
+            "submit", job, "--base-url", sim.url, "--output", out, env=env
+        ).finish()
+        assert code == 0, err
+        assert sim.stats()["requests"] == requests_at_stop + (
+            N_ITEMS - status["counts"]["succeeded"]
+        )

@@ -1,0 +1,195 @@
+"""Every SPEC outcome class, end to end through the scheduler: real loopback HTTP to
+the simulated API, a real SQLite store, image files on disk. Backoff is shortened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from PIL import Image
+
+from runner import jobs
+from runner.client import Endpoint
+from runner.simulate import Fault
+from runner.spec import load_job
+from tests.e2e import SECRET, manifest, write_job
+
+if TYPE_CHECKING:
+    from runner.simulate import SimServer
+
+FAST = {"backoff_base": 0.01, "request_timeout": 2.0, "handle_signals": False}
+
+
+async def run(
+    tmp_path: Path,
+    sim: SimServer,
+    prompts: list[str],
+    *,
+    settings: str = "",
+    **overrides: Any,
+) -> tuple[jobs.RunReport, list[dict[str, Any]]]:
+    listed = "\n".join(f"  - {p!r}" for p in prompts)
+    job = write_job(tmp_path, f"name: t\nprompts:\n{listed}\n{settings}")
+    workspace = jobs.Workspace(tmp_path / "out")
+    store = workspace.open_store()
+    try:
+        report = await jobs.submit(
+            load_job(job),
+            workspace=workspace,
+            store=store,
+            endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
+            overrides={**FAST, **overrides},
+        )
+        job_row = store.get_job("t")
+        assert job_row is not None
+        return report, store.attempt_rows(job_row)
+    finally:
+        store.close()
+
+
+def item(report: jobs.RunReport, tmp_path: Path) -> dict[str, Any]:
+    (row,) = manifest(tmp_path / "out", report.job)
+    return row
+
+
+async def test_success_writes_the_image_and_records_usage(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report, attempts = await run(tmp_path, sim, ["a quiet harbour"])
+    assert report.exit_code == 0
+    row = item(report, tmp_path)
+    assert row["status"] == "succeeded" and row["usage"]["candidatesTokenCount"] == 1120
+    with Image.open(tmp_path / "out" / "t" / row["outputs"][0]) as image:
+        assert image.format == "PNG"
+    (attempt,) = attempts
+    assert attempt["outcome"] == "success" and attempt["http_status"] == 200
+    assert attempt["model_version"] and attempt["latency_ms"] > 0
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "502-relay", "503", "504", "408"])
+async def test_transient_errors_are_retried_until_success(
+    sim: SimServer, tmp_path: Path, kind: str
+) -> None:
+    sim.add_fault(Fault(kind, times=2, retry_after=0.05))
+    report, attempts = await run(tmp_path, sim, ["stormy sea"])
+    assert report.exit_code == 0
+    assert [a["outcome"] for a in attempts] == ["transient", "transient", "success"]
+    assert sim.stats()["requests"] == 3
+
+
+async def test_a_429_retry_hint_is_honoured(sim: SimServer, tmp_path: Path) -> None:
+    sim.add_fault(Fault("429", times=1, retry_after=0.6))
+    report, attempts = await run(tmp_path, sim, ["slow down"])
+    assert report.exit_code == 0
+    first, second = attempts
+    assert first["retry_after"] == pytest.approx(0.6)
+    waited = _seconds_between(first["ended_at"], second["started_at"])
+    assert waited >= 0.55
+
+
+@pytest.mark.parametrize("kind", ["blocked-prompt", "blocked-finish"])
+async def test_blocked_answers_are_terminal_and_their_usage_is_kept(
+    sim: SimServer, tmp_path: Path, kind: str
+) -> None:
+    sim.add_fault(Fault(kind))
+    report, attempts = await run(tmp_path, sim, ["something forbidden"])
+    assert report.exit_code == 1
+    row = item(report, tmp_path)
+    assert row["status"] == "blocked" and row["finish_reason"]
+    assert row["error"]
+    (attempt,) = attempts
+    assert attempt["usage_json"] is not None
+    assert report.status.usage["promptTokenCount"] > 0
+
+
+@pytest.mark.parametrize("kind", ["text-only", "no-image-finish", "empty-candidates"])
+async def test_answers_without_an_image_are_retried_a_bounded_number_of_times(
+    sim: SimServer, tmp_path: Path, kind: str
+) -> None:
+    sim.add_fault(Fault(kind))
+    report, attempts = await run(
+        tmp_path, sim, ["describe it"], settings="max_attempts: 3\n"
+    )
+    assert report.exit_code == 1
+    assert [a["outcome"] for a in attempts] == ["no_image"] * 3
+    assert "gave up after 3 attempts" in item(report, tmp_path)["error"]
+
+
+@pytest.mark.parametrize(
+    "kind", ["hang", "drop", "drop-mid-body", "truncated", "non-json", "bad-base64"]
+)
+async def test_unknown_outcomes_are_retried_at_most_max_unknown_retries(
+    sim: SimServer, tmp_path: Path, kind: str
+) -> None:
+    sim.add_fault(Fault(kind))
+    report, attempts = await run(tmp_path, sim, ["maybe billed"], request_timeout=0.5)
+    assert report.exit_code == 1
+    assert [a["outcome"] for a in attempts] == ["unknown", "unknown"]
+    assert "possibly billed" in item(report, tmp_path)["error"]
+    assert report.status.requests["unknown"] == 2
+
+
+async def test_with_max_unknown_retries_0_an_unknown_outcome_is_never_resent(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    sim.add_fault(Fault("drop-mid-body"))
+    report, attempts = await run(
+        tmp_path, sim, ["once only"], settings="max_unknown_retries: 0\n"
+    )
+    assert len(attempts) == 1 and sim.stats()["requests"] == 1
+
+
+async def test_other_4xx_fail_the_item_without_a_retry(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    sim.add_fault(Fault("400"))
+    report, attempts = await run(tmp_path, sim, ["bad field"])
+    assert report.exit_code == 1
+    assert [a["outcome"] for a in attempts] == ["fatal_item"]
+    assert "INVALID_ARGUMENT" in item(report, tmp_path)["error"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [("401", "key"), ("403-balance", "balance"), ("429-day", "PerDay")],
+)
+async def test_run_fatal_answers_stop_dispatching_at_once(
+    sim: SimServer, tmp_path: Path, kind: str, words: str
+) -> None:
+    sim.add_fault(Fault(kind, match="first"))
+    prompts = ["first", "second", "third", "fourth", "fifth"]
+    report, attempts = await run(tmp_path, sim, prompts, settings="concurrency: 1\n")
+    assert report.exit_code == 3
+    assert report.result.stopped and words.lower() in report.result.stopped.lower()
+    assert sim.stats()["requests"] == 1
+    assert report.status.counts["pending"] == 5
+
+
+@pytest.mark.parametrize("kind", ["relay-markdown", "relay-url", "wrong-mime", "no-mime"])
+async def test_relay_shaped_and_mislabelled_images_are_saved_by_their_bytes(
+    sim: SimServer, tmp_path: Path, kind: str
+) -> None:
+    sim.add_fault(Fault(kind))
+    report, _ = await run(tmp_path, sim, ["relay me"])
+    assert report.exit_code == 0
+    (output,) = item(report, tmp_path)["outputs"]
+    assert output.endswith(".png")
+    with Image.open(tmp_path / "out" / "t" / output) as image:
+        image.verify()
+
+
+async def test_concurrency_bounds_requests_in_flight(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    sim.add_fault(Fault("slow", delay=0.1))
+    prompts = [f"tile {i}" for i in range(12)]
+    report, _ = await run(tmp_path, sim, prompts, settings="concurrency: 3\n")
+    assert report.exit_code == 0
+    assert sim.stats()["max_in_flight"] == 3
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()

@@ -1,0 +1,220 @@
+"""The store: schema, plan upsert, leases, attempt records and status sums."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from runner.errors import JobBusyError, StoreError
+from runner.plan import Item, Request, item_key
+from runner.store import AttemptResult, JobRow, Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def make_item(text: str, sample: int = 1, position: int = 0) -> Item:
+    request = Request(
+        model="gemini-3.1-flash-image-preview",
+        text=text,
+        aspect_ratio="1:1",
+        image_size=None,
+        references=(),
+        generation={},
+        system_instruction=None,
+        safety_settings=None,
+    )
+    return Item(
+        key=item_key(request, sample),
+        position=position,
+        prompt_id="p1",
+        vars={},
+        aspect_ratio="1:1",
+        image_size=None,
+        ref_set=0,
+        ref_label="noref",
+        sample=sample,
+        request=request,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.for_output(tmp_path / "out")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+@pytest.fixture
+def job(store: Store) -> JobRow:
+    return store.upsert_job("demo", "jobs/demo.yaml", "m", {"max_attempts": 3})
+
+
+def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> None:
+    inspector = sa.inspect(store.engine)
+    columns = {
+        t: {c["name"] for c in inspector.get_columns(t)}
+        for t in inspector.get_table_names()
+    }
+    assert columns == {
+        "_runner_migrations": {"name", "applied_at"},
+        "jobs": {
+            "id", "name", "job_path", "model", "settings_json", "created_at",
+            "updated_at", "lease_owner", "lease_host", "lease_pid", "lease_expires",
+        },
+        "items": {
+            "id", "job_id", "key", "active", "position", "prompt_id", "prompt",
+            "vars_json", "aspect_ratio", "image_size", "ref_label", "references_json",
+            "sample", "request_json", "status", "attempts", "tries_used",
+            "unknown_used", "finish_reason", "error", "outputs_json", "usage_json",
+            "created_at", "updated_at",
+        },
+        "runs": {
+            "id", "job_id", "command", "host", "pid", "started_at", "ended_at",
+            "result",
+        },
+        "attempts": {
+            "id", "item_id", "run_id", "number", "started_at", "ended_at",
+            "http_status", "outcome", "reason", "finish_reason", "usage_json",
+            "model_version", "response_id", "latency_ms", "retry_after",
+            "outputs_json",
+        },
+    }  # fmt: skip
+
+
+def test_the_store_uses_wal_and_records_each_migration_once(tmp_path: Path) -> None:
+    Store.for_output(tmp_path).close()
+    again = Store.for_output(tmp_path)
+    with again.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        names = conn.exec_driver_sql("SELECT name FROM _runner_migrations").all()
+    again.close()
+    assert names == [("m001_initial",)]
+
+
+def test_sync_plan_inserts_new_keeps_known_and_deactivates_dropped(
+    store: Store, job: JobRow
+) -> None:
+    a, b, c = make_item("a"), make_item("b", position=1), make_item("c", position=2)
+    assert store.sync_plan(job, [a, b]).new == 2
+    first = store.pending_items(job)[0].id
+    store.finish_attempt(
+        store.begin_attempt(first, run_id(store, job), 1),
+        first,
+        AttemptResult(outcome="success", reason="", item_status="succeeded"),
+    )
+    result = store.sync_plan(job, [a, c])
+    assert (result.new, result.existing, result.deactivated) == (1, 1, 1)
+    rows = store.manifest_rows(job)
+    assert [(r["prompt"], r["status"]) for r in rows] == [
+        ("a", "succeeded"),
+        ("c", "pending"),
+    ]
+
+
+def test_a_live_lease_refuses_a_second_runner_with_a_clear_message(
+    store: Store, job: JobRow
+) -> None:
+    store.acquire_lease(job, "first")
+    with pytest.raises(JobBusyError, match="being run by another process"):
+        store.acquire_lease(job, "second")
+    store.release_lease(job, "first")
+    store.acquire_lease(job, "second")
+
+
+def test_a_lease_left_by_a_dead_process_is_taken_over_at_once(
+    store: Store, job: JobRow
+) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    store.acquire_lease(job, "crashed")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE jobs SET lease_pid = ? WHERE id = ?", (int(dead.stdout), job.id)
+        )
+    store.acquire_lease(job, "next")  # no JobBusyError
+
+
+def test_items_left_running_become_pending_and_their_attempt_abandoned(
+    store: Store, job: JobRow
+) -> None:
+    store.sync_plan(job, [make_item("a")])
+    item = store.pending_items(job)[0]
+    store.begin_attempt(item.id, run_id(store, job), 1)
+    assert store.pending_items(job) == []
+    assert store.recover_abandoned(job) == 1
+    assert [i.id for i in store.pending_items(job)] == [item.id]
+    (attempt,) = store.attempt_rows(job)
+    assert attempt["outcome"] == "abandoned"
+    assert store.status(job).requests == {"sent": 1, "unknown": 1, "not_sent": 0}
+
+
+def test_status_sums_usage_of_every_attempt_including_failed_ones(
+    store: Store, job: JobRow
+) -> None:
+    store.sync_plan(job, [make_item("a"), make_item("b", position=1)])
+    a, b = store.pending_items(job)
+    run = run_id(store, job)
+    usage = {
+        "promptTokenCount": 10,
+        "candidatesTokenCount": 1120,
+        "totalTokenCount": 1130,
+    }
+    store.finish_attempt(
+        store.begin_attempt(a.id, run, 1),
+        a.id,
+        AttemptResult(
+            outcome="success", reason="", item_status="succeeded", usage=usage,
+            http_status=200, outputs=["images/a.png"],
+        ),
+    )  # fmt: skip
+    store.finish_attempt(
+        store.begin_attempt(b.id, run, 1),
+        b.id,
+        AttemptResult(
+            outcome="blocked", reason="IMAGE_SAFETY", item_status="blocked",
+            usage={"promptTokenCount": 7, "totalTokenCount": 7}, http_status=200,
+        ),
+    )  # fmt: skip
+    report = store.status(job)
+    assert report.counts["succeeded"] == 1 and report.counts["blocked"] == 1
+    assert report.usage == {
+        "promptTokenCount": 17,
+        "candidatesTokenCount": 1120,
+        "totalTokenCount": 1137,
+    }
+    assert report.failures == [
+        {"status": "blocked", "reason": "IMAGE_SAFETY", "count": 1}
+    ]
+    row = store.manifest_rows(job)[0]
+    assert row["outputs"] == ["images/a.png"] and row["usage"] == usage
+
+
+def test_requeue_gives_failed_items_fresh_tries(store: Store, job: JobRow) -> None:
+    store.sync_plan(job, [make_item("a")])
+    (item,) = store.pending_items(job)
+    store.finish_attempt(
+        store.begin_attempt(item.id, run_id(store, job), 1),
+        item.id,
+        AttemptResult(
+            outcome="unknown", reason="timeout", item_status="failed",
+            counts_as_unknown=True,
+        ),
+    )  # fmt: skip
+    assert store.requeue(job, ["failed"]) == 1
+    (again,) = store.pending_items(job)
+    assert (again.attempts, again.tries_used, again.unknown_used) == (1, 0, 0)
+
+
+def test_a_file_that_is_not_a_database_gives_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "runner.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"cannot open the store .*runner\.db"):
+        Store.for_output(tmp_path)
+
+
+def run_id(store: Store, job: JobRow) -> int:
+    return store.start_run(job, "test")
