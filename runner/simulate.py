@@ -185,6 +185,8 @@ class Fault:
 
 
 class BodyStats(TypedDict):
+    """Per request body (keyed by the sha256 of its raw bytes); never holds a key."""
+
     received: int
     succeeded: int
     text: str
@@ -194,6 +196,13 @@ class BodyStats(TypedDict):
 
 
 class Stats(TypedDict):
+    """`SimServer.stats()`; over `/_sim/stats` the `by_status` keys become strings.
+
+    `by_kind` keys are fault kinds, "ok", "unauthorized" (wrong or missing key) and
+    "invalid-request" (a 400 the request earned). `usage` and `images_sent` count
+    answers whose body was written completely and could be parsed.
+    """
+
     requests: int
     connections: int
     in_flight: int
@@ -206,7 +215,13 @@ class Stats(TypedDict):
 
 
 class SimServer:
-    """The simulated API; `start()` serves from a daemon thread, `serve()` in a loop."""
+    """The simulated API; `start()` serves from a daemon thread, `serve()` in a loop.
+
+    Each generateContent request picks its fault in this order: a `[sim:KIND]`,
+    `[sim:KIND*N]` (first N requests of that exact body) or `[sim:KIND retry_after=S
+    delay=S size=B]` directive in the prompt; else the first `add_fault` rule that
+    fires; else a random kind from `fault_mix` with probability `fault_rate`.
+    """
 
     def __init__(
         self,
@@ -434,11 +449,20 @@ class SimServer:
             if reply.mode == "hang":
                 await _wait_for_disconnect(reader)
                 return False
-            keep = await _send(stream, reply, keep_alive=req.keep_alive)
-            if reply.mode == "full" and reply.on_sent is not None:
-                with self._lock:
-                    reply.on_sent(self._stats)
-            return keep
+            # Counted before the write: a client that has read the answer must find
+            # it in stats(). Taken back if the write fails.
+            record = reply.on_sent if reply.mode == "full" else None
+            with self._lock:
+                stats = self._stats
+                if record is not None:
+                    record(stats, 1)
+            try:
+                return await _send(stream, reply, keep_alive=req.keep_alive)
+            except BaseException:
+                if record is not None:
+                    with self._lock:
+                        record(stats, -1)
+                raise
         finally:
             with self._lock:
                 self._stats.in_flight -= 1
@@ -806,7 +830,7 @@ class _Reply:
     mode: str = "full"  # full | half (drop mid-body) | drop | hang
     usage: Mapping[str, Any] | None = None  # counted only once sent completely
     images: int = 0
-    on_sent: Callable[[_Counters], None] | None = None
+    on_sent: Callable[[_Counters, int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -819,16 +843,16 @@ class _Generate:
     modalities: tuple[str, ...]
 
 
-def _on_sent(reply: _Reply, body_hash: str) -> Callable[[_Counters], None]:
-    def record(stats: _Counters) -> None:
+def _on_sent(reply: _Reply, body_hash: str) -> Callable[[_Counters, int], None]:
+    def record(stats: _Counters, sign: int) -> None:
         if reply.usage is not None:
             for name in stats.usage:
-                stats.usage[name] += int(reply.usage.get(name, 0))
+                stats.usage[name] += sign * int(reply.usage.get(name, 0))
         if reply.images:
-            stats.images_sent += reply.images
+            stats.images_sent += sign * reply.images
             body = stats.bodies.get(body_hash)  # absent after a reset mid-request
             if body is not None:
-                body["succeeded"] += 1
+                body["succeeded"] += sign
 
     return record
 
@@ -1221,7 +1245,7 @@ class _Canvas:
     compressor: zlib._Compress  # state after the top rows
     top_data: bytes  # deflate output of the top rows so far
     strip: Image.Image
-    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+    font_size: int
     ink: tuple[int, int, int]
     margin: int
 
@@ -1231,31 +1255,49 @@ class _Canvas:
 
 
 class _CanvasCache:
-    """Thread-safe LRU of canvases bounded by an estimate of their memory."""
+    """Thread-safe LRU of canvases bounded by an estimate of their memory.
+
+    A canvas is built once even when many requests for it arrive together: sixteen
+    parallel 4K builds would cost seconds where one costs a few hundred milliseconds.
+    """
 
     budget = 64 * 1024 * 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: OrderedDict[tuple[str, int, int], _Canvas] = OrderedDict()
+        self._building: dict[tuple[str, int, int], threading.Lock] = {}
         self._used = 0
 
     def render(self, text: str, width: int, height: int, label: str) -> bytes:
-        key = (text, width, height)
+        return _finish_png(self._canvas((text, width, height)), label)
+
+    def _canvas(self, key: tuple[str, int, int]) -> _Canvas:
         with self._lock:
-            canvas = self._items.get(key)
+            canvas = self._cached(key)
             if canvas is not None:
-                self._items.move_to_end(key)
-        if canvas is None:
-            canvas = _make_canvas(text, width, height)
+                return canvas
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
             with self._lock:
-                if key not in self._items:
-                    self._items[key] = canvas
-                    self._used += canvas.cost
+                canvas = self._cached(key)
+            if canvas is not None:
+                return canvas
+            canvas = _make_canvas(*key)
+            with self._lock:
+                self._building.pop(key, None)
+                self._items[key] = canvas
+                self._used += canvas.cost
                 while self._used > self.budget and len(self._items) > 1:
                     _, old = self._items.popitem(last=False)
                     self._used -= old.cost
-        return _finish_png(canvas, label)
+            return canvas
+
+    def _cached(self, key: tuple[str, int, int]) -> _Canvas | None:
+        canvas = self._items.get(key)
+        if canvas is not None:
+            self._items.move_to_end(key)
+        return canvas
 
 
 def _make_canvas(text: str, width: int, height: int) -> _Canvas:
@@ -1294,7 +1336,7 @@ def _make_canvas(text: str, width: int, height: int) -> _Canvas:
         compressor=compressor,
         top_data=top_data,
         strip=image.crop((0, strip_y, width, height)),
-        font=font,
+        font_size=font_size,
         ink=ink,
         margin=margin,
     )
@@ -1303,7 +1345,8 @@ def _make_canvas(text: str, width: int, height: int) -> _Canvas:
 def _finish_png(canvas: _Canvas, label: str) -> bytes:
     strip = canvas.strip.copy()
     position = (canvas.margin, canvas.margin // 2)
-    ImageDraw.Draw(strip).text(position, label, font=canvas.font, fill=canvas.ink)
+    font = _font(canvas.font_size)
+    ImageDraw.Draw(strip).text(position, label, font=font, fill=canvas.ink)
     compressor = canvas.compressor.copy()
     data = canvas.top_data + compressor.compress(_scanlines(strip)) + compressor.flush()
     return canvas.head + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
@@ -1356,14 +1399,18 @@ def _wrap(
     return lines
 
 
-_FONTS: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
+# Per thread: canvases are drawn both on the event loop and in worker threads, and a
+# FreeType face is not safe to share between threads.
+_FONTS = threading.local()
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    font = _FONTS.get(size)
+    fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont]
+    fonts = _FONTS.__dict__.setdefault("by_size", {})
+    font = fonts.get(size)
     if font is None:
         # load_default(size) needs FreeType; the bitmap fallback is still readable
-        font = _FONTS[size] = ImageFont.load_default(size=size)
+        font = fonts[size] = ImageFont.load_default(size=size)
     return font
 
 

@@ -168,6 +168,7 @@ _ALLOWED_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _YAML + "seq", _YAML + "map"}
 _ANCHOR_MESSAGE = (
     "anchors and aliases (& and *) are not supported in job files; write the values out"
 )
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _FORMATTER = string.Formatter()
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _MIB = 1024 * 1024
@@ -269,17 +270,25 @@ def _read_job_text(path: Path, shown: str) -> str:
 
 
 def _compose(text: str, shown: str) -> yaml.Node | None:
-    loader = _Loader(text, shown)
+    loader: _Loader | None = None
     try:
+        # The reader checks for forbidden characters as soon as it is built.
+        loader = _Loader(text, shown)
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid syntax"
+        mark = exc.problem_mark or exc.context_mark
+        if "end of stream" in problem and exc.context_mark:
+            # An unclosed quote or bracket runs to the end of the file; where it
+            # was opened is the useful line.
+            mark = exc.context_mark
         detail = f"{problem} ({exc.context})" if exc.context else problem
         if "\t" in problem or "'\\t'" in problem:
             hint = "indent with spaces, not tabs"
         elif "mapping values are not allowed" in problem:
             hint = "put quotes around values that contain ': '"
+        elif "another document" in problem:
+            hint = "a job file holds one document: remove the '---' line"
         else:
             hint = "check the indentation and quotes on this line and the one above"
         raise JobSpecError(
@@ -299,7 +308,8 @@ def _compose(text: str, shown: str) -> yaml.Node | None:
             shown, f"this is not valid YAML ({_reason(exc)}); check the file"
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +378,7 @@ class _JobReader:
                 "prompts is empty; add at least one prompt", given["prompts"][0]
             )
         prompts = self.prompts(prompts_node, vars_)
-        used = {name for p in prompts for name in p.placeholders}
+        used = {var for p in prompts for var in p.placeholders}
         for var, key_node in var_nodes.items():
             if var not in used:
                 self.warnings.append(
@@ -441,7 +451,7 @@ class _JobReader:
             key = key_node.value
             if key in seen:
                 raise self.fail(
-                    f"duplicate key '{key}' (first given on line {seen[key]}); "
+                    f"duplicate key {_show(key)} (first given on line {seen[key]}); "
                     "keep only one of them",
                     key_node,
                 )
@@ -453,9 +463,9 @@ class _JobReader:
         self, key: str, node: yaml.Node, valid: Sequence[str], what: str
     ) -> JobSpecError:
         close = difflib.get_close_matches(key, valid, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ";"
+        hint = f"; did you mean '{close[0]}'? Valid" if close else "; valid"
         return self.fail(
-            f"unknown {what} {_show(key)}{hint} valid keys are: {', '.join(valid)}",
+            f"unknown {what} {_show(key)}{hint} keys are: {', '.join(valid)}",
             node,
         )
 
@@ -471,6 +481,16 @@ class _JobReader:
             return list(node.value)
         return [node]
 
+    def as_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return _CONSTRUCTOR.construct_yaml_int(node)
+        except ValueError:
+            # Python refuses to parse integers of more than 4300 digits.
+            raise self.fail(
+                f"the number {_show(node.value)} is too long; write a smaller one",
+                node,
+            ) from None
+
     def integer(
         self, node: yaml.Node | None, what: str, lo: int, hi: int | None, default: int
     ) -> int:
@@ -480,7 +500,7 @@ class _JobReader:
 
     def whole_number(self, node: yaml.Node, what: str, lo: int, hi: int | None) -> int:
         if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
-            number = _CONSTRUCTOR.construct_yaml_int(node)
+            number = self.as_int(node)
             if number >= lo and (hi is None or number <= hi):
                 return number
         wanted = f">= {lo}" if hi is None else f"from {lo} to {hi}"
@@ -498,7 +518,7 @@ class _JobReader:
     def number(self, node: yaml.Node, what: str, *, positive: bool) -> float:
         if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT):
             if node.tag == _INT:
-                number = float(_CONSTRUCTOR.construct_yaml_int(node))
+                number = float(self.as_int(node))
             else:
                 number = _CONSTRUCTOR.construct_yaml_float(node)
             if math.isfinite(number) and (number > 0 if positive else number >= 0):
@@ -519,7 +539,7 @@ class _JobReader:
         if node.tag == _BOOL:
             return _CONSTRUCTOR.construct_yaml_bool(node)
         if node.tag == _INT:
-            return _CONSTRUCTOR.construct_yaml_int(node)
+            return self.as_int(node)
         if node.tag == _FLOAT:
             number = _CONSTRUCTOR.construct_yaml_float(node)
             if not math.isfinite(number):
@@ -854,13 +874,14 @@ class _JobReader:
     def locate(self, written: str, node: yaml.Node) -> Path:
         if not written.strip():
             raise self.fail(
-                "a reference image path is empty; write the path of a PNG or JPEG",
+                "a reference image path is empty; write the path of a PNG or JPEG "
+                "(or [] for a text-only set)",
                 node,
             )
-        if "\x00" in written:
+        if _CONTROL_RE.search(written):
             raise self.fail(
-                f"reference image path {_show(written)} contains a NUL character; "
-                "fix the path",
+                f"reference image path {_show(written)} contains a control "
+                "character (a line break or tab?); fix the path",
                 node,
             )
         try:
@@ -892,7 +913,8 @@ class _JobReader:
                 data = b""
         except (FileNotFoundError, NotADirectoryError):
             raise self.fail(
-                f"{ref} not found (looked for {abs_path}); paths are relative to the "
+                f"{ref} not found (looked for {_quote(str(abs_path))}); paths are "
+                "relative to the "
                 "job file's folder: fix the path or add the file",
                 node,
             ) from None
@@ -947,7 +969,7 @@ class _JobReader:
                 if not (
                     isinstance(value_node, yaml.ScalarNode)
                     and value_node.tag == _INT
-                    and _CONSTRUCTOR.construct_yaml_int(value_node) == 1
+                    and self.as_int(value_node) == 1
                 ):
                     raise self.fail(
                         f"generation.{key} must be 1: runner sends one candidate per "
@@ -1116,8 +1138,9 @@ class _JobReader:
     ) -> JobSpecError:
         listed = ", ".join(values) if values else "none: that axis is not declared"
         return self.fail(
-            f"exclude entry: {key} {_show(value)} is not one of the job's values "
-            f"({listed}), so it would exclude nothing; fix the value or remove it",
+            f"exclude entry: {key}: {_show(value)} is not one of the job's values "
+            f"for {key} ({listed}), so it would exclude nothing; fix the value or "
+            "remove it",
             node,
         )
 
@@ -1151,7 +1174,7 @@ class _JobReader:
     ) -> int:
         count = len(axes.references)
         if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
-            index = _CONSTRUCTOR.construct_yaml_int(node)
+            index = self.as_int(node)
             if 0 <= index < count:
                 return index
             raise self.fail(
@@ -1196,7 +1219,10 @@ def _scan_template(text: str) -> list[tuple[str, int]]:
     """Placeholder names with their offsets in `text`; refuses all but {name}."""
     found: list[tuple[str, int]] = []
     offset = 0
-    hint = "write {{ and }} for literal braces, or {name} for a var"
+    plain_only = (
+        "only plain {name} placeholders are supported; write {{ and }} for "
+        "literal braces"
+    )
     try:
         for literal, name, spec, conversion in _FORMATTER.parse(text):
             # Every brace in a parsed literal was written doubled in the source.
@@ -1209,25 +1235,23 @@ def _scan_template(text: str) -> list[tuple[str, int]]:
             written += "}"
             shown = _show(written)
             if name == "" or name.isdigit():
-                problem = f"has a positional placeholder {shown}; name a var instead"
+                problem = f"has a positional placeholder {shown}"
             elif conversion is not None:
-                problem = f"uses a conversion in {shown}; write just {{name}}"
+                problem = f"uses a conversion in {shown}"
             elif spec:
-                problem = f"uses a format spec in {shown}; write just {{name}}"
+                problem = f"uses a format spec in {shown}"
             elif "." in name or "[" in name:
-                problem = (
-                    f"uses attribute or index access in {shown}; write just {{name}}"
-                )
+                problem = f"uses attribute or index access in {shown}"
             elif not name.isidentifier():
                 problem = (
-                    f"has {shown}, which is not a placeholder name (letters, digits "
-                    "and '_', not starting with a digit)"
+                    f"has {shown}, which is not a placeholder name (a var name is "
+                    "letters, digits and '_', not starting with a digit)"
                 )
             else:
                 found.append((name, offset))
                 offset += len(written)
                 continue
-            raise _TemplateError(f"{problem}; or {hint}", offset)
+            raise _TemplateError(f"{problem}: {plain_only}", offset)
     except ValueError as exc:
         reason = str(exc)
         if "Single '}'" in reason:
@@ -1236,7 +1260,7 @@ def _scan_template(text: str) -> list[tuple[str, int]]:
             what = "a '{' that is never closed"
         else:
             what = f"unbalanced braces ({reason})"
-        raise _TemplateError(f"has {what}; {hint}", offset) from None
+        raise _TemplateError(f"has {what}: {plain_only}", offset) from None
     return found
 
 
@@ -1284,7 +1308,7 @@ def _inspect_image(data: bytes) -> tuple[str, int, int]:
         # Pillow's decoders fail with many exception types (OSError, SyntaxError,
         # ValueError, EOFError, zlib/struct errors); all mean a damaged file.
         except Exception as exc:
-            detail = str(exc).strip()[:120]
+            detail = " ".join(str(exc).split())[:120]
             detail = f" ({detail})" if detail else ""
             raise _ImageProblem(
                 f"is damaged or truncated{detail}; export it again as PNG or JPEG"
@@ -1329,6 +1353,10 @@ def _show(text: str) -> str:
     """A user's text quoted for a message, shortened, control characters escaped."""
     if len(text) > 60:
         text = text[:57] + "..."
+    return _quote(text)
+
+
+def _quote(text: str) -> str:
     return repr(text)
 
 
@@ -1339,4 +1367,4 @@ def _valid_name(name: str) -> bool:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
-    return str(exc) or "unknown reason"
+    return " ".join(str(exc).split()) or "unknown reason"

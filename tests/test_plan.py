@@ -1,0 +1,128 @@
+"""The planner: grid size, exclude/include, and keys that are stable across runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from runner.plan import build_plan
+from runner.spec import load_job
+from tests.e2e import REPO, write_job
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+GRID = """
+    name: grid
+    prompts:
+      - id: banner
+        text: "A {style} banner"
+      - id: cat
+        text: "A cat, {style}, {light}"
+      - id: plain
+        text: "A plain square"
+    vars:
+      style: [flat, iso]
+      light: [day, night, dusk]
+    aspect_ratios: ["1:1", "16:9"]
+    image_sizes: [1K, 2K]
+    references:
+      - []
+      - [refs/a.png]
+    samples: 2
+"""
+
+
+def make_refs(folder: Path) -> None:
+    (folder / "refs").mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8), "blue").save(folder / "refs" / "a.png")
+    Image.new("RGB", (8, 8), "green").save(folder / "refs" / "b.png")
+
+
+def plan_of(folder: Path, body: str, name: str = "job.yaml") -> list[dict[str, object]]:
+    make_refs(folder)
+    plan = build_plan(load_job(write_job(folder, body, name)))
+    return [{"key": i.key, **i.axes()} for i in plan.items]
+
+
+def test_each_prompt_multiplies_only_over_the_vars_it_uses(tmp_path: Path) -> None:
+    items = plan_of(tmp_path, GRID)
+    per_cell = 2 * 2 * 2 * 2  # ratios x sizes x reference sets x samples
+    assert len(items) == (2 + 2 * 3 + 1) * per_cell
+    assert sum(1 for i in items if i["prompt"] == "plain") == per_cell
+
+
+def test_the_same_file_twice_gives_the_same_keys(tmp_path: Path) -> None:
+    first = [i["key"] for i in plan_of(tmp_path, GRID)]
+    second = [i["key"] for i in plan_of(tmp_path, GRID)]
+    assert first == second
+    assert len(set(first)) == len(first)
+
+
+def test_an_added_aspect_ratio_only_adds_new_keys(tmp_path: Path) -> None:
+    before = {i["key"] for i in plan_of(tmp_path, GRID)}
+    wider = GRID.replace('["1:1", "16:9"]', '["1:1", "16:9", "21:9"]')
+    after = plan_of(tmp_path, wider)
+    assert before < {i["key"] for i in after}
+    assert {i["aspect_ratio"] for i in after if i["key"] not in before} == {"21:9"}
+
+
+def test_keys_follow_reference_content_not_paths(tmp_path: Path) -> None:
+    before = {i["key"] for i in plan_of(tmp_path, GRID)}
+    (tmp_path / "refs" / "a.png").rename(tmp_path / "refs" / "moved.png")
+    moved = GRID.replace("refs/a.png", "refs/moved.png")
+    assert {i["key"] for i in plan_of(tmp_path, moved)} == before
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "refs" / "moved.png")
+    changed = {i["key"] for i in plan_of(tmp_path, moved)}
+    assert len(changed - before) == len(before) // 2  # only the cells using it
+
+
+def test_renaming_a_prompt_id_keeps_its_keys(tmp_path: Path) -> None:
+    before = {i["key"] for i in plan_of(tmp_path, GRID)}
+    after = {i["key"] for i in plan_of(tmp_path, GRID.replace("id: banner", "id: hero"))}
+    assert before == after
+
+
+def test_exclude_drops_every_cell_it_matches_partially(tmp_path: Path) -> None:
+    body = GRID + '    exclude:\n      - {prompt: cat, light: night}\n      - {aspect_ratio: "16:9", references: 1}\n'
+    items = plan_of(tmp_path, body)
+    assert not any(i["prompt"] == "cat" and i["light"] == "night" for i in items)
+    assert not any(i["aspect_ratio"] == "16:9" and i["references"] == "r1" for i in items)
+    per_cell = 16
+    full = (2 + 6 + 1) * per_cell
+    cat_night = 2 * per_cell
+    wide_ref = (2 + 4 + 1) * per_cell // 4  # of what is left, 16:9 with ref set 1
+    assert len(items) == full - cat_night - wide_ref
+
+
+def test_include_adds_cells_across_the_axes_it_leaves_out(tmp_path: Path) -> None:
+    body = GRID + '    include:\n      - {prompt: banner, aspect_ratio: "8:1", references: [refs/b.png]}\n'
+    items = plan_of(tmp_path, body)
+    added = [i for i in items if i["aspect_ratio"] == "8:1"]
+    # every style x size x sample, with the new reference set only
+    assert len(added) == 2 * 2 * 2
+    assert {i["references"] for i in added} == {"r2"}
+
+
+def test_an_include_matching_existing_cells_adds_nothing(tmp_path: Path) -> None:
+    body = GRID + '    include:\n      - {prompt: plain, aspect_ratio: "1:1"}\n'
+    assert len(plan_of(tmp_path, body)) == len(plan_of(tmp_path, GRID))
+
+
+def test_a_sample_index_is_part_of_the_key(tmp_path: Path) -> None:
+    items = plan_of(tmp_path, 'prompts: ["x"]\nsamples: 3\n')
+    assert [i["sample"] for i in items] == [1, 2, 3]
+    assert len({i["key"] for i in items}) == 3
+
+
+def test_identical_cells_are_planned_once(tmp_path: Path) -> None:
+    make_refs(tmp_path)
+    plan = build_plan(load_job(write_job(tmp_path, 'prompts: ["same", "same"]\n')))
+    assert len(plan.items) == 1 and plan.duplicates == 1
+
+
+def test_the_demo_job_is_2_prompts_by_3_ratios_by_2_samples() -> None:
+    plan = build_plan(load_job(REPO / "jobs" / "demo.yaml"))
+    assert len(plan.items) == 12
+    assert plan.axis_counts()["aspect_ratio"] == {"16:9": 4, "1:1": 4, "9:16": 4}

@@ -1,0 +1,1109 @@
+"""The simulated Gemini API, tested over real loopback HTTP as the runner uses it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from runner.simulate import (
+    ASPECT_RATIOS,
+    FAULT_KINDS,
+    Fault,
+    SimServer,
+    image_dimensions,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+SAMPLES = Path(__file__).parent / "data" / "api-samples"
+MODEL = "gemini-3.1-flash-image-preview"
+GENERATE = f"/v1beta/models/{MODEL}:generateContent"
+SCALE = 0.0625  # the session simulator's image_scale
+
+
+def sample(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text())
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def request_body(
+    text: str = "A cat astronaut, flat vector",
+    *,
+    aspect_ratio: str | None = "1:1",
+    image_size: str | None = None,
+    references: Sequence[bytes] = (),
+    modalities: Sequence[str] = ("IMAGE",),
+) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"text": text}]
+    for data in references:
+        encoded = base64.b64encode(data).decode()
+        parts.append({"inline_data": {"mime_type": "image/png", "data": encoded}})
+    image_config: dict[str, str] = {}
+    if aspect_ratio is not None:
+        image_config["aspectRatio"] = aspect_ratio
+    if image_size is not None:
+        image_config["imageSize"] = image_size
+    return {
+        "contents": [{"role": "user", "parts": parts}],
+        "generationConfig": {
+            "responseModalities": list(modalities),
+            "imageConfig": image_config,
+            "candidateCount": 1,
+        },
+    }
+
+
+def image_parts(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    parts = answer["candidates"][0]["content"]["parts"]
+    return [p["inlineData"] for p in parts if "inlineData" in p]
+
+
+def decode_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def answer_image(answer: dict[str, Any]) -> Image.Image:
+    (inline,) = image_parts(answer)
+    return decode_image(base64.b64decode(inline["data"], validate=True))
+
+
+def raw_exchange(
+    address: tuple[str, int], data: bytes, *, close_after_send: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes on a fresh socket and read one HTTP response."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(data)
+        if close_after_send:
+            sock.shutdown(socket.SHUT_WR)
+        return read_response(sock)
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response head")
+        buffer += chunk
+    head, _, body = buffer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def address_of(server: SimServer) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def client(sim: SimServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sim.url, timeout=10) as http:
+        yield http
+
+
+# -- a normal answer -------------------------------------------------------------------
+
+
+def test_success_answer_has_the_shape_of_a_real_image_answer(
+    client: httpx.Client,
+) -> None:
+    response = client.post(GENERATE, json=request_body())
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    answer = response.json()
+    real = sample("200-image.json")
+    assert answer.keys() == real.keys()
+    candidate = answer["candidates"][0]
+    assert candidate.keys() == real["candidates"][0].keys()
+    assert candidate["finishReason"] == "STOP"
+    thought, image = candidate["content"]["parts"]
+    assert thought["thought"] is True and thought["text"]
+    assert image["inlineData"]["mimeType"] == "image/png"
+    assert answer_image(answer).format == "PNG"
+    assert answer["usageMetadata"].keys() == real["usageMetadata"].keys()
+    assert answer["modelVersion"] == MODEL
+
+
+def test_total_tokens_are_prompt_plus_candidates_plus_thoughts(
+    client: httpx.Client,
+) -> None:
+    usage = client.post(GENERATE, json=request_body()).json()["usageMetadata"]
+
+    assert 0 < usage["thoughtsTokenCount"] < 300
+    assert usage["totalTokenCount"] == (
+        usage["promptTokenCount"]
+        + usage["candidatesTokenCount"]
+        + usage["thoughtsTokenCount"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("image_size", "tokens"),
+    [(None, 1120), ("512", 747), ("1K", 1120), ("2K", 1680), ("4K", 2520)],
+)
+def test_candidate_tokens_follow_the_image_size(
+    client: httpx.Client, image_size: str | None, tokens: int
+) -> None:
+    body = request_body(image_size=image_size)
+
+    usage = client.post(GENERATE, json=body).json()["usageMetadata"]
+
+    assert usage["candidatesTokenCount"] == tokens
+    assert usage["candidatesTokensDetails"] == [
+        {"modality": "IMAGE", "tokenCount": tokens}
+    ]
+
+
+def test_prompt_tokens_count_the_text_and_258_per_reference_image(
+    client: httpx.Client,
+) -> None:
+    text = "x" * 40
+    body = request_body(text, references=[png_bytes(8, 8), png_bytes(9, 9)])
+
+    usage = client.post(GENERATE, json=body).json()["usageMetadata"]
+
+    assert usage["promptTokenCount"] == 40 // 4 + 1 + 2 * 258
+    assert usage["promptTokensDetails"] == [
+        {"modality": "TEXT", "tokenCount": 11},
+        {"modality": "IMAGE", "tokenCount": 516},
+    ]
+
+
+def test_image_dimensions_match_the_real_model_table() -> None:
+    assert image_dimensions("1:1") == (1024, 1024)
+    assert image_dimensions("21:9", "1K") == (1584, 672)
+    assert image_dimensions("9:16", "2K") == (1536, 2752)
+    assert image_dimensions("4:5", "4K") == (3712, 4608)
+    assert image_dimensions("16:9", "512") == (688, 384)
+    assert image_dimensions(None, None) == (1024, 1024)
+    assert image_dimensions("1:1", "1K", scale=0.0625) == (64, 64)
+    assert image_dimensions("8:1", "512", scale=0.001) == (8, 8)
+
+
+@pytest.mark.parametrize("ratio", ["1:4", "4:1", "1:8", "8:1"])
+def test_extreme_ratios_keep_about_a_megapixel_in_multiples_of_16(
+    ratio: str,
+) -> None:
+    width, height = image_dimensions(ratio)
+    wanted_w, wanted_h = (int(n) for n in ratio.split(":"))
+
+    assert width % 16 == 0 and height % 16 == 0
+    assert abs(width * height / 1024**2 - 1) < 0.03
+    assert abs(width / height - wanted_w / wanted_h) / (wanted_w / wanted_h) < 0.03
+
+
+@pytest.mark.parametrize("ratio", sorted(ASPECT_RATIOS))
+def test_answer_image_has_the_requested_aspect_ratio(
+    client: httpx.Client, ratio: str
+) -> None:
+    answer = client.post(GENERATE, json=request_body(aspect_ratio=ratio)).json()
+
+    assert answer_image(answer).size == image_dimensions(ratio, scale=SCALE)
+
+
+@pytest.mark.parametrize("image_size", ["512", "2K", "4K"])
+def test_answer_image_scales_with_the_image_size(
+    client: httpx.Client, image_size: str
+) -> None:
+    body = request_body(aspect_ratio="3:4", image_size=image_size)
+
+    answer = client.post(GENERATE, json=body).json()
+
+    assert answer_image(answer).size == image_dimensions("3:4", image_size, scale=SCALE)
+
+
+def test_full_scale_images_have_the_real_pixel_size() -> None:
+    with (
+        SimServer(image_scale=1.0) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        answer = http.post(GENERATE, json=request_body(aspect_ratio="16:9")).json()
+
+    assert answer_image(answer).size == (1376, 768)
+
+
+def test_without_aspect_ratio_the_first_reference_image_decides(
+    client: httpx.Client,
+) -> None:
+    body = request_body(
+        aspect_ratio=None, references=[png_bytes(160, 90), png_bytes(10, 40)]
+    )
+
+    answer = client.post(GENERATE, json=body).json()
+
+    assert answer_image(answer).size == image_dimensions("16:9", scale=SCALE)
+
+
+def test_without_aspect_ratio_or_reference_the_image_is_square(
+    client: httpx.Client,
+) -> None:
+    answer = client.post(GENERATE, json=request_body(aspect_ratio=None)).json()
+
+    assert answer_image(answer).size == image_dimensions("1:1", scale=SCALE)
+
+
+def test_identical_requests_give_different_images_and_response_ids(
+    client: httpx.Client,
+) -> None:
+    first = client.post(GENERATE, json=request_body()).json()
+    second = client.post(GENERATE, json=request_body()).json()
+
+    assert image_parts(first)[0]["data"] != image_parts(second)[0]["data"]
+    assert first["responseId"] != second["responseId"]
+
+
+def test_different_prompts_get_different_background_colours(
+    client: httpx.Client,
+) -> None:
+    cat = client.post(GENERATE, json=request_body("a cat")).json()
+    dog = client.post(GENERATE, json=request_body("a dog")).json()
+
+    cat_pixel = answer_image(cat).convert("RGB").getpixel((0, 0))
+    dog_pixel = answer_image(dog).convert("RGB").getpixel((0, 0))
+    assert cat_pixel != dog_pixel
+
+
+def test_model_version_echoes_the_model_in_the_url(client: httpx.Client) -> None:
+    path = "/v1beta/models/gemini-2.5-flash-image:generateContent"
+
+    answer = client.post(path, json=request_body()).json()
+
+    assert answer["modelVersion"] == "gemini-2.5-flash-image"
+
+
+@pytest.mark.parametrize("casing", ["snake", "camel"])
+def test_reference_images_are_read_in_snake_and_camel_case(
+    client: httpx.Client, casing: str
+) -> None:
+    body = sample("request-with-reference.json")
+    if casing == "camel":
+        part = body["contents"][0]["parts"][1]
+        inline = part.pop("inline_data")
+        part["inlineData"] = {"mimeType": inline["mime_type"], "data": inline["data"]}
+
+    response = client.post(GENERATE, json=body)
+
+    assert response.status_code == 200
+    assert response.json()["usageMetadata"]["promptTokenCount"] > 258
+    assert answer_image(response.json()).size == image_dimensions("4:5", scale=SCALE)
+
+
+def test_text_and_image_modalities_add_a_text_part(client: httpx.Client) -> None:
+    body = request_body(modalities=("TEXT", "IMAGE"))
+
+    parts = client.post(GENERATE, json=body).json()["candidates"][0]["content"]["parts"]
+
+    assert [p for p in parts if "text" in p and not p.get("thought")]
+
+
+def test_invalid_json_is_a_google_invalid_argument(client: httpx.Client) -> None:
+    response = client.post(GENERATE, content=b"{not json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_unsupported_aspect_ratio_is_rejected_like_the_real_api(
+    client: httpx.Client,
+) -> None:
+    response = client.post(GENERATE, json=request_body(aspect_ratio="5:3"))
+
+    assert response.status_code == 400
+    assert "5:3" in response.json()["error"]["message"]
+
+
+def test_unknown_path_is_404(client: httpx.Client) -> None:
+    assert client.get("/v1beta/models").status_code == 404
+
+
+def test_latency_delays_every_answer() -> None:
+    with (
+        SimServer(image_scale=SCALE, latency=0.2) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        started = time.monotonic()
+        http.post(GENERATE, json=request_body()).raise_for_status()
+
+    assert time.monotonic() - started >= 0.2
+
+
+# -- faults: error statuses ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "real"),
+    [
+        ("429", 429, "429-google.json"),
+        ("429-day", 429, "429-google.json"),
+        ("500", 500, None),
+        ("503", 503, "503-google-overloaded.json"),
+        ("502-relay", 502, "502-relay-upstream.json"),
+        ("504", 504, None),
+        ("408", 408, None),
+        ("401", 401, "401-relay.json"),
+        ("403", 403, None),
+        ("403-balance", 403, "403-relay-out-of-balance.json"),
+        ("400", 400, "400-google-invalid-argument.json"),
+    ],
+)
+def test_error_fault_answers_with_its_status_and_error_shape(
+    sim: SimServer, client: httpx.Client, kind: str, status: int, real: str | None
+) -> None:
+    sim.add_fault(Fault(kind))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert response.status_code == status
+    error = response.json()["error"]
+    if real is None:  # Google shape without a stored sample
+        assert {"code", "message", "status"} <= error.keys()
+        assert error["code"] == status
+    elif "status" in sample(real)["error"]:
+        assert error.keys() == sample(real)["error"].keys()
+        assert error["status"] == sample(real)["error"]["status"]
+    else:  # relay shape: exactly the stored body
+        assert response.json() == sample(real)
+
+
+@pytest.mark.parametrize(
+    ("kind", "google_status"),
+    [("500", "INTERNAL"), ("504", "DEADLINE_EXCEEDED"), ("403", "PERMISSION_DENIED")],
+)
+def test_google_errors_carry_the_matching_status_name(
+    sim: SimServer, client: httpx.Client, kind: str, google_status: str
+) -> None:
+    sim.add_fault(Fault(kind))
+
+    error = client.post(GENERATE, json=request_body()).json()["error"]
+
+    assert error["status"] == google_status
+
+
+@pytest.mark.parametrize(
+    ("kind", "quota_id"),
+    [
+        ("429", "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+        ("429-day", "GenerateRequestsPerDayPerProjectPerModel-FreeTier"),
+    ],
+)
+def test_quota_faults_name_the_quota_and_default_to_a_one_second_retry(
+    sim: SimServer, client: httpx.Client, kind: str, quota_id: str
+) -> None:
+    sim.add_fault(Fault(kind))
+
+    details = client.post(GENERATE, json=request_body()).json()["error"]["details"]
+
+    by_type = {d["@type"].rsplit(".", 1)[1]: d for d in details}
+    assert by_type["QuotaFailure"]["violations"][0]["quotaId"] == quota_id
+    assert by_type["RetryInfo"]["retryDelay"] == "1s"
+
+
+def test_429_retry_after_goes_into_retry_info(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("429", retry_after=1.5))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert {
+        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+        "retryDelay": "1.5s",
+    } in (response.json()["error"]["details"])
+
+
+def test_503_retry_after_is_sent_as_header_and_retry_info(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("503", retry_after=0.25))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert response.headers["retry-after"] == "0.25"
+    assert response.json()["error"]["details"][0]["retryDelay"] == "0.25s"
+
+
+def test_503_without_retry_after_has_no_header(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("503"))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert "retry-after" not in response.headers
+    assert response.json() == sample("503-google-overloaded.json")
+
+
+# -- faults: the connection ------------------------------------------------------------
+
+
+def test_hang_never_answers_and_frees_the_handler_when_the_client_leaves(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("hang", times=1))
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(GENERATE, json=request_body(), timeout=0.3)
+
+    assert client.post(GENERATE, json=request_body()).status_code == 200
+    wait_until(lambda: sim.stats()["in_flight"] == 0)
+
+
+def test_stop_ends_hanging_requests_promptly() -> None:
+    server = SimServer(image_scale=SCALE).start()
+    server.add_fault(Fault("hang"))
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            try:
+                http.post(GENERATE, json=request_body())
+            except httpx.HTTPError as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    wait_until(lambda: server.stats()["in_flight"] == 1)
+    started = time.monotonic()
+    server.stop()
+    thread.join(timeout=5)
+
+    assert time.monotonic() - started < 2
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], httpx.RemoteProtocolError)
+
+
+def test_slow_answers_normally_after_the_delay(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("slow", delay=0.3))
+
+    started = time.monotonic()
+    response = client.post(GENERATE, json=request_body())
+
+    assert time.monotonic() - started >= 0.3
+    assert response.status_code == 200
+    assert answer_image(response.json())
+
+
+def test_drop_closes_the_connection_without_a_response(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("drop", times=1))
+
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending"):
+        client.post(GENERATE, json=request_body())
+    assert client.post(GENERATE, json=request_body()).status_code == 200
+
+
+def test_drop_mid_body_sends_half_the_declared_body_then_closes(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("drop-mid-body"))
+
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete|complete message"):
+        client.post(GENERATE, json=request_body())
+
+
+def test_truncated_is_a_well_framed_200_with_half_a_json_body(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("truncated"))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.content.startswith(b'{"candidates"')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.content)
+
+
+def test_non_json_is_a_200_html_page(sim: SimServer, client: httpx.Client) -> None:
+    sim.add_fault(Fault("non-json"))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.text == "<html><body>Bad gateway</body></html>"
+
+
+# -- faults: odd success bodies --------------------------------------------------------
+
+
+def test_bad_base64_carries_image_data_that_does_not_decode(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("bad-base64"))
+
+    (inline,) = image_parts(client.post(GENERATE, json=request_body()).json())
+
+    for validate in (True, False):
+        with pytest.raises(binascii.Error):
+            base64.b64decode(inline["data"], validate=validate)
+
+
+def test_huge_pads_the_answer_to_about_the_given_size(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("huge", size=2_000_000))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert abs(len(response.content) - 2_000_000) < 2_000
+    assert answer_image(response.json())
+
+
+def test_no_mime_sends_inline_data_without_a_mime_type(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("no-mime"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert "mimeType" not in image_parts(answer)[0]
+    assert answer_image(answer).format == "PNG"
+
+
+def test_wrong_mime_declares_jpeg_but_carries_png(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("wrong-mime"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert image_parts(answer)[0]["mimeType"] == "image/jpeg"
+    assert answer_image(answer).format == "PNG"
+
+
+def test_blocked_prompt_has_a_block_reason_and_usage(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("blocked-prompt"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert (
+        answer["promptFeedback"] == sample("200-prompt-blocked.json")["promptFeedback"]
+    )
+    assert "candidates" not in answer
+    assert answer["usageMetadata"]["promptTokenCount"] > 0
+
+
+def test_blocked_finish_is_image_safety_without_content(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("blocked-finish"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert answer["candidates"] == sample("200-image-safety.json")["candidates"]
+    assert answer["usageMetadata"]["totalTokenCount"] > 0
+
+
+def test_text_only_answers_stop_with_text_and_no_image(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("text-only"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    (candidate,) = answer["candidates"]
+    assert candidate["finishReason"] == "STOP"
+    assert [list(p) for p in candidate["content"]["parts"]] == [["text"]]
+    assert answer["usageMetadata"]["candidatesTokenCount"] > 0
+
+
+def test_no_image_finish_has_no_parts(sim: SimServer, client: httpx.Client) -> None:
+    sim.add_fault(Fault("no-image-finish"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert answer["candidates"] == [{"finishReason": "NO_IMAGE", "index": 0}]
+    assert "usageMetadata" in answer
+
+
+def test_empty_candidates_still_reports_usage(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("empty-candidates"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert answer["candidates"] == []
+    assert answer["usageMetadata"]["promptTokenCount"] > 0
+
+
+def test_relay_markdown_puts_a_real_png_data_uri_in_a_text_part(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("relay-markdown"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    (part,) = answer["candidates"][0]["content"]["parts"]
+    found = re.fullmatch(r"!\[image\]\(data:image/png;base64,([^)]+)\)", part["text"])
+    assert found is not None
+    assert decode_image(base64.b64decode(found.group(1))).size == (64, 64)
+
+
+def test_relay_url_links_a_png_that_can_be_fetched_once(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("relay-url"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    (part,) = answer["candidates"][0]["content"]["parts"]
+    found = re.fullmatch(
+        r"!\[image\]\((http://127\.0\.0\.1:\d+/files/\w+\.png)\)", part["text"]
+    )
+    assert found is not None
+    first = client.get(found.group(1))
+    assert first.headers["content-type"] == "image/png"
+    assert decode_image(first.content).size == (64, 64)
+    assert client.get(found.group(1)).status_code == 404
+
+
+def test_every_fault_kind_is_known_to_fault() -> None:
+    for kind in FAULT_KINDS:
+        assert Fault(kind).kind == kind
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        Fault("418")
+    with pytest.raises(ValueError, match="rate"):
+        Fault("500", rate=1.5)
+
+
+# -- choosing faults -------------------------------------------------------------------
+
+
+def test_prompt_directive_applies_to_every_request(client: httpx.Client) -> None:
+    body = request_body("a banner [sim:503]")
+
+    statuses = [client.post(GENERATE, json=body).status_code for _ in range(3)]
+
+    assert statuses == [503, 503, 503]
+
+
+def test_counted_directive_applies_to_the_first_n_requests_of_that_body(
+    client: httpx.Client,
+) -> None:
+    body = request_body("a banner [sim:500*2]")
+    other = request_body("a banner [sim:500*2]", aspect_ratio="16:9")
+
+    statuses = [client.post(GENERATE, json=body).status_code for _ in range(4)]
+
+    assert statuses == [500, 500, 200, 200]
+    assert client.post(GENERATE, json=other).status_code == 500
+
+
+def test_directive_parameters_set_retry_after_and_delay(
+    client: httpx.Client,
+) -> None:
+    quota = client.post(GENERATE, json=request_body("x [sim:429 retry_after=0.25]"))
+    started = time.monotonic()
+    slow = client.post(GENERATE, json=request_body("y [sim:slow delay=0.2]"))
+
+    assert quota.json()["error"]["details"][1]["retryDelay"] == "0.25s"
+    assert slow.status_code == 200 and time.monotonic() - started >= 0.2
+
+
+def test_unknown_directive_kind_is_a_400_that_says_so(client: httpx.Client) -> None:
+    response = client.post(GENERATE, json=request_body("x [sim:teapot]"))
+
+    assert response.status_code == 400
+    assert "teapot" in response.json()["error"]["message"]
+
+
+def test_directive_wins_over_rules(sim: SimServer, client: httpx.Client) -> None:
+    sim.add_fault(Fault("500"))
+
+    assert client.post(GENERATE, json=request_body("[sim:503]")).status_code == 503
+
+
+def test_rule_times_limits_how_often_it_fires(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("500", times=2))
+
+    statuses = [
+        client.post(GENERATE, json=request_body()).status_code for _ in range(3)
+    ]
+
+    assert statuses == [500, 500, 200]
+
+
+def test_rule_match_only_hits_prompts_containing_it(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("503", match="zebra"))
+
+    assert client.post(GENERATE, json=request_body("a zebra")).status_code == 503
+    assert client.post(GENERATE, json=request_body("a horse")).status_code == 200
+
+
+def test_first_matching_rule_wins(sim: SimServer, client: httpx.Client) -> None:
+    sim.add_fault(Fault("500", match="cat"))
+    sim.add_fault(Fault("503"))
+
+    assert client.post(GENERATE, json=request_body("a cat")).status_code == 500
+    assert client.post(GENERATE, json=request_body("a dog")).status_code == 503
+
+
+def test_rule_with_rate_zero_never_fires(sim: SimServer, client: httpx.Client) -> None:
+    sim.add_fault(Fault("500", rate=0.0))
+
+    statuses = {
+        client.post(GENERATE, json=request_body()).status_code for _ in range(5)
+    }
+
+    assert statuses == {200}
+
+
+def test_random_faults_follow_the_rate_and_repeat_with_the_seed() -> None:
+    def run(http: httpx.Client) -> list[int]:
+        return [
+            http.post(GENERATE, json=request_body()).status_code for _ in range(200)
+        ]
+
+    with (
+        SimServer(image_scale=SCALE, fault_rate=0.25, fault_mix=["500"], seed=7) as srv,
+        httpx.Client(base_url=srv.url) as http,
+    ):
+        first = run(http)
+        srv.reset()
+        second = run(http)
+
+    assert set(first) == {200, 500}
+    assert 30 <= first.count(500) <= 70
+    assert first == second
+
+
+# -- statistics ------------------------------------------------------------------------
+
+
+def test_stats_count_each_body_and_its_successes(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    raw = json.dumps(request_body("a lighthouse", image_size="2K")).encode()
+    text_only = json.dumps(request_body("a fox")).encode()
+    sim.add_fault(Fault("text-only", match="fox"))
+    headers = {"content-type": "application/json", "authorization": "Bearer k"}
+
+    for _ in range(2):
+        client.post(GENERATE, content=raw, headers=headers).raise_for_status()
+    client.post(GENERATE, content=text_only).raise_for_status()
+
+    stats = sim.stats()
+    lighthouse = stats["bodies"][hashlib.sha256(raw).hexdigest()]
+    assert lighthouse == {
+        "received": 2,
+        "succeeded": 2,
+        "text": "a lighthouse",
+        "aspect_ratio": "1:1",
+        "image_size": "2K",
+        "auth": "bearer",
+    }
+    fox = stats["bodies"][hashlib.sha256(text_only).hexdigest()]
+    assert (fox["received"], fox["succeeded"], fox["auth"]) == (1, 0, None)
+    assert stats["requests"] == 3
+    assert stats["images_sent"] == 2
+    assert stats["by_status"] == {200: 3}
+    assert stats["by_kind"] == {"ok": 2, "text-only": 1}
+
+
+def test_stats_usage_sums_every_answer_that_carried_usage(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("blocked-prompt", times=1))
+    sim.add_fault(Fault("500", times=1))
+    usages = []
+    for _ in range(4):
+        answer = client.post(GENERATE, json=request_body()).json()
+        usages.append(answer.get("usageMetadata", {}))
+
+    usage = sim.stats()["usage"]
+
+    for name in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount"):
+        assert usage[name] == sum(u.get(name, 0) for u in usages)
+    assert usage["candidatesTokenCount"] == 2 * 1120
+
+
+@pytest.mark.parametrize("kind", ["drop-mid-body", "truncated", "bad-base64"])
+def test_answers_without_a_usable_image_do_not_count_as_succeeded(
+    sim: SimServer, client: httpx.Client, kind: str
+) -> None:
+    sim.add_fault(Fault(kind))
+    raw = json.dumps(request_body()).encode()
+
+    try:
+        client.post(GENERATE, content=raw)
+    except httpx.RemoteProtocolError:
+        pass
+
+    body = sim.stats()["bodies"][hashlib.sha256(raw).hexdigest()]
+    assert (body["received"], body["succeeded"]) == (1, 0)
+    assert sim.stats()["images_sent"] == 0
+
+
+def test_many_concurrent_connections_are_served_in_parallel(sim: SimServer) -> None:
+    body = json.dumps(request_body("[sim:slow delay=0.5]")).encode()
+    head = (
+        f"POST {GENERATE} HTTP/1.1\r\nHost: sim\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sockets = [
+        socket.create_connection(address_of(sim), timeout=10) for _ in range(130)
+    ]
+    try:
+        started = time.monotonic()
+        for sock in sockets:
+            sock.sendall(head + body)
+        statuses = [read_response(sock)[0] for sock in sockets]
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+
+    assert statuses == [200] * 130
+    assert elapsed < 5
+    assert sim.stats()["max_in_flight"] >= 128
+
+
+# -- HTTP details ----------------------------------------------------------------------
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    for _ in range(20):
+        client.post(GENERATE, json=request_body()).raise_for_status()
+
+    assert sim.stats()["connections"] == 1
+
+
+def test_connection_close_is_honoured(sim: SimServer, client: httpx.Client) -> None:
+    headers = {"connection": "close"}
+
+    responses = [
+        client.post(GENERATE, json=request_body(), headers=headers) for _ in range(2)
+    ]
+
+    assert [r.headers["connection"] for r in responses] == ["close", "close"]
+    assert sim.stats()["connections"] == 2
+
+
+def test_post_without_content_length_gets_411(sim: SimServer) -> None:
+    request = f"POST {GENERATE} HTTP/1.1\r\nHost: sim\r\n\r\n".encode()
+
+    status, headers, _ = raw_exchange(address_of(sim), request)
+
+    assert status == 411
+    assert headers["connection"] == "close"
+
+
+def test_chunked_upload_gets_411(sim: SimServer) -> None:
+    request = (
+        f"POST {GENERATE} HTTP/1.1\r\nHost: sim\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ).encode()
+
+    assert raw_exchange(address_of(sim), request)[0] == 411
+
+
+def test_body_over_64_mib_gets_413_without_being_read(sim: SimServer) -> None:
+    request = (
+        f"POST {GENERATE} HTTP/1.1\r\nHost: sim\r\n"
+        f"Content-Length: {64 * 1024 * 1024 + 1}\r\n\r\n"
+    ).encode()
+
+    assert raw_exchange(address_of(sim), request)[0] == 413
+
+
+def test_garbage_gets_400_and_the_server_keeps_serving(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    status, _, _ = raw_exchange(address_of(sim), b"\x00\xffHELLO THERE\r\n\r\n")
+
+    assert status == 400
+    assert client.post(GENERATE, json=request_body()).status_code == 200
+
+
+def test_client_leaving_mid_request_does_not_disturb_the_server(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    with socket.create_connection(address_of(sim)) as sock:
+        head = f"POST {GENERATE} HTTP/1.1\r\nHost: sim\r\nContent-Length: 1000\r\n\r\n"
+        sock.sendall(head.encode() + b"{")
+    with socket.create_connection(address_of(sim)) as sock:
+        sock.sendall(b"POST /v1beta/models/m:generateCon")
+
+    assert client.post(GENERATE, json=request_body()).status_code == 200
+    assert sim.stats()["requests"] == 1
+
+
+# -- auth ------------------------------------------------------------------------------
+
+
+def test_with_an_api_key_only_the_right_key_in_either_header_is_accepted() -> None:
+    secret = "sk-sim-secret-value"
+    attempts = {
+        "none": {},
+        "wrong": {"authorization": "Bearer nope"},
+        "bearer": {"authorization": f"Bearer {secret}"},
+        "goog": {"x-goog-api-key": secret},
+    }
+    with (
+        SimServer(image_scale=SCALE, api_key=secret) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        responses = {
+            name: http.post(GENERATE, json=request_body(name), headers=headers)
+            for name, headers in attempts.items()
+        }
+        stats = server.stats()
+
+    assert {n: r.status_code for n, r in responses.items()} == {
+        "none": 401,
+        "wrong": 401,
+        "bearer": 200,
+        "goog": 200,
+    }
+    assert responses["none"].json() == sample("401-relay.json")
+    assert {b["text"]: b["auth"] for b in stats["bodies"].values()} == {
+        "none": None,
+        "wrong": "bearer",
+        "bearer": "bearer",
+        "goog": "goog",
+    }
+    assert secret not in repr(stats) and "nope" not in repr(stats)
+
+
+def test_without_an_api_key_any_or_no_key_is_accepted(client: httpx.Client) -> None:
+    response = client.post(
+        GENERATE, json=request_body(), headers={"x-goog-api-key": "k"}
+    )
+
+    assert response.status_code == 200
+
+
+# -- remote control --------------------------------------------------------------------
+
+
+def test_control_endpoints_add_faults_report_stats_and_reset(
+    client: httpx.Client,
+) -> None:
+    rules = [{"kind": "503", "times": 1}, {"kind": "500", "match": "zebra"}]
+
+    added = client.post("/_sim/faults", json=rules)
+    statuses = [
+        client.post(GENERATE, json=request_body(text)).status_code
+        for text in ("a cat", "a cat", "a zebra")
+    ]
+    stats = client.get("/_sim/stats").json()
+    client.post("/_sim/reset").raise_for_status()
+    after_reset = client.post(GENERATE, json=request_body("a zebra")).status_code
+
+    assert added.json() == {"ok": True, "rules": 2}
+    assert statuses == [503, 200, 500]
+    assert stats["requests"] == 3
+    assert stats["by_status"] == {"200": 1, "500": 1, "503": 1}
+    assert after_reset == 200
+    assert client.get("/_sim/stats").json()["requests"] == 1
+
+
+def test_control_endpoint_accepts_a_single_rule_with_parameters(
+    client: httpx.Client,
+) -> None:
+    client.post("/_sim/faults", json={"kind": "429", "retry_after": 2})
+
+    error = client.post(GENERATE, json=request_body()).json()["error"]
+
+    assert error["details"][1]["retryDelay"] == "2s"
+
+
+@pytest.mark.parametrize(
+    "rule", [{"kind": "teapot"}, {"kind": "500", "bogus": 1}, {"times": 1}, [1]]
+)
+def test_control_endpoint_rejects_invalid_rules(
+    client: httpx.Client, rule: object
+) -> None:
+    response = client.post("/_sim/faults", json=rule)
+
+    assert response.status_code == 400
+
+
+# -- python -m runner.simulate ---------------------------------------------------------
+
+
+def test_module_main_serves_until_terminated() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "runner.simulate",
+        "--port",
+        "0",
+        "--image-scale",
+        "0.0625",
+        "--seed",
+        "1",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            found = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
+            assert found is not None, line
+            with httpx.Client(base_url=found.group(1)) as http:
+                response = http.post(GENERATE, json=request_body())
+        finally:
+            proc.terminate()
+            returncode = proc.wait(timeout=10)
+
+    assert response.status_code == 200
+    assert answer_image(response.json()).size == (64, 64)
+    assert returncode == 0
