@@ -80,15 +80,23 @@ def test_keys_follow_reference_content_not_paths(tmp_path: Path) -> None:
 
 def test_renaming_a_prompt_id_keeps_its_keys(tmp_path: Path) -> None:
     before = {i["key"] for i in plan_of(tmp_path, GRID)}
-    after = {i["key"] for i in plan_of(tmp_path, GRID.replace("id: banner", "id: hero"))}
+    after = {
+        i["key"] for i in plan_of(tmp_path, GRID.replace("id: banner", "id: hero"))
+    }
     assert before == after
 
 
 def test_exclude_drops_every_cell_it_matches_partially(tmp_path: Path) -> None:
-    body = GRID + '    exclude:\n      - {prompt: cat, light: night}\n      - {aspect_ratio: "16:9", references: 1}\n'
+    body = GRID + (
+        "    exclude:\n"
+        "      - {prompt: cat, light: night}\n"
+        '      - {aspect_ratio: "16:9", references: 1}\n'
+    )
     items = plan_of(tmp_path, body)
     assert not any(i["prompt"] == "cat" and i["light"] == "night" for i in items)
-    assert not any(i["aspect_ratio"] == "16:9" and i["references"] == "r1" for i in items)
+    assert not any(
+        i["aspect_ratio"] == "16:9" and i["references"] == "r1" for i in items
+    )
     per_cell = 16
     full = (2 + 6 + 1) * per_cell
     cat_night = 2 * per_cell
@@ -97,7 +105,10 @@ def test_exclude_drops_every_cell_it_matches_partially(tmp_path: Path) -> None:
 
 
 def test_include_adds_cells_across_the_axes_it_leaves_out(tmp_path: Path) -> None:
-    body = GRID + '    include:\n      - {prompt: banner, aspect_ratio: "8:1", references: [refs/b.png]}\n'
+    body = GRID + (
+        "    include:\n"
+        '      - {prompt: banner, aspect_ratio: "8:1", references: [refs/b.png]}\n'
+    )
     items = plan_of(tmp_path, body)
     added = [i for i in items if i["aspect_ratio"] == "8:1"]
     # every style x size x sample, with the new reference set only

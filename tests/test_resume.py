@@ -6,12 +6,16 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
-from pathlib import Path
+from contextlib import closing
+from typing import TYPE_CHECKING
 
 import pytest
 
 from runner.simulate import SimServer
 from tests.e2e import SECRET, manifest, spawn, status_json, write_job
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 N_ITEMS = 30
 
@@ -22,8 +26,13 @@ def job_file(folder: Path) -> Path:
 
 
 def succeeded_texts(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT prompt FROM items WHERE status = 'succeeded'")
+    if not db.exists():
+        return set()
+    with closing(sqlite3.connect(db)) as conn:
+        try:
+            rows = conn.execute("SELECT prompt FROM items WHERE status = 'succeeded'")
+        except sqlite3.OperationalError:  # the runner is still creating the schema
+            return set()
         return {r[0] for r in rows}
 
 
@@ -50,9 +59,10 @@ def test_a_run_killed_with_sigkill_resumes_without_resending_finished_items(
         env = {"TOKAIFY_API_KEY": SECRET}
         proc = spawn("submit", job, "--base-url", sim.url, "--output", out, env=env)
         db = out / "runner.db"
-        wait_for(lambda: db.exists() and len(succeeded_texts(db)) >= 8)
+        wait_for(lambda: len(succeeded_texts(db)) >= 8)
         proc.popen.send_signal(signal.SIGKILL)
-        proc.popen.wait(timeout=10)
+        code, _, _ = proc.finish(timeout=10)
+        assert code == -signal.SIGKILL
         finished_before = succeeded_texts(db)
         sent_before = received_by_text(sim)
         assert 8 <= len(finished_before) < N_ITEMS
@@ -85,7 +95,7 @@ def test_ctrl_c_stops_dispatching_keeps_finished_items_and_exits_130(
         env = {"TOKAIFY_API_KEY": SECRET}
         proc = spawn("submit", job, "--base-url", sim.url, "--output", out, env=env)
         db = out / "runner.db"
-        wait_for(lambda: db.exists() and len(succeeded_texts(db)) >= 4)
+        wait_for(lambda: len(succeeded_texts(db)) >= 4)
         proc.popen.send_signal(signal.SIGINT)
         code, _, err = proc.finish()
         assert code == 130, err

@@ -3,7 +3,6 @@ the simulated API, a real SQLite store, image files on disk. Backoff is shortene
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,6 +15,8 @@ from runner.spec import load_job
 from tests.e2e import SECRET, manifest, write_job
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from runner.simulate import SimServer
 
 FAST = {"backoff_base": 0.01, "request_timeout": 2.0, "handle_signals": False}
@@ -166,7 +167,9 @@ async def test_run_fatal_answers_stop_dispatching_at_once(
     assert report.status.counts["pending"] == 5
 
 
-@pytest.mark.parametrize("kind", ["relay-markdown", "relay-url", "wrong-mime", "no-mime"])
+@pytest.mark.parametrize(
+    "kind", ["relay-markdown", "relay-url", "wrong-mime", "no-mime"]
+)
 async def test_relay_shaped_and_mislabelled_images_are_saved_by_their_bytes(
     sim: SimServer, tmp_path: Path, kind: str
 ) -> None:
@@ -192,4 +195,6 @@ async def test_concurrency_bounds_requests_in_flight(
 def _seconds_between(earlier: str, later: str) -> float:
     from datetime import datetime
 
-    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+    return (
+        datetime.fromisoformat(later) - datetime.fromisoformat(earlier)
+    ).total_seconds()

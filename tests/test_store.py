@@ -14,6 +14,7 @@ from runner.plan import Item, Request, item_key
 from runner.store import AttemptResult, JobRow, Store
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -43,9 +44,9 @@ def make_item(text: str, sample: int = 1, position: int = 0) -> Item:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store.for_output(tmp_path / "out")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
