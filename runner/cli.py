@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.tokaify.com"
 GOOGLE_HOST = "generativelanguage.googleapis.com"
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a terminal
+MAX_ITEMS_UNCONFIRMED = 10_000  # a bigger grid is more likely a typo than a plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,6 +136,9 @@ def send_options(f: F) -> F:
 @send_options
 @store_options
 @json_option
+@click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask before sending a very large grid."
+)
 def submit(
     job_file: Path,
     concurrency: int | None,
@@ -144,6 +148,7 @@ def submit(
     output: Path,
     db_url: str | None,
     as_json: bool,
+    yes: bool,
 ) -> None:
     """Plan, store and run a job; submitting again resumes and skips finished items.
 
@@ -155,6 +160,8 @@ def submit(
     with _endpoint(base_url, simulate) as endpoint:
         store = workspace.open_store()
         try:
+            preview = jobs.preview(spec, store)
+            _confirm_size(preview, yes)
             with _progress_display(as_json) as on_progress:
                 report = anyio.run(
                     lambda: jobs.submit(
@@ -165,6 +172,7 @@ def submit(
                         concurrency=concurrency,
                         on_progress=on_progress,
                         overrides=_overrides(timeout),
+                        plan=preview.plan,
                     )
                 )
         finally:
@@ -363,9 +371,10 @@ def _finish(report: jobs.RunReport, as_json: bool) -> None:
 def _render_status(console: Console, data: dict[str, Any]) -> None:
     counts = data["counts"]
     table = Table(title=f"job {data['job']}", title_justify="left")
-    for name in ("items", *counts):
+    shown = ("succeeded", "failed", "blocked", "pending", "running")
+    for name in ("items", *shown):
         table.add_column(name, justify="right")
-    table.add_row(str(data["total"]), *(str(n) for n in counts.values()))
+    table.add_row(str(data["total"]), *(str(counts[name]) for name in shown))
     console.print(table)
     usage = data["usage"]
     req = data["requests"]
@@ -391,17 +400,20 @@ def _progress_display(quiet: bool) -> Iterator[Callable[[Progress], None] | None
         yield None
         return
     if err.is_terminal:
-        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
         from rich.progress import Progress as Bar
 
         bar = Bar(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"),
             TimeRemainingColumn(),
             console=err,
-            transient=False,
         )
         task = bar.add_task("items", total=None, detail="")
         with bar:
@@ -431,13 +443,15 @@ def _detail(p: Progress) -> str:
         f"failed {p.failed}",
         f"blocked {p.blocked}",
         f"running {p.running}",
-        f"tokens {p.tokens:,}",
+        f"{p.tokens:,} tok",
     ]
     if p.retries:
-        parts.append(f"retries {p.retries}")
+        parts.append(f"{p.retries} retries")
+    if p.limit and p.limit < p.concurrency:
+        parts.append(f"slowed to {p.limit}")
     if p.stopping:
         parts.append(p.stopping)
-    return " | ".join(parts)
+    return " · ".join(parts)
 
 
 def _eta(p: Progress) -> str:
@@ -472,6 +486,22 @@ def _endpoint(base_url: str | None, simulate: bool) -> Iterator[Endpoint]:
             "--simulate (no key, no network)"
         )
     yield Endpoint(base_url=base, api_key=key, auth=auth)
+
+
+def _confirm_size(preview: jobs.PlanPreview, yes: bool) -> None:
+    """A grid past MAX_ITEMS_UNCONFIRMED runs only when the user says so."""
+    to_send = preview.as_dict()["to_send"]
+    if yes or to_send <= MAX_ITEMS_UNCONFIRMED:
+        return
+    question = (
+        f"{preview.spec.name} would send {to_send:,} requests (more than "
+        f"{MAX_ITEMS_UNCONFIRMED:,}); check the grid with `runner plan`"
+    )
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        if click.confirm(f"{question}. Send them?", err=True):
+            return
+        raise UsageError("not confirmed; nothing was sent")
+    raise UsageError(f"{question}, then pass --yes to send them")
 
 
 def _overrides(timeout: float | None) -> dict[str, Any]:

@@ -133,12 +133,14 @@ async def submit(
     concurrency: int | None = None,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
+    plan: Plan | None = None,
 ) -> RunReport:
     """Plan the job, store the plan, and send every item not finished yet.
 
-    `overrides` replaces RunSettings fields (timeouts, backoff) for this run.
+    `overrides` replaces RunSettings fields (timeouts, backoff) for this run;
+    `plan` is `build_plan(spec)` if the caller already has it.
     """
-    plan = build_plan(spec)
+    plan = plan or build_plan(spec)
     run_settings = replace(
         RunSettings(
             concurrency=concurrency or spec.concurrency,

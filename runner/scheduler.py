@@ -63,6 +63,7 @@ class Progress:
     retries: int = 0
     tokens: int = 0
     limit: int = 0  # current concurrency limit (lowered after 429s)
+    concurrency: int = 0  # the configured limit
     elapsed: float = 0.0
     stopping: str | None = None  # why dispatching stopped, if it did
 
@@ -102,7 +103,9 @@ async def run_items(
     """Send every item in `work` until each is terminal, or the run is stopped."""
     run = _Run(store, job, run_id, http, endpoint, job_folder, settings, on_progress)
     items = iter(work)
-    run.progress = Progress(total=len(work), limit=settings.concurrency)
+    run.progress = Progress(
+        total=len(work), limit=settings.concurrency, concurrency=settings.concurrency
+    )
     run.emit()
     async with anyio.create_task_group() as tg:
         tg.start_soon(run.renew_lease, lease_owner)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from runner.plan import Item
 
 SCHEMA_VERSION = 1
+DEFAULT_BUSY_TIMEOUT = 15.0  # seconds a writer waits for another process's lock
 DEFAULT_LEASE_TTL = 30.0  # seconds; renewed every TTL/3 while a run is alive
 STATUSES = ("pending", "running", "succeeded", "failed", "blocked")
 # Attempt outcomes that mean "the request went out and may have been billed, but
@@ -212,19 +213,23 @@ class JobSummary:
 class Store:
     """One database, opened with migrations applied."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.url = url
         self._lock = threading.RLock()
         try:
             self.engine: Engine = sa.create_engine(url)
-            if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            self._migrate()
         except SQLAlchemyError as exc:
             raise StoreError(
-                f"cannot open the store {_safe_url(url)}: {_db_reason(exc)}; check the "
-                "path or --db URL, and that no other program holds the file locked"
+                f"cannot open the store {_safe_url(url)}: {_db_reason(exc)}; check "
+                "the --db URL"
             ) from exc
+        try:
+            if self.engine.dialect.name == "sqlite":
+                _sqlite_setup(self.engine, busy_timeout)
+            self._migrate()
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     @classmethod
     def for_output(cls, output_dir: Path, db_url: str | None = None) -> Store:
@@ -704,11 +709,16 @@ class Store:
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
-        # One writer at a time inside this process; SQLite serialises across
-        # processes with busy_timeout.
+        # One writer at a time inside this process; across processes SQLite
+        # serialises writers with BEGIN IMMEDIATE and busy_timeout.
         with self._lock:
             try:
-                with self.engine.begin() as conn:
+                with (
+                    self.engine.connect().execution_options(
+                        **{_IMMEDIATE: True}
+                    ) as conn,
+                    conn.begin(),
+                ):
                     yield conn
             except DBAPIError as exc:
                 raise StoreError(
@@ -726,16 +736,28 @@ class Store:
             ) from exc
 
     def _migrate(self) -> None:
-        with self._lock:
-            with self.engine.begin() as conn:
-                migrations_table.create(conn, checkfirst=True)
-                done = {
-                    r.name for r in conn.execute(sa.select(migrations_table.c.name))
-                }
-            for name, migration in MIGRATIONS:
-                if name in done:
-                    continue
-                with self.engine.begin() as conn:
+        known = [name for name, _ in MIGRATIONS]
+        with self._begin() as conn:
+            migrations_table.create(conn, checkfirst=True)
+            done = {r.name for r in conn.execute(sa.select(migrations_table.c.name))}
+        newer = sorted(done - set(known))
+        if newer:
+            raise StoreError(
+                f"the store {_safe_url(self.url)} was written by a newer runner "
+                f"(schema step {newer[-1]}); upgrade runner, or use another --output"
+            )
+        for name, migration in MIGRATIONS:
+            if name in done:
+                continue
+            # Each step in its own transaction; re-checked inside it, since another
+            # process may be migrating the same file right now.
+            with self._begin() as conn:
+                applied = conn.execute(
+                    sa.select(migrations_table.c.name).where(
+                        migrations_table.c.name == name
+                    )
+                ).first()
+                if applied is None:
                     migration(conn)
                     conn.execute(
                         migrations_table.insert().values(name=name, applied_at=_now())
@@ -764,13 +786,28 @@ def _item_labels(item: Item) -> dict[str, Any]:
     }
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=15000")
-    cursor.close()
+_IMMEDIATE = "runner_begin_immediate"
+
+
+def _sqlite_setup(engine: Engine, busy_timeout: float) -> None:
+    """WAL, and BEGIN IMMEDIATE for write transactions: a deferred transaction that
+    reads and then writes fails at once with SQLITE_BUSY in WAL mode when another
+    process wrote meanwhile, instead of waiting out busy_timeout."""
+
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _now() -> str:
@@ -801,4 +838,15 @@ def _safe_url(url: str) -> str:
 
 def _db_reason(exc: SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None)
-    return str(orig) if orig is not None else type(exc).__name__
+    reason = str(orig) if orig is not None else type(exc).__name__
+    if "locked" in reason or "busy" in reason:
+        reason += (
+            " (another program holds it locked; wait for it to finish, or use "
+            "another --output)"
+        )
+    elif "not a database" in reason or "malformed" in reason:
+        reason += (
+            " (the file is damaged or is not a runner store; move it aside and "
+            "submit again, or point --output elsewhere)"
+        )
+    return reason

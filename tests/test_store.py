@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
@@ -213,8 +215,45 @@ def test_requeue_gives_failed_items_fresh_tries(store: Store, job: JobRow) -> No
 
 def test_a_file_that_is_not_a_database_gives_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "runner.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match=r"cannot open the store .*runner\.db"):
+    with pytest.raises(StoreError, match=r"runner\.db failed: file is not a database"):
         Store.for_output(tmp_path)
+
+
+def test_a_store_locked_by_another_program_gives_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    Store.for_output(tmp_path).close()
+    holder = sqlite3.connect(tmp_path / "runner.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked.*wait for it"):
+            Store(f"sqlite:///{tmp_path / 'runner.db'}", busy_timeout=0.2)
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_a_store_from_a_newer_runner_is_refused_not_damaged(tmp_path: Path) -> None:
+    Store.for_output(tmp_path).close()
+    with closing(sqlite3.connect(tmp_path / "runner.db")) as conn, conn:
+        conn.execute(
+            "INSERT INTO _runner_migrations VALUES ('m999_future', '2030-01-01')"
+        )
+    with pytest.raises(StoreError, match="newer runner .*m999_future"):
+        Store.for_output(tmp_path)
+
+
+def test_two_processes_migrating_a_blank_store_at_once_both_succeed(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import sys; from pathlib import Path; from runner.store import Store; "
+        "Store.for_output(Path(sys.argv[1])).close()"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)]) for _ in range(4)
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
 
 
 def run_id(store: Store, job: JobRow) -> int:
