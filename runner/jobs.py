@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ import anyio
 import httpx
 from anyio import to_thread
 
-from runner import client, outputs
+from runner import client, outputs, pricing
 from runner.errors import UsageError
 from runner.plan import Plan, build_plan
 from runner.scheduler import (
@@ -28,7 +28,15 @@ from runner.scheduler import (
     run_items,
 )
 from runner.spec import JobSpec, load_job
-from runner.store import JobRow, Status, Store, SyncResult, WorkItem
+from runner.store import (
+    STATUSES,
+    JobRow,
+    Spend,
+    Status,
+    Store,
+    SyncResult,
+    WorkItem,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -75,10 +83,74 @@ class PlanPreview:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A job's status with its spend priced (None where the model has no price)."""
+
+    status: Status
+    price: pricing.Price | None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.status.counts
+
+    def cost(self, spend: Spend) -> dict[str, float] | None:
+        if self.price is None:
+            return None
+        billed = pricing.tokens_cost(spend.tokens, self.price)
+        unknown = sum(
+            n * pricing.estimate_cost("", 0, size, self.price)
+            for size, n in spend.unpriced.items()
+        )
+        return {
+            "billed_usd": round(billed, 6),
+            "possibly_billed_usd": round(unknown, 6),
+            "total_usd": round(billed + unknown, 6),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.status
+        succeeded = s.counts["succeeded"]
+        return {
+            "job": s.job,
+            "counts": s.counts,
+            "total": sum(s.counts.values()),
+            "usage": s.usage,
+            "requests": s.requests,
+            "images": s.spend.images,
+            "attempts_per_success": (
+                round(s.spend.requests / succeeded, 3) if succeeded else None
+            ),
+            "cost": self.cost(s.spend),
+            "price": None
+            if self.price is None
+            else {
+                **asdict(self.price),
+                "currency": "USD",
+                "as_of": pricing.PRICES_AS_OF,
+                "source": pricing.PRICES_SOURCE,
+            },
+            "by": {
+                axis: {
+                    value: {
+                        "items": g["items"],
+                        **{k: g[k] for k in STATUSES},
+                        "requests": g["spend"].requests,
+                        "usage": g["spend"].usage,
+                        "cost": self.cost(g["spend"]),
+                    }
+                    for value, g in groups.items()
+                }
+                for axis, groups in s.by_axis.items()
+            },
+            "failures": s.failures,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RunReport:
     job: str
     result: RunResult
-    status: Status
+    status: StatusReport
     manifest: Path
     sync: SyncResult | None
     recovered: int  # items a dead run had left `running`
@@ -160,6 +232,8 @@ async def submit(
             "max_attempts": spec.max_attempts,
             "max_unknown_retries": spec.max_unknown_retries,
             "rpm": spec.rpm,
+            "pricing": dict(spec.pricing or {}),
+            "budget": asdict(spec.budget),
         },
     )
     return await _run(
@@ -209,8 +283,10 @@ async def retry(
     )
 
 
-def status(store: Store, job: JobRow) -> Status:
-    return store.status(job)
+def status(store: Store, job: JobRow) -> StatusReport:
+    """Counts, usage, requests and spend, in total and by axis."""
+    price = pricing.price_for(job.model or "", job.settings.get("pricing"))
+    return StatusReport(store.status(job), price)
 
 
 def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
@@ -243,10 +319,10 @@ async def _run(
             store.release_lease(job, owner)
             raise
 
-    def wrap_up(result: RunResult) -> tuple[Path, Status]:
+    def wrap_up(result: RunResult) -> tuple[Path, StatusReport]:
         try:
             store.end_run(run_id, _run_outcome(result))
-            return write_manifest(store, job, folder), store.status(job)
+            return write_manifest(store, job, folder), status(store, job)
         finally:
             store.release_lease(job, owner)
 

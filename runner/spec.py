@@ -23,6 +23,7 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from runner.errors import JobSpecError
+from runner.pricing import PRICE_KEYS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -122,6 +123,7 @@ class JobSpec:
     max_unknown_retries: int
     budget: Budget
     rpm: float | None = None  # requests-per-minute cap; None = no cap
+    pricing: Mapping[str, float] | None = None  # overrides of runner.pricing.PRICES
     warnings: tuple[str, ...] = ()  # non-fatal remarks, e.g. a var no prompt uses
 
     @property
@@ -142,6 +144,7 @@ TOP_LEVEL_KEYS = (
     "name", "model", "prompts", "vars", "aspect_ratios", "image_sizes", "references",
     "samples", "generation", "system_instruction", "safety_settings", "exclude",
     "include", "concurrency", "max_attempts", "max_unknown_retries", "budget", "rpm",
+    "pricing",
 )  # fmt: skip
 MATRIX_AXIS_KEYS = ("prompt", "aspect_ratio", "image_size", "references", "sample")
 BUDGET_KEYS = ("max_requests", "max_images", "max_cost_usd")
@@ -432,6 +435,7 @@ class _JobReader:
             ),
             budget=self.budget(value("budget")),
             rpm=self.rpm(value("rpm")),
+            pricing=self.pricing(value("pricing")),
             warnings=tuple(self.warnings),
         )
 
@@ -1048,6 +1052,23 @@ class _JobReader:
             else:
                 limits[key] = self.whole_number(value_node, f"budget.{key}", 0, None)
         return Budget(**limits)
+
+    def pricing(self, node: yaml.Node | None) -> dict[str, float] | None:
+        if node is None:
+            return None
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(
+                "pricing must be a mapping of USD per million tokens, e.g. "
+                "'pricing: {output_image_per_million: 60}', "
+                f"got {_given(node)}",
+                node,
+            )
+        prices: dict[str, float] = {}
+        for key, key_node, value_node in self.pairs(node):
+            if key not in PRICE_KEYS:
+                raise self.unknown_key(key, key_node, PRICE_KEYS, "pricing key")
+            prices[key] = self.number(value_node, f"pricing.{key}", positive=False)
+        return prices
 
     def rpm(self, node: yaml.Node | None) -> float | None:
         if node is None:

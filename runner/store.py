@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from runner.errors import JobBusyError, StoreError
+from runner.pricing import billed_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +37,10 @@ SCHEMA_VERSION = 1
 DEFAULT_BUSY_TIMEOUT = 15.0  # seconds a writer waits for another process's lock
 DEFAULT_LEASE_TTL = 30.0  # seconds; renewed every TTL/3 while a run is alive
 STATUSES = ("pending", "running", "succeeded", "failed", "blocked")
+TOKEN_COLUMNS = (
+    "prompt_tokens", "candidates_tokens", "thoughts_tokens", "image_tokens",
+    "total_tokens",
+)  # fmt: skip
 # Attempt outcomes that mean "the request went out and may have been billed, but
 # nothing usable came back": counted as possibly paid.
 POSSIBLY_PAID = ("unknown", "abandoned")
@@ -128,8 +133,25 @@ attempts = sa.Table(
     sa.Column("latency_ms", sa.Float),
     sa.Column("retry_after", sa.Float),
     sa.Column("outputs_json", sa.Text),
+    # Token counts split by how they are billed, copied out of usage_json so that
+    # status and budgets are SQL sums, not a JSON parse per attempt.
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("candidates_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("thoughts_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("image_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("total_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("images", sa.Integer, nullable=False, default=0),
     sa.Index("ix_attempts_item", "item_id"),
 )
+
+
+# Axes that status groups by, and the item column holding each.
+AXIS_COLUMNS = {
+    "prompt": items.c.prompt_id,
+    "aspect_ratio": items.c.aspect_ratio,
+    "image_size": items.c.image_size,
+    "references": items.c.ref_label,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,21 +206,49 @@ class AttemptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Spend:
+    """What attempts used: requests, images and tokens (summed `billed_tokens`)."""
+
+    attempts: int = 0
+    requests: int = 0  # attempts that may have reached the API
+    unknown: int = 0  # sent, no usable answer: possibly billed
+    paid_failed: int = 0  # answered with usage (billed) but not a success
+    images: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    unpriced: dict[str | None, int] = field(default_factory=dict)  # by image size
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Totals under usageMetadata's own names."""
+        t = self.tokens
+        return {
+            "promptTokenCount": t.get("prompt_tokens", 0),
+            "candidatesTokenCount": t.get("candidates_tokens", 0),
+            "thoughtsTokenCount": t.get("thoughts_tokens", 0),
+            "totalTokenCount": t.get("total_tokens", 0),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     job: str
     counts: dict[str, int]
-    usage: dict[str, int]
-    requests: dict[str, int]
+    spend: Spend
     failures: list[dict[str, Any]] = field(default_factory=list)
+    by_axis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def usage(self) -> dict[str, int]:
+        return self.spend.usage
+
+    @property
+    def requests(self) -> dict[str, int]:
+        s = self.spend
         return {
-            "job": self.job,
-            "counts": self.counts,
-            "total": sum(self.counts.values()),
-            "usage": self.usage,
-            "requests": self.requests,
-            "failures": self.failures,
+            "sent": s.requests,
+            "unknown": s.unknown,
+            "not_sent": s.attempts - s.requests,
+            "paid_failed": s.paid_failed,
         }
 
 
@@ -595,6 +645,8 @@ class Store:
                     else result.latency * 1000,
                     retry_after=result.retry_after,
                     outputs_json=outputs,
+                    images=len(result.outputs),
+                    **billed_tokens(result.usage),
                 )
             )
             values: dict[str, Any] = {
@@ -615,6 +667,7 @@ class Store:
     # -- reading ----------------------------------------------------------------------
 
     def status(self, job: JobRow) -> Status:
+        """Counts, usage and spend of a job, also grouped by each axis."""
         with self._connect() as conn:
             counts = dict.fromkeys(STATUSES, 0)
             for status, n in conn.execute(
@@ -623,30 +676,21 @@ class Store:
                 .group_by(items.c.status)
             ):
                 counts[status] = n
-            job_attempts = (
-                sa.select(
-                    attempts.c.outcome, attempts.c.http_status, attempts.c.usage_json
-                )
-                .join(items, items.c.id == attempts.c.item_id)
-                .where(items.c.job_id == job.id)
-            )
-            usage = {
-                "promptTokenCount": 0,
-                "candidatesTokenCount": 0,
-                "totalTokenCount": 0,
-            }
-            requests = {"sent": 0, "unknown": 0, "not_sent": 0}
-            for outcome, http_status, usage_json in conn.execute(job_attempts):
-                if outcome == "transient" and http_status is None:
-                    requests["not_sent"] += 1
-                else:
-                    requests["sent"] += 1
-                if outcome in POSSIBLY_PAID:
-                    requests["unknown"] += 1
-                if usage_json:
-                    data = json.loads(usage_json)
-                    for name in usage:
-                        usage[name] += int(data.get(name) or 0)
+            (total,) = self._spend_rows(conn, job, None)
+            by_axis: dict[str, dict[str, dict[str, Any]]] = {}
+            for axis, column in AXIS_COLUMNS.items():
+                groups: dict[str, dict[str, Any]] = {}
+                for row in conn.execute(
+                    sa.select(column, items.c.status, sa.func.count())
+                    .where(items.c.job_id == job.id, items.c.active == 1)
+                    .group_by(column, items.c.status)
+                ):
+                    entry = groups.setdefault(_label(row[0]), _empty_group())
+                    entry["items"] += row[2]
+                    entry[row[1]] += row[2]
+                for value, spend in self._spend_rows(conn, job, column):
+                    groups.setdefault(_label(value), _empty_group())["spend"] = spend
+                by_axis[axis] = groups
             failures = [
                 {
                     "status": status,
@@ -664,7 +708,85 @@ class Store:
                     .order_by(sa.func.count().desc())
                 )
             ]
-        return Status(job.name, counts, usage, requests, failures)
+        return Status(job.name, counts, total, failures, by_axis)
+
+    def spend(self, job: JobRow) -> Spend:
+        """What the job's attempts used so far (every run, every item)."""
+        with self._connect() as conn:
+            (total,) = self._spend_rows(conn, job, None)
+        assert isinstance(total, Spend)
+        return total
+
+    def _spend_rows(self, conn: Connection, job: JobRow, column: Any) -> list[Any]:
+        possibly_paid = attempts.c.outcome.in_(POSSIBLY_PAID)
+        not_sent = sa.and_(
+            attempts.c.outcome.in_(("transient", "not_sent")),
+            attempts.c.http_status.is_(None),
+        )
+        sums = [
+            sa.func.count(),
+            sa.func.sum(sa.case((not_sent, 1), else_=0)),
+            sa.func.sum(sa.case((possibly_paid, 1), else_=0)),
+            sa.func.sum(
+                sa.case(
+                    (
+                        sa.and_(
+                            attempts.c.total_tokens > 0,
+                            attempts.c.outcome != "success",
+                        ),
+                        1,
+                    ),
+                    else_=0,
+                )
+            ),
+            sa.func.sum(attempts.c.images),
+            *(sa.func.sum(attempts.c[name]) for name in TOKEN_COLUMNS),
+        ]
+        base = (
+            sa.select(*([column] if column is not None else []), *sums)
+            .join(items, items.c.id == attempts.c.item_id)
+            .where(items.c.job_id == job.id)
+        )
+        # Possibly-paid attempts with no usage are priced by estimate, by size.
+        unpriced_q = (
+            sa.select(
+                *([column] if column is not None else []),
+                items.c.image_size,
+                sa.func.count(),
+            )
+            .join(items, items.c.id == attempts.c.item_id)
+            .where(
+                items.c.job_id == job.id,
+                possibly_paid,
+                attempts.c.total_tokens == 0,
+            )
+        )
+        if column is not None:
+            base = base.group_by(column)
+            unpriced_q = unpriced_q.group_by(column, items.c.image_size)
+        else:
+            unpriced_q = unpriced_q.group_by(items.c.image_size)
+        unpriced: dict[Any, dict[str | None, int]] = {}
+        for row in conn.execute(unpriced_q):
+            group = row[0] if column is not None else None
+            unpriced.setdefault(group, {})[row[-2]] = row[-1]
+        result: list[Any] = []
+        for row in conn.execute(base):
+            group, values = (row[0], row[1:]) if column is not None else (None, row)
+            n, not_sent_n, unknown_n, paid_failed, images, *tokens = (
+                int(v or 0) for v in values
+            )
+            spend = Spend(
+                attempts=n,
+                requests=n - not_sent_n,
+                unknown=unknown_n,
+                paid_failed=paid_failed,
+                images=images,
+                tokens=dict(zip(TOKEN_COLUMNS, tokens, strict=True)),
+                unpriced=unpriced.get(group, {}),
+            )
+            result.append((group, spend) if column is not None else spend)
+        return result
 
     def manifest_rows(self, job: JobRow) -> list[dict[str, Any]]:
         """One dict per active item, in plan order, with the SPEC manifest fields."""
@@ -769,6 +891,14 @@ def m001_initial(conn: Connection) -> None:
 
 
 MIGRATIONS = [("m001_initial", m001_initial)]
+
+
+def _label(value: Any) -> str:
+    return "(default)" if value is None else str(value)
+
+
+def _empty_group() -> dict[str, Any]:
+    return {"items": 0, **dict.fromkeys(STATUSES, 0), "spend": Spend()}
 
 
 def _item_labels(item: Item) -> dict[str, Any]:

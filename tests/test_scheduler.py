@@ -101,7 +101,7 @@ async def test_blocked_answers_are_terminal_and_their_usage_is_kept(
     assert row["error"]
     (attempt,) = attempts
     assert attempt["usage_json"] is not None
-    assert report.status.usage["promptTokenCount"] > 0
+    assert report.status.status.usage["promptTokenCount"] > 0
 
 
 @pytest.mark.parametrize("kind", ["text-only", "no-image-finish", "empty-candidates"])
@@ -128,7 +128,7 @@ async def test_unknown_outcomes_are_retried_at_most_max_unknown_retries(
     assert report.exit_code == 1
     assert [a["outcome"] for a in attempts] == ["unknown", "unknown"]
     assert "possibly billed" in item(report, tmp_path)["error"]
-    assert report.status.requests["unknown"] == 2
+    assert report.status.status.requests["unknown"] == 2
 
 
 async def test_with_max_unknown_retries_0_an_unknown_outcome_is_never_resent(

@@ -84,7 +84,8 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "id", "item_id", "run_id", "number", "started_at", "ended_at",
             "http_status", "outcome", "reason", "finish_reason", "usage_json",
             "model_version", "response_id", "latency_ms", "retry_after",
-            "outputs_json",
+            "outputs_json", "prompt_tokens", "candidates_tokens", "thoughts_tokens",
+            "image_tokens", "total_tokens", "images",
         },
     }  # fmt: skip
 
@@ -153,7 +154,9 @@ def test_items_left_running_become_pending_and_their_attempt_abandoned(
     assert [i.id for i in store.pending_items(job)] == [item.id]
     (attempt,) = store.attempt_rows(job)
     assert attempt["outcome"] == "abandoned"
-    assert store.status(job).requests == {"sent": 1, "unknown": 1, "not_sent": 0}
+    assert store.status(job).requests == {
+        "sent": 1, "unknown": 1, "not_sent": 0, "paid_failed": 0
+    }  # fmt: skip
 
 
 def test_status_sums_usage_of_every_attempt_including_failed_ones(
@@ -188,8 +191,18 @@ def test_status_sums_usage_of_every_attempt_including_failed_ones(
     assert report.usage == {
         "promptTokenCount": 17,
         "candidatesTokenCount": 1120,
+        "thoughtsTokenCount": 0,
         "totalTokenCount": 1137,
     }
+    assert report.requests["paid_failed"] == 1  # the blocked answer was billed
+    assert report.spend.images == 1
+    by_prompt = report.by_axis["prompt"]["p1"]
+    assert (by_prompt["items"], by_prompt["succeeded"], by_prompt["blocked"]) == (
+        2,
+        1,
+        1,
+    )
+    assert by_prompt["spend"].usage["totalTokenCount"] == 1137
     assert report.failures == [
         {"status": "blocked", "reason": "IMAGE_SAFETY", "count": 1}
     ]

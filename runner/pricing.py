@@ -1,0 +1,133 @@
+"""Prices per model, and what a request or a recorded answer costs in USD.
+
+Owns: the price table (with its source and date), cost of a `usageMetadata`, and the
+estimate for a request not sent yet. Pure: no I/O, imports nothing from runner.
+
+Source: Google's Gemini API pricing page (ai.google.dev/gemini-api/docs/pricing) as
+transcribed in public price maps (Puter's Gemini cost map: $0.067 per 1K image for
+gemini-3.1-flash-image-preview; Braintrust's proxy model list: $0.50 in / $3 out per
+1M text tokens), read on 2026-11-25. Output image tokens per size (747 / 1120 / 1680
+/ 2520) are Google's published figures. Prices change: override them with `pricing:`
+in the job file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+PRICES_AS_OF = "2026-11-25"
+PRICES_SOURCE = "ai.google.dev/gemini-api/docs/pricing (via public price maps)"
+
+# Output tokens billed per generated image, by image size.
+IMAGE_TOKENS = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
+DEFAULT_IMAGE_SIZE = "1K"
+# Input tokens an inline reference image costs (Gemini's per-image figure).
+REFERENCE_IMAGE_TOKENS = 258
+# Thinking tokens a request typically spends; billed as text output.
+ESTIMATED_THOUGHT_TOKENS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input_per_million: float
+    output_image_per_million: float
+    output_text_per_million: float
+
+
+PRICES: dict[str, Price] = {
+    "gemini-3.1-flash-image-preview": Price(0.50, 60.0, 3.0),
+    "gemini-3.1-flash-image": Price(0.50, 60.0, 3.0),
+    "gemini-3-pro-image-preview": Price(2.0, 120.0, 12.0),
+    "gemini-2.5-flash-image": Price(0.30, 30.0, 2.5),
+}
+PRICE_KEYS = (
+    "input_per_million",
+    "output_image_per_million",
+    "output_text_per_million",
+)
+
+
+def price_for(model: str, override: Mapping[str, float] | None = None) -> Price | None:
+    """The model's price with the job's overrides applied; None if unknown."""
+    base = PRICES.get(model.removeprefix("models/"))
+    if override:
+        if base is None:
+            if not all(k in override for k in PRICE_KEYS):
+                return None
+            base = Price(0.0, 0.0, 0.0)
+        base = replace(base, **{k: float(v) for k, v in override.items()})
+    return base
+
+
+def billed_tokens(usage: Mapping[str, Any] | None) -> dict[str, int]:
+    """The counts of a usageMetadata that billing needs, with the image part of
+    the output split out (the rest of the output, and thinking, is billed as text).
+    Keys are the store's attempt columns."""
+    usage = usage or {}
+    candidates = _int(usage.get("candidatesTokenCount"))
+    image = candidates
+    details = usage.get("candidatesTokensDetails")
+    if isinstance(details, list) and details:
+        image = sum(
+            _int(d.get("tokenCount"))
+            for d in details
+            if isinstance(d, Mapping) and d.get("modality") == "IMAGE"
+        )
+    return {
+        "prompt_tokens": _int(usage.get("promptTokenCount")),
+        "candidates_tokens": candidates,
+        "thoughts_tokens": _int(usage.get("thoughtsTokenCount")),
+        "image_tokens": image,
+        "total_tokens": _int(usage.get("totalTokenCount")),
+    }
+
+
+def tokens_cost(tokens: Mapping[str, int], price: Price) -> float:
+    """USD for (summed) `billed_tokens` counts."""
+    image = tokens.get("image_tokens", 0)
+    text = tokens.get("candidates_tokens", 0) - image + tokens.get("thoughts_tokens", 0)
+    return (
+        tokens.get("prompt_tokens", 0) * price.input_per_million
+        + image * price.output_image_per_million
+        + text * price.output_text_per_million
+    ) / 1_000_000
+
+
+def usage_cost(usage: Mapping[str, Any] | None, price: Price) -> float:
+    """USD billed for one answer's usageMetadata."""
+    return tokens_cost(billed_tokens(usage), price)
+
+
+def estimate_tokens(
+    text: str, references: int, image_size: str | None
+) -> dict[str, int]:
+    """Expected usage of one successful request, in usageMetadata's names."""
+    prompt = len(text.encode("utf-8")) // 4 + 1 + references * REFERENCE_IMAGE_TOKENS
+    output = IMAGE_TOKENS.get(image_size or DEFAULT_IMAGE_SIZE, IMAGE_TOKENS["1K"])
+    return {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": output,
+        "thoughtsTokenCount": ESTIMATED_THOUGHT_TOKENS,
+        "totalTokenCount": prompt + output + ESTIMATED_THOUGHT_TOKENS,
+    }
+
+
+def estimate_cost(
+    text: str, references: int, image_size: str | None, price: Price
+) -> float:
+    """USD one successful request is expected to cost."""
+    usage = estimate_tokens(text, references, image_size)
+    return usage_cost(
+        {**usage, "candidatesTokensDetails": [
+            {"modality": "IMAGE", "tokenCount": usage["candidatesTokenCount"]}
+        ]},
+        price,
+    )  # fmt: skip
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
