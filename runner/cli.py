@@ -8,12 +8,14 @@ The only module that prints or exits.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
@@ -23,7 +25,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runner import __version__, jobs
+from runner import __version__, jobs, pricing
 from runner.client import Endpoint
 from runner.errors import RunnerError, RunStopped, UsageError
 from runner.spec import load_job
@@ -35,6 +37,7 @@ DEFAULT_BASE_URL = "https://api.tokaify.com"
 GOOGLE_HOST = "generativelanguage.googleapis.com"
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a terminal
 MAX_ITEMS_UNCONFIRMED = 10_000  # a bigger grid is more likely a typo than a plan
+CONFIRM_USD = 5.0  # ask on a terminal past this estimate (env RUNNER_CONFIRM_USD)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,31 +104,95 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
 
 
-def send_options(f: F) -> F:
-    f = click.option(
-        "--timeout",
-        type=click.FloatRange(0.1, None),
-        metavar="SECONDS",
-        help="Wait at most this long for an answer [default: 300].",
-    )(f)
-    f = click.option(
-        "--simulate",
-        is_flag=True,
-        help="Use the built-in simulated API on loopback: no key, no network.",
-    )(f)
-    f = click.option(
-        "--base-url",
-        envvar="RUNNER_BASE_URL",
-        metavar="URL",
-        help=f"API base URL (env RUNNER_BASE_URL) [default: {DEFAULT_BASE_URL}].",
-    )(f)
-    f = click.option(
-        "--concurrency",
-        "-c",
-        type=click.IntRange(1, 256),
-        help="Requests in flight at once [default: the job file's, else 8].",
-    )(f)
-    return f
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """The flags of every command that sends requests."""
+
+    concurrency: int | None
+    timeout: float | None
+    base_url: str | None
+    simulate: bool
+    caps: dict[str, Any]  # budget caps given on the command line
+
+    def overrides(self) -> dict[str, Any]:
+        return {} if self.timeout is None else {"request_timeout": self.timeout}
+
+
+def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the sending flags; the command receives them as `send: SendOptions`."""
+
+    @functools.wraps(f)
+    def command(
+        *args: Any,
+        concurrency: int | None,
+        timeout: float | None,
+        base_url: str | None,
+        simulate: bool,
+        max_requests: int | None,
+        max_images: int | None,
+        max_cost: float | None,
+        **kwargs: Any,
+    ) -> Any:
+        caps = {
+            "max_requests": max_requests,
+            "max_images": max_images,
+            "max_cost_usd": max_cost,
+        }
+        send = SendOptions(
+            concurrency,
+            timeout,
+            base_url,
+            simulate,
+            {k: v for k, v in caps.items() if v is not None},
+        )
+        return f(*args, send=send, **kwargs)
+
+    options = [
+        click.option(
+            "--concurrency",
+            "-c",
+            type=click.IntRange(1, 256),
+            help="Requests in flight at once [default: the job file's, else 8].",
+        ),
+        click.option(
+            "--base-url",
+            envvar="RUNNER_BASE_URL",
+            metavar="URL",
+            help=f"API base URL (env RUNNER_BASE_URL) [default: {DEFAULT_BASE_URL}].",
+        ),
+        click.option(
+            "--simulate",
+            is_flag=True,
+            help="Use the built-in simulated API on loopback: no key, no network.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0.1, None),
+            metavar="SECONDS",
+            help="Wait at most this long for an answer [default: 300].",
+        ),
+        click.option(
+            "--max-requests",
+            type=click.IntRange(0, None),
+            metavar="N",
+            help="Budget: requests this job may send in all (overrides the job file).",
+        ),
+        click.option(
+            "--max-images",
+            type=click.IntRange(0, None),
+            metavar="N",
+            help="Budget: images this job may produce in all.",
+        ),
+        click.option(
+            "--max-cost",
+            type=click.FloatRange(0, None),
+            metavar="USD",
+            help="Budget: estimated USD this job may spend in all.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 # -- commands -------------------------------------------------------------------------
@@ -137,14 +204,14 @@ def send_options(f: F) -> F:
 @store_options
 @json_option
 @click.option(
-    "--yes", "-y", is_flag=True, help="Do not ask before sending a very large grid."
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before a costly run or a grid of over 10,000 items.",
 )
 def submit(
     job_file: Path,
-    concurrency: int | None,
-    timeout: float | None,
-    base_url: str | None,
-    simulate: bool,
+    send: SendOptions,
     output: Path,
     db_url: str | None,
     as_json: bool,
@@ -157,11 +224,11 @@ def submit(
     spec = load_job(job_file)
     _show_warnings(spec.warnings)
     workspace = jobs.Workspace(output, db_url)
-    with _endpoint(base_url, simulate) as endpoint:
+    with _endpoint(send.base_url, send.simulate) as endpoint:
         store = workspace.open_store()
         try:
             preview = jobs.preview(spec, store)
-            _confirm_size(preview, yes)
+            _confirm(preview, yes)
             with _progress_display(as_json) as on_progress:
                 report = anyio.run(
                     lambda: jobs.submit(
@@ -169,9 +236,10 @@ def submit(
                         workspace=workspace,
                         store=store,
                         endpoint=endpoint,
-                        concurrency=concurrency,
+                        concurrency=send.concurrency,
                         on_progress=on_progress,
-                        overrides=_overrides(timeout),
+                        overrides=send.overrides(),
+                        budget_caps=send.caps,
                         plan=preview.plan,
                     )
                 )
@@ -189,10 +257,7 @@ def submit(
 def retry(
     job: str,
     blocked: bool,
-    concurrency: int | None,
-    timeout: float | None,
-    base_url: str | None,
-    simulate: bool,
+    send: SendOptions,
     output: Path,
     db_url: str | None,
     as_json: bool,
@@ -207,7 +272,7 @@ def retry(
     store = workspace.open_store()
     try:
         row = jobs.find_job(store, job)
-        with _endpoint(base_url, simulate) as endpoint:
+        with _endpoint(send.base_url, send.simulate) as endpoint:
             with _progress_display(as_json) as on_progress:
                 report = anyio.run(
                     lambda: jobs.retry(
@@ -216,9 +281,10 @@ def retry(
                         store=store,
                         endpoint=endpoint,
                         include_blocked=blocked,
-                        concurrency=concurrency,
+                        concurrency=send.concurrency,
                         on_progress=on_progress,
-                        overrides=_overrides(timeout),
+                        overrides=send.overrides(),
+                        budget_caps=send.caps,
                     )
                 )
     finally:
@@ -234,7 +300,8 @@ def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> Non
     """Validate a job file and show its grid; sends nothing.
 
     Shows items per axis, how many are new or already done, and the estimated
-    output tokens.
+    tokens and cost of what would be sent (prices: runner/pricing.py, or the
+    job file's `pricing:`).
 
     Example: runner plan jobs/demo.yaml --json
     """
@@ -264,15 +331,37 @@ def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> Non
         console.print(
             f"  {data['duplicates_dropped']} cell(s) dropped: same request as another"
         )
-    console.print(f"  estimated output tokens: {data['estimated_output_tokens']:,}")
+    for label, key in (("to send", "to_send"), ("whole plan", "whole_plan")):
+        est = data["estimate"][key]
+        cost = (
+            "no price known" if est["cost_usd"] is None else f"${est['cost_usd']:,.2f}"
+        )
+        console.print(
+            f"  estimate, {label}: {est['requests']:,} requests, "
+            f"{est['tokens']['totalTokenCount']:,} tokens, {cost}",
+            highlight=False,
+        )
+    caps = {k: v for k, v in data["budget"].items() if v is not None}
+    if caps:
+        shown = ", ".join(f"{k} {v}" for k, v in caps.items())
+        console.print(f"  budget: {shown}", highlight=False)
 
 
 @cli.command()
 @click.argument("job", metavar="JOB")
+@click.option(
+    "--by",
+    "by",
+    type=click.Choice(["prompt", "aspect_ratio", "image_size", "references"]),
+    multiple=True,
+    help="Also show counts, tokens and spend per value of this axis (repeatable).",
+)
 @store_options
 @json_option
-def status(job: str, output: Path, db_url: str | None, as_json: bool) -> None:
-    """Counts by status, usage totals and failures grouped by reason.
+def status(
+    job: str, by: tuple[str, ...], output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """Counts by status, usage, spend and failures grouped by reason.
 
     JOB is a job name or a job file.
 
@@ -286,7 +375,7 @@ def status(job: str, output: Path, db_url: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(report.as_dict())
         return
-    _render_status(Console(), report.as_dict())
+    _render_status(Console(), report.as_dict(), by)
 
 
 @cli.command(name="list")
@@ -363,12 +452,20 @@ def _finish(report: jobs.RunReport, as_json: bool) -> None:
         _render_status(console, data)
     if report.result.stopped:
         raise RunStopped(report.result.stopped, status=report.result.stopped_status)
+    if report.result.budget_stop:
+        _err(
+            f"stopped: {report.result.budget_stop}; nothing past it was sent. Raise "
+            "`budget:` in the job file or pass --max-requests/--max-images/"
+            "--max-cost, then submit again to continue"
+        )
     if report.result.interrupted:
         _err("interrupted: unfinished items stay pending; submit again to resume")
     sys.exit(report.exit_code)
 
 
-def _render_status(console: Console, data: dict[str, Any]) -> None:
+def _render_status(
+    console: Console, data: dict[str, Any], by: tuple[str, ...] = ()
+) -> None:
     counts = data["counts"]
     table = Table(title=f"job {data['job']}", title_justify="left")
     shown = ("succeeded", "failed", "blocked", "pending", "running")
@@ -380,11 +477,38 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
     req = data["requests"]
     console.print(
         f"tokens: prompt {usage['promptTokenCount']:,}, output "
-        f"{usage['candidatesTokenCount']:,}, total {usage['totalTokenCount']:,}; "
-        f"requests sent {req['sent']:,} ({req['unknown']} with unknown outcome, "
-        "possibly billed)",
+        f"{usage['candidatesTokenCount']:,}, thinking {usage['thoughtsTokenCount']:,}"
+        f", total {usage['totalTokenCount']:,}",
         highlight=False,
     )
+    per_success = data["attempts_per_success"]
+    console.print(
+        f"requests: {req['sent']:,} sent, {req['unknown']} with an unknown outcome "
+        f"(possibly billed), {req['paid_failed']} billed without an image"
+        + (f"; {per_success} per success" if per_success else ""),
+        highlight=False,
+    )
+    if data["cost"]:
+        cost = data["cost"]
+        console.print(
+            f"spend: ${cost['total_usd']:,.4f} (${cost['billed_usd']:,.4f} from "
+            f"usage + ${cost['possibly_billed_usd']:,.4f} estimated for unknown "
+            f"outcomes; prices as of {data['price']['as_of']})",
+            highlight=False,
+        )
+    for axis in by:
+        groups = Table(
+            axis, "items", "ok", "failed", "blocked", "pending", "requests",
+            "tokens", "USD", title=f"by {axis}", title_justify="left",
+        )  # fmt: skip
+        for value, g in data["by"][axis].items():
+            usd = "-" if g["cost"] is None else f"{g['cost']['total_usd']:.4f}"
+            groups.add_row(
+                value, str(g["items"]), str(g["succeeded"]), str(g["failed"]),
+                str(g["blocked"]), str(g["pending"] + g["running"]),
+                str(g["requests"]), f"{g['usage']['totalTokenCount']:,}", usd,
+            )  # fmt: skip
+        console.print(groups)
     if data["failures"]:
         failures = Table("status", "count", "reason", title="failures by reason")
         for f in data["failures"]:
@@ -488,24 +612,31 @@ def _endpoint(base_url: str | None, simulate: bool) -> Iterator[Endpoint]:
     yield Endpoint(base_url=base, api_key=key, auth=auth)
 
 
-def _confirm_size(preview: jobs.PlanPreview, yes: bool) -> None:
-    """A grid past MAX_ITEMS_UNCONFIRMED runs only when the user says so."""
-    to_send = preview.as_dict()["to_send"]
-    if yes or to_send <= MAX_ITEMS_UNCONFIRMED:
+def _confirm(preview: jobs.PlanPreview, yes: bool) -> None:
+    """Ask before a very large grid or a costly run; never wait off a terminal."""
+    if yes:
         return
-    question = (
-        f"{preview.spec.name} would send {to_send:,} requests (more than "
-        f"{MAX_ITEMS_UNCONFIRMED:,}); check the grid with `runner plan`"
-    )
-    if sys.stdin.isatty() and sys.stderr.isatty():
-        if click.confirm(f"{question}. Send them?", err=True):
-            return
-        raise UsageError("not confirmed; nothing was sent")
-    raise UsageError(f"{question}, then pass --yes to send them")
-
-
-def _overrides(timeout: float | None) -> dict[str, Any]:
-    return {} if timeout is None else {"request_timeout": timeout}
+    estimate = preview.estimate(preview.to_send)
+    to_send, usd = estimate["requests"], estimate["cost_usd"]
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    if to_send > MAX_ITEMS_UNCONFIRMED:
+        question = (
+            f"{preview.spec.name} would send {to_send:,} requests (more than "
+            f"{MAX_ITEMS_UNCONFIRMED:,}); check the grid with `runner plan`"
+        )
+        if not interactive:
+            raise UsageError(f"{question}, then pass --yes to send them")
+        if not click.confirm(f"{question}. Send them?", err=True):
+            raise UsageError("not confirmed; nothing was sent")
+        return
+    threshold = float(os.environ.get("RUNNER_CONFIRM_USD", CONFIRM_USD))
+    if interactive and usd is not None and usd > threshold:
+        question = (
+            f"{preview.spec.name}: {to_send:,} new requests, estimated "
+            f"${usd:,.2f} (prices as of {pricing.PRICES_AS_OF}). Send them?"
+        )
+        if not click.confirm(question, err=True):
+            raise UsageError("not confirmed; nothing was sent")
 
 
 def _show_warnings(warnings: tuple[str, ...]) -> None:

@@ -19,7 +19,7 @@ from anyio import to_thread
 
 from runner import client, outputs, pricing
 from runner.errors import UsageError
-from runner.plan import Plan, build_plan
+from runner.plan import Item, Plan, build_plan
 from runner.scheduler import (
     Progress,
     ProgressCallback,
@@ -27,7 +27,7 @@ from runner.scheduler import (
     RunSettings,
     run_items,
 )
-from runner.spec import JobSpec, load_job
+from runner.spec import Budget, JobSpec, load_job
 from runner.store import (
     STATUSES,
     JobRow,
@@ -39,7 +39,7 @@ from runner.store import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -64,20 +64,51 @@ class PlanPreview:
     plan: Plan
     stored: dict[str, int]  # planned items already in the store, by status
     new: int  # planned items the store has never seen
+    to_send: tuple[Item, ...]  # new, pending or left running
+    price: pricing.Price | None
+
+    def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
+        """Expected tokens and USD if every item succeeds on its first try."""
+        tokens = {
+            "promptTokenCount": 0,
+            "candidatesTokenCount": 0,
+            "totalTokenCount": 0,
+        }
+        usd = 0.0
+        for item in items:
+            request = item.request
+            refs = len(request.references)
+            usage = pricing.estimate_tokens(request.text, refs, request.image_size)
+            for name in tokens:
+                tokens[name] += usage[name]
+            if self.price is not None:
+                usd += pricing.estimate_cost(
+                    request.text, refs, request.image_size, self.price
+                )
+        return {
+            "requests": len(items),
+            "tokens": tokens,
+            "cost_usd": None if self.price is None else round(usd, 4),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "job": self.spec.name,
             "file": str(self.spec.path),
+            "model": self.spec.model,
             "items": len(self.plan.items),
             "new": self.new,
             "stored": self.stored,
-            "to_send": self.new
-            + self.stored.get("pending", 0)
-            + self.stored.get("running", 0),
+            "to_send": len(self.to_send),
             "duplicates_dropped": self.plan.duplicates,
             "axes": self.plan.axis_counts(),
-            "estimated_output_tokens": self.plan.estimated_output_tokens(),
+            "estimate": {
+                "to_send": self.estimate(self.to_send),
+                "whole_plan": self.estimate(self.plan.items),
+                "prices_as_of": pricing.PRICES_AS_OF,
+                "source": pricing.PRICES_SOURCE,
+            },
+            "budget": asdict(self.spec.budget),
             "warnings": list(self.spec.warnings),
         }
 
@@ -163,6 +194,8 @@ class RunReport:
             return 130
         if self.result.stopped:
             return 3
+        if self.result.budget_stop:
+            return 1
         counts = self.status.counts
         return 0 if counts["succeeded"] == sum(counts.values()) else 1
 
@@ -181,6 +214,10 @@ def preview(spec: JobSpec, store: Store) -> PlanPreview:
         plan=plan,
         stored=dict(Counter(known.values())),
         new=len(plan.items) - len(known),
+        to_send=tuple(
+            i for i in plan.items if known.get(i.key) in (None, "pending", "running")
+        ),
+        price=pricing.price_for(spec.model, spec.pricing),
     )
 
 
@@ -205,6 +242,7 @@ async def submit(
     concurrency: int | None = None,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
+    budget_caps: Mapping[str, Any] | None = None,
     plan: Plan | None = None,
 ) -> RunReport:
     """Plan the job, store the plan, and send every item not finished yet.
@@ -219,6 +257,8 @@ async def submit(
             max_attempts=spec.max_attempts,
             max_unknown_retries=spec.max_unknown_retries,
             rpm=spec.rpm,
+            budget=replace(spec.budget, **(budget_caps or {})),
+            price=pricing.price_for(spec.model, spec.pricing),
         ),
         **(overrides or {}),
     )
@@ -258,6 +298,7 @@ async def retry(
     concurrency: int | None = None,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
+    budget_caps: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries."""
     saved = job.settings
@@ -267,6 +308,8 @@ async def retry(
             max_attempts=int(saved.get("max_attempts") or 5),
             max_unknown_retries=int(saved.get("max_unknown_retries", 1)),
             rpm=saved.get("rpm"),
+            budget=Budget(**{**saved.get("budget", {}), **(budget_caps or {})}),
+            price=pricing.price_for(job.model or "", saved.get("pricing")),
         ),
         **(overrides or {}),
     )
@@ -306,7 +349,7 @@ async def _run(
 ) -> RunReport:
     owner = uuid.uuid4().hex
 
-    def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int]:
+    def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int, Spend]:
         folder.mkdir(parents=True, exist_ok=True)
         store.acquire_lease(job, owner, settings.lease_ttl)
         try:
@@ -314,7 +357,8 @@ async def _run(
             recovered = store.recover_abandoned(job)
             sync, requeued = prepare()
             work = store.pending_items(job)
-            return recovered, sync, requeued, work, store.start_run(job, command)
+            run_id = store.start_run(job, command)
+            return recovered, sync, requeued, work, run_id, store.spend(job)
         except BaseException:
             store.release_lease(job, owner)
             raise
@@ -326,7 +370,8 @@ async def _run(
         finally:
             store.release_lease(job, owner)
 
-    recovered, sync, requeued, work, run_id = await to_thread.run_sync(start)
+    recovered, sync, requeued, work, run_id, spent = await to_thread.run_sync(start)
+    settings = replace(settings, spent=spent)
     result = RunResult(progress=Progress(total=len(work)), interrupted=True)
     try:
         timeout = None

@@ -2,7 +2,7 @@
 
 Owns: the grid product (prompts x their vars x aspect ratios x image sizes x
 reference sets x samples), GitHub-Actions-style `exclude`/`include`, the canonical
-request that an item key hashes, and token estimates. Must not do I/O or import
+request that an item key hashes. Must not do I/O or import
 anyio, httpx or sqlalchemy.
 """
 
@@ -20,10 +20,6 @@ from runner.spec import JobSpec, MatrixEntry, Reference
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
-
-# Output tokens billed per image, by size (Google's published figures for this model).
-TOKENS_PER_IMAGE = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
-DEFAULT_IMAGE_SIZE = "1K"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +117,6 @@ class Plan:
                 shown = "(default)" if value is None else str(value)
                 counts.setdefault(axis, Counter())[shown] += 1
         return {axis: dict(c) for axis, c in counts.items()}
-
-    def estimated_output_tokens(self) -> int:
-        return sum(
-            TOKENS_PER_IMAGE.get(i.image_size or DEFAULT_IMAGE_SIZE, 1120)
-            for i in self.items
-        )
 
 
 def build_plan(spec: JobSpec) -> Plan:

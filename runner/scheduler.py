@@ -16,22 +16,24 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import anyio
 from anyio import to_thread
 
-from runner import client, outputs
+from runner import client, outputs, pricing
 from runner.client import Kind, Outcome
 from runner.plan import Request
-from runner.store import AttemptResult, JobRow, Store, WorkItem
+from runner.spec import Budget
+from runner.store import AttemptResult, JobRow, Spend, Store, WorkItem
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import httpx
 
+    from runner.pricing import Price
     from runner.spec import Reference
 
 DEFAULT_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled each time
@@ -48,6 +50,9 @@ class RunSettings:
     backoff_base: float = DEFAULT_BACKOFF_BASE
     backoff_cap: float = DEFAULT_BACKOFF_CAP
     request_timeout: float | None = None  # read timeout; None = client default
+    budget: Budget = field(default_factory=Budget)
+    price: Price | None = None  # for max_cost_usd; None = the model has no price
+    spent: Spend = field(default_factory=Spend)  # what earlier runs used
     lease_ttl: float = 30.0
     handle_signals: bool = True
 
@@ -82,6 +87,7 @@ class RunResult:
     stopped: str | None = None  # run-fatal reason (auth, balance, daily quota)
     stopped_status: int | None = None
     interrupted: bool = False
+    budget_stop: str | None = None  # which budget cap stopped dispatching
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -123,6 +129,7 @@ async def run_items(
         stopped=run.stop_reason,
         stopped_status=run.stop_status,
         interrupted=run.interrupted,
+        budget_stop=run.budget_stop,
     )
 
 
@@ -170,6 +177,77 @@ class _Pacer:
             self.limiter.total_tokens = current + 1
 
 
+class _BudgetGuard:
+    """Hard caps over the job's whole life: what earlier runs spent, plus what is
+    in flight now counted as if it will be paid, plus the next request, must fit."""
+
+    def __init__(self, budget: Budget, price: Price | None, spent: Spend) -> None:
+        self.budget = budget
+        self.price = price
+        self.requests = spent.attempts
+        self.images = spent.images
+        self.cost = 0.0
+        if price is not None:
+            self.cost = pricing.tokens_cost(spent.tokens, price) + sum(
+                n * pricing.estimate_cost("", 0, size, price)
+                for size, n in spent.unpriced.items()
+            )
+        self.in_flight = 0
+        self.in_flight_cost = 0.0
+
+    def estimate(self, request: Request) -> float:
+        if self.price is None:
+            return 0.0
+        return pricing.estimate_cost(
+            request.text, len(request.references), request.image_size, self.price
+        )
+
+    def reserve(self, cost: float) -> str | None:
+        """Count one more request in flight, or say which cap it would pass."""
+        b = self.budget
+        if (
+            b.max_requests is not None
+            and self.requests + self.in_flight >= b.max_requests
+        ):
+            return (
+                f"budget reached: max_requests {b.max_requests} "
+                f"({self.requests} sent so far)"
+            )
+        if b.max_images is not None and self.images + self.in_flight >= b.max_images:
+            return (
+                f"budget reached: max_images {b.max_images} "
+                f"({self.images} images so far)"
+            )
+        if b.max_cost_usd is not None:
+            if self.price is None:
+                return (
+                    "budget.max_cost_usd is set but this model has no price; add "
+                    "`pricing:` to the job file"
+                )
+            if self.cost + self.in_flight_cost + cost > b.max_cost_usd:
+                return (
+                    f"budget reached: max_cost_usd {b.max_cost_usd:g} "
+                    f"(${self.cost:.4f} spent so far)"
+                )
+        self.in_flight += 1
+        self.in_flight_cost += cost
+        return None
+
+    def settle(self, cost: float, result: AttemptResult | None) -> None:
+        """Replace a reservation by what the attempt used (None: cut short)."""
+        self.in_flight -= 1
+        self.in_flight_cost -= cost
+        self.requests += 1
+        if result is not None:
+            self.images += len(result.outputs)
+        if self.price is None:
+            return
+        if result is not None and result.usage:
+            self.cost += pricing.usage_cost(result.usage, self.price)
+        elif result is None or result.outcome in ("unknown", "abandoned"):
+            self.cost += cost  # possibly billed: assume it was
+
+
 class _Run:
     def __init__(
         self,
@@ -195,6 +273,8 @@ class _Run:
         self.stop_reason: str | None = None
         self.stop_status: int | None = None
         self.interrupted = False
+        self.budget_stop: str | None = None
+        self.budget = _BudgetGuard(settings.budget, settings.price, settings.spent)
         self.started = time.monotonic()
         self.progress = Progress(total=0)
         self._refs: dict[str, bytes] = {}
@@ -239,17 +319,27 @@ class _Run:
             await self._finish_without_attempt(item, str(exc))
             return
         tries, unknown, number = item.tries_used, item.unknown_used, item.attempts
+        cost = self.budget.estimate(request)
         while not self.stop.is_set():
             await self.pacer.wait_turn()
             async with self.pacer.limiter:
                 if self.stop.is_set():
                     return
+                # Checked and reserved with no await in between: no other task
+                # can take the same headroom, whatever the concurrency.
+                over = self.budget.reserve(cost)
+                if over is not None:
+                    self._halt_budget(over)
+                    return
                 number += 1
-                result = await self._attempt(
-                    item, request, refs, number, tries, unknown
-                )
-            if result is None:  # cancelled: recorded as abandoned
-                return
+                try:
+                    result = await self._attempt(
+                        item, request, refs, number, tries, unknown
+                    )
+                except anyio.get_cancelled_exc_class():
+                    self.budget.settle(cost, None)
+                    raise
+                self.budget.settle(cost, result)
             tries += int(result.counts_as_try)
             unknown += int(result.counts_as_unknown)
             if result.item_status != "pending":
@@ -271,7 +361,7 @@ class _Run:
         number: int,
         tries: int,
         unknown: int,
-    ) -> AttemptResult | None:
+    ) -> AttemptResult:
         attempt_id = await to_thread.run_sync(
             self.store.begin_attempt, item.id, self.run_id, number
         )
@@ -425,6 +515,13 @@ class _Run:
             # Honour the server's wait, spread a little so retries do not arrive as one.
             return float(min(hint, DEFAULT_MAX_HINT) * random.uniform(1.0, 1.1))
         return jittered
+
+    def _halt_budget(self, reason: str) -> None:
+        if self.budget_stop is None:
+            self.budget_stop = reason
+        self.stop.set()
+        self.progress = replace(self.progress, stopping=reason)
+        self.emit()
 
     def _halt(self, reason: str, status: int | None = None) -> None:
         if self.stop_reason is None and not self.interrupted:

@@ -202,5 +202,5 @@ def test_plan_counts_new_and_done_items_and_sends_nothing(
     assert data["items"] == 6 and data["new"] == 3 and data["to_send"] == 3
     assert data["stored"] == {"succeeded": 3}
     assert data["axes"]["aspect_ratio"] == {"1:1": 3, "4:5": 3}
-    assert data["estimated_output_tokens"] == 6 * 1120
+    assert data["estimate"]["whole_plan"]["tokens"]["candidatesTokenCount"] == 6 * 1120
     assert sim.stats()["requests"] == 3

@@ -1,0 +1,169 @@
+"""Money: budgets are hard caps under concurrency, spend is reported to the token,
+and `plan` estimates cost before anything is sent."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from runner import jobs, pricing
+from runner.client import Endpoint
+from runner.simulate import Fault
+from runner.spec import load_job
+from tests.e2e import SECRET, invoke, status_json, write_job
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from runner.simulate import SimServer
+
+FAST = {"backoff_base": 0.01, "request_timeout": 2.0, "handle_signals": False}
+
+
+def many_prompts(n: int, extra: str = "") -> str:
+    prompts = "\n".join(f"  - 'item {i}'" for i in range(n))
+    return (
+        f"name: money\nconcurrency: 32\nmax_attempts: 3\nprompts:\n{prompts}\n{extra}"
+    )
+
+
+async def submit(
+    tmp_path: Path, sim: SimServer, body: str, **caps: Any
+) -> jobs.RunReport:
+    spec = load_job(write_job(tmp_path, body))
+    workspace = jobs.Workspace(tmp_path / "out")
+    store = workspace.open_store()
+    try:
+        return await jobs.submit(
+            spec,
+            workspace=workspace,
+            store=store,
+            endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
+            overrides=FAST,
+            budget_caps=caps,
+        )
+    finally:
+        store.close()
+
+
+def add_faults(sim: SimServer) -> None:
+    sim.add_fault(Fault("500", rate=0.2))
+    sim.add_fault(Fault("429", rate=0.1, retry_after=0.02))
+    sim.add_fault(Fault("drop-mid-body", rate=0.05))
+    sim.add_fault(Fault("blocked-prompt", rate=0.05))
+    sim.add_fault(Fault("slow", rate=0.3, delay=0.05))
+
+
+@pytest.mark.parametrize("cap", [1, 7, 25])
+async def test_a_request_budget_holds_under_concurrency_32_with_faults(
+    sim: SimServer, tmp_path: Path, cap: int
+) -> None:
+    add_faults(sim)
+    report = await submit(tmp_path, sim, many_prompts(60), max_requests=cap)
+    assert sim.stats()["requests"] == cap
+    assert report.exit_code == 1
+    assert report.result.budget_stop and f"max_requests {cap}" in (
+        report.result.budget_stop
+    )
+    assert report.status.counts["pending"] > 0
+
+
+async def test_a_stopped_job_resumes_when_the_budget_is_raised(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    body = many_prompts(10, "budget: {max_requests: 4}\n")
+    first = await submit(tmp_path, sim, body)
+    assert first.result.budget_stop and sim.stats()["requests"] == 4
+    again = await submit(tmp_path, sim, body)  # same budget: nothing more
+    assert again.result.budget_stop and sim.stats()["requests"] == 4
+    raised = await submit(
+        tmp_path, sim, body.replace("max_requests: 4", "max_requests: 50")
+    )
+    assert raised.exit_code == 0 and raised.result.budget_stop is None
+    assert sim.stats()["requests"] == 10
+
+
+async def test_an_image_budget_counts_in_flight_requests(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report = await submit(tmp_path, sim, many_prompts(40), max_images=9)
+    assert sim.stats()["images_sent"] == 9
+    assert report.status.status.spend.images == 9
+
+
+async def test_a_cost_budget_never_lets_spend_pass_it(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report = await submit(tmp_path, sim, many_prompts(40), max_cost_usd=0.5)
+    cost = report.status.as_dict()["cost"]
+    assert cost["total_usd"] <= 0.5
+    per_image = pricing.IMAGE_TOKENS["1K"] * 60 / 1_000_000
+    assert sim.stats()["requests"] == int(0.5 // (per_image + 0.001))
+    assert report.result.budget_stop and "max_cost_usd" in report.result.budget_stop
+
+
+async def test_reported_usage_equals_what_the_server_sent_to_the_token(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    add_faults(sim)
+    sim.add_fault(Fault("text-only", rate=0.1))
+    sim.add_fault(Fault("bad-base64", rate=0.05))
+    report = await submit(tmp_path, sim, many_prompts(50, "max_unknown_retries: 2\n"))
+    sent = sim.stats()["usage"]
+    usage = report.status.status.usage
+    for name in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount"):
+        assert usage[name] == sent[name], name
+    data = report.status.as_dict()
+    by_prompt = data["by"]["prompt"]
+    assert (
+        sum(g["usage"]["totalTokenCount"] for g in by_prompt.values())
+        == (sent["totalTokenCount"])
+    )
+    assert data["requests"]["paid_failed"] >= report.status.counts["blocked"]
+    assert data["cost"]["billed_usd"] == pytest.approx(
+        pricing.usage_cost(
+            {**usage, "candidatesTokensDetails": None},
+            pricing.PRICES["gemini-3.1-flash-image-preview"],
+        ),
+        rel=0.02,
+    )
+
+
+def test_plan_estimates_tokens_and_cost_of_what_would_be_sent(tmp_path: Path) -> None:
+    job = write_job(tmp_path, 'name: est\nprompts: ["a", "b"]\nimage_sizes: [1K, 4K]\n')
+    result = invoke("plan", job, "--json", "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    estimate = json.loads(result.stdout)["estimate"]["to_send"]
+    assert estimate["requests"] == 4
+    assert estimate["tokens"]["candidatesTokenCount"] == 2 * (1120 + 2520)
+    image_usd = 2 * (1120 + 2520) * 60 / 1_000_000
+    assert image_usd < estimate["cost_usd"] < image_usd * 1.05
+
+
+def test_pricing_can_be_overridden_in_the_job_file(tmp_path: Path) -> None:
+    job = write_job(
+        tmp_path,
+        "name: cheap\nprompts: [a]\npricing: {output_image_per_million: 0, "
+        "input_per_million: 0, output_text_per_million: 0}\n",
+    )
+    result = invoke("plan", job, "--json", "--output", tmp_path / "out")
+    assert json.loads(result.stdout)["estimate"]["to_send"]["cost_usd"] == 0
+
+
+def test_cli_budget_flags_override_the_job_file(sim: SimServer, tmp_path: Path) -> None:
+    job = write_job(tmp_path, many_prompts(8, "budget: {max_requests: 100}\n"))
+    out = tmp_path / "out"
+    result = invoke(
+        "submit", job, "--base-url", sim.url, "--output", out, "--max-requests", "3",
+        env={"TOKAIFY_API_KEY": SECRET},
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "budget reached: max_requests 3" in result.output
+    assert "--max-requests" in result.output
+    assert sim.stats()["requests"] == 3
+    status = status_json("money", out)
+    assert status["counts"]["succeeded"] == 3 and status["cost"]["total_usd"] > 0
+    text = invoke("status", "money", "--by", "prompt", "--output", out)
+    assert "by prompt" in text.output and "item 0" not in text.output
