@@ -50,6 +50,7 @@ class RunSettings:
     backoff_base: float = DEFAULT_BACKOFF_BASE
     backoff_cap: float = DEFAULT_BACKOFF_CAP
     request_timeout: float | None = None  # read timeout; None = client default
+    max_response_bytes: int = client.DEFAULT_MAX_RESPONSE_BYTES
     budget: Budget = field(default_factory=Budget)
     price: Price | None = None  # for max_cost_usd; None = the model has no price
     spent: Spend = field(default_factory=Spend)  # what earlier runs used
@@ -367,7 +368,13 @@ class _Run:
         )
         self._bump(running=1, requests=1)
         try:
-            outcome = await client.generate(self.http, self.endpoint, request, refs)
+            outcome = await client.generate(
+                self.http,
+                self.endpoint,
+                request,
+                refs,
+                max_response_bytes=self.settings.max_response_bytes,
+            )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await to_thread.run_sync(

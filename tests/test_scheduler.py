@@ -131,6 +131,17 @@ async def test_unknown_outcomes_are_retried_at_most_max_unknown_retries(
     assert report.status.status.requests["unknown"] == 2
 
 
+async def test_a_response_past_the_size_limit_is_an_unknown_outcome(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    sim.add_fault(Fault("huge", size=3 << 20))
+    report, attempts = await run(
+        tmp_path, sim, ["enormous"], max_response_bytes=1 << 20
+    )
+    assert [a["outcome"] for a in attempts] == ["unknown", "unknown"]
+    assert "larger than 1" in attempts[0]["reason"]
+
+
 async def test_with_max_unknown_retries_0_an_unknown_outcome_is_never_resent(
     sim: SimServer, tmp_path: Path
 ) -> None:
