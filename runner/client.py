@@ -25,8 +25,11 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from runner import __version__
+from runner.blobs import BlobExtractor
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from runner.plan import Request
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, write=60.0, read=300.0, pool=None)
@@ -69,15 +72,14 @@ class Kind(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Image:
     mime_type: str  # as declared by the answer ('' if none); outputs sniffs bytes
-    data: bytes
+    data: bytes  # b"" when the bytes were spilled to `path`
     source: str = "inline"  # inline | data-uri | url
+    path: Path | None = None  # a temp file in the spool folder holding the bytes
 
     def __repr__(self) -> str:
         # Megabytes of image bytes in a repr make every failing assert unreadable.
-        return (
-            f"Image(mime_type={self.mime_type!r}, data=<{len(self.data)} bytes>, "
-            f"source={self.source!r})"
-        )
+        where = f"path={self.path}" if self.path else f"data=<{len(self.data)} bytes>"
+        return f"Image(mime_type={self.mime_type!r}, {where}, source={self.source!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +193,25 @@ async def generate(
     reference_data: Sequence[bytes],
     *,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    spool_dir: Path | None = None,
 ) -> Outcome:
-    """Send one generateContent call and classify the reply; never raises on I/O."""
+    """Send one generateContent call and classify the reply; never raises on I/O.
+
+    Image data is decoded while the answer streams in; with `spool_dir`, images
+    past a megabyte go to hidden temp files there (`Image.path`), which the caller
+    renames into place. Files of answers that are not a success are deleted.
+    """
     secret = (endpoint.api_key or "").strip() or None
     try:
         return _seal(
             await _generate(
-                http, endpoint, secret, request, reference_data, max_response_bytes
+                http,
+                endpoint,
+                secret,
+                request,
+                reference_data,
+                max_response_bytes,
+                spool_dir,
             ),
             secret,
         )
@@ -220,8 +234,9 @@ class _Refused(Exception):
 class _Reply:
     status: int
     headers: httpx.Headers
-    body: bytes
+    body: bytes  # for a success: the document with image data taken out
     too_large: bool
+    blobs: BlobExtractor | None = None
 
 
 # Error bodies are only read for a reason; no need to hold a large one.
@@ -235,6 +250,7 @@ async def _generate(
     request: Request,
     reference_data: Sequence[bytes],
     max_bytes: int,
+    spool_dir: Path | None,
 ) -> Outcome:
     url = _checked_url(endpoint_url(endpoint, request.model))
     headers = _headers(endpoint, secret)
@@ -244,20 +260,24 @@ async def _generate(
 
     started = time.perf_counter()
     try:
-        reply = await _post(http, url, headers, content, max_bytes)
+        reply = await _post(http, url, headers, content, max_bytes, spool_dir)
     except (httpx.HTTPError, OSError) as exc:
-        outcome = _transport_outcome(exc)
-        return dataclasses.replace(outcome, latency=time.perf_counter() - started)
+        failed = _transport_outcome(exc)
+        return dataclasses.replace(failed, latency=time.perf_counter() - started)
     latency = time.perf_counter() - started
     # Redact before parsing: reasons clip messages, which could cut a key in two.
     reply = dataclasses.replace(reply, body=_redact_bytes(reply.body, secret))
 
-    if reply.too_large and 200 <= reply.status < 300:
-        outcome = Outcome(Kind.UNKNOWN, f"response larger than {_size(max_bytes)}")
-    elif 200 <= reply.status < 300:
-        outcome = await _classify_answer(http, reply, max_bytes)
-    else:
-        outcome = _classify_error(reply.status, reply.headers, reply.body)
+    outcome: Outcome | None = None
+    try:
+        if reply.too_large and 200 <= reply.status < 300:
+            outcome = Outcome(Kind.UNKNOWN, f"response larger than {_size(max_bytes)}")
+        elif 200 <= reply.status < 300:
+            outcome = await _classify_answer(http, reply, max_bytes)
+        else:
+            outcome = _classify_error(reply.status, reply.headers, reply.body)
+    finally:
+        _drop_unused_blobs(reply.blobs, outcome)
     return dataclasses.replace(outcome, http_status=reply.status, latency=latency)
 
 
@@ -308,21 +328,59 @@ async def _post(
     headers: dict[str, str],
     content: bytes,
     max_bytes: int,
+    spool_dir: Path | None,
 ) -> _Reply:
     async with http.stream(
         "POST", url, content=content, headers=headers, follow_redirects=False
     ) as response:
-        ok = response.is_success
-        try:
-            body, too_large = await _read_limited(
-                response, max_bytes if ok else _MAX_ERROR_BODY_BYTES
-            )
-        except httpx.HTTPError:
-            if ok:
+        if response.is_success:
+            blobs = BlobExtractor(spool_dir=spool_dir)
+            try:
+                too_large = await _stream_answer(response, max_bytes, blobs)
+            except BaseException:
+                blobs.discard()
                 raise
+            if too_large:
+                blobs.discard()
+            return _Reply(
+                response.status_code,
+                response.headers,
+                blobs.finish(),
+                too_large,
+                blobs,
+            )
+        try:
+            body, too_large = await _read_limited(response, _MAX_ERROR_BODY_BYTES)
+        except httpx.HTTPError:
             # The status line already says what happened; the body was only detail.
             body, too_large = b"", False
         return _Reply(response.status_code, response.headers, body, too_large)
+
+
+def _drop_unused_blobs(blobs: BlobExtractor | None, outcome: Outcome | None) -> None:
+    """Delete spilled image files that no returned Image refers to."""
+    if blobs is None:
+        return
+    used = {image.path for image in outcome.images} if outcome else set()
+    for blob in blobs.blobs:
+        if blob.path is not None and blob.path not in used:
+            blob.discard()
+
+
+async def _stream_answer(
+    response: httpx.Response, limit: int, blobs: BlobExtractor
+) -> bool:
+    """Feed the body to `blobs`; True if it is longer than `limit` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return True
+    seen = 0
+    async for chunk in response.aiter_bytes():
+        seen += len(chunk)
+        if seen > limit:
+            return True
+        blobs.feed(chunk)
+    return False
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
@@ -597,7 +655,7 @@ async def _classify_answer(
     meta = dataclasses.replace(meta, finish_reason=finish)
 
     try:
-        images, texts, urls, empty = _collect(candidates)
+        images, texts, urls, empty = _collect(candidates, reply.blobs)
     except _BadAnswer as exc:
         return dataclasses.replace(meta, reason=str(exc))
     text = "\n".join(texts)
@@ -640,7 +698,7 @@ async def _classify_answer(
 
 
 def _collect(
-    candidates: Sequence[Mapping[str, Any]],
+    candidates: Sequence[Mapping[str, Any]], blobs: BlobExtractor | None = None
 ) -> tuple[list[Image], list[str], list[str], int]:
     """Images, non-thought texts (data URIs elided), image URLs, empty images."""
     images: list[Image] = []
@@ -660,12 +718,16 @@ def _collect(
                 if not payload:
                     empty += 1
                     continue
-                images.append(
-                    Image(
-                        mime if isinstance(mime, str) else "",
-                        _b64(payload, "inlineData"),
-                    )
-                )
+                mime = mime if isinstance(mime, str) else ""
+                blob = blobs.blob_for(payload) if blobs is not None else None
+                if blob is None:
+                    images.append(Image(mime, _b64(payload, "inlineData")))
+                elif blob.error is not None:
+                    raise _BadAnswer(f"{blob.error} in inlineData")
+                elif blob.size == 0:
+                    empty += 1
+                else:
+                    images.append(Image(mime, bytes(blob.data), path=blob.path))
             file_data = part.get("fileData", part.get("file_data"))
             if isinstance(file_data, dict):
                 uri = file_data.get("fileUri", file_data.get("file_uri"))

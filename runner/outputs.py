@@ -83,6 +83,19 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def move_into_place(tmp: Path, path: Path) -> None:
+    """Rename a finished temp file (same folder) to `path`, durably."""
+    with tmp.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_head(path: Path, size: int = 16) -> bytes:
+    """The first bytes of a file, enough for `sniff_extension`."""
+    with path.open("rb") as fh:
+        return fh.read(size)
+
+
 def write_manifest(job_folder: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Rewrite `manifest.jsonl` atomically, one JSON object per item."""
     lines = [json.dumps(row, ensure_ascii=False, sort_keys=False) for row in rows]

@@ -374,6 +374,7 @@ class _Run:
                 request,
                 refs,
                 max_response_bytes=self.settings.max_response_bytes,
+                spool_dir=self.job_folder / outputs.IMAGES_DIR,
             )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
@@ -450,10 +451,14 @@ class _Run:
         outcome into UNKNOWN, since the call was made but nothing usable came back."""
         if outcome.kind is not Kind.SUCCESS:
             return outcome, []
-        named: list[tuple[str, bytes]] = []
+        named: list[tuple[str, client.Image]] = []
         for index, image in enumerate(outcome.images):
-            ext = outputs.sniff_extension(image.data)
+            head = image.data if image.path is None else outputs.read_head(image.path)
+            ext = outputs.sniff_extension(head)
             if ext is None:
+                for spooled in outcome.images:
+                    if spooled.path is not None:
+                        spooled.path.unlink(missing_ok=True)
                 declared = image.mime_type or "no mime type"
                 reason = (
                     f"the answer's image data is not an image (declared {declared})"
@@ -468,10 +473,14 @@ class _Run:
                 index=index,
                 ext=ext,
             )
-            named.append((name, image.data))
+            named.append((name, image))
         saved = []
-        for name, data in named:
-            outputs.write_atomic(self.job_folder / outputs.IMAGES_DIR / name, data)
+        for name, image in named:
+            target = self.job_folder / outputs.IMAGES_DIR / name
+            if image.path is not None:
+                outputs.move_into_place(image.path, target)
+            else:
+                outputs.write_atomic(target, image.data)
             saved.append(f"{outputs.IMAGES_DIR}/{name}")
         return outcome, saved
 

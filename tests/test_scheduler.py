@@ -209,3 +209,18 @@ def _seconds_between(earlier: str, later: str) -> float:
     return (
         datetime.fromisoformat(later) - datetime.fromisoformat(earlier)
     ).total_seconds()
+
+
+async def test_images_spilled_to_disk_while_streaming_are_renamed_into_place(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import blobs
+
+    monkeypatch.setattr(blobs, "DEFAULT_SPILL_BYTES", 0)
+    report, _ = await run(tmp_path, sim, ["one", "two", "three"])
+    assert report.exit_code == 0
+    images = tmp_path / "out" / "t" / "images"
+    assert sorted(p.suffix for p in images.iterdir()) == [".png"] * 3
+    for row in manifest(tmp_path / "out", "t"):
+        with Image.open(tmp_path / "out" / "t" / row["outputs"][0]) as image:
+            image.verify()

@@ -1,0 +1,205 @@
+"""Pull base64 image data out of a JSON answer while it streams in.
+
+A 4K answer carries ~20 MB of base64; holding it, its decoded bytes and the parsed
+document at once, times the concurrency, is what makes naive clients use gigabytes.
+`BlobExtractor` scans the body chunk by chunk: every JSON string value of a `"data"`
+key is decoded on the fly (into memory, or spilled to a temp file past a threshold)
+and replaced in the kept text by a short placeholder, so the rest of the answer stays
+small and is parsed with `json.loads` as usual. Pure byte handling: no network, no
+knowledge of the API beyond the key name.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_SPILL_BYTES = 1 << 20  # decoded bytes kept in memory before spilling to disk
+# A "data" string shorter than this stays in the document untouched: only image
+# payloads are worth extracting, and a short one may not even be base64.
+MIN_BLOB_CHARS = 512
+_KEY = re.compile(rb'"data"\s*:\s*"')
+_KEY_TAIL = 32  # bytes kept back between chunks so a split key is still found
+
+
+@dataclass(slots=True)
+class Blob:
+    """One extracted value: decoded bytes in memory or in `path`, or an error."""
+
+    data: bytearray = field(default_factory=bytearray)
+    path: Path | None = None
+    error: str | None = None
+    size: int = 0
+
+    def read(self) -> bytes:
+        if self.path is not None:
+            return self.path.read_bytes()
+        return bytes(self.data)
+
+    def discard(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+        self.data = bytearray()
+
+
+class BlobExtractor:
+    """Feed it the body's chunks, then `finish()` for the kept text and the blobs."""
+
+    def __init__(
+        self, *, spool_dir: Path | None = None, spill_bytes: int | None = None
+    ) -> None:
+        self.nonce = "runner-blob-" + secrets.token_hex(6)
+        self.blobs: list[Blob] = []
+        self._spool_dir = spool_dir
+        self._spill_bytes = DEFAULT_SPILL_BYTES if spill_bytes is None else spill_bytes
+        self._kept = bytearray()
+        self._pending = bytearray()  # input not handled yet
+        self._in_value = False  # inside the string after a "data" key
+        self._head = bytearray()  # that string's first bytes, until it proves long
+        self._current: Blob | None = None
+        self._b64 = bytearray()  # base64 text short of a whole 4-char quantum
+        self._file: _SpoolFile | None = None
+
+    def blob_for(self, value: object) -> Blob | None:
+        """The blob a placeholder string stands for, if it is one."""
+        if isinstance(value, str) and value.startswith(self.nonce + ":"):
+            index = value[len(self.nonce) + 1 :]
+            if index.isdigit() and int(index) < len(self.blobs):
+                return self.blobs[int(index)]
+        return None
+
+    def feed(self, chunk: bytes) -> None:
+        self._pending += chunk
+        while self._pending:
+            if self._in_value:
+                if not self._feed_value():
+                    return
+                continue
+            match = _KEY.search(self._pending)
+            if match is None:
+                keep = max(0, len(self._pending) - _KEY_TAIL)
+                self._kept += self._pending[:keep]
+                del self._pending[:keep]
+                return
+            self._kept += self._pending[: match.end()]
+            del self._pending[: match.end()]
+            self._in_value = True
+
+    def finish(self) -> bytes:
+        """The kept document, with a placeholder for every extracted value."""
+        if self._in_value:  # the body ended inside the string
+            if self._current is None:
+                self._kept += self._head
+            else:
+                self._current.error = "the answer ended inside the image data"
+                self._close_blob()
+        self._kept += self._pending
+        self._pending = bytearray()
+        return bytes(self._kept)
+
+    def discard(self) -> None:
+        """Drop every blob and its temp file (an answer not used, or cut short)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for blob in self.blobs:
+            blob.discard()
+
+    def _feed_value(self) -> bool:
+        """Consume string bytes; False when the string goes on past the input."""
+        end = self._pending.find(b'"')
+        cut = len(self._pending) if end == -1 else end
+        piece = bytes(self._pending[:cut])
+        del self._pending[: cut if end == -1 else cut + 1]
+        if self._current is None:
+            self._head += piece
+            if len(self._head) < MIN_BLOB_CHARS:
+                if end == -1:
+                    return False
+                self._kept += self._head + b'"'  # a short value: left as it was
+                self._head = bytearray()
+                self._in_value = False
+                return True
+            self._current = Blob()
+            self.blobs.append(self._current)
+            piece, self._head = bytes(self._head), bytearray()
+        self._decode(piece)
+        if end == -1:
+            return False
+        if self._b64 and self._current.error is None:
+            self._write(self._b64)  # strict mode rejects a bad final quantum
+        self._close_blob()
+        self._kept += f"{self.nonce}:{len(self.blobs) - 1}".encode() + b'"'
+        self._in_value = False
+        return True
+
+    def _decode(self, piece: bytes) -> None:
+        self._b64 += piece
+        if b"\\" in self._b64:
+            # JSON may escape '/' as '\/'; a lone '\' at the end waits for its '/'.
+            tail = self._b64.endswith(b"\\")
+            self._b64 = bytearray(self._b64.replace(b"\\/", b"/"))
+            if tail:
+                self._write_aligned(len(self._b64) - 1)
+                return
+        self._write_aligned(len(self._b64))
+
+    def _write_aligned(self, available: int) -> None:
+        usable = available - available % 4
+        if usable:
+            self._write(self._b64[:usable])
+            del self._b64[:usable]
+
+    def _write(self, text: bytes | bytearray) -> None:
+        blob = self._current
+        assert blob is not None
+        if blob.error is not None:
+            return
+        try:
+            decoded = binascii.a2b_base64(text, strict_mode=True)
+        except binascii.Error as exc:
+            blob.error = f"invalid base64 image data ({exc})"
+            return
+        blob.size += len(decoded)
+        if self._file is None:
+            spill = self._spool_dir is not None and blob.size > self._spill_bytes
+            if not spill:
+                blob.data += decoded
+                return
+            assert self._spool_dir is not None
+            self._file = _SpoolFile(self._spool_dir)
+            blob.path = self._file.path
+            self._file.write(blob.data)
+            blob.data = bytearray()
+        self._file.write(decoded)
+
+    def _close_blob(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._b64 = bytearray()
+        self._current = None
+
+
+class _SpoolFile:
+    """A hidden temp file next to where the image will live, so that saving it is
+    a rename; a crash leaves only `.*.tmp` files, which the next run removes."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".blob-", suffix=".tmp", dir=folder)
+        self.path = Path(name)
+        self._fh = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes | bytearray) -> None:
+        if data:
+            self._fh.write(data)
+
+    def close(self) -> None:
+        self._fh.close()
