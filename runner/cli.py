@@ -227,8 +227,8 @@ def submit(
     with _endpoint(send.base_url, send.simulate) as endpoint:
         store = workspace.open_store()
         try:
-            preview = jobs.preview(spec, store)
-            _confirm(preview, yes)
+            check = jobs.check_submit(spec, store)
+            _confirm(spec.name, check, yes)
             with _progress_display(as_json) as on_progress:
                 report = anyio.run(
                     lambda: jobs.submit(
@@ -240,7 +240,7 @@ def submit(
                         on_progress=on_progress,
                         overrides=send.overrides(),
                         budget_caps=send.caps,
-                        plan=preview.plan,
+                        check=check,
                     )
                 )
         finally:
@@ -612,16 +612,15 @@ def _endpoint(base_url: str | None, simulate: bool) -> Iterator[Endpoint]:
     yield Endpoint(base_url=base, api_key=key, auth=auth)
 
 
-def _confirm(preview: jobs.PlanPreview, yes: bool) -> None:
+def _confirm(name: str, check: jobs.SubmitCheck, yes: bool) -> None:
     """Ask before a very large grid or a costly run; never wait off a terminal."""
     if yes:
         return
-    estimate = preview.estimate(preview.to_send)
-    to_send, usd = estimate["requests"], estimate["cost_usd"]
+    to_send, usd = check.to_send, check.cost_usd
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     if to_send > MAX_ITEMS_UNCONFIRMED:
         question = (
-            f"{preview.spec.name} would send {to_send:,} requests (more than "
+            f"{name} would send {to_send:,} requests (more than "
             f"{MAX_ITEMS_UNCONFIRMED:,}); check the grid with `runner plan`"
         )
         if not interactive:
@@ -632,7 +631,7 @@ def _confirm(preview: jobs.PlanPreview, yes: bool) -> None:
     threshold = float(os.environ.get("RUNNER_CONFIRM_USD", CONFIRM_USD))
     if interactive and usd is not None and usd > threshold:
         question = (
-            f"{preview.spec.name}: {to_send:,} new requests, estimated "
+            f"{name}: {to_send:,} new requests, estimated "
             f"${usd:,.2f} (prices as of {pricing.PRICES_AS_OF}). Send them?"
         )
         if not click.confirm(question, err=True):

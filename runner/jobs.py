@@ -19,7 +19,7 @@ from anyio import to_thread
 
 from runner import client, outputs, pricing
 from runner.errors import UsageError
-from runner.plan import Item, Plan, build_plan
+from runner.plan import Item, Plan, build_plan, plan_digest
 from runner.scheduler import (
     Progress,
     ProgressCallback,
@@ -221,6 +221,36 @@ def preview(spec: JobSpec, store: Store) -> PlanPreview:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SubmitCheck:
+    """What a submit would send, worked out as cheaply as the store allows."""
+
+    plan: Plan | None  # None: the store already holds exactly this plan
+    digest: str
+    to_send: int
+    cost_usd: float | None
+
+
+def check_submit(spec: JobSpec, store: Store) -> SubmitCheck:
+    """Count what a submit would send; an unchanged job file is not planned again
+    (its digest matches the stored plan), so resuming a big job starts at once."""
+    digest = plan_digest(spec)
+    price = pricing.price_for(spec.model, spec.pricing)
+    job = store.get_job(spec.name)
+    if job is not None and store.plan_digest(job) == digest:
+        unfinished = store.unfinished(job)
+        cost = None
+        if price is not None:
+            cost = sum(
+                pricing.estimate_cost(text, refs, size, price)
+                for text, refs, size in unfinished
+            )
+        return SubmitCheck(None, digest, len(unfinished), cost)
+    full = preview(spec, store)
+    estimate = full.estimate(full.to_send)
+    return SubmitCheck(full.plan, digest, estimate["requests"], estimate["cost_usd"])
+
+
 def find_job(store: Store, job: str) -> JobRow:
     """A job by name, or by the name a job file declares."""
     name = load_job(job).name if is_job_file(job) else job
@@ -243,14 +273,16 @@ async def submit(
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
     budget_caps: Mapping[str, Any] | None = None,
-    plan: Plan | None = None,
+    check: SubmitCheck | None = None,
 ) -> RunReport:
     """Plan the job, store the plan, and send every item not finished yet.
 
     `overrides` replaces RunSettings fields (timeouts, backoff) for this run;
-    `plan` is `build_plan(spec)` if the caller already has it.
+    `check` is `check_submit(spec, store)` if the caller already has it.
     """
-    plan = plan or build_plan(spec)
+    if check is None:
+        check = await to_thread.run_sync(check_submit, spec, store)
+    plan, digest = check.plan, check.digest
     run_settings = replace(
         RunSettings(
             concurrency=concurrency or spec.concurrency,
@@ -284,7 +316,10 @@ async def submit(
         run_settings,
         on_progress,
         command="submit",
-        prepare=lambda: (store.sync_plan(job, plan.items), 0),
+        prepare=lambda: (
+            None if plan is None else store.sync_plan(job, plan.items, digest),
+            0,
+        ),
     )
 
 

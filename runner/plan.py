@@ -22,6 +22,23 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
 
+# Bump when what a plan contains for the same job file changes (keys, labels).
+PLAN_VERSION = 1
+
+
+def plan_digest(spec: JobSpec) -> str:
+    """Identifies the plan a job file gives: its text, where it is, and the content
+    of its reference images. Equal digests mean an equal plan, so a resubmit of an
+    unchanged job can skip planning and go straight to sending."""
+    refs = [
+        [str(r.abs_path), r.sha256] for refs in spec.all_reference_sets for r in refs
+    ]
+    blob = json.dumps(
+        [PLAN_VERSION, str(spec.path), spec.source_sha256, refs], ensure_ascii=False
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """Everything that decides what the API is asked; the item key hashes it."""

@@ -7,6 +7,7 @@ mime type). Must not open the store, use the network or write anything.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import io
@@ -124,6 +125,7 @@ class JobSpec:
     budget: Budget
     rpm: float | None = None  # requests-per-minute cap; None = no cap
     pricing: Mapping[str, float] | None = None  # overrides of runner.pricing.PRICES
+    source_sha256: str = ""  # of the job file's text: unchanged file, unchanged plan
     warnings: tuple[str, ...] = ()  # non-fatal remarks, e.g. a var no prompt uses
 
     @property
@@ -137,7 +139,9 @@ def load_job(path: Path | str) -> JobSpec:
     shown = str(path)
     text = _read_job_text(job_path, shown)
     root = _compose(text, shown)
-    return _JobReader(job_path, shown).read(root)
+    spec = _JobReader(job_path, shown).read(root)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return dataclasses.replace(spec, source_sha256=digest)
 
 
 TOP_LEVEL_KEYS = (

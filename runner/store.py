@@ -62,6 +62,7 @@ jobs = sa.Table(
     sa.Column("job_path", sa.Text),
     sa.Column("model", sa.Text),
     sa.Column("settings_json", sa.Text),
+    sa.Column("plan_digest", sa.Text),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("lease_owner", sa.Text),
@@ -433,18 +434,36 @@ class Store:
 
     # -- plan -------------------------------------------------------------------------
 
-    def sync_plan(self, job: JobRow, plan_items: Sequence[Item]) -> SyncResult:
-        """Insert new items, refresh labels of known ones, deactivate dropped ones.
+    def sync_plan(
+        self, job: JobRow, plan_items: Sequence[Item], digest: str | None = None
+    ) -> SyncResult:
+        """Insert new items, refresh labels of known ones, deactivate dropped ones,
+        and remember the plan's digest.
 
         Keys are content hashes, so an item already succeeded stays succeeded.
         """
         now = _now()
+        has_refs = items.c.references_json != "[]"
         with self._begin() as conn:
-            known = dict(
-                conn.execute(
-                    sa.select(items.c.key, items.c.id).where(items.c.job_id == job.id)
-                ).all()
-            )
+            # Only what can differ between two plans with the same key: labels,
+            # order, and (for items with references) where the files are.
+            stored = {
+                row[0]: row[1:]
+                for row in conn.execute(
+                    sa.select(
+                        items.c.key,
+                        items.c.id,
+                        items.c.active,
+                        items.c.position,
+                        items.c.prompt_id,
+                        items.c.ref_label,
+                        items.c.references_json,
+                        items.c.vars_json,
+                        sa.case((has_refs, items.c.request_json), else_=None),
+                    ).where(items.c.job_id == job.id)
+                )
+            }
+            known = {key: row[0] for key, row in stored.items()}
             fresh = [i for i in plan_items if i.key not in known]
             if fresh:
                 conn.execute(
@@ -466,7 +485,8 @@ class Store:
                     ],
                 )
             existing = [i for i in plan_items if i.key in known]
-            if existing:
+            changed = [i for i in existing if _stored_view(i) != stored[i.key][1:]]
+            if changed:
                 conn.execute(
                     items.update()
                     .where(items.c.id == sa.bindparam("_id"))
@@ -474,7 +494,7 @@ class Store:
                         active=1,
                         **{
                             name: sa.bindparam("_" + name)
-                            for name in _item_labels(existing[0])
+                            for name in _item_labels(changed[0])
                         },
                     ),
                     [
@@ -482,7 +502,7 @@ class Store:
                             "_id": known[i.key],
                             **{"_" + k: v for k, v in _item_labels(i).items()},
                         }
-                        for i in existing
+                        for i in changed
                     ],
                 )
             wanted = {i.key for i in plan_items}
@@ -492,11 +512,35 @@ class Store:
                     items.update().where(items.c.id.in_(chunk)).values(active=0)
                 )
             conn.execute(
-                jobs.update().where(jobs.c.id == job.id).values(updated_at=now)
+                jobs.update()
+                .where(jobs.c.id == job.id)
+                .values(updated_at=now, plan_digest=digest)
             )
         return SyncResult(
             new=len(fresh), existing=len(existing), deactivated=len(dropped)
         )
+
+    def plan_digest(self, job: JobRow) -> str | None:
+        """The digest of the plan last stored for this job."""
+        with self._connect() as conn:
+            value = conn.execute(
+                sa.select(jobs.c.plan_digest).where(jobs.c.id == job.id)
+            ).scalar()
+        return None if value is None else str(value)
+
+    def unfinished(self, job: JobRow) -> list[tuple[str, int, str | None]]:
+        """(prompt, reference count, image size) of each item still to send."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    items.c.prompt, items.c.references_json, items.c.image_size
+                ).where(
+                    items.c.job_id == job.id,
+                    items.c.active == 1,
+                    items.c.status.in_(("pending", "running")),
+                )
+            ).all()
+        return [(p, len(json.loads(r)), size) for p, r, size in rows]
 
     def statuses_of(self, job: JobRow, keys: Iterable[str]) -> dict[str, str]:
         """key -> status of the given keys the store already has."""
@@ -899,6 +943,20 @@ def _label(value: Any) -> str:
 
 def _empty_group() -> dict[str, Any]:
     return {"items": 0, **dict.fromkeys(STATUSES, 0), "spend": Spend()}
+
+
+def _stored_view(item: Item) -> tuple[Any, ...]:
+    """The item as sync_plan's query reads it back, to spot rows that changed."""
+    labels = _item_labels(item)
+    return (
+        1,
+        labels["position"],
+        labels["prompt_id"],
+        labels["ref_label"],
+        labels["references_json"],
+        labels["vars_json"],
+        labels["request_json"] if item.reference_paths else None,
+    )
 
 
 def _item_labels(item: Item) -> dict[str, Any]:

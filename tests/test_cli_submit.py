@@ -68,6 +68,26 @@ def test_resubmitting_a_finished_job_sends_nothing(
     assert sim.stats()["requests"] == 3
 
 
+def test_an_unchanged_job_is_not_planned_again_and_an_edited_one_is(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    from runner import jobs
+    from runner.spec import load_job
+
+    job = write_job(tmp_path, THREE_PROMPTS)
+    out = tmp_path / "out"
+    assert submit(job, sim, out)[0] == 0
+    store = jobs.Workspace(out).open_store()
+    try:
+        unchanged = jobs.check_submit(load_job(job), store)
+        assert unchanged.plan is None and unchanged.to_send == 0
+        job.write_text(job.read_text().replace("dusk", "dawn"))
+        edited = jobs.check_submit(load_job(job), store)
+        assert edited.plan is not None and edited.to_send == 1
+    finally:
+        store.close()
+
+
 def test_an_added_aspect_ratio_sends_only_the_new_items(
     sim: SimServer, tmp_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from runner.plan import build_plan
+from runner.plan import build_plan, plan_digest
 from runner.spec import load_job
 from tests.e2e import REPO, write_job
 
@@ -137,3 +137,17 @@ def test_the_demo_job_is_2_prompts_by_3_ratios_by_2_samples() -> None:
     plan = build_plan(load_job(REPO / "jobs" / "demo.yaml"))
     assert len(plan.items) == 12
     assert plan.axis_counts()["aspect_ratio"] == {"16:9": 4, "1:1": 4, "9:16": 4}
+
+
+def test_the_plan_digest_changes_with_the_file_and_the_reference_content(
+    tmp_path: Path,
+) -> None:
+    make_refs(tmp_path)
+    job = write_job(tmp_path, GRID)
+    first = plan_digest(load_job(job))
+    assert plan_digest(load_job(job)) == first
+    Image.new("RGB", (8, 8), "white").save(tmp_path / "refs" / "a.png")
+    touched = plan_digest(load_job(job))
+    assert touched != first
+    job.write_text(job.read_text() + "\n# a comment\n")
+    assert plan_digest(load_job(job)) not in (first, touched)

@@ -66,8 +66,9 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
     assert columns == {
         "_runner_migrations": {"name", "applied_at"},
         "jobs": {
-            "id", "name", "job_path", "model", "settings_json", "created_at",
-            "updated_at", "lease_owner", "lease_host", "lease_pid", "lease_expires",
+            "id", "name", "job_path", "model", "settings_json", "plan_digest",
+            "created_at", "updated_at", "lease_owner", "lease_host", "lease_pid",
+            "lease_expires",
         },
         "items": {
             "id", "job_id", "key", "active", "position", "prompt_id", "prompt",
