@@ -354,7 +354,8 @@ def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> Non
     "by",
     type=click.Choice(["prompt", "aspect_ratio", "image_size", "references"]),
     multiple=True,
-    help="Also show counts, tokens and spend per value of this axis (repeatable).",
+    help="Also show counts, tokens and spend per value of this axis (repeatable; "
+    "in --json too).",
 )
 @store_options
 @json_option
@@ -369,7 +370,7 @@ def status(
     """
     store = jobs.Workspace(output, db_url).open_store()
     try:
-        report = jobs.status(store, jobs.find_job(store, job))
+        report = jobs.status(store, jobs.find_job(store, job), by)
     finally:
         store.close()
     if as_json:

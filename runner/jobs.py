@@ -160,19 +160,25 @@ class StatusReport:
                 "as_of": pricing.PRICES_AS_OF,
                 "source": pricing.PRICES_SOURCE,
             },
-            "by": {
-                axis: {
-                    value: {
-                        "items": g["items"],
-                        **{k: g[k] for k in STATUSES},
-                        "requests": g["spend"].requests,
-                        "usage": g["spend"].usage,
-                        "cost": self.cost(g["spend"]),
+            **(
+                {
+                    "by": {
+                        axis: {
+                            value: {
+                                "items": g["items"],
+                                **{k: g[k] for k in STATUSES},
+                                "requests": g["spend"].requests,
+                                "usage": g["spend"].usage,
+                                "cost": self.cost(g["spend"]),
+                            }
+                            for value, g in groups.items()
+                        }
+                        for axis, groups in s.by_axis.items()
                     }
-                    for value, g in groups.items()
                 }
-                for axis, groups in s.by_axis.items()
-            },
+                if s.by_axis
+                else {}
+            ),
             "failures": s.failures,
         }
 
@@ -361,10 +367,11 @@ async def retry(
     )
 
 
-def status(store: Store, job: JobRow) -> StatusReport:
-    """Counts, usage, requests and spend, in total and by axis."""
+def status(store: Store, job: JobRow, by: Sequence[str] = ()) -> StatusReport:
+    """Counts, usage, requests and spend, in total and per value of each axis in
+    `by` (prompt, aspect_ratio, image_size, references)."""
     price = pricing.price_for(job.model or "", job.settings.get("pricing"))
-    return StatusReport(store.status(job), price)
+    return StatusReport(store.status(job, by), price)
 
 
 def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:

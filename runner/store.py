@@ -146,6 +146,31 @@ attempts = sa.Table(
 )
 
 
+# Running totals per job and image size, kept by finish_attempt and
+# recover_abandoned in the same transaction as the attempt they count, so status
+# and budgets read a few rows instead of summing every attempt.
+job_totals = sa.Table(
+    "job_totals",
+    metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("image_size", sa.Text, primary_key=True),  # "" = the model's default
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("requests", sa.Integer, nullable=False, default=0),
+    sa.Column("unknown", sa.Integer, nullable=False, default=0),
+    sa.Column("unpriced", sa.Integer, nullable=False, default=0),
+    sa.Column("paid_failed", sa.Integer, nullable=False, default=0),
+    sa.Column("images", sa.Integer, nullable=False, default=0),
+    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in TOKEN_COLUMNS),
+)
+COUNTER_COLUMNS = (
+    "attempts",
+    "requests",
+    "unknown",
+    "unpriced",
+    "paid_failed",
+    "images",
+)
+
 # Axes that status groups by, and the item column holding each.
 AXIS_COLUMNS = {
     "prompt": items.c.prompt_id,
@@ -591,6 +616,22 @@ class Store:
                 )
             ]
             for chunk in _chunks(running_ids, 500):
+                open_attempts = (
+                    sa.select(items.c.image_size, sa.func.count())
+                    .join(items, items.c.id == attempts.c.item_id)
+                    .where(attempts.c.item_id.in_(chunk), attempts.c.ended_at.is_(None))
+                    .group_by(items.c.image_size)
+                )
+                for size, n in conn.execute(open_attempts).all():
+                    _add_totals(
+                        conn,
+                        job.id,
+                        size,
+                        attempts=n,
+                        requests=n,
+                        unknown=n,
+                        unpriced=n,
+                    )
                 conn.execute(
                     attempts.update()
                     .where(attempts.c.item_id.in_(chunk), attempts.c.ended_at.is_(None))
@@ -707,11 +748,37 @@ class Store:
                 values["outputs_json"] = outputs
                 values["usage_json"] = usage
             conn.execute(items.update().where(items.c.id == item_id).values(**values))
+            job_id, size = conn.execute(
+                sa.select(items.c.job_id, items.c.image_size).where(
+                    items.c.id == item_id
+                )
+            ).one()
+            tokens = billed_tokens(result.usage)
+            sent = not (
+                result.outcome in ("transient", "not_sent")
+                and result.http_status is None
+            )
+            possibly_paid = result.outcome in POSSIBLY_PAID
+            _add_totals(
+                conn,
+                job_id,
+                size,
+                attempts=1,
+                requests=int(sent),
+                unknown=int(possibly_paid),
+                unpriced=int(possibly_paid and not tokens["total_tokens"]),
+                paid_failed=int(
+                    bool(tokens["total_tokens"]) and result.outcome != "success"
+                ),
+                images=len(result.outputs),
+                **tokens,
+            )
 
     # -- reading ----------------------------------------------------------------------
 
-    def status(self, job: JobRow) -> Status:
-        """Counts, usage and spend of a job, also grouped by each axis."""
+    def status(self, job: JobRow, by: Sequence[str] = ()) -> Status:
+        """Counts, usage and spend of a job; also grouped by each axis in `by`
+        (that part sums every attempt, so it is only done when asked)."""
         with self._connect() as conn:
             counts = dict.fromkeys(STATUSES, 0)
             for status, n in conn.execute(
@@ -720,9 +787,10 @@ class Store:
                 .group_by(items.c.status)
             ):
                 counts[status] = n
-            (total,) = self._spend_rows(conn, job, None)
+            total = self._totals(conn, job)
             by_axis: dict[str, dict[str, dict[str, Any]]] = {}
-            for axis, column in AXIS_COLUMNS.items():
+            for axis in by:
+                column = AXIS_COLUMNS[axis]
                 groups: dict[str, dict[str, Any]] = {}
                 for row in conn.execute(
                     sa.select(column, items.c.status, sa.func.count())
@@ -757,9 +825,27 @@ class Store:
     def spend(self, job: JobRow) -> Spend:
         """What the job's attempts used so far (every run, every item)."""
         with self._connect() as conn:
-            (total,) = self._spend_rows(conn, job, None)
-        assert isinstance(total, Spend)
-        return total
+            return self._totals(conn, job)
+
+    def _totals(self, conn: Connection, job: JobRow) -> Spend:
+        sums: dict[str, int] = dict.fromkeys(COUNTER_COLUMNS + TOKEN_COLUMNS, 0)
+        unpriced: dict[str | None, int] = {}
+        for row in conn.execute(
+            sa.select(job_totals).where(job_totals.c.job_id == job.id)
+        ).mappings():
+            for name in sums:
+                sums[name] += row[name]
+            if row["unpriced"]:
+                unpriced[row["image_size"] or None] = row["unpriced"]
+        return Spend(
+            attempts=sums["attempts"],
+            requests=sums["requests"],
+            unknown=sums["unknown"],
+            paid_failed=sums["paid_failed"],
+            images=sums["images"],
+            tokens={name: sums[name] for name in TOKEN_COLUMNS},
+            unpriced=unpriced,
+        )
 
     def _spend_rows(self, conn: Connection, job: JobRow, column: Any) -> list[Any]:
         possibly_paid = attempts.c.outcome.in_(POSSIBLY_PAID)
@@ -931,7 +1017,7 @@ class Store:
 
 
 def m001_initial(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[jobs, items, runs, attempts])
+    metadata.create_all(conn, tables=[jobs, items, runs, attempts, job_totals])
 
 
 MIGRATIONS = [("m001_initial", m001_initial)]
@@ -943,6 +1029,25 @@ def _label(value: Any) -> str:
 
 def _empty_group() -> dict[str, Any]:
     return {"items": 0, **dict.fromkeys(STATUSES, 0), "spend": Spend()}
+
+
+def _add_totals(
+    conn: Connection, job_id: int, image_size: str | None, **deltas: int
+) -> None:
+    size = image_size or ""
+    where = (job_totals.c.job_id == job_id, job_totals.c.image_size == size)
+    done = conn.execute(
+        job_totals.update()
+        .where(*where)
+        .values({job_totals.c[k]: job_totals.c[k] + v for k, v in deltas.items()})
+    )
+    if done.rowcount == 0:
+        zero = dict.fromkeys(COUNTER_COLUMNS + TOKEN_COLUMNS, 0)
+        conn.execute(
+            job_totals.insert().values(
+                job_id=job_id, image_size=size, **{**zero, **deltas}
+            )
+        )
 
 
 def _stored_view(item: Item) -> tuple[Any, ...]:

@@ -115,7 +115,13 @@ async def test_reported_usage_equals_what_the_server_sent_to_the_token(
     usage = report.status.status.usage
     for name in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount"):
         assert usage[name] == sent[name], name
-    data = report.status.as_dict()
+    store = jobs.Workspace(tmp_path / "out").open_store()
+    try:
+        job = store.get_job("money")
+        assert job is not None
+        data = jobs.status(store, job, by=("prompt",)).as_dict()
+    finally:
+        store.close()
     by_prompt = data["by"]["prompt"]
     assert (
         sum(g["usage"]["totalTokenCount"] for g in by_prompt.values())

@@ -88,6 +88,11 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "outputs_json", "prompt_tokens", "candidates_tokens", "thoughts_tokens",
             "image_tokens", "total_tokens", "images",
         },
+        "job_totals": {
+            "job_id", "image_size", "attempts", "requests", "unknown", "unpriced",
+            "paid_failed", "images", "prompt_tokens", "candidates_tokens",
+            "thoughts_tokens", "image_tokens", "total_tokens",
+        },
     }  # fmt: skip
 
 
@@ -155,6 +160,7 @@ def test_items_left_running_become_pending_and_their_attempt_abandoned(
     assert [i.id for i in store.pending_items(job)] == [item.id]
     (attempt,) = store.attempt_rows(job)
     assert attempt["outcome"] == "abandoned"
+    assert store.spend(job).unpriced == {None: 1}
     assert store.status(job).requests == {
         "sent": 1, "unknown": 1, "not_sent": 0, "paid_failed": 0
     }  # fmt: skip
@@ -187,7 +193,7 @@ def test_status_sums_usage_of_every_attempt_including_failed_ones(
             usage={"promptTokenCount": 7, "totalTokenCount": 7}, http_status=200,
         ),
     )  # fmt: skip
-    report = store.status(job)
+    report = store.status(job, by=['prompt'])
     assert report.counts["succeeded"] == 1 and report.counts["blocked"] == 1
     assert report.usage == {
         "promptTokenCount": 17,
