@@ -26,8 +26,9 @@ import secrets
 import signal
 import struct
 import threading
+import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -235,6 +236,8 @@ class SimServer:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        rpm_limit: float | None = None,
+        image_pad_bytes: int = 0,
     ) -> None:
         for kind in fault_mix:
             Fault(kind)  # validates the name
@@ -248,6 +251,13 @@ class SimServer:
         self.fault_rate = fault_rate
         self.fault_mix: tuple[str, ...] = tuple(fault_mix) or DEFAULT_FAULT_MIX
         self.seed = seed
+        # Like a per-minute quota: beyond `rpm_limit` requests in the trailing
+        # 60 s, answer 429 with a RetryInfo saying when a slot frees up.
+        self.rpm_limit = rpm_limit
+        self._accepted: deque[float] = deque()
+        # Real 4K answers are ~15 MB of PNG; a flat test image compresses to a few
+        # KB, so pad PNGs with a private chunk to make transfer sizes realistic.
+        self.image_pad_bytes = image_pad_bytes
         self.host = host
         self._requested_port = port
         self._port: int | None = None
@@ -535,6 +545,11 @@ class SimServer:
         elif isinstance(parsed, str):
             kind = "invalid-request"
             reply = _json_reply(400, _google_error(400, parsed, "INVALID_ARGUMENT"))
+        elif (wait := self._over_rpm()) is not None:
+            assert gen is not None
+            kind = "rate-limited"
+            fault = Fault("429", retry_after=wait)
+            reply = await self._answer(gen, model, fault)
         else:
             assert gen is not None
             chosen = self._choose_fault(gen, received)
@@ -558,6 +573,20 @@ class SimServer:
         if delay > 0 and reply.mode != "hang":
             await anyio.sleep(delay)
         return reply
+
+    def _over_rpm(self) -> float | None:
+        """Seconds until a slot frees up if this request passes rpm_limit, else
+        None (and the request takes a slot)."""
+        if self.rpm_limit is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            while self._accepted and now - self._accepted[0] >= 60.0:
+                self._accepted.popleft()
+            if len(self._accepted) >= self.rpm_limit:
+                return max(0.05, 60.0 - (now - self._accepted[0]))
+            self._accepted.append(now)
+        return None
 
     def _latency(self) -> float:
         if self.latency_jitter <= 0:
@@ -653,6 +682,9 @@ class SimServer:
         return reply
 
     async def _png(self, gen: _Generate) -> bytes:
+        return _pad_png(await self._render(gen), self.image_pad_bytes)
+
+    async def _render(self, gen: _Generate) -> bytes:
         ratio = gen.aspect_ratio
         if ratio is None and gen.reference_size is not None:
             ratio = nearest_aspect_ratio(*gen.reference_size)
@@ -668,6 +700,28 @@ class SimServer:
             # big images: keep the event loop free for the other connections
             return await anyio.to_thread.run_sync(self._canvases.render, *args)
         return self._canvases.render(*args)
+
+
+_PAD_CACHE: dict[int, bytes] = {}
+
+
+def _pad_png(png: bytes, pad: int) -> bytes:
+    """`png` with a private ancillary chunk of `pad` random bytes before IEND:
+    still a valid PNG (decoders skip it), as large as a real 4K answer."""
+    if pad <= 0:
+        return png
+    data = _PAD_CACHE.get(pad)
+    if data is None:
+        data = _PAD_CACHE[pad] = random.Random(pad).randbytes(pad)
+    kind = b"prVt"  # ancillary, private, safe to copy
+    chunk = (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+    iend = png.rfind(b"IEND") - 4
+    return png[:iend] + chunk + png[iend:]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -690,6 +744,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-key", default=None, help="require this key (401 else)")
+    parser.add_argument(
+        "--rpm-limit",
+        type=float,
+        default=None,
+        help="answer 429 beyond this many requests in the trailing minute",
+    )
+    parser.add_argument(
+        "--image-pad-bytes",
+        type=int,
+        default=0,
+        help="pad each PNG to about this many more bytes (realistic 4K sizes)",
+    )
     args = parser.parse_args(argv)
     try:
         server = SimServer(
@@ -698,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             image_scale=args.image_scale,
             api_key=args.api_key,
             fault_rate=args.fault_rate,
+            rpm_limit=args.rpm_limit,
+            image_pad_bytes=args.image_pad_bytes,
             fault_mix=[k for k in args.fault_mix.split(",") if k],
             seed=args.seed,
             host=args.host,

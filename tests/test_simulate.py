@@ -1107,3 +1107,37 @@ def test_module_main_serves_until_terminated() -> None:
     assert response.status_code == 200
     assert answer_image(response.json()).size == (64, 64)
     assert returncode == 0
+
+
+# -- rate limit and realistic sizes ------------------------------------------------
+
+
+def test_past_the_rpm_limit_the_server_answers_429_with_a_retry_hint() -> None:
+    with (
+        SimServer(rpm_limit=3, image_scale=0.0625) as sim,
+        httpx.Client(base_url=sim.url, timeout=10) as http,
+    ):
+        codes = [
+            http.post(GENERATE, json=request_body(f"n{i}")).status_code
+            for i in range(5)
+        ]
+        refused = http.post(GENERATE, json=request_body("again"))
+        stats = sim.stats()
+    assert codes == [200, 200, 200, 429, 429]
+    delay = refused.json()["error"]["details"][-1]["retryDelay"]
+    assert 55 < float(delay.rstrip("s")) <= 60
+    assert stats["by_kind"]["rate-limited"] == 3
+
+
+def test_padded_images_are_as_large_as_asked_and_still_decode() -> None:
+    with (
+        SimServer(image_pad_bytes=2_000_000, image_scale=0.0625) as sim,
+        httpx.Client(base_url=sim.url, timeout=10) as http,
+    ):
+        answer = http.post(GENERATE, json=request_body()).json()
+    (inline,) = image_parts(answer)
+    data = base64.b64decode(inline["data"])
+    assert 2_000_000 < len(data) < 2_100_000
+    image = decode_image(data)
+    image.load()
+    assert image.size == (64, 64)
