@@ -137,13 +137,16 @@ async def run_items(
 class _Pacer:
     """Shared brakes: a concurrency limit that halves on 429 and grows back by one
     per window of successes, a run-wide pause until a server's retry hint, and an
-    optional requests-per-minute spacing."""
+    optional requests-per-minute spacing that widens by 10% on each 429 and narrows
+    back as requests succeed (the job's `rpm:` may be a little above what the
+    server really allows)."""
 
     def __init__(self, concurrency: int, rpm: float | None) -> None:
         self.max = concurrency
         self.limiter = anyio.CapacityLimiter(concurrency)
         self.resume_at = 0.0
-        self.interval = 60.0 / rpm if rpm else 0.0
+        self.base_interval = 60.0 / rpm if rpm else 0.0
+        self.interval = self.base_interval
         self.next_slot = 0.0
         self._wins = 0
         self._last_cut = 0.0
@@ -162,6 +165,8 @@ class _Pacer:
     def throttled(self, delay: float) -> None:
         now = time.monotonic()
         self.resume_at = max(self.resume_at, now + delay)
+        if self.base_interval:
+            self.interval = min(self.interval * 1.1, self.base_interval * 4)
         # One cut per wave: the in-flight requests of one burst all see the 429.
         if now - self._last_cut > max(delay, 1.0):
             self._last_cut = now
@@ -169,6 +174,8 @@ class _Pacer:
             self._wins = 0
 
     def succeeded(self) -> None:
+        if self.interval > self.base_interval:
+            self.interval = max(self.base_interval, self.interval * 0.99)
         current = int(self.limiter.total_tokens)
         if current >= self.max:
             return
@@ -322,8 +329,9 @@ class _Run:
         tries, unknown, number = item.tries_used, item.unknown_used, item.attempts
         cost = self.budget.estimate(request)
         while not self.stop.is_set():
-            await self.pacer.wait_turn()
             async with self.pacer.limiter:
+                # Paced while holding the slot, so requests leave in slot order.
+                await self.pacer.wait_turn()
                 if self.stop.is_set():
                     return
                 # Checked and reserved with no await in between: no other task

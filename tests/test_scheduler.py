@@ -224,3 +224,15 @@ async def test_images_spilled_to_disk_while_streaming_are_renamed_into_place(
     for row in manifest(tmp_path / "out", "t"):
         with Image.open(tmp_path / "out" / "t" / row["outputs"][0]) as image:
             image.verify()
+
+
+async def test_an_rpm_setting_spaces_requests_evenly(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    prompts = [f"paced {i}" for i in range(8)]
+    report, attempts = await run(
+        tmp_path, sim, prompts, settings="rpm: 300\nconcurrency: 8\n"
+    )
+    assert report.exit_code == 0
+    starts = sorted(a["started_at"] for a in attempts)
+    assert _seconds_between(starts[0], starts[-1]) >= 7 * 0.2 * 0.95
