@@ -436,6 +436,7 @@ async def _run(
                 settings=settings,
                 lease_owner=owner,
                 on_progress=on_progress,
+                checkpoint=lambda: write_manifest(store, job, folder),
             )
     finally:
         # Also after Ctrl-C: the manifest must show what finished.

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 DEFAULT_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled each time
 DEFAULT_BACKOFF_CAP = 60.0
 DEFAULT_MAX_HINT = 900.0  # longest server-requested wait honoured before giving up
+CHECKPOINT_EVERY = 30.0  # seconds between manifest rewrites during a run
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +107,13 @@ async def run_items(
     settings: RunSettings,
     lease_owner: str,
     on_progress: ProgressCallback | None = None,
+    checkpoint: Callable[[], object] | None = None,
 ) -> RunResult:
-    """Send every item in `work` until each is terminal, or the run is stopped."""
+    """Send every item in `work` until each is terminal, or the run is stopped.
+
+    `checkpoint` (e.g. a manifest rewrite) runs in a worker thread every
+    CHECKPOINT_EVERY seconds, or ten times as long as it takes, if that is longer.
+    """
     run = _Run(store, job, run_id, http, endpoint, job_folder, settings, on_progress)
     items = iter(work)
     run.progress = Progress(
@@ -116,6 +122,8 @@ async def run_items(
     run.emit()
     async with anyio.create_task_group() as tg:
         tg.start_soon(run.renew_lease, lease_owner)
+        if checkpoint is not None:
+            tg.start_soon(_every, CHECKPOINT_EVERY, checkpoint)
         if (
             settings.handle_signals
             and threading.current_thread() is threading.main_thread()
@@ -132,6 +140,14 @@ async def run_items(
         interrupted=run.interrupted,
         budget_stop=run.budget_stop,
     )
+
+
+async def _every(interval: float, action: Callable[[], object]) -> None:
+    while True:
+        await anyio.sleep(interval)
+        started = time.monotonic()
+        await to_thread.run_sync(action)
+        interval = max(interval, 10 * (time.monotonic() - started))
 
 
 class _Pacer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 from PIL import Image
 
@@ -236,3 +237,28 @@ async def test_an_rpm_setting_spaces_requests_evenly(
     assert report.exit_code == 0
     starts = sorted(a["started_at"] for a in attempts)
     assert _seconds_between(starts[0], starts[-1]) >= 7 * 0.2 * 0.95
+
+
+async def test_the_manifest_is_rewritten_during_a_long_run(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import scheduler
+
+    monkeypatch.setattr(scheduler, "CHECKPOINT_EVERY", 0.1)
+    sim.add_fault(Fault("slow", match="late", delay=0.6))
+    seen: list[int] = []
+    path = tmp_path / "out" / "t" / "manifest.jsonl"
+    finished = anyio.Event()
+
+    async def watch() -> None:
+        while not finished.is_set() and not seen:
+            if path.exists():
+                seen.append(len(path.read_text().splitlines()))
+            await anyio.sleep(0.05)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        report, _ = await run(tmp_path, sim, ["early", "late"])
+        finished.set()
+    assert report.exit_code == 0
+    assert seen == [2]  # written while "late" was still on its way
