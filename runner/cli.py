@@ -20,17 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
-import anyio
 import click
 from rich.console import Console
 from rich.table import Table
 
 from runner import __version__, jobs, pricing
-from runner.client import Endpoint
 from runner.errors import RunnerError, RunStopped, UsageError
-from runner.spec import load_job
 
 if TYPE_CHECKING:
+    from runner.client import Endpoint
     from runner.scheduler import Progress
 
 DEFAULT_BASE_URL = "https://api.tokaify.com"
@@ -221,6 +219,10 @@ def submit(
 
     Example: runner submit jobs/demo.yaml --concurrency 16
     """
+    import anyio
+
+    from runner.spec import load_job
+
     spec = load_job(job_file)
     _show_warnings(spec.warnings)
     workspace = jobs.Workspace(output, db_url)
@@ -268,6 +270,8 @@ def retry(
 
     Example: runner retry routing-banners --blocked
     """
+    import anyio
+
     workspace = jobs.Workspace(output, db_url)
     store = workspace.open_store()
     try:
@@ -305,6 +309,8 @@ def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> Non
 
     Example: runner plan jobs/demo.yaml --json
     """
+    from runner.spec import load_job
+
     spec = load_job(job_file)
     store = jobs.Workspace(output, db_url).open_store()
     try:
@@ -589,6 +595,8 @@ def _eta(p: Progress) -> str:
 @contextmanager
 def _endpoint(base_url: str | None, simulate: bool) -> Iterator[Endpoint]:
     """The API to call: the simulated one, or a real one with its key from env."""
+    from runner.client import Endpoint
+
     if simulate:
         from runner.simulate import SimServer
 
