@@ -30,6 +30,7 @@ from runner.errors import RunnerError, RunStopped, UsageError
 if TYPE_CHECKING:
     from runner.client import Endpoint
     from runner.scheduler import Progress
+    from runner.store import Store
 
 DEFAULT_BASE_URL = "https://api.tokaify.com"
 GOOGLE_HOST = "generativelanguage.googleapis.com"
@@ -245,6 +246,7 @@ def submit(
                         check=check,
                     )
                 )
+            _review_after_run(store, report, workspace, as_json)
         finally:
             store.close()
     _finish(report, as_json)
@@ -291,6 +293,7 @@ def retry(
                         budget_caps=send.caps,
                     )
                 )
+        _review_after_run(store, report, workspace, as_json)
     finally:
         store.close()
     _finish(report, as_json)
@@ -383,6 +386,48 @@ def status(
         _print_json(report.as_dict())
         return
     _render_status(Console(), report.as_dict(), by)
+
+
+@cli.command()
+@click.argument("job", metavar="JOB")
+@click.option("--open", "open_", is_flag=True, help="Open the gallery in a browser.")
+@store_options
+@json_option
+def review(
+    job: str, open_: bool, output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """(Re)build a job's gallery (index.html), thumbnails and contact sheets.
+
+    Submit and retry do this at the end of every run; this command is for
+    rebuilding by hand. JOB is a job name or a job file.
+
+    Example: runner review routing-banners --open
+    """
+    from runner.review import build_review
+
+    workspace = jobs.Workspace(output, db_url)
+    store = workspace.open_store()
+    try:
+        row = jobs.find_job(store, job)
+        built = build_review(store, row, workspace.job_folder(row.name))
+    finally:
+        store.close()
+    if as_json:
+        _print_json(
+            {
+                "job": row.name,
+                "index": str(built.index),
+                "contact_sheets": [str(p) for p in built.contact_sheets],
+                "thumbnails": built.thumbnails,
+                "seconds": dict(built.seconds),
+            }
+        )
+    else:
+        click.echo(f"gallery: {built.index}")
+        sheets = built.index.parent / "contact"
+        click.echo(f"contact sheets: {len(built.contact_sheets)} in {sheets}")
+    if open_:
+        click.launch(str(built.index))
 
 
 @cli.command(name="list")
@@ -619,6 +664,24 @@ def _endpoint(base_url: str | None, simulate: bool) -> Iterator[Endpoint]:
             "--simulate (no key, no network)"
         )
     yield Endpoint(base_url=base, api_key=key, auth=auth)
+
+
+def _review_after_run(
+    store: Store, report: jobs.RunReport, workspace: jobs.Workspace, quiet: bool
+) -> None:
+    """Rebuild the gallery after a run; a failure here never hides the run's result."""
+    from runner.review import build_review
+
+    job = store.get_job(report.job)
+    if job is None:
+        return
+    try:
+        built = build_review(store, job, workspace.job_folder(job.name))
+    except (OSError, RunnerError) as exc:
+        _err(f"warning: the gallery could not be rebuilt ({exc}); try `runner review`")
+        return
+    if not quiet:
+        _err(f"gallery: {built.index}")
 
 
 def _confirm(name: str, check: jobs.SubmitCheck, yes: bool) -> None:

@@ -837,11 +837,18 @@ def _secret_forms(secret: str | None) -> set[str]:
 
 
 def _redact_bytes(data: bytes, secret: str | None) -> bytes:
+    # A very short "key" would match inside base64 image data (a data URI in a
+    # text part) and corrupt it; the final strings are still redacted by _seal.
+    if secret is None or len(secret) < _MIN_BYTE_REDACT:
+        return data
     for form in _secret_forms(secret):
         encoded = form.encode("utf-8")
         if encoded in data:
             data = data.replace(encoded, _MASK.encode("ascii"))
     return data
+
+
+_MIN_BYTE_REDACT = 8
 
 
 def _redact_obj(value: Any, secret: str | None) -> Any:

@@ -56,6 +56,12 @@ def test_the_demo_job_leaves_images_and_a_manifest_that_status_agrees_with(
         w, h = (int(n) for n in row["aspect_ratio"].split(":"))
         assert abs(width / height - w / h) < 0.05, (row["aspect_ratio"], image.size)
         assert row["status"] == "succeeded" and row["attempts"] == 1
+    page = (out / "demo" / "index.html").read_text(encoding="utf-8")
+    assert page.count("<img") >= 12 and "astronaut" in page
+    assert sorted(p.name for p in (out / "demo" / "contact").iterdir()) == [
+        "astronaut.png",
+        "banner.png",
+    ]
 
 
 def test_resubmitting_a_finished_job_sends_nothing(

@@ -994,3 +994,16 @@ async def test_make_http_client_accepts_a_timeout():
     timeout = httpx.Timeout(5.0)
     async with client.make_http_client(concurrency=1, timeout=timeout) as http:
         assert http.timeout == timeout
+
+
+async def test_a_one_letter_key_does_not_corrupt_image_data_in_a_relay_answer() -> None:
+    body = json.loads((SAMPLES / "200-relay-markdown-data-uri.json").read_text())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        outcome = await client.generate(
+            http, Endpoint("https://relay.test", api_key="A"), make_request(), []
+        )
+    assert outcome.kind is Kind.SUCCESS

@@ -193,7 +193,7 @@ def test_status_sums_usage_of_every_attempt_including_failed_ones(
             usage={"promptTokenCount": 7, "totalTokenCount": 7}, http_status=200,
         ),
     )  # fmt: skip
-    report = store.status(job, by=['prompt'])
+    report = store.status(job, by=["prompt"])
     assert report.counts["succeeded"] == 1 and report.counts["blocked"] == 1
     assert report.usage == {
         "promptTokenCount": 17,
