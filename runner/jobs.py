@@ -398,14 +398,14 @@ async def _run(
     command: str,
     prepare: Callable[[], tuple[SyncResult | None, int]],
 ) -> RunReport:
-    owner = uuid.uuid4().hex
-
     import anyio
     import httpx
     from anyio import to_thread
 
     from runner import client
     from runner.scheduler import Progress, RunResult, run_items
+
+    owner = uuid.uuid4().hex
 
     def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int, Spend]:
         folder.mkdir(parents=True, exist_ok=True)
