@@ -1,0 +1,136 @@
+"""A small run of the benchmark harness, so that it cannot rot: the figures it prints
+are measured by `python -m benchmarks.bench`, never asserted here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from benchmarks.bench import (
+    SIM_RPM_OPTION,
+    Figures,
+    Sizes,
+    Verdict,
+    peer_available,
+    render_verdicts,
+    run_memory,
+    run_rpm,
+    run_scale,
+    run_throughput,
+    simulator_options,
+    write_scale_job,
+)
+from runner.plan import build_plan
+from runner.spec import load_job
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TINY = Sizes(prompts=2, samples=4, concurrency=4, latency=0.05, scale_items=500)
+
+
+def test_the_runner_side_of_the_throughput_run_sends_every_item(
+    tmp_path: Path,
+) -> None:
+    section = run_throughput(TINY, tmp_path, peer=False)
+
+    runner = section.data["runner"]
+    assert runner["items"] == runner["images"] == 8, section.render()
+    assert runner["errors"] == 0
+    assert runner["rate"] > 0
+    assert runner["server"]["max_in_flight"] <= 4
+    assert section.data["peer"] is None
+    assert [v.ok is not None for v in section.verdicts] == [True, False, True]
+    assert "requests/s" in section.render()
+
+
+@pytest.mark.skipif(not peer_available(), reason="google-genai is not installed")
+def test_the_google_genai_script_writes_one_file_per_image(tmp_path: Path) -> None:
+    section = run_throughput(TINY, tmp_path, peer=True)
+
+    peer = section.data["peer"]
+    assert peer["items"] == peer["images"] == 8, section.render()
+    assert peer["errors"] == 0
+    assert len(list((tmp_path / "throughput/peer/images").iterdir())) == 8
+
+
+@pytest.mark.slow
+def test_the_scale_fixture_reads_back_through_runner_status(tmp_path: Path) -> None:
+    section = run_scale(TINY, tmp_path)
+
+    summary = section.render()
+    assert "does not read back" not in summary, summary
+    assert section.data["items"] == 500
+    assert section.data["attempts"] == 1500
+    assert section.data["done"] == 495
+    assert section.data["resume_cli_first_request"] > 0, summary
+    assert all(v.ok is None for v in section.verdicts)  # 500 items: not judged
+
+
+def test_the_scale_job_has_the_asked_number_of_distinct_items(tmp_path: Path) -> None:
+    plan = build_plan(load_job(write_scale_job(tmp_path, 2_000)))
+    assert len(plan.items) == 2_000
+    assert plan.duplicates == 0
+
+
+def test_a_short_rpm_run_stays_near_the_limit(tmp_path: Path) -> None:
+    if SIM_RPM_OPTION not in simulator_options():
+        pytest.skip(f"the simulator has no {SIM_RPM_OPTION}")
+    sizes = Sizes(latency=0.05, rpm=1200, rpm_items=20, rpm_concurrency=4)
+    section = run_rpm(sizes, tmp_path)
+
+    assert section.data["rpm"] == 1200, section.render()
+    assert section.data["achieved"] > 0
+    assert [v.ok is not None for v in section.verdicts] == [True]
+
+
+def test_the_runner_side_of_the_memory_run_gets_4k_size_answers(
+    tmp_path: Path,
+) -> None:
+    sizes = Sizes(latency=0.05, memory_prompts=1, memory_samples=2)
+    section = run_memory(sizes, tmp_path, peer=False)
+
+    runner = section.data["runner"]
+    assert runner["items"] == runner["images"] == 2, section.render()
+    if section.data["padding"] == "image":
+        assert runner["extra"]["image_file_bytes"] > 15_000_000
+    assert [v.ok is not None for v in section.verdicts] == [True]
+
+
+def test_rpm_is_reported_as_not_measured_without_simulator_support(
+    tmp_path: Path,
+) -> None:
+    section = run_rpm(TINY, tmp_path, sim_help="usage: simulate [--latency S]")
+    assert "not measured" in section.render()
+    assert [v.ok for v in section.verdicts] == [None]
+
+
+def test_figures_and_verdicts_render_as_the_report_prints_them() -> None:
+    figures = Figures(
+        contender="runner",
+        items=100,
+        images=100,
+        errors=0,
+        imported={"wall": 0.3, "cpu": 0.25},
+        first_request={"wall": 0.5, "cpu": 0.4},
+        last_image={"wall": 2.5, "cpu": 0.6},
+        end={"wall": 2.6, "cpu": 0.65},
+        process_cpu=0.7,
+        maxrss_kb=80 * 1024,
+    )
+    assert figures.rate == pytest.approx(50.0)
+    assert figures.cpu_ms_per_item == pytest.approx(2.0)
+    assert figures.process_cpu_ms_per_item == pytest.approx(7.0)
+    assert figures.peak_rss_mb == pytest.approx(80.0)
+
+    table = render_verdicts(
+        [
+            Verdict("throughput", "50.0/s", "40.0/s", ">= 47.5/s", True),
+            Verdict("rpm", "not measured", "-", ">= 108/min", None, "no option"),
+        ]
+    )
+    lines = table.splitlines()
+    assert lines[0] == "targets"
+    assert lines[2].split() == "throughput 50.0/s 40.0/s >= 47.5/s PASS".split()
+    assert lines[3].endswith("n/a  (no option)")
