@@ -682,7 +682,8 @@ def run_scale(sizes: Sizes, workdir: Path, *, judge: bool = True) -> Section:
     section.lines += [
         "  plan + store (library, fresh store):  "
         + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()),
-        f"  store the same plan again (a resubmit after an edit; unchanged files skip it): "
+        "  store the same plan again (an edited job file; an unchanged one skips "
+        f"it): "
         f"{built['resync']:.2f} s",
         f"  status in process (jobs.status, best of 3): {built['status'] * 1000:.0f} ms"
         f" (of which as_dict {built['status_render'] * 1000:.0f} ms)",
