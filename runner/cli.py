@@ -36,6 +36,7 @@ DEFAULT_BASE_URL = "https://api.tokaify.com"
 GOOGLE_HOST = "generativelanguage.googleapis.com"
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a terminal
 MAX_ITEMS_UNCONFIRMED = 10_000  # a bigger grid is more likely a typo than a plan
+REVIEW_AUTO_MAX = 5_000  # past this, building the gallery takes minutes: on request
 CONFIRM_USD = 5.0  # ask on a terminal past this estimate (env RUNNER_CONFIRM_USD)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,6 +113,7 @@ class SendOptions:
     base_url: str | None
     simulate: bool
     caps: dict[str, Any]  # budget caps given on the command line
+    review: bool  # rebuild the gallery after the run
 
     def overrides(self) -> dict[str, Any]:
         return {} if self.timeout is None else {"request_timeout": self.timeout}
@@ -130,6 +132,7 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
         max_requests: int | None,
         max_images: int | None,
         max_cost: float | None,
+        no_review: bool,
         **kwargs: Any,
     ) -> Any:
         caps = {
@@ -143,6 +146,7 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
             base_url,
             simulate,
             {k: v for k, v in caps.items() if v is not None},
+            not no_review,
         )
         return f(*args, send=send, **kwargs)
 
@@ -187,6 +191,11 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(0, None),
             metavar="USD",
             help="Budget: estimated USD this job may spend in all.",
+        ),
+        click.option(
+            "--no-review",
+            is_flag=True,
+            help="Do not rebuild the gallery after the run (see `runner review`).",
         ),
     ]
     for option in reversed(options):
@@ -246,7 +255,8 @@ def submit(
                         check=check,
                     )
                 )
-            _review_after_run(store, report, workspace, as_json)
+            if send.review:
+                _review_after_run(store, report, workspace, as_json)
         finally:
             store.close()
     _finish(report, as_json)
@@ -293,7 +303,8 @@ def retry(
                         budget_caps=send.caps,
                     )
                 )
-        _review_after_run(store, report, workspace, as_json)
+        if send.review:
+            _review_after_run(store, report, workspace, as_json)
     finally:
         store.close()
     _finish(report, as_json)
@@ -674,6 +685,13 @@ def _review_after_run(
 
     job = store.get_job(report.job)
     if job is None:
+        return
+    items = sum(report.status.counts.values())
+    if items > REVIEW_AUTO_MAX:
+        _err(
+            f"gallery not rebuilt: {items:,} items is more than {REVIEW_AUTO_MAX:,}; "
+            f"run `runner review {job.name}` when you want it"
+        )
         return
     try:
         built = build_review(store, job, workspace.job_folder(job.name))

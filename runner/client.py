@@ -16,7 +16,7 @@ import enum
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -177,13 +177,70 @@ def make_http_client(
 ) -> httpx.AsyncClient:
     """An AsyncClient sized for `concurrency` calls plus relay URL fetches."""
     size = max(1, concurrency) + URL_FETCH_CONNECTIONS
+    shards = max(1, -(-size // POOL_SHARD_SIZE))
     return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=size, max_keepalive_connections=size, keepalive_expiry=30
-        ),
+        transport=_ShardedTransport(shards, -(-size // shards)),
         timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         follow_redirects=False,
     )
+
+
+# httpcore walks every connection of its pool on each request and response close
+# (with a syscall per idle one), so CPU per request grows with the pool. Several
+# small pools, each request to the least busy, keep that walk short: at
+# concurrency 64 this more than doubled throughput on the benchmark.
+POOL_SHARD_SIZE = 8
+
+
+class _ShardedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, shards: int, per_shard: int) -> None:
+        limits = httpx.Limits(
+            max_connections=per_shard,
+            max_keepalive_connections=per_shard,
+            keepalive_expiry=30,
+        )
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        self._busy = [0] * shards
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        shard = min(range(len(self._pools)), key=self._busy.__getitem__)
+        self._busy[shard] += 1
+        try:
+            response = await self._pools[shard].handle_async_request(request)
+        except BaseException:
+            self._busy[shard] -= 1
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Released(response.stream, self, shard)
+        return response
+
+    def release(self, shard: int) -> None:
+        self._busy[shard] -= 1
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+class _Released(httpx.AsyncByteStream):
+    """A response body that gives its shard back once when it is closed."""
+
+    def __init__(
+        self, stream: httpx.AsyncByteStream, owner: _ShardedTransport, shard: int
+    ) -> None:
+        self._stream = stream
+        self._owner: _ShardedTransport | None = owner
+        self._shard = shard
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._owner is not None:
+            self._owner.release(self._shard)
+            self._owner = None
+        await self._stream.aclose()
 
 
 async def generate(

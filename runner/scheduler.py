@@ -338,7 +338,11 @@ class _Run:
     async def process(self, item: WorkItem) -> None:
         request = Request.from_json(item.request_json)
         try:
-            refs = await to_thread.run_sync(self._load_references, request.references)
+            refs = (
+                await to_thread.run_sync(self._load_references, request.references)
+                if request.references
+                else []
+            )
         except _ReferenceChanged as exc:
             await self._finish_without_attempt(item, str(exc))
             return
@@ -417,10 +421,8 @@ class _Run:
             raise
         # The answer is in (and paid for): nothing may stop it being recorded.
         with anyio.CancelScope(shield=True):
-            outcome, saved = await to_thread.run_sync(self._save_images, item, outcome)
-            result = self._judge(outcome, saved, tries, unknown)
-            await to_thread.run_sync(
-                self.store.finish_attempt, attempt_id, item.id, result
+            outcome, result = await to_thread.run_sync(
+                self._save_and_record, item, attempt_id, outcome, tries, unknown
             )
         if outcome.kind is Kind.FATAL_RUN:
             self._halt(outcome.reason, outcome.http_status)
@@ -467,6 +469,20 @@ class _Run:
             reason = f"{outcome.reason} (gave up after {max_attempts} attempts)"
             return replace(result, item_status="failed", reason=reason)
         return result
+
+    def _save_and_record(
+        self,
+        item: WorkItem,
+        attempt_id: int,
+        outcome: Outcome,
+        tries: int,
+        unknown: int,
+    ) -> tuple[Outcome, AttemptResult]:
+        """Images to disk, then the attempt to the store (one worker-thread hop)."""
+        outcome, saved = self._save_images(item, outcome)
+        result = self._judge(outcome, saved, tries, unknown)
+        self.store.finish_attempt(attempt_id, item.id, result)
+        return outcome, result
 
     def _save_images(
         self, item: WorkItem, outcome: Outcome

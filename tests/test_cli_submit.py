@@ -64,6 +64,15 @@ def test_the_demo_job_leaves_images_and_a_manifest_that_status_agrees_with(
     ]
 
 
+def test_no_review_leaves_the_gallery_alone(sim: SimServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert submit(write_job(tmp_path, THREE_PROMPTS), sim, out, "--no-review")[0] == 0
+    assert not (out / "three" / "index.html").exists()
+    result = invoke("review", "three", "--output", out)
+    assert result.exit_code == 0 and "gallery:" in result.output
+    assert (out / "three" / "index.html").is_file()
+
+
 def test_resubmitting_a_finished_job_sends_nothing(
     sim: SimServer, tmp_path: Path
 ) -> None:

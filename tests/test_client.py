@@ -21,6 +21,7 @@ import pytest
 from runner import __version__, client
 from runner.client import Endpoint, Kind, Outcome
 from runner.plan import Request
+from runner.simulate import Fault, SimServer
 from runner.spec import Reference
 
 SAMPLES = Path(__file__).parent / "data" / "api-samples"
@@ -986,8 +987,10 @@ async def test_make_http_client_uses_the_default_timeouts_and_no_redirects():
         assert http.timeout.connect == 15
         assert http.timeout.pool is None
         assert http.follow_redirects is False
-        pool: Any = http._transport
-        assert pool._pool._max_connections == 8 + client.URL_FETCH_CONNECTIONS
+        transport: Any = http._transport
+        sizes = [p._pool._max_connections for p in transport._pools]
+        assert sum(sizes) >= 8 + client.URL_FETCH_CONNECTIONS
+        assert max(sizes) <= client.POOL_SHARD_SIZE
 
 
 async def test_make_http_client_accepts_a_timeout():
@@ -1007,3 +1010,26 @@ async def test_a_one_letter_key_does_not_corrupt_image_data_in_a_relay_answer() 
             http, Endpoint("https://relay.test", api_key="A"), make_request(), []
         )
     assert outcome.kind is Kind.SUCCESS
+
+
+async def test_the_pool_shards_share_the_load_and_get_every_slot_back(
+    sim: SimServer,
+) -> None:
+    sim.add_fault(Fault("slow", delay=0.05))
+    async with client.make_http_client(concurrency=24) as http:
+        transport: Any = http._transport
+        peak: list[int] = []
+
+        async def one(i: int) -> None:
+            outcome = await client.generate(
+                http, Endpoint(sim.url), make_request(text=f"load {i}"), []
+            )
+            assert outcome.kind is Kind.SUCCESS
+            peak.append(max(transport._busy))
+
+        for wave in range(2):
+            async with anyio.create_task_group() as tg:
+                for i in range(24):
+                    tg.start_soon(one, wave * 100 + i)
+        assert transport._busy == [0] * len(transport._pools)
+        assert max(peak) <= client.POOL_SHARD_SIZE
