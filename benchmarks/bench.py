@@ -1268,7 +1268,7 @@ def _scale_child(argv: Sequence[str]) -> int:
     store.sync_plan(job, preview.plan.items, plan_digest(spec))
     lap("store (sync_plan)")
     started = time.perf_counter()
-    store.sync_plan(job, preview.plan.items)
+    store.sync_plan(job, preview.plan.items, plan_digest(spec))
     resync = time.perf_counter() - started
     store.close()
 

@@ -491,24 +491,23 @@ class Store:
             known = {key: row[0] for key, row in stored.items()}
             fresh = [i for i in plan_items if i.key not in known]
             if fresh:
-                conn.execute(
-                    items.insert(),
-                    [
-                        {
-                            "job_id": job.id,
-                            "key": i.key,
-                            "active": 1,
-                            "status": "pending",
-                            "attempts": 0,
-                            "tries_used": 0,
-                            "unknown_used": 0,
-                            "created_at": now,
-                            "updated_at": now,
-                            **_item_labels(i),
-                        }
-                        for i in fresh
-                    ],
-                )
+                labels = _Labeller()
+                rows = [
+                    {
+                        "job_id": job.id,
+                        "key": i.key,
+                        "active": 1,
+                        "status": "pending",
+                        "attempts": 0,
+                        "tries_used": 0,
+                        "unknown_used": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                        **labels(i),
+                    }
+                    for i in fresh
+                ]
+                _insert_many(conn, items, rows)
             existing = [i for i in plan_items if i.key in known]
             changed = [i for i in existing if _stored_view(i) != stored[i.key][1:]]
             if changed:
@@ -1065,18 +1064,56 @@ def _stored_view(item: Item) -> tuple[Any, ...]:
 
 
 def _item_labels(item: Item) -> dict[str, Any]:
-    return {
-        "position": item.position,
-        "prompt_id": item.prompt_id,
-        "prompt": item.prompt,
-        "vars_json": json.dumps(dict(item.vars), ensure_ascii=False),
-        "aspect_ratio": item.aspect_ratio,
-        "image_size": item.image_size,
-        "ref_label": item.ref_label,
-        "references_json": json.dumps(list(item.reference_paths), ensure_ascii=False),
-        "sample": item.sample,
-        "request_json": item.request.to_json(),
-    }
+    return _Labeller()(item)
+
+
+class _Labeller:
+    """`_item_labels` for many items: the JSON of vars and reference lists, shared
+    by whole rows of a grid, is encoded once per distinct value."""
+
+    def __init__(self) -> None:
+        self._vars: dict[tuple[tuple[str, str], ...], str] = {}
+        self._refs: dict[tuple[str, ...], str] = {}
+
+    def __call__(self, item: Item) -> dict[str, Any]:
+        var_key = tuple(item.vars.items())
+        vars_json = self._vars.get(var_key)
+        if vars_json is None:
+            vars_json = self._vars[var_key] = json.dumps(
+                dict(item.vars), ensure_ascii=False
+            )
+        paths = item.reference_paths
+        refs_json = self._refs.get(paths)
+        if refs_json is None:
+            refs_json = self._refs[paths] = json.dumps(list(paths), ensure_ascii=False)
+        return {
+            "position": item.position,
+            "prompt_id": item.prompt_id,
+            "prompt": item.prompt,
+            "vars_json": vars_json,
+            "aspect_ratio": item.aspect_ratio,
+            "image_size": item.image_size,
+            "ref_label": item.ref_label,
+            "references_json": refs_json,
+            "sample": item.sample,
+            "request_json": item.request.to_json(),
+        }
+
+
+def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany; on SQLite straight through the driver, since SQLAlchemy's
+    per-row parameter handling costs as much as the insert itself at 100k rows."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    conn.exec_driver_sql(sql, [tuple(row[n] for n in names) for row in rows])
 
 
 _IMMEDIATE = "runner_begin_immediate"
