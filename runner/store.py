@@ -692,14 +692,12 @@ class Store:
         now = _now()
         with self._begin() as conn:
             conn.execute(
-                items.update()
-                .where(items.c.id == item_id)
-                .values(status="running", attempts=number, updated_at=now)
+                _ITEM_RUNNING,
+                _params(item_id=item_id, number=number, now=now),
             )
             key = conn.execute(
-                attempts.insert().values(
-                    item_id=item_id, run_id=run_id, number=number, started_at=now
-                )
+                _ATTEMPT_START,
+                _params(item_id=item_id, run_id=run_id, number=number, now=now),
             ).inserted_primary_key
             assert key is not None
             return int(key[0])
@@ -707,16 +705,20 @@ class Store:
     def finish_attempt(
         self, attempt_id: int, item_id: int, result: AttemptResult
     ) -> None:
-        """Close an attempt and move its item, in one transaction."""
+        """Close an attempt, move its item and add to the job's totals, in one
+        transaction. (Statements are built once, at import: building them per call
+        cost more CPU than running them.)"""
         now = _now()
         usage = None if result.usage is None else json.dumps(result.usage)
         outputs = json.dumps(list(result.outputs)) if result.outputs else None
+        tokens = billed_tokens(result.usage)
+        succeeded = result.item_status == "succeeded"
         with self._begin() as conn:
             conn.execute(
-                attempts.update()
-                .where(attempts.c.id == attempt_id)
-                .values(
-                    ended_at=now,
+                _ATTEMPT_END,
+                _params(
+                    attempt_id=attempt_id,
+                    now=now,
                     http_status=result.http_status,
                     outcome=result.outcome,
                     reason=result.reason,
@@ -730,29 +732,25 @@ class Store:
                     retry_after=result.retry_after,
                     outputs_json=outputs,
                     images=len(result.outputs),
-                    **billed_tokens(result.usage),
-                )
+                    **tokens,
+                ),
             )
-            values: dict[str, Any] = {
-                "status": result.item_status,
-                "updated_at": now,
-                "finish_reason": result.finish_reason,
-                "error": None if result.item_status == "succeeded" else result.reason,
-            }
-            if result.counts_as_try:
-                values["tries_used"] = items.c.tries_used + 1
-            if result.counts_as_unknown:
-                values["unknown_used"] = items.c.unknown_used + 1
-            if result.item_status == "succeeded":
-                values["outputs_json"] = outputs
-                values["usage_json"] = usage
-            conn.execute(items.update().where(items.c.id == item_id).values(**values))
-            job_id, size = conn.execute(
-                sa.select(items.c.job_id, items.c.image_size).where(
-                    items.c.id == item_id
-                )
-            ).one()
-            tokens = billed_tokens(result.usage)
+            conn.execute(
+                _ITEM_END,
+                _params(
+                    item_id=item_id,
+                    status=result.item_status,
+                    now=now,
+                    finish_reason=result.finish_reason,
+                    error=None if succeeded else result.reason,
+                    try_inc=int(result.counts_as_try),
+                    unknown_inc=int(result.counts_as_unknown),
+                    succeeded=int(succeeded),
+                    outputs_json=outputs,
+                    usage_json=usage,
+                ),
+            )
+            job_id, size = conn.execute(_ITEM_JOB_SIZE, _params(item_id=item_id)).one()
             sent = not (
                 result.outcome in ("transient", "not_sent")
                 and result.http_status is None
@@ -1030,16 +1028,97 @@ def _empty_group() -> dict[str, Any]:
     return {"items": 0, **dict.fromkeys(STATUSES, 0), "spend": Spend()}
 
 
+# The hot path's statements, built once (see finish_attempt).
+_ITEM_RUNNING = (
+    items.update()
+    .where(items.c.id == sa.bindparam("p_item_id"))
+    .values(
+        status="running",
+        attempts=sa.bindparam("p_number"),
+        updated_at=sa.bindparam("p_now"),
+    )
+)
+_ATTEMPT_START = attempts.insert().values(
+    item_id=sa.bindparam("p_item_id"),
+    run_id=sa.bindparam("p_run_id"),
+    number=sa.bindparam("p_number"),
+    started_at=sa.bindparam("p_now"),
+)
+_ATTEMPT_END = (
+    attempts.update()
+    .where(attempts.c.id == sa.bindparam("p_attempt_id"))
+    .values(
+        ended_at=sa.bindparam("p_now"),
+        **{
+            name: sa.bindparam("p_" + name)
+            for name in (
+                "http_status",
+                "outcome",
+                "reason",
+                "finish_reason",
+                "usage_json",
+                "model_version",
+                "response_id",
+                "latency_ms",
+                "retry_after",
+                "outputs_json",
+                "images",
+                *TOKEN_COLUMNS,
+            )
+        },  # fmt: skip
+    )
+)
+_SUCCEEDED = sa.bindparam("p_succeeded") == 1
+_ITEM_END = (
+    items.update()
+    .where(items.c.id == sa.bindparam("p_item_id"))
+    .values(
+        status=sa.bindparam("p_status"),
+        updated_at=sa.bindparam("p_now"),
+        finish_reason=sa.bindparam("p_finish_reason"),
+        error=sa.bindparam("p_error"),
+        tries_used=items.c.tries_used + sa.bindparam("p_try_inc"),
+        unknown_used=items.c.unknown_used + sa.bindparam("p_unknown_inc"),
+        outputs_json=sa.case(
+            (_SUCCEEDED, sa.bindparam("p_outputs_json")), else_=items.c.outputs_json
+        ),
+        usage_json=sa.case(
+            (_SUCCEEDED, sa.bindparam("p_usage_json")), else_=items.c.usage_json
+        ),
+    )
+)
+_ITEM_JOB_SIZE = sa.select(items.c.job_id, items.c.image_size).where(
+    items.c.id == sa.bindparam("p_item_id")
+)
+_TOTALS_ADD = (
+    job_totals.update()
+    .where(
+        job_totals.c.job_id == sa.bindparam("p_job_id"),
+        job_totals.c.image_size == sa.bindparam("p_size"),
+    )
+    .values(
+        {
+            job_totals.c[name]: job_totals.c[name] + sa.bindparam("p_d_" + name)
+            for name in COUNTER_COLUMNS + TOKEN_COLUMNS
+        }
+    )
+)
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    """Bind parameters of the prebuilt statements (named p_*: SQLAlchemy reserves
+    column names for the SET clause)."""
+    return {"p_" + name: value for name, value in values.items()}
+
+
 def _add_totals(
     conn: Connection, job_id: int, image_size: str | None, **deltas: int
 ) -> None:
     size = image_size or ""
-    where = (job_totals.c.job_id == job_id, job_totals.c.image_size == size)
-    done = conn.execute(
-        job_totals.update()
-        .where(*where)
-        .values({job_totals.c[k]: job_totals.c[k] + v for k, v in deltas.items()})
-    )
+    params = {
+        "d_" + name: deltas.get(name, 0) for name in COUNTER_COLUMNS + TOKEN_COLUMNS
+    }
+    done = conn.execute(_TOTALS_ADD, _params(job_id=job_id, size=size, **params))
     if done.rowcount == 0:
         zero = dict.fromkeys(COUNTER_COLUMNS + TOKEN_COLUMNS, 0)
         conn.execute(
