@@ -188,8 +188,9 @@ def make_http_client(
 # httpcore walks every connection of its pool on each request and response close
 # (with a syscall per idle one), so CPU per request grows with the pool. Several
 # small pools, each request to the least busy, keep that walk short: at
-# concurrency 64 this more than doubled throughput on the benchmark.
-POOL_SHARD_SIZE = 8
+# concurrency 64 this took the benchmark from 56 to ~197 requests/s (pools of 8:
+# ~165, of 4: ~197, of 2: no better).
+POOL_SHARD_SIZE = 4
 
 
 class _ShardedTransport(httpx.AsyncBaseTransport):
