@@ -702,12 +702,17 @@ def _review_after_run(
         _err(f"gallery: {built.index}")
 
 
+def _interactive() -> bool:
+    """Someone at a terminal who can answer a question."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
 def _confirm(name: str, check: jobs.SubmitCheck, yes: bool) -> None:
     """Ask before a very large grid or a costly run; never wait off a terminal."""
     if yes:
         return
     to_send, usd = check.to_send, check.cost_usd
-    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    interactive = _interactive()
     if to_send > MAX_ITEMS_UNCONFIRMED:
         question = (
             f"{name} would send {to_send:,} requests (more than "

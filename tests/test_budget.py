@@ -173,3 +173,25 @@ def test_cli_budget_flags_override_the_job_file(sim: SimServer, tmp_path: Path) 
     assert status["counts"]["succeeded"] == 3 and status["cost"]["total_usd"] > 0
     text = invoke("status", "money", "--by", "prompt", "--output", out)
     assert "by prompt" in text.output and "item 0" not in text.output
+
+
+def test_a_terminal_run_over_the_cost_threshold_asks_first(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import cli as cli_module
+
+    job = write_job(tmp_path, many_prompts(4))
+    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    args = ("submit", job, "--base-url", sim.url, "--output", tmp_path / "out")
+    env = {"TOKAIFY_API_KEY": SECRET, "RUNNER_CONFIRM_USD": "0.01"}
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    declined = CliRunner().invoke(cli, [str(a) for a in args], input="n\n", env=env)
+    assert declined.exit_code == 2
+    assert "estimated $0.27" in declined.output and "Send them?" in declined.output
+    assert sim.stats()["requests"] == 0
+    skipped = CliRunner().invoke(cli, [*map(str, args), "--yes"], env=env)
+    assert skipped.exit_code == 0, skipped.output
+    assert sim.stats()["requests"] == 4
