@@ -123,11 +123,7 @@ class StatusReport:
     def cost(self, spend: Spend) -> dict[str, float] | None:
         if self.price is None:
             return None
-        billed = pricing.tokens_cost(spend.tokens, self.price)
-        unknown = sum(
-            n * pricing.estimate_cost("", 0, size, self.price)
-            for size, n in spend.unpriced.items()
-        )
+        billed, unknown = pricing.spend_cost(spend.tokens, spend.unpriced, self.price)
         return {
             "billed_usd": round(billed, 6),
             "possibly_billed_usd": round(unknown, 6),

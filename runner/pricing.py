@@ -102,6 +102,17 @@ def usage_cost(usage: Mapping[str, Any] | None, price: Price) -> float:
     return tokens_cost(billed_tokens(usage), price)
 
 
+def spend_cost(
+    tokens: Mapping[str, int], unpriced: Mapping[str | None, int], price: Price
+) -> tuple[float, float]:
+    """USD billed per the recorded usage, and USD estimated for requests whose
+    outcome is unknown (no usage came back; `unpriced` counts them by image size)."""
+    possibly = sum(
+        n * estimate_cost("", 0, size, price) for size, n in unpriced.items()
+    )
+    return tokens_cost(tokens, price), possibly
+
+
 def estimate_tokens(
     text: str, references: int, image_size: str | None
 ) -> dict[str, int]:

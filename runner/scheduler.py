@@ -212,10 +212,7 @@ class _BudgetGuard:
         self.images = spent.images
         self.cost = 0.0
         if price is not None:
-            self.cost = pricing.tokens_cost(spent.tokens, price) + sum(
-                n * pricing.estimate_cost("", 0, size, price)
-                for size, n in spent.unpriced.items()
-            )
+            self.cost = sum(pricing.spend_cost(spent.tokens, spent.unpriced, price))
         self.in_flight = 0
         self.in_flight_cost = 0.0
 

@@ -844,62 +844,39 @@ class Store:
             unpriced=unpriced,
         )
 
-    def _spend_rows(self, conn: Connection, job: JobRow, column: Any) -> list[Any]:
+    def _spend_rows(
+        self, conn: Connection, job: JobRow, column: Any
+    ) -> list[tuple[Any, Spend]]:
+        """Spend of the job's attempts grouped by an item column (`status --by`):
+        summed from the attempts themselves, so it is only done when asked."""
         possibly_paid = attempts.c.outcome.in_(POSSIBLY_PAID)
         not_sent = sa.and_(
             attempts.c.outcome.in_(("transient", "not_sent")),
             attempts.c.http_status.is_(None),
         )
-        sums = [
+        billed_failure = sa.and_(
+            attempts.c.total_tokens > 0, attempts.c.outcome != "success"
+        )
+        sums = sa.select(
+            column,
             sa.func.count(),
             sa.func.sum(sa.case((not_sent, 1), else_=0)),
             sa.func.sum(sa.case((possibly_paid, 1), else_=0)),
-            sa.func.sum(
-                sa.case(
-                    (
-                        sa.and_(
-                            attempts.c.total_tokens > 0,
-                            attempts.c.outcome != "success",
-                        ),
-                        1,
-                    ),
-                    else_=0,
-                )
-            ),
+            sa.func.sum(sa.case((billed_failure, 1), else_=0)),
             sa.func.sum(attempts.c.images),
             *(sa.func.sum(attempts.c[name]) for name in TOKEN_COLUMNS),
-        ]
-        base = (
-            sa.select(*([column] if column is not None else []), *sums)
-            .join(items, items.c.id == attempts.c.item_id)
-            .where(items.c.job_id == job.id)
         )
         # Possibly-paid attempts with no usage are priced by estimate, by size.
-        unpriced_q = (
-            sa.select(
-                *([column] if column is not None else []),
-                items.c.image_size,
-                sa.func.count(),
-            )
-            .join(items, items.c.id == attempts.c.item_id)
-            .where(
-                items.c.job_id == job.id,
-                possibly_paid,
-                attempts.c.total_tokens == 0,
-            )
+        unpriced_q = sa.select(column, items.c.image_size, sa.func.count()).where(
+            possibly_paid, attempts.c.total_tokens == 0
         )
-        if column is not None:
-            base = base.group_by(column)
-            unpriced_q = unpriced_q.group_by(column, items.c.image_size)
-        else:
-            unpriced_q = unpriced_q.group_by(items.c.image_size)
         unpriced: dict[Any, dict[str | None, int]] = {}
-        for row in conn.execute(unpriced_q):
-            group = row[0] if column is not None else None
-            unpriced.setdefault(group, {})[row[-2]] = row[-1]
-        result: list[Any] = []
-        for row in conn.execute(base):
-            group, values = (row[0], row[1:]) if column is not None else (None, row)
+        for group, size, n in conn.execute(
+            _of_job(unpriced_q, job).group_by(column, items.c.image_size)
+        ):
+            unpriced.setdefault(group, {})[size] = n
+        result = []
+        for group, *values in conn.execute(_of_job(sums, job).group_by(column)):
             n, not_sent_n, unknown_n, paid_failed, images, *tokens = (
                 int(v or 0) for v in values
             )
@@ -912,7 +889,7 @@ class Store:
                 tokens=dict(zip(TOKEN_COLUMNS, tokens, strict=True)),
                 unpriced=unpriced.get(group, {}),
             )
-            result.append((group, spend) if column is not None else spend)
+            result.append((group, spend))
         return result
 
     def manifest_rows(self, job: JobRow) -> list[dict[str, Any]]:
@@ -1018,6 +995,13 @@ def m001_initial(conn: Connection) -> None:
 
 
 MIGRATIONS = [("m001_initial", m001_initial)]
+
+
+def _of_job(query: sa.Select[Any], job: JobRow) -> sa.Select[Any]:
+    """`query` over the attempts of one job's items."""
+    return query.join_from(attempts, items, items.c.id == attempts.c.item_id).where(
+        items.c.job_id == job.id
+    )
 
 
 def _label(value: Any) -> str:
