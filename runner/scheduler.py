@@ -167,16 +167,19 @@ class _Pacer:
         self._wins = 0
         self._last_cut = 0.0
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self, stop: anyio.Event) -> None:
+        """Wait out a run-wide pause and the rpm spacing; return at once on stop."""
         # A loop, not one sleep: another 429 may push resume_at later meanwhile.
-        while (wait := self.resume_at - time.monotonic()) > 0:  # noqa: ASYNC110
-            await anyio.sleep(wait)
-        if self.interval:
+        while (wait := self.resume_at - time.monotonic()) > 0 and not stop.is_set():
+            with anyio.move_on_after(wait):
+                await stop.wait()
+        if self.interval and not stop.is_set():
             now = time.monotonic()
             slot = max(now, self.next_slot)
             self.next_slot = slot + self.interval
             if slot > now:
-                await anyio.sleep(slot - now)
+                with anyio.move_on_after(slot - now):
+                    await stop.wait()
 
     def throttled(self, delay: float) -> None:
         now = time.monotonic()
@@ -348,7 +351,7 @@ class _Run:
         while not self.stop.is_set():
             async with self.pacer.limiter:
                 # Paced while holding the slot, so requests leave in slot order.
-                await self.pacer.wait_turn()
+                await self.pacer.wait_turn(self.stop)
                 if self.stop.is_set():
                     return
                 # Checked and reserved with no await in between: no other task

@@ -262,3 +262,17 @@ async def test_the_manifest_is_rewritten_during_a_long_run(
         finished.set()
     assert report.exit_code == 0
     assert seen == [2]  # written while "late" was still on its way
+
+
+async def test_a_long_429_pause_ends_at_once_when_the_run_stops() -> None:
+    from runner.scheduler import _Pacer
+
+    pacer = _Pacer(concurrency=4, rpm=None)
+    pacer.throttled(30.0)
+    stop = anyio.Event()
+    started = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pacer.wait_turn, stop)
+        await anyio.sleep(0.1)
+        stop.set()
+    assert anyio.current_time() - started < 2.0
