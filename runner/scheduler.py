@@ -435,9 +435,13 @@ class _Run:
         self, outcome: Outcome, saved: list[str], tries: int, unknown: int
     ) -> AttemptResult:
         """What an answer means for its item, given the tries it has used."""
+        reason = outcome.reason
+        if outcome.extra_urls and not reason:
+            # A relay's image URL is part of the record: where the bytes came from.
+            reason = "image fetched from " + ", ".join(outcome.extra_urls)
         result = AttemptResult(
             outcome=str(outcome.kind),
-            reason=outcome.reason,
+            reason=reason,
             item_status="pending",
             http_status=outcome.http_status,
             finish_reason=outcome.finish_reason,

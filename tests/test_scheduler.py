@@ -186,8 +186,10 @@ async def test_relay_shaped_and_mislabelled_images_are_saved_by_their_bytes(
     sim: SimServer, tmp_path: Path, kind: str
 ) -> None:
     sim.add_fault(Fault(kind))
-    report, _ = await run(tmp_path, sim, ["relay me"])
+    report, attempts = await run(tmp_path, sim, ["relay me"])
     assert report.exit_code == 0
+    if kind == "relay-url":
+        assert attempts[0]["reason"].startswith(f"image fetched from {sim.url}/files/")
     (output,) = item(report, tmp_path)["outputs"]
     assert output.endswith(".png")
     with Image.open(tmp_path / "out" / "t" / output) as image:
