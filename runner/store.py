@@ -490,8 +490,8 @@ class Store:
             }
             known = {key: row[0] for key, row in stored.items()}
             fresh = [i for i in plan_items if i.key not in known]
+            labels = _Labeller()
             if fresh:
-                labels = _Labeller()
                 rows = [
                     {
                         "job_id": job.id,
@@ -509,7 +509,7 @@ class Store:
                 ]
                 _insert_many(conn, items, rows)
             existing = [i for i in plan_items if i.key in known]
-            changed = [i for i in existing if _stored_view(i) != stored[i.key][1:]]
+            changed = [i for i in existing if labels.view(i) != stored[i.key][1:]]
             if changed:
                 conn.execute(
                     items.update()
@@ -518,13 +518,13 @@ class Store:
                         active=1,
                         **{
                             name: sa.bindparam("_" + name)
-                            for name in _item_labels(changed[0])
+                            for name in labels(changed[0])
                         },
                     ),
                     [
                         {
                             "_id": known[i.key],
-                            **{"_" + k: v for k, v in _item_labels(i).items()},
+                            **{"_" + k: v for k, v in labels(i).items()},
                         }
                         for i in changed
                     ],
@@ -1112,55 +1112,54 @@ def _add_totals(
         )
 
 
-def _stored_view(item: Item) -> tuple[Any, ...]:
-    """The item as sync_plan's query reads it back, to spot rows that changed."""
-    labels = _item_labels(item)
-    return (
-        1,
-        labels["position"],
-        labels["prompt_id"],
-        labels["ref_label"],
-        labels["references_json"],
-        labels["vars_json"],
-        labels["request_json"] if item.reference_paths else None,
-    )
-
-
-def _item_labels(item: Item) -> dict[str, Any]:
-    return _Labeller()(item)
-
-
 class _Labeller:
-    """`_item_labels` for many items: the JSON of vars and reference lists, shared
-    by whole rows of a grid, is encoded once per distinct value."""
+    """An item's descriptive columns, for many items: the JSON of vars and
+    reference lists, shared by whole rows of a grid, is encoded once per value."""
 
     def __init__(self) -> None:
         self._vars: dict[tuple[tuple[str, str], ...], str] = {}
         self._refs: dict[tuple[str, ...], str] = {}
 
     def __call__(self, item: Item) -> dict[str, Any]:
-        var_key = tuple(item.vars.items())
-        vars_json = self._vars.get(var_key)
-        if vars_json is None:
-            vars_json = self._vars[var_key] = json.dumps(
-                dict(item.vars), ensure_ascii=False
-            )
-        paths = item.reference_paths
-        refs_json = self._refs.get(paths)
-        if refs_json is None:
-            refs_json = self._refs[paths] = json.dumps(list(paths), ensure_ascii=False)
         return {
             "position": item.position,
             "prompt_id": item.prompt_id,
             "prompt": item.prompt,
-            "vars_json": vars_json,
+            "vars_json": self._vars_json(item),
             "aspect_ratio": item.aspect_ratio,
             "image_size": item.image_size,
             "ref_label": item.ref_label,
-            "references_json": refs_json,
+            "references_json": self._refs_json(item),
             "sample": item.sample,
             "request_json": item.request.to_json(),
         }
+
+    def view(self, item: Item) -> tuple[Any, ...]:
+        """The item as sync_plan's query reads it back, to spot rows that changed
+        (the request JSON only where it holds reference paths)."""
+        return (
+            1,
+            item.position,
+            item.prompt_id,
+            item.ref_label,
+            self._refs_json(item),
+            self._vars_json(item),
+            item.request.to_json() if item.reference_paths else None,
+        )
+
+    def _vars_json(self, item: Item) -> str:
+        key = tuple(item.vars.items())
+        encoded = self._vars.get(key)
+        if encoded is None:
+            encoded = self._vars[key] = json.dumps(dict(item.vars), ensure_ascii=False)
+        return encoded
+
+    def _refs_json(self, item: Item) -> str:
+        paths = item.reference_paths
+        encoded = self._refs.get(paths)
+        if encoded is None:
+            encoded = self._refs[paths] = json.dumps(list(paths), ensure_ascii=False)
+        return encoded
 
 
 def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -278,3 +278,15 @@ def test_two_processes_migrating_a_blank_store_at_once_both_succeed(
 
 def run_id(store: Store, job: JobRow) -> int:
     return store.start_run(job, "test")
+
+
+def test_a_resync_refreshes_labels_that_changed_and_only_those(
+    store: Store, job: JobRow
+) -> None:
+    from dataclasses import replace
+
+    a, b = make_item("a"), make_item("b", position=1)
+    store.sync_plan(job, [a, b])
+    renamed = replace(a, prompt_id="hero")
+    store.sync_plan(job, [renamed, b])
+    assert [r["prompt_id"] for r in store.manifest_rows(job)] == ["hero", "p1"]
