@@ -3,12 +3,14 @@
 Owns: the task group, the adaptive concurrency limit and global pause on 429s, optional
 requests-per-minute pacing, retries with exponential backoff and jitter that honour
 server hints, the run-fatal stop, and Ctrl-C/SIGTERM handling that leaves in-flight
-items resumable. Store, Pillow and file I/O go through worker threads; final attempt
-writes are shielded from cancellation. Must not parse YAML, print or exit.
+items resumable. Attempts and images are written by the run's Recorder (batched, in
+two worker threads), which writes whatever it was handed even after a cancellation.
+Must not parse YAML, print or exit.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -24,9 +26,11 @@ from anyio import to_thread
 
 from runner import client, outputs, pricing
 from runner.client import Kind, Outcome
+from runner.errors import RunnerError
 from runner.plan import Request
+from runner.recorder import Recorder
 from runner.spec import Budget
-from runner.store import AttemptResult, JobRow, Spend, Store, WorkItem
+from runner.store import AttemptEnd, AttemptResult, JobRow, Spend, Store, WorkItem
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -120,19 +124,29 @@ async def run_items(
         total=len(work), limit=settings.concurrency, concurrency=settings.concurrency
     )
     run.emit()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run.renew_lease, lease_owner)
-        if checkpoint is not None:
-            tg.start_soon(_every, CHECKPOINT_EVERY, checkpoint)
-        if (
-            settings.handle_signals
-            and threading.current_thread() is threading.main_thread()
-        ):
-            tg.start_soon(run.watch_signals, tg.cancel_scope)
-        async with anyio.create_task_group() as workers:
-            for _ in range(min(settings.concurrency, len(work))):
-                workers.start_soon(run.worker, items)
-        tg.cancel_scope.cancel()
+    try:
+        # The recorder outlives the workers (even cancelled ones): what they hand
+        # it is written before run_items returns.
+        async with anyio.create_task_group() as writer:
+            writer.start_soon(run.recorder.serve)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run.renew_lease, lease_owner)
+                    if checkpoint is not None:
+                        tg.start_soon(_every, CHECKPOINT_EVERY, checkpoint)
+                    if (
+                        settings.handle_signals
+                        and threading.current_thread() is threading.main_thread()
+                    ):
+                        tg.start_soon(run.watch_signals, tg.cancel_scope)
+                    async with anyio.create_task_group() as workers:
+                        for _ in range(min(settings.concurrency, len(work))):
+                            workers.start_soon(run.worker, items)
+                    tg.cancel_scope.cancel()
+            finally:
+                run.recorder.close()
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
     return RunResult(
         progress=run.progress,
         stopped=run.stop_reason,
@@ -140,6 +154,26 @@ async def run_items(
         interrupted=run.interrupted,
         budget_stop=run.budget_stop,
     )
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a task group raised, unwrapped: a RunnerError (say, the store failed)
+    must reach the command line as itself, not as a group with a traceback."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (KeyboardInterrupt, RunnerError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return group if len(leaves) != 1 else leaves[0]
 
 
 async def _every(interval: float, action: Callable[[], object]) -> None:
@@ -302,6 +336,7 @@ class _Run:
         self.started = time.monotonic()
         self.progress = Progress(total=0)
         self._refs: dict[str, bytes] = {}
+        self.recorder = Recorder(store)
 
     # -- background tasks -------------------------------------------------------------
 
@@ -391,9 +426,7 @@ class _Run:
         tries: int,
         unknown: int,
     ) -> AttemptResult:
-        attempt_id = await to_thread.run_sync(
-            self.store.begin_attempt, item.id, self.run_id, number
-        )
+        attempt_id = await self.recorder.begin(item.id, self.run_id, number)
         self._bump(running=1, requests=1)
         try:
             outcome = await client.generate(
@@ -405,25 +438,25 @@ class _Run:
                 spool_dir=self.job_folder / outputs.IMAGES_DIR,
             )
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await to_thread.run_sync(
-                    self.store.finish_attempt,
-                    attempt_id,
-                    item.id,
-                    AttemptResult(
-                        outcome="abandoned",
-                        reason="interrupted while waiting for the answer",
-                        item_status="pending",
-                        counts_as_try=False,
-                    ),
-                )
-                self._bump(running=-1)
-            raise
-        # The answer is in (and paid for): nothing may stop it being recorded.
-        with anyio.CancelScope(shield=True):
-            outcome, result = await to_thread.run_sync(
-                self._save_and_record, item, attempt_id, outcome, tries, unknown
+            abandoned = AttemptEnd(
+                attempt_id,
+                item.id,
+                AttemptResult(
+                    outcome="abandoned",
+                    reason="interrupted while waiting for the answer",
+                    item_status="pending",
+                    counts_as_try=False,
+                ),
             )
+            await self.recorder.end(lambda: (abandoned, None))
+            self._bump(running=-1)
+            raise
+        # The answer is in (and paid for): the recorder writes it whatever happens.
+        outcome, result = await self.recorder.end(
+            functools.partial(
+                self._save_and_judge, item, attempt_id, outcome, tries, unknown
+            )
+        )
         if outcome.kind is Kind.FATAL_RUN:
             self._halt(outcome.reason, outcome.http_status)
         self._record(result)
@@ -474,19 +507,19 @@ class _Run:
             return replace(result, item_status="failed", reason=reason)
         return result
 
-    def _save_and_record(
+    def _save_and_judge(
         self,
         item: WorkItem,
         attempt_id: int,
         outcome: Outcome,
         tries: int,
         unknown: int,
-    ) -> tuple[Outcome, AttemptResult]:
-        """Images to disk, then the attempt to the store (one worker-thread hop)."""
+    ) -> tuple[AttemptEnd, tuple[Outcome, AttemptResult]]:
+        """Images to disk, and what the attempt comes to (the recorder's thread,
+        which then stores the AttemptEnd)."""
         outcome, saved = self._save_images(item, outcome)
         result = self._judge(outcome, saved, tries, unknown)
-        self.store.finish_attempt(attempt_id, item.id, result)
-        return outcome, result
+        return AttemptEnd(attempt_id, item.id, result), (outcome, result)
 
     def _save_images(
         self, item: WorkItem, outcome: Outcome

@@ -232,6 +232,24 @@ class AttemptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptStart:
+    """A request about to go out (see Store.record_attempts)."""
+
+    item_id: int
+    run_id: int
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How an attempt ended (see Store.record_attempts)."""
+
+    attempt_id: int
+    item_id: int
+    result: AttemptResult
+
+
+@dataclass(frozen=True, slots=True)
 class Spend:
     """What attempts used: requests, images and tokens (summed `billed_tokens`)."""
 
@@ -689,87 +707,39 @@ class Store:
 
     def begin_attempt(self, item_id: int, run_id: int, number: int) -> int:
         """Record that a request is about to go out; the item becomes `running`."""
-        now = _now()
-        with self._begin() as conn:
-            conn.execute(
-                _ITEM_RUNNING,
-                _params(item_id=item_id, number=number, now=now),
-            )
-            key = conn.execute(
-                _ATTEMPT_START,
-                _params(item_id=item_id, run_id=run_id, number=number, now=now),
-            ).inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        attempt_id = self.record_attempts([AttemptStart(item_id, run_id, number)])[0]
+        assert attempt_id is not None
+        return attempt_id
 
     def finish_attempt(
         self, attempt_id: int, item_id: int, result: AttemptResult
     ) -> None:
         """Close an attempt, move its item and add to the job's totals, in one
-        transaction. (Statements are built once, at import: building them per call
-        cost more CPU than running them.)"""
+        transaction."""
+        self.record_attempts([AttemptEnd(attempt_id, item_id, result)])
+
+    def record_attempts(
+        self, changes: Sequence[AttemptStart | AttemptEnd]
+    ) -> list[int | None]:
+        """Begin and finish attempts, in order, in one transaction; the new
+        attempt's id for each AttemptStart (None for an AttemptEnd).
+
+        A run sends its changes in batches: one transaction for many attempts
+        costs little more than one for a single attempt. (Statements are built once,
+        at import: building them per call cost more CPU than running them.)"""
         now = _now()
-        usage = None if result.usage is None else json.dumps(result.usage)
-        outputs = json.dumps(list(result.outputs)) if result.outputs else None
-        tokens = billed_tokens(result.usage)
-        succeeded = result.item_status == "succeeded"
+        ids: list[int | None] = []
+        totals: dict[tuple[int, str | None], dict[str, int]] = {}
         with self._begin() as conn:
-            conn.execute(
-                _ATTEMPT_END,
-                _params(
-                    attempt_id=attempt_id,
-                    now=now,
-                    http_status=result.http_status,
-                    outcome=result.outcome,
-                    reason=result.reason,
-                    finish_reason=result.finish_reason,
-                    usage_json=usage,
-                    model_version=result.model_version,
-                    response_id=result.response_id,
-                    latency_ms=None
-                    if result.latency is None
-                    else result.latency * 1000,
-                    retry_after=result.retry_after,
-                    outputs_json=outputs,
-                    images=len(result.outputs),
-                    **tokens,
-                ),
-            )
-            conn.execute(
-                _ITEM_END,
-                _params(
-                    item_id=item_id,
-                    status=result.item_status,
-                    now=now,
-                    finish_reason=result.finish_reason,
-                    error=None if succeeded else result.reason,
-                    try_inc=int(result.counts_as_try),
-                    unknown_inc=int(result.counts_as_unknown),
-                    succeeded=int(succeeded),
-                    outputs_json=outputs,
-                    usage_json=usage,
-                ),
-            )
-            job_id, size = conn.execute(_ITEM_JOB_SIZE, _params(item_id=item_id)).one()
-            sent = not (
-                result.outcome in ("transient", "not_sent")
-                and result.http_status is None
-            )
-            possibly_paid = result.outcome in POSSIBLY_PAID
-            _add_totals(
-                conn,
-                job_id,
-                size,
-                attempts=1,
-                requests=int(sent),
-                unknown=int(possibly_paid),
-                unpriced=int(possibly_paid and not tokens["total_tokens"]),
-                paid_failed=int(
-                    bool(tokens["total_tokens"]) and result.outcome != "success"
-                ),
-                images=len(result.outputs),
-                **tokens,
-            )
+            for change in changes:
+                if isinstance(change, AttemptStart):
+                    ids.append(_start_attempt(conn, change, now))
+                else:
+                    ids.append(None)
+                    _end_attempt(conn, change, now, totals)
+            for (job_id, size), deltas in totals.items():
+                _add_totals(conn, job_id, size, **deltas)
+        return ids
 
     # -- reading ----------------------------------------------------------------------
 
@@ -1093,6 +1063,88 @@ def _params(**values: Any) -> dict[str, Any]:
     """Bind parameters of the prebuilt statements (named p_*: SQLAlchemy reserves
     column names for the SET clause)."""
     return {"p_" + name: value for name, value in values.items()}
+
+
+def _start_attempt(conn: Connection, change: AttemptStart, now: str) -> int:
+    conn.execute(
+        _ITEM_RUNNING,
+        _params(item_id=change.item_id, number=change.number, now=now),
+    )
+    key = conn.execute(
+        _ATTEMPT_START,
+        _params(
+            item_id=change.item_id, run_id=change.run_id, number=change.number, now=now
+        ),
+    ).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _end_attempt(
+    conn: Connection,
+    change: AttemptEnd,
+    now: str,
+    totals: dict[tuple[int, str | None], dict[str, int]],
+) -> None:
+    """Close the attempt and move its item; its totals are added to `totals`."""
+    result = change.result
+    usage = None if result.usage is None else json.dumps(result.usage)
+    outputs = json.dumps(list(result.outputs)) if result.outputs else None
+    tokens = billed_tokens(result.usage)
+    succeeded = result.item_status == "succeeded"
+    conn.execute(
+        _ATTEMPT_END,
+        _params(
+            attempt_id=change.attempt_id,
+            now=now,
+            http_status=result.http_status,
+            outcome=result.outcome,
+            reason=result.reason,
+            finish_reason=result.finish_reason,
+            usage_json=usage,
+            model_version=result.model_version,
+            response_id=result.response_id,
+            latency_ms=None if result.latency is None else result.latency * 1000,
+            retry_after=result.retry_after,
+            outputs_json=outputs,
+            images=len(result.outputs),
+            **tokens,
+        ),
+    )
+    conn.execute(
+        _ITEM_END,
+        _params(
+            item_id=change.item_id,
+            status=result.item_status,
+            now=now,
+            finish_reason=result.finish_reason,
+            error=None if succeeded else result.reason,
+            try_inc=int(result.counts_as_try),
+            unknown_inc=int(result.counts_as_unknown),
+            succeeded=int(succeeded),
+            outputs_json=outputs,
+            usage_json=usage,
+        ),
+    )
+    job_id, size = conn.execute(_ITEM_JOB_SIZE, _params(item_id=change.item_id)).one()
+    sent = not (
+        result.outcome in ("transient", "not_sent") and result.http_status is None
+    )
+    possibly_paid = result.outcome in POSSIBLY_PAID
+    deltas = {
+        "attempts": 1,
+        "requests": int(sent),
+        "unknown": int(possibly_paid),
+        "unpriced": int(possibly_paid and not tokens["total_tokens"]),
+        "paid_failed": int(
+            bool(tokens["total_tokens"]) and result.outcome != "success"
+        ),
+        "images": len(result.outputs),
+        **tokens,
+    }
+    into = totals.setdefault((job_id, size), dict.fromkeys(deltas, 0))
+    for name, value in deltas.items():
+        into[name] += value
 
 
 def _add_totals(

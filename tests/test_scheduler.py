@@ -278,3 +278,27 @@ async def test_a_long_429_pause_ends_at_once_when_the_run_stops() -> None:
         await anyio.sleep(0.1)
         stop.set()
     assert anyio.current_time() - started < 2.0
+
+
+async def test_a_store_that_fails_mid_run_ends_it_with_the_store_error_itself(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.errors import StoreError
+    from runner.store import Store
+
+    real = Store.record_attempts
+    calls = 0
+
+    def failing(self: Store, changes: Any) -> list[int | None]:
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            raise StoreError("the store runner.db failed: database or disk is full")
+        return real(self, changes)
+
+    monkeypatch.setattr(Store, "record_attempts", failing)
+    # Not an ExceptionGroup: the command line prints a RunnerError as one line.
+    with pytest.raises(StoreError, match="disk is full"):
+        await run(
+            tmp_path, sim, [f"picture {n}" for n in range(6)], settings="concurrency: 1"
+        )

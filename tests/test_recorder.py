@@ -1,0 +1,162 @@
+"""The recorder: a run's attempts are written in batches, each change reaches the
+store even if its task is cancelled, and a failure goes to the change it concerns."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from runner.errors import StoreError
+from runner.recorder import Recorder
+from runner.store import AttemptEnd, AttemptResult, JobRow, Store
+
+from .test_store import make_item
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+DONE = AttemptResult(
+    outcome="success",
+    reason="",
+    item_status="succeeded",
+    http_status=200,
+    usage={
+        "promptTokenCount": 10,
+        "candidatesTokenCount": 1290,
+        "totalTokenCount": 1300,
+    },
+    outputs=["images/a.png"],
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.for_output(tmp_path / "out")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def job(store: Store) -> JobRow:
+    job = store.upsert_job("demo", "jobs/demo.yaml", "m")
+    store.sync_plan(job, [make_item(f"p{n}", position=n) for n in range(20)])
+    return job
+
+
+async def test_changes_handed_over_together_are_written_in_one_transaction(
+    store: Store, job: JobRow
+) -> None:
+    recorder = Recorder(store)
+    work = store.pending_items(job)
+    run_id = store.start_run(job, "submit")
+    ids: dict[int, int] = {}
+
+    async def one(item_id: int) -> None:
+        ids[item_id] = await recorder.begin(item_id, run_id, 1)
+        attempt = ids[item_id]
+        await recorder.end(lambda: (AttemptEnd(attempt, item_id, DONE), None))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.serve)
+        async with anyio.create_task_group() as tasks:
+            for item in work:
+                tasks.start_soon(one, item.id)
+        recorder.close()
+
+    assert len(set(ids.values())) == len(work) == 20
+    # 20 begins handed over in one turn of the loop, then 20 ends: not 40.
+    assert recorder.batches < 10
+    status = store.status(job)
+    assert status.counts["succeeded"] == 20
+    assert status.spend.attempts == 20
+    assert status.spend.tokens["total_tokens"] == 20 * 1300
+
+
+async def test_a_change_handed_over_is_written_even_if_its_task_is_cancelled(
+    store: Store, job: JobRow
+) -> None:
+    recorder = Recorder(store)
+    item = store.pending_items(job)[0]
+    run_id = store.start_run(job, "submit")
+    attempt = store.begin_attempt(item.id, run_id, 1)
+    slow = anyio.Event()
+
+    def prepare() -> tuple[AttemptEnd, None]:
+        anyio.from_thread.run_sync(slow.set)
+        return AttemptEnd(attempt, item.id, DONE), None
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.serve)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(recorder.end, prepare)
+            await slow.wait()
+            tasks.cancel_scope.cancel()
+        recorder.close()
+
+    assert store.status(job).counts["succeeded"] == 1
+
+
+async def test_a_failing_prepare_fails_its_own_task_and_not_the_others(
+    store: Store, job: JobRow
+) -> None:
+    recorder = Recorder(store)
+    first, second = store.pending_items(job)[:2]
+    run_id = store.start_run(job, "submit")
+    a1 = store.begin_attempt(first.id, run_id, 1)
+    a2 = store.begin_attempt(second.id, run_id, 1)
+
+    def broken() -> tuple[AttemptEnd, None]:
+        raise OSError(28, "No space left on device")
+
+    errors: list[BaseException] = []
+
+    async def end_broken() -> None:
+        try:
+            await recorder.end(broken)
+        except OSError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.serve)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(end_broken)
+            tasks.start_soon(recorder.end, lambda: (AttemptEnd(a2, second.id, DONE), 1))
+        recorder.close()
+
+    assert [str(e) for e in errors] == ["[Errno 28] No space left on device"]
+    statuses = store.statuses_of(job, [first.key, second.key])
+    assert statuses == {first.key: "running", second.key: "succeeded"}
+    del a1
+
+
+async def test_a_store_failure_reaches_every_change_of_the_batch(
+    store: Store, job: JobRow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder(store)
+    work = store.pending_items(job)[:3]
+    run_id = store.start_run(job, "submit")
+
+    def refuse(changes: object) -> list[int | None]:
+        raise StoreError("the store runner.db failed: disk I/O error")
+
+    monkeypatch.setattr(store, "record_attempts", refuse)
+    errors: list[BaseException] = []
+
+    async def begin(item_id: int) -> None:
+        try:
+            await recorder.begin(item_id, run_id, 1)
+        except StoreError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.serve)
+        async with anyio.create_task_group() as tasks:
+            for item in work:
+                tasks.start_soon(begin, item.id)
+        recorder.close()
+
+    assert len(errors) == 3
+    assert all("disk I/O error" in str(e) for e in errors)
