@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 import anyio
 from anyio import to_thread
@@ -120,16 +120,18 @@ class Recorder:
     async def end(self, prepare: Callable[[], tuple[AttemptEnd, T]]) -> T:
         """Run `prepare` in the files thread, then record the AttemptEnd it
         returns; its second value is returned here."""
-        ticket = await self._wait(self._files, _Ticket(prepare))
-        return cast("T", ticket.value)
+        return await self.end_soon(prepare).result()
+
+    def end_soon(self, prepare: Callable[[], tuple[AttemptEnd, T]]) -> Ending[T]:
+        """Hand an attempt's end over now, without awaiting anything (so nothing
+        can come between an answer and its handover); await `result()` later."""
+        ticket = _Ticket(prepare)
+        self._files.put([ticket])
+        return Ending(ticket)
 
     async def _wait(self, lane: _Lane, ticket: _Ticket) -> _Ticket:
         lane.put([ticket])
-        with anyio.CancelScope(shield=True):
-            await ticket.done.wait()
-        if ticket.error is not None:
-            raise ticket.error
-        return ticket
+        return await _result(ticket)
 
     def close(self) -> None:
         """No more changes: `serve` returns once those handed over are written."""
@@ -173,6 +175,26 @@ class Recorder:
             return
         for ticket, attempt_id in zip(batch, ids, strict=True):
             ticket.attempt_id = attempt_id
+
+
+class Ending(Generic[T]):
+    """An attempt's end, handed over to the recorder."""
+
+    def __init__(self, ticket: _Ticket) -> None:
+        self._ticket = ticket
+
+    async def result(self) -> T:
+        """Once written: the value `prepare` returned with the AttemptEnd."""
+        ticket = await _result(self._ticket)
+        return cast("T", ticket.value)
+
+
+async def _result(ticket: _Ticket) -> _Ticket:
+    with anyio.CancelScope(shield=True):
+        await ticket.done.wait()
+    if ticket.error is not None:
+        raise ticket.error
+    return ticket
 
 
 def _no_prepare() -> tuple[AttemptStart | AttemptEnd, object]:

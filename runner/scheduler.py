@@ -28,7 +28,7 @@ from runner import client, outputs, pricing
 from runner.client import Kind, Outcome
 from runner.errors import RunnerError
 from runner.plan import Request
-from runner.recorder import Recorder
+from runner.recorder import Ending, Recorder
 from runner.spec import Budget
 from runner.store import AttemptEnd, AttemptResult, JobRow, Spend, Store, WorkItem
 
@@ -140,7 +140,9 @@ async def run_items(
                     ):
                         tg.start_soon(run.watch_signals, tg.cancel_scope)
                     async with anyio.create_task_group() as workers:
-                        for _ in range(min(settings.concurrency, len(work))):
+                        # Twice as many workers as slots: while one records an
+                        # answer, another already uses the slot it freed.
+                        for _ in range(min(2 * settings.concurrency, len(work))):
                             workers.start_soon(run.worker, items)
                     tg.cancel_scope.cancel()
             finally:
@@ -397,13 +399,16 @@ class _Run:
                     return
                 number += 1
                 try:
-                    result = await self._attempt(
+                    ending = await self._attempt(
                         item, request, refs, number, tries, unknown
                     )
                 except anyio.get_cancelled_exc_class():
                     self.budget.settle(cost, None)
                     raise
-                self.budget.settle(cost, result)
+            # The slot is free as soon as the answer is in: writing it down does
+            # not hold up the next request (there are more workers than slots).
+            result = await self._recorded(ending)
+            self.budget.settle(cost, result)
             tries += int(result.counts_as_try)
             unknown += int(result.counts_as_unknown)
             if result.item_status != "pending":
@@ -411,8 +416,6 @@ class _Run:
             if result.outcome == Kind.FATAL_RUN:
                 return
             delay = self._retry_delay(tries, result.retry_after)
-            if result.http_status == 429:
-                self.pacer.throttled(delay)
             self._bump(retries=1)
             with anyio.move_on_after(delay):
                 await self.stop.wait()
@@ -425,7 +428,8 @@ class _Run:
         number: int,
         tries: int,
         unknown: int,
-    ) -> AttemptResult:
+    ) -> Ending[AttemptResult]:
+        """Begin an attempt, send it, and hand its answer to the recorder."""
         attempt_id = await self.recorder.begin(item.id, self.run_id, number)
         self._bump(running=1, requests=1)
         try:
@@ -451,14 +455,22 @@ class _Run:
             await self.recorder.end(lambda: (abandoned, None))
             self._bump(running=-1)
             raise
-        # The answer is in (and paid for): the recorder writes it whatever happens.
-        outcome, result = await self.recorder.end(
+        # Decided before the slot is freed: after a run-fatal answer nothing more
+        # is sent, and a 429 pauses the whole run before anyone sends again.
+        if outcome.kind is Kind.FATAL_RUN:
+            self._halt(outcome.reason, outcome.http_status)
+        elif outcome.http_status == 429:
+            self.pacer.throttled(self._retry_delay(tries + 1, outcome.retry_after))
+        # The answer is in (and paid for): handed over with no await in between,
+        # the recorder writes it whatever happens next.
+        return self.recorder.end_soon(
             functools.partial(
                 self._save_and_judge, item, attempt_id, outcome, tries, unknown
             )
         )
-        if outcome.kind is Kind.FATAL_RUN:
-            self._halt(outcome.reason, outcome.http_status)
+
+    async def _recorded(self, ending: Ending[AttemptResult]) -> AttemptResult:
+        result = await ending.result()
         self._record(result)
         return result
 
@@ -514,12 +526,12 @@ class _Run:
         outcome: Outcome,
         tries: int,
         unknown: int,
-    ) -> tuple[AttemptEnd, tuple[Outcome, AttemptResult]]:
-        """Images to disk, and what the attempt comes to (the recorder's thread,
-        which then stores the AttemptEnd)."""
+    ) -> tuple[AttemptEnd, AttemptResult]:
+        """Images to disk, and what the attempt comes to (the recorder's files
+        thread; the recorder then stores the AttemptEnd)."""
         outcome, saved = self._save_images(item, outcome)
         result = self._judge(outcome, saved, tries, unknown)
-        return AttemptEnd(attempt_id, item.id, result), (outcome, result)
+        return AttemptEnd(attempt_id, item.id, result), result
 
     def _save_images(
         self, item: WorkItem, outcome: Outcome
