@@ -302,3 +302,30 @@ async def test_a_store_that_fails_mid_run_ends_it_with_the_store_error_itself(
         await run(
             tmp_path, sim, [f"picture {n}" for n in range(6)], settings="concurrency: 1"
         )
+
+
+async def test_the_next_request_goes_out_while_an_answer_is_still_being_written(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from runner import scheduler
+
+    real = scheduler._Run._save_and_judge
+    seen: list[int] = []
+
+    def slow_save(self: Any, *args: Any) -> Any:
+        # The first answer's files are still being written: with concurrency 1 the
+        # second request must already be on its way (the slot was freed).
+        if not seen:
+            deadline = time.monotonic() + 5
+            while sim.stats()["requests"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(sim.stats()["requests"])
+        return real(self, *args)
+
+    monkeypatch.setattr(scheduler._Run, "_save_and_judge", slow_save)
+    report, _ = await run(tmp_path, sim, ["one", "two"], settings="concurrency: 1\n")
+    assert report.exit_code == 0
+    assert seen == [2]
+    assert sim.stats()["max_in_flight"] == 1
