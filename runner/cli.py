@@ -388,11 +388,15 @@ def status(
 
     Example: runner status routing-banners --json
     """
-    store = jobs.Workspace(output, db_url).open_store()
-    try:
-        report = jobs.status(store, jobs.find_job(store, job), by)
-    finally:
-        store.close()
+    workspace = jobs.Workspace(output, db_url)
+    # Without --by, read the SQLite file directly: no SQLAlchemy import to wait for.
+    report = None if by else jobs.quick_status(workspace, job)
+    if report is None:
+        store = workspace.open_store()
+        try:
+            report = jobs.status(store, jobs.find_job(store, job), by)
+        finally:
+            store.close()
     if as_json:
         _print_json(report.as_dict())
         return

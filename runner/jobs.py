@@ -13,29 +13,24 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import outputs, pricing
+from runner import outputs, pricing, reader
 from runner.errors import UsageError
-from runner.store import (
-    STATUSES,
-    JobRow,
-    Spend,
-    Status,
-    Store,
-    SyncResult,
-    WorkItem,
-)
+from runner.records import STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from runner import client
     from runner.plan import Item, Plan
+    from runner.records import JobRow, Spend, Status
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
     from runner.spec import JobSpec
+    from runner.store import Store, SyncResult, WorkItem
 
-# The sending side (anyio, httpx, scheduler) and the job-file side (YAML, Pillow)
-# are imported inside the functions that use them: `runner status` and `runner
-# list` then start in about two thirds of the time.
+# The store (SQLAlchemy), the sending side (anyio, httpx, scheduler) and the
+# job-file side (YAML, Pillow) are imported inside the functions that use them:
+# `runner list` then starts in about two thirds of the time, and `runner status`
+# (through `quick_status`, which reads with sqlite3) imports none of them.
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -48,6 +43,8 @@ class Workspace:
     db_url: str | None = None
 
     def open_store(self) -> Store:
+        from runner.store import Store
+
         return Store.for_output(self.output_root, self.db_url)
 
     def job_folder(self, name: str) -> Path:
@@ -375,8 +372,23 @@ async def retry(
 def status(store: Store, job: JobRow, by: Sequence[str] = ()) -> StatusReport:
     """Counts, usage, requests and spend, in total and per value of each axis in
     `by` (prompt, aspect_ratio, image_size, references)."""
-    price = pricing.price_for(job.model or "", job.settings.get("pricing"))
-    return StatusReport(store.status(job, by), price)
+    return _priced(job, store.status(job, by))
+
+
+def quick_status(workspace: Workspace, job: str) -> StatusReport | None:
+    """`status` of the job named `job` (no `by`), read from the SQLite file without
+    SQLAlchemy; None wherever that does not apply (another database, a job file, a
+    missing file or job, another schema): then open the store and call `status`,
+    which also says what is wrong."""
+    path = reader.store_file(workspace.output_root, workspace.db_url)
+    if path is None or is_job_file(job):
+        return None
+    try:
+        with reader.StoreReader(path) as store:
+            row = store.job(job)
+            return None if row is None else _priced(row, store.status(row))
+    except reader.Unreadable:
+        return None
 
 
 def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
@@ -462,6 +474,12 @@ async def _run(
         sync=sync,
         recovered=recovered,
         requeued=requeued,
+    )
+
+
+def _priced(job: JobRow, status: Status) -> StatusReport:
+    return StatusReport(
+        status, pricing.price_for(job.model or "", job.settings.get("pricing"))
     )
 
 

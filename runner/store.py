@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,24 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from runner.errors import JobBusyError, StoreError
 from runner.pricing import billed_tokens
 
+# The records and the status SQL live in runner.records, without SQLAlchemy, so that
+# `runner status` can read without it; the `X as X` names stay importable from here.
+from runner.records import COUNTER_COLUMNS as COUNTER_COLUMNS
+from runner.records import (
+    MIGRATION_NAMES,
+    STORE_FILE,
+    read_job,
+    read_spend,
+    read_status,
+)
+from runner.records import POSSIBLY_PAID as POSSIBLY_PAID
+from runner.records import STATUSES as STATUSES
+from runner.records import TOKEN_COLUMNS as TOKEN_COLUMNS
+from runner.records import JobRow as JobRow
+from runner.records import JobSummary as JobSummary
+from runner.records import Spend as Spend
+from runner.records import Status as Status
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
@@ -32,18 +50,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from runner.plan import Item
+    from runner.records import Query
 
 SCHEMA_VERSION = 1
 DEFAULT_BUSY_TIMEOUT = 15.0  # seconds a writer waits for another process's lock
 DEFAULT_LEASE_TTL = 30.0  # seconds; renewed every TTL/3 while a run is alive
-STATUSES = ("pending", "running", "succeeded", "failed", "blocked")
-TOKEN_COLUMNS = (
-    "prompt_tokens", "candidates_tokens", "thoughts_tokens", "image_tokens",
-    "total_tokens",
-)  # fmt: skip
-# Attempt outcomes that mean "the request went out and may have been billed, but
-# nothing usable came back": counted as possibly paid.
-POSSIBLY_PAID = ("unknown", "abandoned")
 
 metadata = sa.MetaData()
 
@@ -162,14 +173,6 @@ job_totals = sa.Table(
     sa.Column("images", sa.Integer, nullable=False, default=0),
     *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in TOKEN_COLUMNS),
 )
-COUNTER_COLUMNS = (
-    "attempts",
-    "requests",
-    "unknown",
-    "unpriced",
-    "paid_failed",
-    "images",
-)
 
 # Axes that status groups by, and the item column holding each.
 AXIS_COLUMNS = {
@@ -178,15 +181,6 @@ AXIS_COLUMNS = {
     "image_size": items.c.image_size,
     "references": items.c.ref_label,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    id: int
-    name: str
-    job_path: str | None
-    model: str | None
-    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,61 +243,6 @@ class AttemptEnd:
     result: AttemptResult
 
 
-@dataclass(frozen=True, slots=True)
-class Spend:
-    """What attempts used: requests, images and tokens (summed `billed_tokens`)."""
-
-    attempts: int = 0
-    requests: int = 0  # attempts that may have reached the API
-    unknown: int = 0  # sent, no usable answer: possibly billed
-    paid_failed: int = 0  # answered with usage (billed) but not a success
-    images: int = 0
-    tokens: dict[str, int] = field(default_factory=dict)
-    unpriced: dict[str | None, int] = field(default_factory=dict)  # by image size
-
-    @property
-    def usage(self) -> dict[str, int]:
-        """Totals under usageMetadata's own names."""
-        t = self.tokens
-        return {
-            "promptTokenCount": t.get("prompt_tokens", 0),
-            "candidatesTokenCount": t.get("candidates_tokens", 0),
-            "thoughtsTokenCount": t.get("thoughts_tokens", 0),
-            "totalTokenCount": t.get("total_tokens", 0),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    job: str
-    counts: dict[str, int]
-    spend: Spend
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    by_axis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def usage(self) -> dict[str, int]:
-        return self.spend.usage
-
-    @property
-    def requests(self) -> dict[str, int]:
-        s = self.spend
-        return {
-            "sent": s.requests,
-            "unknown": s.unknown,
-            "not_sent": s.attempts - s.requests,
-            "paid_failed": s.paid_failed,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class JobSummary:
-    name: str
-    job_path: str | None
-    counts: dict[str, int]
-    updated_at: str
-
-
 class Store:
     """One database, opened with migrations applied."""
 
@@ -331,7 +270,7 @@ class Store:
         if db_url:
             return cls(db_url)
         output_dir.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{output_dir / 'runner.db'}")
+        return cls(f"sqlite:///{output_dir / STORE_FILE}")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -378,19 +317,7 @@ class Store:
 
     def get_job(self, name: str) -> JobRow | None:
         with self._connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    jobs.c.id,
-                    jobs.c.name,
-                    jobs.c.job_path,
-                    jobs.c.model,
-                    jobs.c.settings_json,
-                ).where(jobs.c.name == name)
-            ).first()
-        if row is None:
-            return None
-        settings = json.loads(row.settings_json) if row.settings_json else {}
-        return JobRow(row.id, row.name, row.job_path, row.model, settings)
+            return read_job(_query(conn), name)
 
     def list_jobs(self) -> list[JobSummary]:
         with self._connect() as conn:
@@ -747,14 +674,7 @@ class Store:
         """Counts, usage and spend of a job; also grouped by each axis in `by`
         (that part sums every attempt, so it is only done when asked)."""
         with self._connect() as conn:
-            counts = dict.fromkeys(STATUSES, 0)
-            for status, n in conn.execute(
-                sa.select(items.c.status, sa.func.count())
-                .where(items.c.job_id == job.id, items.c.active == 1)
-                .group_by(items.c.status)
-            ):
-                counts[status] = n
-            total = self._totals(conn, job)
+            status = read_status(_query(conn), job)
             by_axis: dict[str, dict[str, dict[str, Any]]] = {}
             for axis in by:
                 column = AXIS_COLUMNS[axis]
@@ -770,24 +690,7 @@ class Store:
                 for value, spend in self._spend_rows(conn, job, column):
                     groups.setdefault(_label(value), _empty_group())["spend"] = spend
                 by_axis[axis] = groups
-            failures = [
-                {
-                    "status": status,
-                    "reason": error or "(no reason recorded)",
-                    "count": n,
-                }
-                for status, error, n in conn.execute(
-                    sa.select(items.c.status, items.c.error, sa.func.count())
-                    .where(
-                        items.c.job_id == job.id,
-                        items.c.active == 1,
-                        items.c.status.in_(("failed", "blocked")),
-                    )
-                    .group_by(items.c.status, items.c.error)
-                    .order_by(sa.func.count().desc())
-                )
-            ]
-        return Status(job.name, counts, total, failures, by_axis)
+        return replace(status, by_axis=by_axis)
 
     def spend(self, job: JobRow) -> Spend:
         """What the job's attempts used so far (every run, every item)."""
@@ -795,24 +698,7 @@ class Store:
             return self._totals(conn, job)
 
     def _totals(self, conn: Connection, job: JobRow) -> Spend:
-        sums: dict[str, int] = dict.fromkeys(COUNTER_COLUMNS + TOKEN_COLUMNS, 0)
-        unpriced: dict[str | None, int] = {}
-        for row in conn.execute(
-            sa.select(job_totals).where(job_totals.c.job_id == job.id)
-        ).mappings():
-            for name in sums:
-                sums[name] += row[name]
-            if row["unpriced"]:
-                unpriced[row["image_size"] or None] = row["unpriced"]
-        return Spend(
-            attempts=sums["attempts"],
-            requests=sums["requests"],
-            unknown=sums["unknown"],
-            paid_failed=sums["paid_failed"],
-            images=sums["images"],
-            tokens={name: sums[name] for name in TOKEN_COLUMNS},
-            unpriced=unpriced,
-        )
+        return read_spend(_query(conn), job)
 
     def _spend_rows(
         self, conn: Connection, job: JobRow, column: Any
@@ -965,6 +851,18 @@ def m001_initial(conn: Connection) -> None:
 
 
 MIGRATIONS = [("m001_initial", m001_initial)]
+# A new step goes in records.MIGRATION_NAMES too: the status reader checks a store
+# against that list.
+assert tuple(name for name, _ in MIGRATIONS) == MIGRATION_NAMES, MIGRATION_NAMES
+
+
+def _query(conn: Connection) -> Query:
+    """Run records' SQL text on this connection."""
+
+    def run(sql: str, params: Mapping[str, Any]) -> Iterable[Sequence[Any]]:
+        return conn.execute(sa.text(sql), params)
+
+    return run
 
 
 def _of_job(query: sa.Select[Any], job: JobRow) -> sa.Select[Any]:

@@ -1,0 +1,186 @@
+"""What the store hands out, and the read queries of `runner status` as SQL text.
+
+Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`), the status and
+counter names, the names of the schema's migrations, and the SQL (named `:params`) of
+the job lookup and the status queries with the pure functions that turn their rows
+into records. `store` runs this SQL through SQLAlchemy and `reader` through sqlite3,
+so both answer alike. Stdlib only: must not import SQLAlchemy or open a database.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    # Runs one statement of this module with its parameters; returns its rows.
+    Query = Callable[[str, Mapping[str, Any]], Iterable[Sequence[Any]]]
+
+STATUSES = ("pending", "running", "succeeded", "failed", "blocked")
+TOKEN_COLUMNS = (
+    "prompt_tokens", "candidates_tokens", "thoughts_tokens", "image_tokens",
+    "total_tokens",
+)  # fmt: skip
+COUNTER_COLUMNS = (
+    "attempts",
+    "requests",
+    "unknown",
+    "unpriced",
+    "paid_failed",
+    "images",
+)
+# Attempt outcomes that mean "the request went out and may have been billed, but
+# nothing usable came back": counted as possibly paid.
+POSSIBLY_PAID = ("unknown", "abandoned")
+STORE_FILE = "runner.db"  # the store in the output folder when no --db is given
+# The schema steps `store.MIGRATIONS` applies, in order (store.py checks the two
+# agree): a reader trusts only a store with exactly these steps applied.
+MIGRATION_NAMES = ("m001_initial",)
+
+MIGRATIONS_SQL = "SELECT name FROM _runner_migrations ORDER BY name"
+JOB_SQL = "SELECT id, name, job_path, model, settings_json FROM jobs WHERE name = :name"
+COUNTS_SQL = (
+    "SELECT status, count(*) FROM items WHERE job_id = :job_id AND active = 1 "
+    "GROUP BY status"
+)
+TOTALS_SQL = (
+    f"SELECT image_size, {', '.join(COUNTER_COLUMNS + TOKEN_COLUMNS)} "
+    "FROM job_totals WHERE job_id = :job_id ORDER BY image_size"
+)
+FAILURES_SQL = (
+    "SELECT status, error, count(*) AS n FROM items "
+    "WHERE job_id = :job_id AND active = 1 AND status IN ('failed', 'blocked') "
+    "GROUP BY status, error ORDER BY n DESC"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    name: str
+    job_path: str | None
+    model: str | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """What attempts used: requests, images and tokens (summed `billed_tokens`)."""
+
+    attempts: int = 0
+    requests: int = 0  # attempts that may have reached the API
+    unknown: int = 0  # sent, no usable answer: possibly billed
+    paid_failed: int = 0  # answered with usage (billed) but not a success
+    images: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    unpriced: dict[str | None, int] = field(default_factory=dict)  # by image size
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Totals under usageMetadata's own names."""
+        t = self.tokens
+        return {
+            "promptTokenCount": t.get("prompt_tokens", 0),
+            "candidatesTokenCount": t.get("candidates_tokens", 0),
+            "thoughtsTokenCount": t.get("thoughts_tokens", 0),
+            "totalTokenCount": t.get("total_tokens", 0),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    job: str
+    counts: dict[str, int]
+    spend: Spend
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    by_axis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return self.spend.usage
+
+    @property
+    def requests(self) -> dict[str, int]:
+        s = self.spend
+        return {
+            "sent": s.requests,
+            "unknown": s.unknown,
+            "not_sent": s.attempts - s.requests,
+            "paid_failed": s.paid_failed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    name: str
+    job_path: str | None
+    counts: dict[str, int]
+    updated_at: str
+
+
+def read_job(query: Query, name: str) -> JobRow | None:
+    """The job called `name` (JOB_SQL), or None."""
+    for row in query(JOB_SQL, {"name": name}):
+        return job_from_row(row)
+    return None
+
+
+def read_spend(query: Query, job: JobRow) -> Spend:
+    """The job's running totals (TOTALS_SQL)."""
+    return spend_from_rows(query(TOTALS_SQL, {"job_id": job.id}))
+
+
+def read_status(query: Query, job: JobRow) -> Status:
+    """Counts of active items, spend and failures by reason (no `by` axes)."""
+    params = {"job_id": job.id}
+    counts = counts_from_rows(query(COUNTS_SQL, params))
+    spend = read_spend(query, job)
+    failures = failures_from_rows(query(FAILURES_SQL, params))
+    return Status(job.name, counts, spend, failures)
+
+
+def job_from_row(row: Sequence[Any]) -> JobRow:
+    job_id, name, job_path, model, settings_json = row
+    settings = json.loads(settings_json) if settings_json else {}
+    return JobRow(job_id, name, job_path, model, settings)
+
+
+def counts_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
+    """Items per status (COUNTS_SQL), every status present."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, n in rows:
+        counts[status] = n
+    return counts
+
+
+def spend_from_rows(rows: Iterable[Sequence[Any]]) -> Spend:
+    """The per-size running totals (TOTALS_SQL) summed into one Spend."""
+    names = COUNTER_COLUMNS + TOKEN_COLUMNS
+    sums = dict.fromkeys(names, 0)
+    unpriced: dict[str | None, int] = {}
+    for image_size, *values in rows:
+        row = dict(zip(names, values, strict=True))
+        for name in names:
+            sums[name] += row[name]
+        if row["unpriced"]:
+            unpriced[image_size or None] = row["unpriced"]
+    return Spend(
+        attempts=sums["attempts"],
+        requests=sums["requests"],
+        unknown=sums["unknown"],
+        paid_failed=sums["paid_failed"],
+        images=sums["images"],
+        tokens={name: sums[name] for name in TOKEN_COLUMNS},
+        unpriced=unpriced,
+    )
+
+
+def failures_from_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Failed and blocked items grouped by reason (FAILURES_SQL), most first."""
+    return [
+        {"status": status, "reason": error or "(no reason recorded)", "count": n}
+        for status, error, n in rows
+    ]
