@@ -50,6 +50,12 @@ class StoreError(RunnerError):
     exit_code = 1
 
 
+class OutputError(RunnerError):
+    """The results folder cannot be written (disk full, permissions)."""
+
+    exit_code = 1
+
+
 class JobBusyError(StoreError):
     """Another live process holds the lease on this job."""
 

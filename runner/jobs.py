@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import outputs, pricing, reader
-from runner.errors import UsageError
+from runner.errors import OutputError, UsageError
 from runner.records import STATUSES
 
 if TYPE_CHECKING:
@@ -392,7 +392,14 @@ def quick_status(workspace: Workspace, job: str) -> StatusReport | None:
 
 
 def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
-    return outputs.write_manifest(folder, store.manifest_rows(job))
+    rows = store.manifest_rows(job)
+    try:
+        return outputs.write_manifest(folder, rows)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the manifest in {folder} ({exc.strerror or exc}); free "
+            f"space or fix its permissions, then run `runner review {job.name}`"
+        ) from exc
 
 
 async def _run(

@@ -471,6 +471,10 @@ class _Run:
 
     async def _recorded(self, ending: Ending[AttemptResult]) -> AttemptResult:
         result = await ending.result()
+        if result.outcome == Kind.FATAL_RUN:
+            # Also when the images could not be written (disk full, permissions):
+            # every further answer would be paid for and lost the same way.
+            self._halt(result.reason, result.http_status)
         self._record(result)
         return result
 
@@ -529,7 +533,16 @@ class _Run:
     ) -> tuple[AttemptEnd, AttemptResult]:
         """Images to disk, and what the attempt comes to (the recorder's files
         thread; the recorder then stores the AttemptEnd)."""
-        outcome, saved = self._save_images(item, outcome)
+        try:
+            outcome, saved = self._save_images(item, outcome)
+        except OSError as exc:
+            folder = self.job_folder / outputs.IMAGES_DIR
+            reason = (
+                f"cannot write images into {folder} ({exc.strerror or exc}); free "
+                "space or fix its permissions, then submit again"
+            )
+            outcome = replace(outcome, kind=Kind.FATAL_RUN, reason=reason, images=())
+            saved = []
         result = self._judge(outcome, saved, tries, unknown)
         return AttemptEnd(attempt_id, item.id, result), result
 

@@ -329,3 +329,44 @@ async def test_the_next_request_goes_out_while_an_answer_is_still_being_written(
     assert report.exit_code == 0
     assert seen == [2]
     assert sim.stats()["max_in_flight"] == 1
+
+
+async def test_an_image_that_cannot_be_written_stops_the_run_with_a_clear_reason(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import outputs
+
+    real = outputs.write_atomic
+
+    def disk_full(path: Path, data: bytes) -> None:
+        if path.parent.name == outputs.IMAGES_DIR:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(outputs, "write_atomic", disk_full)
+    prompts = [f"picture {n}" for n in range(5)]
+    report, attempts = await run(tmp_path, sim, prompts, settings="concurrency: 1\n")
+    assert report.exit_code == 3
+    assert report.result.stopped is not None
+    assert "No space left on device" in report.result.stopped
+    assert "images" in report.result.stopped
+    # Answers were paid for: their usage is recorded; the items stay to be sent
+    # again. The slot is freed when an answer arrives, before its image is written,
+    # so one more request (concurrency 1) may already be out when the run stops.
+    assert 1 <= len(attempts) == sim.stats()["requests"] <= 2
+    assert all(a["outcome"] == "fatal_run" and a["total_tokens"] > 0 for a in attempts)
+    assert report.status.counts["pending"] == 5
+
+
+async def test_a_manifest_that_cannot_be_written_is_a_clear_error(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import outputs
+    from runner.errors import OutputError
+
+    def disk_full(folder: Path, rows: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_manifest", disk_full)
+    with pytest.raises(OutputError, match="No space left on device.*runner review t"):
+        await run(tmp_path, sim, ["one"])
