@@ -656,6 +656,7 @@ def _max_or_none(*values: float | None) -> float | None:
 _DATA_URI = re.compile(r"data:(image/[\w.+-]+);base64,([^)\s\"'<>\]]*)", re.IGNORECASE)
 _MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?(https?://[^)\s>]+)>?[^)]*\)")
 _BARE_URL = re.compile(r"https?://[^\s)\]\"'<>]+")
+_MAX_TEXT_CHARS = 4096  # of each text part, kept for reasons (clipped far shorter)
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif", ".heic")
 
 
@@ -798,15 +799,22 @@ def _collect(
                     _add_url(urls, uri)
             text = part.get("text")
             if isinstance(text, str) and text:
-                for match in _DATA_URI.finditer(text):
-                    data = _b64(match.group(2), "data URI")
-                    if data:
-                        images.append(Image(match.group(1).lower(), data, "data-uri"))
-                    else:
-                        empty += 1
-                for url in _image_urls(_DATA_URI.sub("", text)):
-                    _add_url(urls, url)
-                texts.append(_DATA_URI.sub(r"data:\1;base64,…", text))
+                # Cheap substring checks first: a relay may answer with megabytes
+                # of text, and each regex pass over it costs time and a copy.
+                if "ase64," in text or "ASE64," in text:
+                    for match in _DATA_URI.finditer(text):
+                        data = _b64(match.group(2), "data URI")
+                        if data:
+                            mime = match.group(1).lower()
+                            images.append(Image(mime, data, "data-uri"))
+                        else:
+                            empty += 1
+                    text = _DATA_URI.sub(r"data:\1;base64,…", text)
+                if "http" in text:
+                    for url in _image_urls(_DATA_URI.sub("", text)):
+                        _add_url(urls, url)
+                # Text only ever ends up in a clipped reason.
+                texts.append(text[:_MAX_TEXT_CHARS])
     return images, texts, urls, empty
 
 
@@ -929,7 +937,7 @@ def _redact_obj(value: Any, secret: str | None) -> Any:
 
 
 def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text[: limit * 8].split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -428,6 +428,25 @@ async def test_a_plain_data_uri_in_text_is_an_image():
     assert outcome.images == (client.Image("image/webp", PNG, "data-uri"),)
 
 
+async def test_megabytes_of_text_keep_their_data_uri_image_and_a_short_reason():
+    filler = "the relay rambles on " * 150_000  # about 3 MB of text
+    parts = [{"text": f"{filler} DATA:IMAGE/PNG;BASE64,{PNG_B64} {filler}"}]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.images == (client.Image("image/png", PNG, "data-uri"),)
+    assert PNG_B64 not in outcome.text
+    assert len(outcome.text) <= 4096  # text is kept for reasons only
+
+
+async def test_megabytes_of_text_only_are_a_no_image_answer_with_a_clipped_reason():
+    parts = [{"text": "no picture today, sorry " * 150_000}]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert outcome.reason.startswith("answered with text only: no picture today")
+    assert len(outcome.reason) < 200
+
+
 async def test_a_relay_image_url_is_fetched_without_the_key_and_recorded():
     image_url = "https://cdn.relay.example/out/abc.png?sig=1"
     fetches: list[httpx.Request] = []
