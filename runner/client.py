@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import email.utils
 import enum
 import json
 import re
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,16 +175,48 @@ def redact(text: str, secret: str | None) -> str:
 
 
 def make_http_client(
-    *, concurrency: int, timeout: httpx.Timeout | None = None
+    *,
+    concurrency: int,
+    timeout: httpx.Timeout | None = None,
+    base_url: str | None = None,
 ) -> httpx.AsyncClient:
-    """An AsyncClient sized for `concurrency` calls plus relay URL fetches."""
+    """An AsyncClient sized for `concurrency` calls plus relay URL fetches.
+
+    A proxy named in the environment (HTTP(S)_PROXY, ALL_PROXY, with NO_PROXY) is
+    used, except for a `base_url` on this machine (the simulated API)."""
     size = max(1, concurrency) + URL_FETCH_CONNECTIONS
+    timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+    if urllib.request.getproxies() and not _is_loopback(base_url):
+        # httpx honours the environment's proxies only when it builds its
+        # transports itself.
+        return httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            timeout=timeout,
+            follow_redirects=False,
+        )
     shards = max(1, -(-size // POOL_SHARD_SIZE))
-    return httpx.AsyncClient(
-        transport=_ShardedTransport(shards, -(-size // shards)),
-        timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
-        follow_redirects=False,
-    )
+    return _RunnerClient(_ShardedTransport(shards, -(-size // shards)), timeout)
+
+
+def _is_loopback(url: str | None) -> bool:
+    if not url:
+        return False
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        return False
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+class _RunnerClient(httpx.AsyncClient):
+    """The runner's AsyncClient when no proxy is configured. generateContent calls
+    go straight to its transport, skipping the client's per-request layers (URL
+    merging, auth and redirect flows, the cookie jar): about 0.25 ms of CPU a
+    request, a sixth of what httpx costs here."""
+
+    def __init__(self, transport: _ShardedTransport, timeout: httpx.Timeout) -> None:
+        super().__init__(transport=transport, timeout=timeout, follow_redirects=False)
+        self.direct = transport
 
 
 # httpcore walks every connection of its pool on each request and response close
@@ -393,9 +427,20 @@ async def _post(
     max_bytes: int,
     spool_dir: Path | None,
 ) -> _Reply:
-    async with http.stream(
-        "POST", url, content=content, headers=headers, follow_redirects=False
-    ) as response:
+    if isinstance(http, _RunnerClient):
+        request = httpx.Request(
+            "POST",
+            url,
+            content=content,
+            headers=headers,
+            extensions={"timeout": http.timeout.as_dict()},
+        )
+        opened = _closing(await http.direct.handle_async_request(request))
+    else:
+        opened = http.stream(
+            "POST", url, content=content, headers=headers, follow_redirects=False
+        )
+    async with opened as response:
         if response.is_success:
             blobs = BlobExtractor(spool_dir=spool_dir)
             try:
@@ -418,6 +463,14 @@ async def _post(
             # The status line already says what happened; the body was only detail.
             body, too_large = b"", False
         return _Reply(response.status_code, response.headers, body, too_large)
+
+
+@contextlib.asynccontextmanager
+async def _closing(response: httpx.Response) -> AsyncIterator[httpx.Response]:
+    try:
+        yield response
+    finally:
+        await response.aclose()
 
 
 def _drop_unused_blobs(blobs: BlobExtractor | None, outcome: Outcome | None) -> None:

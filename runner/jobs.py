@@ -453,7 +453,9 @@ async def _run(
                 settings.request_timeout, connect=min(settings.request_timeout, 15.0)
             )
         http = client.make_http_client(
-            concurrency=settings.concurrency, timeout=timeout
+            concurrency=settings.concurrency,
+            timeout=timeout,
+            base_url=endpoint.base_url,
         )
         async with http:
             result = await run_items(

@@ -239,3 +239,19 @@ def test_plan_counts_new_and_done_items_and_sends_nothing(
     assert data["axes"]["aspect_ratio"] == {"1:1": 3, "4:5": 3}
     assert data["estimate"]["whole_plan"]["tokens"]["candidatesTokenCount"] == 6 * 1120
     assert sim.stats()["requests"] == 3
+
+
+def test_the_simulated_demo_ignores_a_proxy_named_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user behind a proxy can still run the demo: the simulated API is local.
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    out = tmp_path / "out"
+    result = invoke(
+        "submit", REPO / "jobs" / "demo.yaml", "--simulate", "--output", out
+    )
+    assert result.exit_code == 0, result.output
+    assert status_json("demo", out)["counts"]["succeeded"] == 12

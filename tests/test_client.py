@@ -1018,6 +1018,32 @@ async def test_make_http_client_accepts_a_timeout():
         assert http.timeout == timeout
 
 
+async def test_a_proxy_named_in_the_environment_is_used_and_no_proxy_respected(
+    sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # A proxy that refuses connections: a call routed through it never arrives.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    async with client.make_http_client(concurrency=1) as http:
+        outcome = await client.generate(http, Endpoint(sim.url), make_request(), [])
+    assert outcome.kind is Kind.TRANSIENT
+    assert sim.stats()["requests"] == 0
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with client.make_http_client(concurrency=1) as http:
+        outcome = await client.generate(http, Endpoint(sim.url), make_request(), [])
+    assert outcome.kind is Kind.SUCCESS
+    assert sim.stats()["requests"] == 1
+
+    # The simulated API on this machine is never reached through a proxy.
+    monkeypatch.delenv("NO_PROXY")
+    async with client.make_http_client(concurrency=1, base_url=sim.url) as http:
+        outcome = await client.generate(http, Endpoint(sim.url), make_request(), [])
+    assert outcome.kind is Kind.SUCCESS
+    assert sim.stats()["requests"] == 2
+
+
 async def test_a_one_letter_key_does_not_corrupt_image_data_in_a_relay_answer() -> None:
     body = json.loads((SAMPLES / "200-relay-markdown-data-uri.json").read_text())
 
