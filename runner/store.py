@@ -655,18 +655,14 @@ class Store:
         costs little more than one for a single attempt. (Statements are built once,
         at import: building them per call cost more CPU than running them.)"""
         now = _now()
-        ids: list[int | None] = []
-        totals: dict[tuple[int, str | None], dict[str, int]] = {}
+        starts = [c for c in changes if isinstance(c, AttemptStart)]
+        ends = [c for c in changes if isinstance(c, AttemptEnd)]
         with self._begin() as conn:
-            for change in changes:
-                if isinstance(change, AttemptStart):
-                    ids.append(_start_attempt(conn, change, now))
-                else:
-                    ids.append(None)
-                    _end_attempt(conn, change, now, totals)
-            for (job_id, size), deltas in totals.items():
-                _add_totals(conn, job_id, size, **deltas)
-        return ids
+            started = _start_attempts(conn, starts, now)
+            if ends:
+                _end_attempts(conn, ends, now)
+        new_ids = iter(started)
+        return [next(new_ids) if isinstance(c, AttemptStart) else None for c in changes]
 
     # -- reading ----------------------------------------------------------------------
 
@@ -939,8 +935,8 @@ _ITEM_END = (
         ),
     )
 )
-_ITEM_JOB_SIZE = sa.select(items.c.job_id, items.c.image_size).where(
-    items.c.id == sa.bindparam("p_item_id")
+_ITEMS_JOB_SIZE = sa.select(items.c.id, items.c.job_id, items.c.image_size).where(
+    items.c.id.in_(sa.bindparam("p_item_ids", expanding=True))
 )
 _TOTALS_ADD = (
     job_totals.update()
@@ -963,73 +959,101 @@ def _params(**values: Any) -> dict[str, Any]:
     return {"p_" + name: value for name, value in values.items()}
 
 
-def _start_attempt(conn: Connection, change: AttemptStart, now: str) -> int:
+def _start_attempts(
+    conn: Connection, starts: Sequence[AttemptStart], now: str
+) -> list[int]:
+    """Items become `running`, each with a new attempt; the attempts' ids."""
+    if not starts:
+        return []
     conn.execute(
         _ITEM_RUNNING,
-        _params(item_id=change.item_id, number=change.number, now=now),
+        [_params(item_id=c.item_id, number=c.number, now=now) for c in starts],
     )
-    key = conn.execute(
-        _ATTEMPT_START,
-        _params(
-            item_id=change.item_id, run_id=change.run_id, number=change.number, now=now
-        ),
-    ).inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    ids = []
+    for change in starts:
+        key = conn.execute(
+            _ATTEMPT_START,
+            _params(
+                item_id=change.item_id,
+                run_id=change.run_id,
+                number=change.number,
+                now=now,
+            ),
+        ).inserted_primary_key
+        assert key is not None
+        ids.append(int(key[0]))
+    return ids
 
 
-def _end_attempt(
-    conn: Connection,
-    change: AttemptEnd,
-    now: str,
-    totals: dict[tuple[int, str | None], dict[str, int]],
-) -> None:
-    """Close the attempt and move its item; its totals are added to `totals`."""
-    result = change.result
-    usage = None if result.usage is None else json.dumps(result.usage)
-    outputs = json.dumps(list(result.outputs)) if result.outputs else None
+def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> None:
+    """Close the attempts, move their items and add to their jobs' totals (each
+    statement run once for the whole batch)."""
+    attempt_rows = []
+    item_rows = []
+    for change in ends:
+        result = change.result
+        usage = None if result.usage is None else json.dumps(result.usage)
+        outputs = json.dumps(list(result.outputs)) if result.outputs else None
+        succeeded = result.item_status == "succeeded"
+        attempt_rows.append(
+            _params(
+                attempt_id=change.attempt_id,
+                now=now,
+                http_status=result.http_status,
+                outcome=result.outcome,
+                reason=result.reason,
+                finish_reason=result.finish_reason,
+                usage_json=usage,
+                model_version=result.model_version,
+                response_id=result.response_id,
+                latency_ms=None if result.latency is None else result.latency * 1000,
+                retry_after=result.retry_after,
+                outputs_json=outputs,
+                images=len(result.outputs),
+                **billed_tokens(result.usage),
+            )
+        )
+        item_rows.append(
+            _params(
+                item_id=change.item_id,
+                status=result.item_status,
+                now=now,
+                finish_reason=result.finish_reason,
+                error=None if succeeded else result.reason,
+                try_inc=int(result.counts_as_try),
+                unknown_inc=int(result.counts_as_unknown),
+                succeeded=int(succeeded),
+                outputs_json=outputs,
+                usage_json=usage,
+            )
+        )
+    conn.execute(_ATTEMPT_END, attempt_rows)
+    conn.execute(_ITEM_END, item_rows)
+    item_ids = sorted({c.item_id for c in ends})
+    where: dict[int, tuple[int, str | None]] = {
+        item_id: (job_id, size)
+        for item_id, job_id, size in conn.execute(
+            _ITEMS_JOB_SIZE, {"p_item_ids": item_ids}
+        )
+    }
+    totals: dict[tuple[int, str | None], dict[str, int]] = {}
+    for change in ends:
+        deltas = _attempt_totals(change.result)
+        into = totals.setdefault(where[change.item_id], dict.fromkeys(deltas, 0))
+        for name, value in deltas.items():
+            into[name] += value
+    for (job_id, size), deltas in totals.items():
+        _add_totals(conn, job_id, size, **deltas)
+
+
+def _attempt_totals(result: AttemptResult) -> dict[str, int]:
+    """What one attempt adds to its job's running totals."""
     tokens = billed_tokens(result.usage)
-    succeeded = result.item_status == "succeeded"
-    conn.execute(
-        _ATTEMPT_END,
-        _params(
-            attempt_id=change.attempt_id,
-            now=now,
-            http_status=result.http_status,
-            outcome=result.outcome,
-            reason=result.reason,
-            finish_reason=result.finish_reason,
-            usage_json=usage,
-            model_version=result.model_version,
-            response_id=result.response_id,
-            latency_ms=None if result.latency is None else result.latency * 1000,
-            retry_after=result.retry_after,
-            outputs_json=outputs,
-            images=len(result.outputs),
-            **tokens,
-        ),
-    )
-    conn.execute(
-        _ITEM_END,
-        _params(
-            item_id=change.item_id,
-            status=result.item_status,
-            now=now,
-            finish_reason=result.finish_reason,
-            error=None if succeeded else result.reason,
-            try_inc=int(result.counts_as_try),
-            unknown_inc=int(result.counts_as_unknown),
-            succeeded=int(succeeded),
-            outputs_json=outputs,
-            usage_json=usage,
-        ),
-    )
-    job_id, size = conn.execute(_ITEM_JOB_SIZE, _params(item_id=change.item_id)).one()
     sent = not (
         result.outcome in ("transient", "not_sent") and result.http_status is None
     )
     possibly_paid = result.outcome in POSSIBLY_PAID
-    deltas = {
+    return {
         "attempts": 1,
         "requests": int(sent),
         "unknown": int(possibly_paid),
@@ -1040,9 +1064,6 @@ def _end_attempt(
         "images": len(result.outputs),
         **tokens,
     }
-    into = totals.setdefault((job_id, size), dict.fromkeys(deltas, 0))
-    for name, value in deltas.items():
-        into[name] += value
 
 
 def _add_totals(

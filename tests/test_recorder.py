@@ -160,3 +160,38 @@ async def test_a_store_failure_reaches_every_change_of_the_batch(
 
     assert len(errors) == 3
     assert all("disk I/O error" in str(e) for e in errors)
+
+
+def test_one_batch_of_begins_and_ends_over_two_jobs_keeps_each_jobs_totals(
+    store: Store, job: JobRow
+) -> None:
+    from dataclasses import replace
+
+    from runner.store import AttemptStart
+
+    other = store.upsert_job("other", "jobs/other.yaml", "m")
+    big = [replace(make_item(f"q{n}", position=n), image_size="4K") for n in range(3)]
+    store.sync_plan(other, big)
+    mine, theirs = store.pending_items(job)[:3], store.pending_items(other)
+    run_mine, run_theirs = store.start_run(job, "submit"), store.start_run(other, "x")
+    begun = [store.begin_attempt(i.id, run_mine, 1) for i in mine[:2]]
+    failed = replace(DONE, outcome="unknown", item_status="pending", usage=None)
+
+    ids = store.record_attempts(
+        [
+            AttemptEnd(begun[0], mine[0].id, DONE),
+            AttemptStart(theirs[0].id, run_theirs, 1),
+            AttemptEnd(begun[1], mine[1].id, failed),
+            AttemptStart(mine[2].id, run_mine, 1),
+            AttemptStart(theirs[1].id, run_theirs, 1),
+        ]
+    )
+
+    assert ids[0] is None and ids[2] is None
+    new = [i for i in ids if i is not None]
+    assert len(new) == 3 and len(set(new) | set(begun)) == 5
+    mine_status, theirs_status = store.status(job), store.status(other)
+    assert mine_status.counts["succeeded"] == 1 and mine_status.counts["running"] == 1
+    assert mine_status.spend.attempts == 2 and mine_status.spend.unknown == 1
+    assert mine_status.spend.tokens["total_tokens"] == 1300
+    assert theirs_status.counts["running"] == 2 and theirs_status.spend.attempts == 0
