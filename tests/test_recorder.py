@@ -3,8 +3,6 @@ store even if its task is cancelled, and a failure goes to the change it concern
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import anyio
 import pytest
 
@@ -13,10 +11,6 @@ from runner.recorder import Recorder
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store
 
 from .test_store import make_item
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
 
 DONE = AttemptResult(
     outcome="success",
@@ -30,13 +24,6 @@ DONE = AttemptResult(
     },
     outputs=["images/a.png"],
 )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.for_output(tmp_path / "out")
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from runner.plan import Item, Request, item_key
 from runner.store import AttemptResult, JobRow, Store
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -43,13 +42,6 @@ def make_item(text: str, sample: int = 1, position: int = 0) -> Item:
         sample=sample,
         request=request,
     )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.for_output(tmp_path / "out")
-    yield s
-    s.close()
 
 
 @pytest.fixture
