@@ -82,16 +82,18 @@ class _Lane:
                     self._wake = anyio.Event()
                     continue
                 batch, self._pending = self._pending, []
-                with anyio.CancelScope(shield=True):
-                    await to_thread.run_sync(self._work, batch)
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await to_thread.run_sync(self._work, batch)
+                except BaseException:
+                    _stopped(batch)
+                    raise
                 self.batches += 1
                 self._then(batch)
         finally:
             # Only reached with tickets left if serve itself was cancelled or
             # failed: nobody must wait for a write that will never happen.
-            for ticket in self._pending:
-                ticket.error = RuntimeError("the run's recorder stopped")
-                ticket.done.set()
+            _stopped(self._pending)
             self._pending = []
 
 
@@ -199,6 +201,13 @@ async def _result(ticket: _Ticket) -> _Ticket:
 
 def _no_prepare() -> tuple[AttemptStart | AttemptEnd, object]:
     raise AssertionError("a ticket made with its change needs no prepare")
+
+
+def _stopped(batch: list[_Ticket]) -> None:
+    for ticket in batch:
+        if ticket.error is None:
+            ticket.error = RuntimeError("the run's recorder stopped")
+        ticket.done.set()
 
 
 def _release(batch: list[_Ticket]) -> None:
