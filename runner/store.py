@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -1161,16 +1163,31 @@ def _sqlite_setup(engine: Engine, busy_timeout: float) -> None:
     def connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        _enter_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_IMMEDIATE)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _enter_wal(cursor: Any, busy_timeout: float) -> None:
+    """Switch a new database to WAL. Processes opening the same blank file at once
+    race for the switch, and SQLite may answer "database is locked" at once rather
+    than wait (a busy handler there could deadlock): try again until busy_timeout."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + random.random() * 0.04)
 
 
 def _now() -> str:
