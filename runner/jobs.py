@@ -398,7 +398,8 @@ def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
     except OSError as exc:
         raise OutputError(
             f"cannot write the manifest in {folder} ({exc.strerror or exc}); free "
-            f"space or fix its permissions, then run `runner review {job.name}`"
+            "space or fix its permissions, then submit the job again (nothing "
+            "finished is sent again; the manifest is rewritten)"
         ) from exc
 
 

@@ -368,5 +368,5 @@ async def test_a_manifest_that_cannot_be_written_is_a_clear_error(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(outputs, "write_manifest", disk_full)
-    with pytest.raises(OutputError, match="No space left on device.*runner review t"):
+    with pytest.raises(OutputError, match="No space left on device.*submit the job"):
         await run(tmp_path, sim, ["one"])
