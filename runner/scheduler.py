@@ -536,6 +536,7 @@ class _Run:
         try:
             outcome, saved = self._save_images(item, outcome)
         except OSError as exc:
+            _discard_spooled(outcome)  # what was not moved into place yet
             folder = self.job_folder / outputs.IMAGES_DIR
             reason = (
                 f"cannot write images into {folder} ({exc.strerror or exc}); free "
@@ -558,9 +559,7 @@ class _Run:
             head = image.data if image.path is None else outputs.read_head(image.path)
             ext = outputs.sniff_extension(head)
             if ext is None:
-                for spooled in outcome.images:
-                    if spooled.path is not None:
-                        spooled.path.unlink(missing_ok=True)
+                _discard_spooled(outcome)
                 declared = image.mime_type or "no mime type"
                 reason = (
                     f"the answer's image data is not an image (declared {declared})"
@@ -609,16 +608,18 @@ class _Run:
         return loaded
 
     async def _finish_without_attempt(self, item: WorkItem, reason: str) -> None:
-        attempt_id = await to_thread.run_sync(
-            self.store.begin_attempt, item.id, self.run_id, item.attempts + 1
+        attempt_id = await self.recorder.begin(item.id, self.run_id, item.attempts + 1)
+        end = AttemptEnd(
+            attempt_id,
+            item.id,
+            AttemptResult(
+                outcome="not_sent",
+                reason=reason,
+                item_status="failed",
+                counts_as_try=False,
+            ),
         )
-        result = AttemptResult(
-            outcome="not_sent", reason=reason, item_status="failed", counts_as_try=False
-        )
-        with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(
-                self.store.finish_attempt, attempt_id, item.id, result
-            )
+        await self.recorder.end(lambda: (end, None))
         self._bump(failed=1)
 
     # -- bookkeeping ------------------------------------------------------------
@@ -675,6 +676,13 @@ class _Run:
     def emit(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+
+def _discard_spooled(outcome: Outcome) -> None:
+    """Delete the answer's images spilled to temp files (none that were renamed)."""
+    for image in outcome.images:
+        if image.path is not None:
+            image.path.unlink(missing_ok=True)
 
 
 class _ReferenceChanged(Exception):
