@@ -37,7 +37,7 @@ Prepare = Callable[[], tuple[AttemptStart | AttemptEnd, object]]
 
 @dataclass(slots=True)
 class _Ticket:
-    prepare: Prepare
+    prepare: Prepare | None  # None: made with its change (an AttemptStart)
     done: anyio.Event = field(default_factory=anyio.Event)
     change: AttemptStart | AttemptEnd | None = None
     attempt_id: int | None = None
@@ -115,7 +115,7 @@ class Recorder:
     async def begin(self, item_id: int, run_id: int, number: int) -> int:
         """Record that a request is about to go out; the new attempt's id."""
         change = AttemptStart(item_id, run_id, number)
-        ticket = await self._wait(self._db, _Ticket(_no_prepare, change=change))
+        ticket = await self._wait(self._db, _Ticket(None, change=change))
         assert ticket.attempt_id is not None
         return ticket.attempt_id
 
@@ -153,6 +153,7 @@ class Recorder:
     def _prepare(batch: list[_Ticket]) -> None:
         """Files thread: each ticket's `prepare`; a failure stays with its ticket."""
         for ticket in batch:
+            assert ticket.prepare is not None
             try:
                 ticket.change, ticket.value = ticket.prepare()
             except Exception as exc:
@@ -197,10 +198,6 @@ async def _result(ticket: _Ticket) -> _Ticket:
     if ticket.error is not None:
         raise ticket.error
     return ticket
-
-
-def _no_prepare() -> tuple[AttemptStart | AttemptEnd, object]:
-    raise AssertionError("a ticket made with its change needs no prepare")
 
 
 def _stopped(batch: list[_Ticket]) -> None:
