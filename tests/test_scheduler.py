@@ -370,3 +370,32 @@ async def test_a_manifest_that_cannot_be_written_is_a_clear_error(
     monkeypatch.setattr(outputs, "write_manifest", disk_full)
     with pytest.raises(OutputError, match="No space left on device.*submit the job"):
         await run(tmp_path, sim, ["one"])
+
+
+async def test_a_reference_changed_since_planning_fails_its_item_without_sending(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    ref = tmp_path / "ref.png"
+    Image.new("RGB", (8, 8), "red").save(ref)
+    settings = "references:\n  - [ref.png]\nconcurrency: 1\n"
+    job = write_job(tmp_path, f"name: t\nprompts:\n  - 'a red square'\n{settings}")
+    spec = load_job(job)  # hashes the reference as planned
+    Image.new("RGB", (8, 8), "blue").save(ref)  # ... then it changes
+    workspace = jobs.Workspace(tmp_path / "out")
+    store = workspace.open_store()
+    try:
+        report = await jobs.submit(
+            spec,
+            workspace=workspace,
+            store=store,
+            endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
+            overrides=FAST,
+        )
+        job_row = store.get_job("t")
+        assert job_row is not None
+        (attempt,) = store.attempt_rows(job_row)
+    finally:
+        store.close()
+    assert sim.stats()["requests"] == 0
+    assert attempt["outcome"] == "not_sent" and "changed" in attempt["reason"]
+    assert report.status.counts["failed"] == 1
