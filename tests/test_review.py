@@ -8,27 +8,34 @@ Chromium (Debian's `chromium`; Playwright's own browser download needs the netwo
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
 import shutil
+import tomllib
 from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from PIL import Image
 
-from runner import jobs, review
+from runner import jobs
 from runner.client import Endpoint
 from runner.plan import build_plan
 from runner.review import (
     PLACEHOLDER_RGB,
     SHEET_BACKGROUND,
+    SHEET_CELL,
     SHEET_GAP,
     SHEET_MARGIN,
     STATUS_RGB,
     THUMB_SIZE,
     build_review,
+    sheets,
+    workers,
 )
 from runner.spec import load_job
 from runner.store import Store
@@ -36,7 +43,6 @@ from tests.e2e import SECRET, write_job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from playwright.sync_api import Locator, Page
 
@@ -244,6 +250,32 @@ def test_the_page_is_self_contained(gallery: tuple[Job, Review]) -> None:
         assert external not in page
 
 
+def test_the_style_and_script_are_package_data_inlined_into_the_page(
+    gallery: tuple[Job, Review],
+) -> None:
+    _, built = gallery
+    page = built.index.read_text("utf-8")
+    data = resources.files("runner.review")
+    css = data.joinpath("gallery.css").read_text("utf-8")
+    js = data.joinpath("gallery.js").read_text("utf-8")
+    assert ".cmpgrid{" in css and "function openCompare(" in js
+    assert page.count(f"<style>\n{css}</style>") == 1
+    assert page.count(f"<script>\n{js}</script>") == 1
+
+
+def test_every_data_file_of_the_review_package_ships_in_the_wheel() -> None:
+    """Without a `[tool.setuptools.package-data]` entry a file is left out of a
+    wheel (an editable install would still find it in the source tree)."""
+    root = Path(__file__).parent.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["runner.review"]
+    folder = root / "runner" / "review"
+    data = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix != ".py")
+    assert {"gallery.css", "gallery.js"} <= set(data)
+    for name in data:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in shipped), name
+
+
 def test_filters_offer_status_and_every_axis_that_varies(
     gallery: tuple[Job, Review],
 ) -> None:
@@ -330,12 +362,12 @@ def test_one_worker_or_several_build_the_same_folder(
             if p.is_file() and p.parts[-2] in ("thumbs", "contact")
         }
 
-    monkeypatch.setattr(review, "WORKERS", 1)
+    monkeypatch.setattr(workers, "WORKERS", 1)
     alone = fresh.review()
     one = files()
     for folder in ("thumbs", "contact"):
         shutil.rmtree(fresh.folder / folder)
-    monkeypatch.setattr(review, "WORKERS", 4)
+    monkeypatch.setattr(workers, "WORKERS", 4)
     together = fresh.review()
     several = files()
     assert together.thumbnails_made == alone.thumbnails_made == 5
@@ -508,7 +540,7 @@ def test_a_grid_too_big_for_one_page_continues_on_numbered_pages(
     fresh: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = 2 * SHEET_MARGIN + 900  # room for about two rows of cells below the titles
-    monkeypatch.setattr(review, "SHEET_MAX_SIDE", small)
+    monkeypatch.setattr(sheets, "SHEET_MAX_SIDE", small)
     paged = fresh.review()
     poster = [s for s in paged.sheets if s.prompt_id == "poster"]
     contact = fresh.folder / "contact"
@@ -537,7 +569,7 @@ def test_a_grid_too_big_for_one_page_continues_on_numbered_pages(
 def test_many_columns_shrink_the_cells_to_keep_the_sheet_bounded(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(review, "SHEET_MAX_SIDE", 1200)
+    monkeypatch.setattr(sheets, "SHEET_MAX_SIDE", 1200)
     wide = """
         name: wide
         prompts: ["a lighthouse"]
@@ -549,7 +581,7 @@ def test_many_columns_shrink_the_cells_to_keep_the_sheet_bounded(
     finally:
         job.store.close()
     assert len(sheet.columns) == 8
-    assert sheet.cell < review.SHEET_CELL and sheet.size[0] <= 1200
+    assert sheet.cell < SHEET_CELL and sheet.size[0] <= 1200
 
 
 # -- in a real browser -------------------------------------------------------------
