@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import os
+import re
 import shutil
 import tomllib
 from html.parser import HTMLParser
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
     from runner.review import ContactSheet, Review
-    from runner.simulate import SimServer
+    from runner.simulate import SimServer, Stats
     from runner.store import JobRow
 
 FAST = {"backoff_base": 0.01, "request_timeout": 2.0, "handle_signals": False}
@@ -75,16 +76,18 @@ GALLERY_JOB = """
 
 
 class Job:
-    """A submitted job, its store and its folder, as `build_review` receives them."""
+    """A submitted job, its store and its folder, as `build_review` receives them,
+    and what the simulated API sent while it ran."""
 
-    def __init__(self, store: Store, row: JobRow, folder: Path) -> None:
-        self.store, self.row, self.folder = store, row, folder
+    def __init__(self, store: Store, row: JobRow, folder: Path, sent: Stats) -> None:
+        self.store, self.row, self.folder, self.sent = store, row, folder, sent
 
     def review(self) -> Review:
         return build_review(self.store, self.row, self.folder)
 
 
 def submit_job(folder: Path, sim: SimServer, body: str = GALLERY_JOB) -> Job:
+    """Run `body` against `sim`, whose statistics the caller has just reset."""
     job_file = write_job(folder, body)
     workspace = jobs.Workspace(folder / "out")
     store = workspace.open_store()
@@ -102,7 +105,7 @@ def submit_job(folder: Path, sim: SimServer, body: str = GALLERY_JOB) -> Job:
     anyio.run(run)
     row = store.get_job(spec.name)
     assert row is not None
-    return Job(store, row, workspace.job_folder(spec.name))
+    return Job(store, row, workspace.job_folder(spec.name), sim.stats())
 
 
 @pytest.fixture(scope="module")
@@ -224,14 +227,32 @@ def test_cells_show_status_attempts_tokens_and_why_an_item_failed(
         assert "1 attempt" in cell["text"] and "tok" in cell["text"]
 
 
-def test_totals_at_the_top_match_the_store(gallery: tuple[Job, Review]) -> None:
+def test_totals_at_the_top_are_what_was_submitted_and_sent(
+    gallery: tuple[Job, Review],
+) -> None:
+    """Checked against the job file and the simulator's own count of what it sent,
+    not against the store's status query the page is built from."""
     job, built = gallery
     page = built.index.read_text("utf-8")
     header = page[: page.index("<main>")]
-    status = job.store.status(job.row)
-    for name in ("succeeded", "failed", "blocked"):
-        assert f"<b>{status.counts[name]:,}</b><span><i class=dot></i>{name}" in header
-    assert f"<b>{status.usage['totalTokenCount']:,}</b><span>tokens" in header
+    assert "<span>11 items · 3 prompts</span>" in header
+    # GALLERY_JOB: poster's 3 flat vector cells and xss's 2 succeed, poster's 4 noir
+    # cells are blocked, refused's 2 fail; no tile for pending or running
+    counts = re.findall(r"<div class='tot s-(\w+)'><b>([\d,]+)</b>", header)
+    assert counts == [("succeeded", "5"), ("failed", "2"), ("blocked", "4")]
+    # one request per item: a block is final and a 400 is never retried
+    assert job.sent["requests"] == 11
+    (requests,) = re.findall(r"<b>([\d,]+)</b><span>requests</span>", header)
+    assert requests == "11"
+    sent = job.sent["usage"]
+    assert sent["totalTokenCount"] > 0
+    (tokens,) = re.findall(
+        r"<b>([\d,]+)</b><span>tokens · ([\d,]+) in · ([\d,]+) out</span>", header
+    )
+    assert tokens == tuple(
+        f"{sent[name]:,}"
+        for name in ("totalTokenCount", "promptTokenCount", "candidatesTokenCount")
+    )
 
 
 def test_prompt_text_is_escaped_everywhere(gallery: tuple[Job, Review]) -> None:
