@@ -8,27 +8,35 @@ Chromium (Debian's `chromium`; Playwright's own browser download needs the netwo
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
+import re
 import shutil
+import tomllib
 from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from PIL import Image
 
-from runner import jobs, review
+from runner import jobs
 from runner.client import Endpoint
 from runner.plan import build_plan
 from runner.review import (
     PLACEHOLDER_RGB,
     SHEET_BACKGROUND,
+    SHEET_CELL,
     SHEET_GAP,
     SHEET_MARGIN,
     STATUS_RGB,
     THUMB_SIZE,
     build_review,
+    sheets,
+    workers,
 )
 from runner.spec import load_job
 from runner.store import Store
@@ -36,12 +44,11 @@ from tests.e2e import SECRET, write_job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from playwright.sync_api import Locator, Page
 
     from runner.review import ContactSheet, Review
-    from runner.simulate import SimServer
+    from runner.simulate import SimServer, Stats
     from runner.store import JobRow
 
 FAST = {"backoff_base": 0.01, "request_timeout": 2.0, "handle_signals": False}
@@ -69,16 +76,18 @@ GALLERY_JOB = """
 
 
 class Job:
-    """A submitted job, its store and its folder, as `build_review` receives them."""
+    """A submitted job, its store and its folder, as `build_review` receives them,
+    and what the simulated API sent while it ran."""
 
-    def __init__(self, store: Store, row: JobRow, folder: Path) -> None:
-        self.store, self.row, self.folder = store, row, folder
+    def __init__(self, store: Store, row: JobRow, folder: Path, sent: Stats) -> None:
+        self.store, self.row, self.folder, self.sent = store, row, folder, sent
 
     def review(self) -> Review:
         return build_review(self.store, self.row, self.folder)
 
 
 def submit_job(folder: Path, sim: SimServer, body: str = GALLERY_JOB) -> Job:
+    """Run `body` against `sim`, whose statistics the caller has just reset."""
     job_file = write_job(folder, body)
     workspace = jobs.Workspace(folder / "out")
     store = workspace.open_store()
@@ -96,7 +105,7 @@ def submit_job(folder: Path, sim: SimServer, body: str = GALLERY_JOB) -> Job:
     anyio.run(run)
     row = store.get_job(spec.name)
     assert row is not None
-    return Job(store, row, workspace.job_folder(spec.name))
+    return Job(store, row, workspace.job_folder(spec.name), sim.stats())
 
 
 @pytest.fixture(scope="module")
@@ -218,14 +227,32 @@ def test_cells_show_status_attempts_tokens_and_why_an_item_failed(
         assert "1 attempt" in cell["text"] and "tok" in cell["text"]
 
 
-def test_totals_at_the_top_match_the_store(gallery: tuple[Job, Review]) -> None:
+def test_totals_at_the_top_are_what_was_submitted_and_sent(
+    gallery: tuple[Job, Review],
+) -> None:
+    """Checked against the job file and the simulator's own count of what it sent,
+    not against the store's status query the page is built from."""
     job, built = gallery
     page = built.index.read_text("utf-8")
     header = page[: page.index("<main>")]
-    status = job.store.status(job.row)
-    for name in ("succeeded", "failed", "blocked"):
-        assert f"<b>{status.counts[name]:,}</b><span><i class=dot></i>{name}" in header
-    assert f"<b>{status.usage['totalTokenCount']:,}</b><span>tokens" in header
+    assert "<span>11 items · 3 prompts</span>" in header
+    # GALLERY_JOB: poster's 3 flat vector cells and xss's 2 succeed, poster's 4 noir
+    # cells are blocked, refused's 2 fail; no tile for pending or running
+    counts = re.findall(r"<div class='tot s-(\w+)'><b>([\d,]+)</b>", header)
+    assert counts == [("succeeded", "5"), ("failed", "2"), ("blocked", "4")]
+    # one request per item: a block is final and a 400 is never retried
+    assert job.sent["requests"] == 11
+    (requests,) = re.findall(r"<b>([\d,]+)</b><span>requests</span>", header)
+    assert requests == "11"
+    sent = job.sent["usage"]
+    assert sent["totalTokenCount"] > 0
+    (tokens,) = re.findall(
+        r"<b>([\d,]+)</b><span>tokens · ([\d,]+) in · ([\d,]+) out</span>", header
+    )
+    assert tokens == tuple(
+        f"{sent[name]:,}"
+        for name in ("totalTokenCount", "promptTokenCount", "candidatesTokenCount")
+    )
 
 
 def test_prompt_text_is_escaped_everywhere(gallery: tuple[Job, Review]) -> None:
@@ -242,6 +269,32 @@ def test_the_page_is_self_contained(gallery: tuple[Job, Review]) -> None:
     page = built.index.read_text("utf-8")
     for external in ("http://", "https://", "<link", "<script src", "@import"):
         assert external not in page
+
+
+def test_the_style_and_script_are_package_data_inlined_into_the_page(
+    gallery: tuple[Job, Review],
+) -> None:
+    _, built = gallery
+    page = built.index.read_text("utf-8")
+    data = resources.files("runner.review")
+    css = data.joinpath("gallery.css").read_text("utf-8")
+    js = data.joinpath("gallery.js").read_text("utf-8")
+    assert ".cmpgrid{" in css and "function openCompare(" in js
+    assert page.count(f"<style>\n{css}</style>") == 1
+    assert page.count(f"<script>\n{js}</script>") == 1
+
+
+def test_every_data_file_of_the_review_package_ships_in_the_wheel() -> None:
+    """Without a `[tool.setuptools.package-data]` entry a file is left out of a
+    wheel (an editable install would still find it in the source tree)."""
+    root = Path(__file__).parent.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["runner.review"]
+    folder = root / "runner" / "review"
+    data = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix != ".py")
+    assert {"gallery.css", "gallery.js"} <= set(data)
+    for name in data:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in shipped), name
 
 
 def test_filters_offer_status_and_every_axis_that_varies(
@@ -330,12 +383,12 @@ def test_one_worker_or_several_build_the_same_folder(
             if p.is_file() and p.parts[-2] in ("thumbs", "contact")
         }
 
-    monkeypatch.setattr(review, "WORKERS", 1)
+    monkeypatch.setattr(workers, "WORKERS", 1)
     alone = fresh.review()
     one = files()
     for folder in ("thumbs", "contact"):
         shutil.rmtree(fresh.folder / folder)
-    monkeypatch.setattr(review, "WORKERS", 4)
+    monkeypatch.setattr(workers, "WORKERS", 4)
     together = fresh.review()
     several = files()
     assert together.thumbnails_made == alone.thumbnails_made == 5
@@ -508,7 +561,7 @@ def test_a_grid_too_big_for_one_page_continues_on_numbered_pages(
     fresh: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = 2 * SHEET_MARGIN + 900  # room for about two rows of cells below the titles
-    monkeypatch.setattr(review, "SHEET_MAX_SIDE", small)
+    monkeypatch.setattr(sheets, "SHEET_MAX_SIDE", small)
     paged = fresh.review()
     poster = [s for s in paged.sheets if s.prompt_id == "poster"]
     contact = fresh.folder / "contact"
@@ -537,7 +590,7 @@ def test_a_grid_too_big_for_one_page_continues_on_numbered_pages(
 def test_many_columns_shrink_the_cells_to_keep_the_sheet_bounded(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(review, "SHEET_MAX_SIDE", 1200)
+    monkeypatch.setattr(sheets, "SHEET_MAX_SIDE", 1200)
     wide = """
         name: wide
         prompts: ["a lighthouse"]
@@ -549,7 +602,7 @@ def test_many_columns_shrink_the_cells_to_keep_the_sheet_bounded(
     finally:
         job.store.close()
     assert len(sheet.columns) == 8
-    assert sheet.cell < review.SHEET_CELL and sheet.size[0] <= 1200
+    assert sheet.cell < SHEET_CELL and sheet.size[0] <= 1200
 
 
 # -- in a real browser -------------------------------------------------------------

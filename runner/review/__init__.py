@@ -1,0 +1,126 @@
+"""Results review: the job folder's gallery page, thumbnails and contact sheets.
+
+Owns: turning what the store knows about a job (manifest rows, status totals, attempt
+usage) and the image files on disk into, under the job folder only,
+
+    index.html              one self-contained page (inline CSS and JS, no network,
+                            works from file://): rows = prompts, columns = the axes
+                            that vary, filters, per-prompt comparison, job totals
+    thumbs/<image>.jpg      one JPEG per item's first image, THUMB_SIZE px at most
+    contact/<prompt>.png    one labelled grid per prompt (X/Y-plot style); a grid
+                            too big for one page continues in <prompt>_2.png, ...
+
+Every file is written atomically (`outputs.write_atomic`) and only when its content
+changed: a thumbnail newer than its image is kept, a contact sheet whose embedded
+signature matches is kept, an identical index.html is not rewritten. Nothing is
+deleted except surplus pages of a contact sheet this package wrote earlier.
+
+Must not write to the store, use the network, or touch files outside the job folder.
+
+Memory stays bounded however large the job: a worker (at most WORKERS threads,
+or this one for small amounts of work) holds one decoded image or one sheet page at
+a time; JPEGs decode at reduced scale (`draft`); contact sheets are composed from the
+thumbnails, never from full images; and a sheet page is at most SHEET_MAX_SIDE px on
+a side and SHEET_MAX_PIXELS in all (32 Mpx, 96 MiB as RGB). A prompt whose grid would
+be larger first gets smaller cells (down to SHEET_MIN_CELL) and is then split into
+pages of whole rows (and of whole columns if even one row is too wide).
+
+Modules: `grid` (entries and per-prompt grids from store rows), `thumbnails`,
+`sheets` (contact sheets), `page` (index.html, with the package data files
+gallery.css and gallery.js), `workers` (the thread pool). Tunables are read from the
+module that owns them (`sheets.SHEET_MAX_SIDE`, `workers.WORKERS`): change them there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runner.review.grid import build_entries, build_grids
+from runner.review.page import INDEX, render_page, write_page
+from runner.review.sheets import (
+    PLACEHOLDER_RGB,
+    SHEET_BACKGROUND,
+    SHEET_CELL,
+    SHEET_GAP,
+    SHEET_MARGIN,
+    STATUS_RGB,
+    ContactSheet,
+    draw_sheets,
+    plan_sheets,
+)
+from runner.review.thumbnails import THUMB_SIZE, make_thumbnails
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from runner.store import JobRow, Store
+
+__all__ = [
+    "PLACEHOLDER_RGB",
+    "SHEET_BACKGROUND",
+    "SHEET_CELL",
+    "SHEET_GAP",
+    "SHEET_MARGIN",
+    "STATUS_RGB",
+    "THUMB_SIZE",
+    "ContactSheet",
+    "Review",
+    "build_review",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What `build_review` left in the job folder."""
+
+    index: Path
+    contact_sheets: tuple[Path, ...]
+    thumbnails: int  # items shown with a thumbnail
+    thumbnails_made: int  # of those, thumbnails made or remade by this build
+    sheets: tuple[ContactSheet, ...]
+    index_written: bool  # False when index.html was already identical
+    seconds: Mapping[str, float]  # wall time of each stage, for progress and benches
+
+
+def build_review(store: Store, job: JobRow, job_folder: Path) -> Review:
+    """(Re)build `index.html`, `thumbs/` and `contact/` for one job.
+
+    Reads the store and the images; writes only under `job_folder`. Safe to call
+    after every run: work already done is skipped.
+    """
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = now - clock
+        clock = now
+
+    rows = store.manifest_rows(job)
+    status = store.status(job)
+    entries = build_entries(rows, store.attempt_rows(job))
+    grids = build_grids(entries)
+    lap("store")
+    made = make_thumbnails(job_folder, entries)
+    lap("thumbnails")
+    # The page before the sheets: the gallery is usable while they are drawn.
+    pages = plan_sheets(job_folder, grids)
+    sheets = tuple(p.sheet for p in pages)
+    index = job_folder / INDEX
+    written = write_page(index, render_page(job, status, grids, entries, sheets))
+    lap("index")
+    draw_sheets(pages)
+    lap("contact_sheets")
+    return Review(
+        index=index,
+        contact_sheets=tuple(s.path for s in sheets),
+        thumbnails=sum(1 for e in entries if e.thumb is not None),
+        thumbnails_made=made,
+        sheets=sheets,
+        index_written=written,
+        seconds=seconds,
+    )

@@ -1,0 +1,264 @@
+"""The review's model of a job: one entry per item, one grid per prompt.
+
+Owns turning store rows (manifest rows, attempt rows) into `Entry` values, laying
+each prompt's entries out as a `Grid` (which axis runs across, which down), how an
+axis and its values are labelled, and the counts behind the page's filters. Pure:
+must not read files, draw, or render HTML.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runner.store import STATUSES
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+_NO_VALUE = "—"
+
+
+@dataclass(slots=True)
+class Entry:
+    """One item as the review shows it."""
+
+    row: Mapping[str, Any]
+    axes: dict[str, str]  # axis key -> value, see _item_axes
+    tokens: int | None  # totalTokenCount over every attempt (blocked ones are billed)
+    image: str | None = None  # first output, relative to the job folder
+    thumb: str | None = None  # relative to the job folder, once made
+    thumb_size: tuple[int, int] | None = None
+    thumb_mtime: int = 0
+    note: str | None = None  # why an item that has outputs shows no picture
+
+    @property
+    def status(self) -> str:
+        return str(self.row["status"])
+
+    @property
+    def reason(self) -> str:
+        """Finish reason and error, as one line ('' when there is nothing to say)."""
+        finish, error = self.row.get("finish_reason"), self.row.get("error")
+        if self.note:
+            return self.note
+        if self.status == "succeeded":
+            return ""
+        parts = [str(error)] if error else []
+        if finish and finish != "STOP" and not (error and str(finish) in str(error)):
+            parts.insert(0, str(finish))
+        if parts:
+            # a middle dot, not a dash: Pillow's bundled font has no U+2014
+            return " · ".join(parts)
+        return {"pending": "not sent yet", "running": "in flight"}.get(
+            self.status, "no reason recorded"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """A prompt's items laid out: one column per value of `col_axis`, one row per
+    combination of the other axes that vary within the prompt."""
+
+    prompt_id: str
+    texts: tuple[str, ...]  # distinct prompt templates (see _template), plan order
+    var_names: tuple[str, ...]
+    col_axis: str | None
+    row_axes: tuple[str, ...]
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    cells: Mapping[tuple[int, int], Entry]
+    entries: tuple[Entry, ...]
+
+    def column_label(self, c: int) -> str:
+        if self.col_axis is None:
+            return ""
+        return _value_label(self.col_axis, self.columns[c])
+
+    def row_lines(self, r: int) -> list[str]:
+        values = self.rows[r]
+        lines = [
+            _value_label(a, v) for a, v in zip(self.row_axes, values, strict=False)
+        ]
+        # values beyond the axes only appear when two items share a cell
+        return lines + [f"duplicate {v}" for v in values[len(self.row_axes) :]]
+
+    def entry_label(self, entry: Entry) -> str:
+        axes = ([self.col_axis] if self.col_axis else []) + list(self.row_axes)
+        return " · ".join(_value_label(a, entry.axes.get(a, _NO_VALUE)) for a in axes)
+
+
+def build_entries(
+    manifest_rows: Iterable[Mapping[str, Any]],
+    attempt_rows: Iterable[Mapping[str, Any]],
+) -> list[Entry]:
+    """One entry per manifest row, in plan order, with its tokens over all attempts."""
+    tokens = _tokens_by_key(attempt_rows)
+    return [_entry(row, tokens.get(row["key"])) for row in manifest_rows]
+
+
+def build_grids(entries: Iterable[Entry]) -> list[Grid]:
+    """One grid per prompt, in the order prompts first appear."""
+    return [_grid(pid, group) for pid, group in _by_prompt(entries).items()]
+
+
+def axis_title(axis: str) -> str:
+    titles = {
+        "prompt": "Prompt",
+        "status": "Status",
+        "aspect_ratio": "Aspect ratio",
+        "image_size": "Size",
+        "references": "References",
+        "sample": "Sample",
+    }
+    return titles.get(axis, axis.removeprefix("var:"))
+
+
+def chip_label(axis: str, value: str) -> str:
+    """How a value reads under its axis title (filters)."""
+    if axis == "references":
+        return "none" if value == "noref" else value
+    return value
+
+
+def filter_counts(entries: Sequence[Entry]) -> list[tuple[str, list[tuple[str, int]]]]:
+    """(axis, [(value, count)]) for status and every axis with more than one value."""
+    counts: dict[str, dict[str, int]] = {"status": {}, "prompt": {}}
+    for entry in entries:
+        values = {"status": entry.status, "prompt": str(entry.row["prompt_id"])}
+        values.update(entry.axes)
+        for axis, value in values.items():
+            bucket = counts.setdefault(axis, {})
+            bucket[value] = bucket.get(value, 0) + 1
+    status_order = {s: i for i, s in enumerate(STATUSES)}
+    result: list[tuple[str, list[tuple[str, int]]]] = [
+        (
+            "status",
+            sorted(
+                counts["status"].items(), key=lambda kv: status_order.get(kv[0], 99)
+            ),
+        )
+    ]
+    for axis, bucket in counts.items():
+        if axis != "status" and len(bucket) > 1:
+            result.append((axis, list(bucket.items())))
+    return result
+
+
+def _item_axes(row: Mapping[str, Any]) -> dict[str, str]:
+    """Every axis value of an item, in display order: aspect ratio, vars, size,
+    reference set, sample. Var names are prefixed so a var called `sample` is safe."""
+    axes = {"aspect_ratio": str(row["aspect_ratio"])}
+    for name, value in (row.get("vars") or {}).items():
+        axes[f"var:{name}"] = str(value)
+    axes["image_size"] = str(row.get("image_size") or "default")
+    axes["references"] = str(row.get("ref_set") or "noref")
+    axes["sample"] = str(row["sample"])
+    return axes
+
+
+def _value_label(axis: str, value: str) -> str:
+    """How a value reads in a header, where the axis name is not shown."""
+    if axis == "image_size":
+        return "default size" if value == "default" else value
+    if axis == "references":
+        return "no refs" if value == "noref" else f"refs {value}"
+    if axis == "sample":
+        return f"sample {value}"
+    if axis.startswith("var:"):
+        return f"{axis[4:]}: {value}"
+    return value
+
+
+def _entry(row: Mapping[str, Any], tokens: int | None) -> Entry:
+    entry = Entry(row=row, axes=_item_axes(row), tokens=tokens)
+    found = list(row.get("outputs") or [])
+    if found:
+        entry.image = str(found[0])
+    return entry
+
+
+def _tokens_by_key(attempt_rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for attempt in attempt_rows:
+        usage_json = attempt.get("usage_json")
+        if not usage_json:
+            continue  # no answer with usage: nothing known to be billed
+        total = attempt.get("total_tokens")  # the store's copy, when it has one
+        if total is None:
+            total = json.loads(usage_json).get("totalTokenCount")
+        key = str(attempt["key"])
+        totals[key] = totals.get(key, 0) + int(total or 0)
+    return totals
+
+
+def _by_prompt(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
+    groups: dict[str, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(str(entry.row["prompt_id"]), []).append(entry)
+    return groups
+
+
+def _distinct(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _template(row: Mapping[str, Any]) -> str:
+    """The rendered prompt with each var value put back as `{name}`.
+
+    The store keeps rendered text only; this recovers the job file's template for
+    headers (exact unless a value also occurs elsewhere in the text)."""
+    text = str(row["prompt"])
+    values = sorted((row.get("vars") or {}).items(), key=lambda kv: -len(str(kv[1])))
+    for name, value in values:
+        if str(value):
+            text = text.replace(str(value), "{" + str(name) + "}")
+    return text
+
+
+def _grid(prompt_id: str, entries: Sequence[Entry]) -> Grid:
+    values: dict[str, list[str]] = {}
+    for entry in entries:
+        for axis, value in entry.axes.items():
+            values.setdefault(axis, [])
+            if value not in values[axis]:
+                values[axis].append(value)
+    varying = [a for a, vs in values.items() if len(vs) > 1]
+    # Aspect ratio across, as in the gallery; failing that samples (repeats compare
+    # best side by side), failing that the first axis that varies.
+    col_axis: str | None = None
+    for preferred in ("aspect_ratio", "sample"):
+        if preferred in varying:
+            col_axis = preferred
+            break
+    else:
+        col_axis = varying[0] if varying else None
+    row_axes = tuple(a for a in varying if a != col_axis)
+    columns = tuple(values[col_axis]) if col_axis else ("",)
+
+    rows: list[tuple[str, ...]] = []
+    row_index: dict[tuple[str, ...], int] = {}
+    cells: dict[tuple[int, int], Entry] = {}
+    for entry in entries:
+        c = columns.index(entry.axes[col_axis]) if col_axis else 0
+        key = tuple(entry.axes.get(a, _NO_VALUE) for a in row_axes)
+        n = 1
+        while key in row_index and (row_index[key], c) in cells:
+            n += 1
+            key = (*key[: len(row_axes)], str(n))
+        if key not in row_index:
+            row_index[key] = len(rows)
+            rows.append(key)
+        cells[(row_index[key], c)] = entry
+    return Grid(
+        prompt_id=prompt_id,
+        texts=tuple(_distinct(_template(e.row) for e in entries)),
+        var_names=tuple(_distinct(n for e in entries for n in e.row.get("vars") or {})),
+        col_axis=col_axis,
+        row_axes=row_axes,
+        columns=columns,
+        rows=tuple(rows),
+        cells=cells,
+        entries=tuple(entries),
+    )

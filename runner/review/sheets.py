@@ -1,0 +1,473 @@
+"""Contact sheets: `contact/<prompt>.png`, one labelled grid image per prompt.
+
+Owns a sheet's layout (cell size, pages of whole rows and columns so a page stays
+within SHEET_MAX_SIDE and SHEET_MAX_PIXELS), page names, the signature embedded in
+each PNG that lets an up-to-date page be kept, removing surplus pages it wrote
+earlier, and drawing (composed from the thumbnails, never the full images). Must not
+write anywhere but `contact/`.
+
+Fonts: Pillow's bundled FreeType font (Aileron), so no system font is needed; it
+covers Latin scripts, and text in other scripts draws as boxes on the sheets (the
+page shows it as the browser would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from runner import outputs
+from runner.review.grid import axis_title
+from runner.review.workers import parallel
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from runner.review.grid import Entry, Grid
+
+CONTACT_DIR = "contact"
+
+SHEET_CELL = 256  # px, the largest cell side of a contact sheet
+SHEET_MIN_CELL = 96
+SHEET_GAP = 8
+SHEET_MARGIN = 24
+SHEET_MAX_SIDE = 8192
+SHEET_MAX_PIXELS = 32 * 1024 * 1024
+SHEET_LABEL_PX = 20
+SHEET_TITLE_PX = 28
+SHEET_SMALL_PX = 15
+SHEET_ROW_LABEL_MAX = 360  # px; longer row labels are shortened with an ellipsis
+# zlib level 1: half the time of the default 6 for files about 15% larger (most of
+# what is left is Pillow's per-row PNG filtering, which holds the GIL).
+SHEET_COMPRESS_LEVEL = 1
+
+SHEET_BACKGROUND = (255, 255, 255)
+SHEET_INK = (28, 28, 30)
+SHEET_MUTED = (100, 100, 108)
+SHEET_LETTERBOX = (240, 240, 243)
+PLACEHOLDER_RGB = (226, 226, 231)
+STATUS_RGB: Mapping[str, tuple[int, int, int]] = {
+    "succeeded": (31, 138, 76),
+    "failed": (198, 40, 40),
+    "blocked": (178, 100, 0),
+    "pending": (100, 100, 108),
+    "running": (37, 99, 235),
+    "missing": (120, 120, 128),
+}
+
+_SIGNATURE_KEY = "runner-review"
+_PROMPT_KEY = "runner-review-prompt"
+_LAYOUT_VERSION = "1"  # bump when the drawing changes, so old sheets are redrawn
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSheet:
+    """One page of a prompt's contact sheet, with the geometry it was drawn with.
+
+    Cell (row r, column c) spans `cell` px square from
+    x = left + c * (cell + SHEET_GAP), y = top + r * (cell + SHEET_GAP); the image is
+    `size` = (left + columns * pitch - SHEET_GAP + SHEET_MARGIN, likewise down).
+    """
+
+    path: Path
+    prompt_id: str
+    page: int  # 1-based
+    pages: int
+    columns: tuple[str, ...]  # column header labels, left to right
+    rows: tuple[str, ...]  # row header labels (one line per axis, " / "), top down
+    cell: int
+    left: int
+    top: int
+    size: tuple[int, int]
+    written: bool  # False when the file on disk was already up to date
+
+
+@dataclass(frozen=True, slots=True)
+class SheetPage:
+    """One contact-sheet page: what it shows, and all a worker needs to draw it."""
+
+    sheet: ContactSheet
+    grid: Grid
+    layout: _SheetLayout
+    rows: range
+    cols: range
+    signature: str  # of everything drawn; embedded in the PNG
+
+
+def plan_sheets(job_folder: Path, grids: Sequence[Grid]) -> list[SheetPage]:
+    """Every prompt's sheet pages, each `written` if its content changed (and so
+    must be drawn); removes surplus pages an earlier, larger grid needed."""
+    folder = job_folder / CONTACT_DIR
+    taken = {_safe_name(g.prompt_id) + ".png" for g in grids}
+    found: list[SheetPage] = []
+    for grid in grids:
+        layout = _sheet_layout(grid)
+        row_chunks = _chunks(len(grid.rows), layout.rows_per_page)
+        col_chunks = _chunks(len(grid.columns), layout.cols_per_page)
+        pages = [(rs, cs) for rs in row_chunks for cs in col_chunks]
+        names = _page_names(_safe_name(grid.prompt_id), len(pages), taken)
+        taken.update(names)
+        for n, (name, (rs, cs)) in enumerate(zip(names, pages, strict=True)):
+            page = _describe_page(
+                folder / name, grid, layout, rs, cs, n + 1, len(pages)
+            )
+            found.append(page)
+        _remove_surplus_pages(folder, grid.prompt_id, set(names))
+    return found
+
+
+def draw_sheets(pages: Sequence[SheetPage]) -> None:
+    """Draw and write, on the worker threads, every page whose content changed."""
+    parallel(_draw_page, [p for p in pages if p.sheet.written])
+
+
+# -- layout and pages ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SheetLayout:
+    cell: int
+    row_label_w: int
+    left: int
+    top: int
+    cols_per_page: int
+    rows_per_page: int
+    title_lines: int
+
+
+def _sheet_layout(grid: Grid) -> _SheetLayout:
+    label = _font(SHEET_LABEL_PX)
+    line = _line_height(label)
+    widest = max(
+        (label.getlength(t) for r in range(len(grid.rows)) for t in grid.row_lines(r)),
+        default=0.0,
+    )
+    row_label_w = min(SHEET_ROW_LABEL_MAX, int(widest) + 12) if grid.row_axes else 0
+    left = SHEET_MARGIN + (row_label_w + SHEET_GAP if row_label_w else 0)
+    n_cols = len(grid.columns)
+    room = SHEET_MAX_SIDE - left - SHEET_MARGIN + SHEET_GAP
+    cell = min(SHEET_CELL, room // n_cols - SHEET_GAP)
+    cols_per_page = n_cols
+    if cell < SHEET_MIN_CELL:
+        cell = SHEET_MIN_CELL
+        cols_per_page = max(1, room // (cell + SHEET_GAP))
+    title_lines = 2
+    top = SHEET_MARGIN + _line_height(_font(SHEET_TITLE_PX))
+    top += title_lines * _line_height(_font(SHEET_SMALL_PX)) + SHEET_GAP
+    if grid.col_axis is not None:
+        top += line + SHEET_GAP
+    pitch = cell + SHEET_GAP
+    width = left + cols_per_page * pitch - SHEET_GAP + SHEET_MARGIN
+    max_h = min(SHEET_MAX_SIDE, SHEET_MAX_PIXELS // width)
+    rows_per_page = max(1, (max_h - top - SHEET_MARGIN + SHEET_GAP) // pitch)
+    return _SheetLayout(
+        cell, row_label_w, left, top, cols_per_page, rows_per_page, title_lines
+    )
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    return [range(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def _describe_page(
+    path: Path,
+    grid: Grid,
+    layout: _SheetLayout,
+    rows: range,
+    cols: range,
+    number: int,
+    pages: int,
+) -> SheetPage:
+    """A page's geometry, labels and the signature of what it shows; its sheet is
+    `written` (must be drawn) unless the file on disk carries that signature."""
+    pitch = layout.cell + SHEET_GAP
+    size = (
+        layout.left + len(cols) * pitch - SHEET_GAP + SHEET_MARGIN,
+        layout.top + len(rows) * pitch - SHEET_GAP + SHEET_MARGIN,
+    )
+    column_labels = tuple(grid.column_label(c) for c in cols)
+    row_labels = tuple(" / ".join(grid.row_lines(r)) for r in rows)
+    cells = []
+    for r in rows:
+        for c in cols:
+            entry = grid.cells.get((r, c))
+            cells.append(
+                None
+                if entry is None
+                else [entry.status, entry.reason, entry.thumb, entry.thumb_mtime]
+            )
+    signature = hashlib.sha256(
+        json.dumps(
+            [
+                _LAYOUT_VERSION,
+                [SHEET_CELL, SHEET_GAP, SHEET_MARGIN, SHEET_LABEL_PX, SHEET_TITLE_PX],
+                grid.prompt_id,
+                list(grid.texts),
+                number,
+                pages,
+                column_labels,
+                row_labels,
+                layout.cell,
+                cells,
+            ],
+            ensure_ascii=False,
+        ).encode("utf-8")
+    ).hexdigest()
+    sheet = ContactSheet(
+        path=path,
+        prompt_id=grid.prompt_id,
+        page=number,
+        pages=pages,
+        columns=column_labels,
+        rows=row_labels,
+        cell=layout.cell,
+        left=layout.left,
+        top=layout.top,
+        size=size,
+        written=_sheet_signature(path) != signature,
+    )
+    return SheetPage(sheet, grid, layout, rows, cols, signature)
+
+
+def _safe_name(prompt_id: str) -> str:
+    """A file name stem from a prompt id (ids are already [A-Za-z0-9._-])."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in prompt_id)
+    return cleaned.lstrip(".") or "prompt"
+
+
+def _page_names(stem: str, pages: int, taken: set[str]) -> list[str]:
+    """`stem.png`, then `stem_2.png`...; `+` (never in a prompt id) if that clashes
+    with another prompt's sheet."""
+    names = [f"{stem}.png"]
+    for n in range(2, pages + 1):
+        name = f"{stem}_{n}.png"
+        if name in taken:
+            name = f"{stem}+{n}.png"
+        names.append(name)
+    return names
+
+
+def _sheet_signature(path: Path) -> str | None:
+    try:
+        with Image.open(path) as existing:  # tEXt chunks precede the pixels
+            value = existing.info.get(_SIGNATURE_KEY)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _remove_surplus_pages(folder: Path, prompt_id: str, keep: set[str]) -> None:
+    """Pages of this prompt's sheet that an earlier, larger grid needed."""
+    stem = _safe_name(prompt_id)
+    for pattern in (f"{stem}_*.png", f"{stem}+*.png"):
+        for path in folder.glob(pattern):
+            if path.name in keep:
+                continue
+            try:
+                with Image.open(path) as existing:
+                    ours = existing.info.get(_PROMPT_KEY) == prompt_id
+            except (OSError, ValueError):
+                continue
+            suffix = path.name[len(stem) + 1 : -len(".png")]
+            if ours and suffix.isdigit():
+                path.unlink(missing_ok=True)
+
+
+# -- drawing ---------------------------------------------------------------------------
+
+
+def _draw_page(page: SheetPage) -> None:
+    """Worker: draw one page and write it, its signature embedded."""
+    sheet, grid, layout = page.sheet, page.grid, page.layout
+    pitch = layout.cell + SHEET_GAP
+    canvas = Image.new("RGB", sheet.size, SHEET_BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    _draw_title(draw, grid, layout, sheet.size[0], sheet.page, sheet.pages)
+    label = _font(SHEET_LABEL_PX)
+    line = _line_height(label)
+    if grid.col_axis is not None:
+        y = layout.top - SHEET_GAP - line
+        for i, text in enumerate(sheet.columns):
+            x = layout.left + i * pitch
+            shown = _fit(text, label, layout.cell - 4)
+            dx = (layout.cell - label.getlength(shown)) / 2
+            draw.text((x + dx, y), shown, font=label, fill=SHEET_INK)
+    for i, r in enumerate(page.rows):
+        y = layout.top + i * pitch
+        lines = grid.row_lines(r)
+        fits = max(1, layout.cell // line)
+        lines = lines[:fits]
+        y0 = y + (layout.cell - len(lines) * line) / 2
+        for j, text in enumerate(lines):
+            shown = _fit(text, label, layout.row_label_w - 8)
+            draw.text((SHEET_MARGIN, y0 + j * line), shown, font=label, fill=SHEET_INK)
+        for k, c in enumerate(page.cols):
+            box = (layout.left + k * pitch, y, layout.cell)
+            entry = grid.cells.get((r, c))
+            _draw_cell(canvas, draw, sheet.path.parent.parent, entry, box)
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(_SIGNATURE_KEY, page.signature)
+    info.add_text(_PROMPT_KEY, grid.prompt_id)
+    buffer = io.BytesIO()
+    canvas.save(buffer, "PNG", pnginfo=info, compress_level=SHEET_COMPRESS_LEVEL)
+    canvas.close()
+    outputs.write_atomic(sheet.path, buffer.getvalue())
+
+
+def _draw_title(
+    draw: ImageDraw.ImageDraw,
+    grid: Grid,
+    layout: _SheetLayout,
+    width: int,
+    page: int,
+    pages: int,
+) -> None:
+    title, small = _font(SHEET_TITLE_PX), _font(SHEET_SMALL_PX)
+    room = width - 2 * SHEET_MARGIN
+    heading = grid.prompt_id + (f"   page {page} of {pages}" if pages > 1 else "")
+    draw.text(
+        (SHEET_MARGIN, SHEET_MARGIN),
+        _fit(heading, title, room),
+        font=title,
+        fill=SHEET_INK,
+    )
+    text = grid.texts[0] if grid.texts else ""
+    if len(grid.texts) > 1:
+        text += f"   (+{len(grid.texts) - 1} more wordings)"
+    y = SHEET_MARGIN + _line_height(title)
+    for i, part in enumerate(_wrap(text, small, room, layout.title_lines)):
+        draw.text(
+            (SHEET_MARGIN, y + i * _line_height(small)),
+            part,
+            font=small,
+            fill=SHEET_MUTED,
+        )
+    if grid.row_axes and grid.col_axis is not None:
+        # the corner names the row axes, above the row labels
+        corner = " / ".join(axis_title(a) for a in grid.row_axes)
+        label = _font(SHEET_LABEL_PX)
+        y = layout.top - SHEET_GAP - _line_height(label)
+        shown = _fit(corner, small, layout.row_label_w - 8)
+        draw.text((SHEET_MARGIN, y + 3), shown, font=small, fill=SHEET_MUTED)
+
+
+def _draw_cell(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    job_folder: Path,
+    entry: Entry | None,
+    box: tuple[int, int, int],
+) -> None:
+    x, y, cell = box
+    if entry is not None and entry.thumb is not None:
+        try:
+            with Image.open(job_folder / entry.thumb) as thumb:
+                # JPEG DCT scaling: a thumbnail twice the cell decodes at cell size
+                thumb.draft("RGB", _fit_size(thumb.size, cell))
+                image = thumb.convert("RGB")
+            image.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+        except (OSError, ValueError):
+            image = None
+        if image is not None:
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=SHEET_LETTERBOX)
+            dx, dy = (cell - image.width) // 2, (cell - image.height) // 2
+            canvas.paste(image, (x + dx, y + dy))
+            return
+    status = "missing" if entry is None else entry.status
+    word = "not in plan" if entry is None else status
+    reason = "" if entry is None else entry.reason
+    if entry is not None and entry.status == "succeeded":
+        word = "no image"
+    colour = STATUS_RGB.get(status, STATUS_RGB["missing"])
+    draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=PLACEHOLDER_RGB)
+    draw.rectangle((x, y, x + cell - 1, y + 5), fill=colour)
+    label, small = _font(SHEET_LABEL_PX), _font(SHEET_SMALL_PX)
+    pad = 10
+    draw.text(
+        (x + pad, y + 14), _fit(word, label, cell - 2 * pad), font=label, fill=colour
+    )
+    room = (cell - 14 - _line_height(label) - pad) // _line_height(small)
+    if reason and room > 0:
+        top = y + 14 + _line_height(label) + 2
+        for i, part in enumerate(_wrap(reason, small, cell - 2 * pad, room)):
+            draw.text(
+                (x + pad, top + i * _line_height(small)),
+                part,
+                font=small,
+                fill=SHEET_INK,
+            )
+
+
+def _fit_size(size: tuple[int, int], box: int) -> tuple[int, int]:
+    """`size` scaled to fit a `box` px square, keeping its aspect ratio."""
+    scale = min(1.0, box / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+# -- text ------------------------------------------------------------------------------
+
+
+_fonts = threading.local()
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled FreeType font (Pillow >= 10.1): no system font needed. One
+    per thread: a FreeType face must not be used by two threads at once."""
+    cache: dict[int, ImageFont.FreeTypeFont] = _fonts.__dict__.setdefault("by_size", {})
+    if size not in cache:
+        font = ImageFont.load_default(size=size)
+        assert isinstance(font, ImageFont.FreeTypeFont)
+        cache[size] = font
+    return cache[size]
+
+
+def _line_height(font: ImageFont.FreeTypeFont) -> int:
+    ascent, descent = font.getmetrics()
+    return ascent + descent + 4
+
+
+def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """`text`, shortened with an ellipsis to fit `width` px."""
+    if font.getlength(text) <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if font.getlength(text[:mid] + "…") <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…"
+
+
+def _wrap(
+    text: str, font: ImageFont.FreeTypeFont, width: int, max_lines: int
+) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    words = text.split()
+    for i, word in enumerate(words):
+        trial = f"{current} {word}" if current else word
+        if font.getlength(trial) <= width:
+            current = trial
+            continue
+        if current:
+            lines.append(current)
+        current = word
+        if len(lines) == max_lines:
+            current = " ".join(words[i:])
+            break
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1] + " " + "…"
+    return [_fit(line, font, width) for line in lines]
