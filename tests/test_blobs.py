@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from runner import client
-from runner.blobs import MIN_BLOB_CHARS, BlobExtractor
+from runner.client.blobs import MIN_BLOB_CHARS, BlobExtractor
 from runner.plan import Request
 
 if TYPE_CHECKING:

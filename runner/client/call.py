@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from runner import __version__
-from runner.blobs import BlobExtractor
+from runner.client.blobs import BlobExtractor
 
 if TYPE_CHECKING:
     from pathlib import Path
