@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from runner import client
-from runner.blobs import MIN_BLOB_CHARS, BlobExtractor
+from runner.client.blobs import MIN_BLOB_CHARS, BlobExtractor
 from runner.plan import Request
 
 if TYPE_CHECKING:
@@ -103,7 +103,8 @@ async def test_the_client_returns_spilled_images_as_files(tmp_path: Path) -> Non
         return httpx.Response(200, content=raw)
 
     request = Request("m", "t", "1:1", None, (), {}, None, None)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+    mock = httpx.MockTransport(handler)
+    async with client.make_http_client(concurrency=1, transport=mock) as http:
         outcome = await client.generate(
             http, client.Endpoint("http://sim"), request, [], spool_dir=tmp_path
         )
@@ -123,7 +124,8 @@ async def test_files_of_an_answer_that_is_not_used_are_deleted(tmp_path: Path) -
         return httpx.Response(200, content=raw)
 
     request = Request("m", "t", "1:1", None, (), {}, None, None)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+    mock = httpx.MockTransport(handler)
+    async with client.make_http_client(concurrency=1, transport=mock) as http:
         outcome = await client.generate(
             http, client.Endpoint("http://sim"), request, [], spool_dir=tmp_path
         )

@@ -1,7 +1,9 @@
 """client: the generateContent body, headers, and SPEC section 1 classification.
 
-Every scenario is one small `httpx.MockTransport` handler; the end-to-end path over
-real sockets belongs to the simulator tests.
+Every scenario is one small `httpx.MockTransport` handler, plugged in as the network
+of the production client (`make_http_client(transport=...)`), so each call takes the
+path a run takes: the sharded pool's direct send. The end-to-end path over real
+sockets belongs to the simulator tests.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,10 @@ PNG_B64 = (
 PNG = base64.b64decode(PNG_B64)
 GENERATE_URL = f"{BASE}/v1beta/models/{MODEL}:generateContent"
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = (
+    Callable[[httpx.Request], httpx.Response]
+    | Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
+)
 
 
 def sample(name: str) -> Any:
@@ -98,14 +103,20 @@ async def call(
     endpoint: Endpoint | None = None,
     **kwargs: Any,
 ) -> Outcome:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        return await client.generate(
+    """`client.generate` on the client a run uses, with `handler` as the network."""
+    mock = httpx.MockTransport(handler)
+    async with client.make_http_client(concurrency=1, transport=mock) as http:
+        outcome = await client.generate(
             http,
             endpoint or Endpoint(BASE, KEY),
             request or make_request(),
             references,
             **kwargs,
         )
+        # Every path gives its pool shard back: answers, errors and dropped bodies.
+        transport: Any = http._transport
+        assert transport._busy == [0]
+    return outcome
 
 
 # --- request body --------------------------------------------------------------
@@ -940,9 +951,8 @@ async def test_cancellation_propagates():
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        with anyio.move_on_after(0.05) as scope:
-            await client.generate(http, Endpoint(BASE, KEY), make_request(), [])
+    with anyio.move_on_after(0.05) as scope:
+        await call(handler)
 
     assert scope.cancelled_caught
 
@@ -1012,6 +1022,27 @@ async def test_make_http_client_uses_the_default_timeouts_and_no_redirects():
         assert max(sizes) <= client.POOL_SHARD_SIZE
 
 
+async def test_generate_content_goes_straight_to_the_pool_not_through_client_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def layered_send(*args: Any, **kwargs: Any) -> httpx.Response:
+        raise AssertionError("generateContent went through AsyncClient.send")
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", layered_send)
+    outcome = await call(reply(200, sample("200-image.json")))
+
+    assert outcome.kind is Kind.SUCCESS
+
+
+async def test_a_given_transport_is_the_network_even_with_a_proxy_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    outcome = await call(reply(200, sample("200-image.json")))
+
+    assert outcome.kind is Kind.SUCCESS
+
+
 async def test_make_http_client_accepts_a_timeout():
     timeout = httpx.Timeout(5.0)
     async with client.make_http_client(concurrency=1, timeout=timeout) as http:
@@ -1045,16 +1076,12 @@ async def test_a_proxy_named_in_the_environment_is_used_and_no_proxy_respected(
 
 
 async def test_a_one_letter_key_does_not_corrupt_image_data_in_a_relay_answer() -> None:
-    body = json.loads((SAMPLES / "200-relay-markdown-data-uri.json").read_text())
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=body)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        outcome = await client.generate(
-            http, Endpoint("https://relay.test", api_key="A"), make_request(), []
-        )
+    body = sample("200-relay-markdown-data-uri.json")
+    outcome = await call(
+        reply(200, body), endpoint=Endpoint("https://relay.test", api_key="A")
+    )
     assert outcome.kind is Kind.SUCCESS
+    assert outcome.images == (client.Image("image/png", PNG, "data-uri"),)
 
 
 async def test_the_pool_shards_share_the_load_and_get_every_slot_back(

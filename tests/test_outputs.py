@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
+import os
+import resource
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +18,7 @@ from runner import outputs
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -51,6 +57,49 @@ def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path: Path) ->
     outputs.write_atomic(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["a.png"]
+
+
+@pytest.mark.parametrize("failure", ["write", "fsync", "rename"])
+@pytest.mark.parametrize("existing", [True, False], ids=["replace", "new"])
+def test_a_write_that_fails_partway_leaves_the_old_file_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str, existing: bool
+) -> None:
+    target = tmp_path / "images" / "a.png"
+    target.parent.mkdir()
+    if existing:
+        target.write_bytes(b"the old image")
+
+    def broken(*args: object) -> None:
+        raise OSError(errno.EIO, f"{failure} failed")
+
+    with contextlib.ExitStack() as stack:
+        if failure == "write":
+            # A real short write, whoever writes: the disk fills up after 64 KiB.
+            stack.enter_context(file_size_limit(64 * 1024))
+        else:
+            patch = stack.enter_context(monkeypatch.context())
+            patch.setattr(os, "fsync" if failure == "fsync" else "replace", broken)
+        with pytest.raises(OSError):
+            outputs.write_atomic(target, b"new image " * 100_000)
+
+    if existing:
+        assert target.read_bytes() == b"the old image"
+    else:
+        assert not target.exists()
+    assert [p.name for p in target.parent.iterdir()] == (["a.png"] if existing else [])
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past `limit` bytes fail with EFBIG (root included), as on a full disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else it kills us
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
 
 def test_stale_temp_files_from_a_killed_run_are_removed(tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ def _seconds_between(earlier: str, later: str) -> float:
 async def test_images_spilled_to_disk_while_streaming_are_renamed_into_place(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner import blobs
+    from runner.client import blobs
 
     monkeypatch.setattr(blobs, "DEFAULT_SPILL_BYTES", 0)
     report, _ = await run(tmp_path, sim, ["one", "two", "three"])

@@ -5,12 +5,14 @@ document at once, times the concurrency, is what makes naive clients use gigabyt
 `BlobExtractor` scans the body chunk by chunk: every JSON string value of a `"data"`
 key is decoded on the fly (into memory, or spilled to a temp file past a threshold)
 and replaced in the kept text by a short placeholder, so the rest of the answer stays
-small and is parsed with `json.loads` as usual. Pure byte handling: no network, no
-knowledge of the API beyond the key name.
+small and is parsed with `json.loads` as usual. `decode_image_data` decodes the
+values too short to extract, and data URIs, in one piece. Pure byte handling: no
+network, no knowledge of the API beyond the key name.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import os
 import re
@@ -18,6 +20,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_SPILL_BYTES = 1 << 20  # decoded bytes kept in memory before spilling to disk
 # A "data" string shorter than this stays in the document untouched: only image
@@ -185,6 +188,20 @@ class BlobExtractor:
             self._file = None
         self._b64 = bytearray()
         self._current = None
+
+
+class ImageDataError(Exception):
+    """Image data in a paid-for answer that cannot be decoded; says where."""
+
+
+def decode_image_data(payload: Any, where: str) -> bytes:
+    """The bytes of a base64 string found in `where`, or `ImageDataError`."""
+    if not isinstance(payload, str):
+        raise ImageDataError(f"{where} image data is not a base64 string")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageDataError(f"invalid base64 image data in {where} ({exc})") from exc
 
 
 class _SpoolFile:

@@ -1,0 +1,202 @@
+"""2xx answers: a generateContent document classified into an `Outcome`.
+
+Owns: SPEC section 1 for answers that arrived: images (inline, or what `relay` finds
+in text), blocked prompts and safety finish reasons, text-only and empty answers,
+non-JSON or truncated bodies, and errors that relays send with status 200. Must not
+send anything but the relay image fetches, and sees only redacted bodies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any
+
+from runner.client import relay
+from runner.client.api_errors import classify_error, parse_error
+from runner.client.blobs import ImageDataError, decode_image_data
+from runner.client.outcome import Image, Kind, Outcome, clip
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import httpx
+
+    from runner.client.blobs import BlobExtractor
+
+BLOCKED_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "IMAGE_SAFETY",
+        "PROHIBITED_CONTENT",
+        "IMAGE_PROHIBITED_CONTENT",
+        "RECITATION",
+        "IMAGE_RECITATION",
+        "BLOCKLIST",
+        "SPII",
+    }
+)
+
+
+async def classify_answer(
+    http: httpx.AsyncClient,
+    status: int,
+    headers: httpx.Headers,
+    body: bytes,
+    blobs: BlobExtractor | None,
+    max_bytes: int,
+) -> Outcome:
+    """The outcome of a 2xx answer: `body` is the document with its image data
+    taken out into `blobs`; relay image URLs are fetched on `http`."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        shown = clip(body.decode("utf-8", errors="replace"), 100)
+        return Outcome(
+            Kind.UNKNOWN,
+            f"{status} answer is not valid JSON (truncated?): {shown!r}",
+        )
+    if not isinstance(data, dict):
+        return Outcome(Kind.UNKNOWN, f"{status} answer is not a JSON object")
+    if "error" in data and "candidates" not in data:
+        # Some relays send errors with status 200; trust the code inside.
+        code = data["error"].get("code") if isinstance(data["error"], dict) else None
+        if isinstance(code, int) and 400 <= code < 600:
+            return classify_error(code, headers, body)
+        error = parse_error(body)
+        if error.mentions_balance():
+            return classify_error(402, headers, body)
+        return Outcome(Kind.UNKNOWN, f"answer carried an error: {error.summary(200)}")
+
+    usage = data.get("usageMetadata")
+    meta = Outcome(
+        Kind.UNKNOWN,
+        "",
+        usage=dict(usage) if isinstance(usage, dict) else None,
+        model_version=_str_or_none(data.get("modelVersion")),
+        response_id=_str_or_none(data.get("responseId")),
+    )
+
+    feedback = data.get("promptFeedback")
+    if not isinstance(feedback, dict):
+        feedback = {}
+    if block := feedback.get("blockReason"):
+        detail = feedback.get("blockReasonMessage")
+        reason = f"prompt blocked: {block}"
+        if isinstance(detail, str) and detail:
+            reason += f": {clip(detail, 120)}"
+        return dataclasses.replace(
+            meta, kind=Kind.BLOCKED, reason=reason, finish_reason=str(block)
+        )
+
+    candidates = data.get("candidates")
+    if not isinstance(candidates, list):
+        candidates = []
+    candidates = [c for c in candidates if isinstance(c, dict)]
+    finish = _str_or_none(candidates[0].get("finishReason")) if candidates else None
+    finish_message = (
+        _str_or_none(candidates[0].get("finishMessage")) if candidates else None
+    )
+    meta = dataclasses.replace(meta, finish_reason=finish)
+
+    try:
+        images, texts, urls, empty = _collect(candidates, blobs)
+    except ImageDataError as exc:
+        return dataclasses.replace(meta, reason=str(exc))
+    text = "\n".join(texts)
+    meta = dataclasses.replace(meta, text=text)
+
+    fetched: list[Image] = []
+    for url in urls:
+        got = await relay.fetch_image(http, url, max_bytes)
+        if isinstance(got, str):
+            return dataclasses.replace(
+                meta,
+                reason=f"could not fetch the image URL {clip(url, 120)}: {got}",
+                extra_urls=tuple(urls),
+            )
+        fetched.append(got)
+    images += fetched
+
+    if images:
+        return dataclasses.replace(
+            meta, kind=Kind.SUCCESS, images=tuple(images), extra_urls=tuple(urls)
+        )
+    if finish in BLOCKED_FINISH_REASONS:
+        reason = f"finishReason {finish}"
+        if finish_message:
+            reason += f": {clip(finish_message, 120)}"
+        return dataclasses.replace(meta, kind=Kind.BLOCKED, reason=reason)
+    if not candidates:
+        reason = "no candidates"
+    elif finish not in (None, "STOP"):
+        reason = f"finishReason {finish}"
+        if text or finish_message:
+            reason += f": {clip(text or finish_message or '', 120)}"
+    elif text:
+        reason = f"answered with text only: {clip(text, 120)}"
+    elif empty:
+        reason = "answered with empty image data"
+    else:
+        reason = f"empty answer (finishReason {finish or 'missing'})"
+    return dataclasses.replace(meta, kind=Kind.NO_IMAGE, reason=reason)
+
+
+_MAX_TEXT_CHARS = 4096  # of each text part, kept for reasons (clipped far shorter)
+
+
+def _collect(
+    candidates: Sequence[Mapping[str, Any]], blobs: BlobExtractor | None = None
+) -> tuple[list[Image], list[str], list[str], int]:
+    """Images, non-thought texts (data URIs elided), image URLs, empty images."""
+    images: list[Image] = []
+    texts: list[str] = []
+    urls: list[str] = []
+    empty = 0
+    for candidate in candidates:
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            if not isinstance(part, dict) or part.get("thought") is True:
+                continue
+            inline = part.get("inlineData", part.get("inline_data"))
+            if isinstance(inline, dict):
+                payload = inline.get("data")
+                mime = inline.get("mimeType", inline.get("mime_type"))
+                if not payload:
+                    empty += 1
+                    continue
+                mime = mime if isinstance(mime, str) else ""
+                blob = blobs.blob_for(payload) if blobs is not None else None
+                if blob is None:
+                    images.append(Image(mime, decode_image_data(payload, "inlineData")))
+                elif blob.error is not None:
+                    raise ImageDataError(f"{blob.error} in inlineData")
+                elif blob.size == 0:
+                    empty += 1
+                else:
+                    images.append(Image(mime, bytes(blob.data), path=blob.path))
+            file_data = part.get("fileData", part.get("file_data"))
+            if isinstance(file_data, dict):
+                uri = file_data.get("fileUri", file_data.get("file_uri"))
+                if isinstance(uri, str) and uri.startswith(("http://", "https://")):
+                    _add_url(urls, uri)
+            text = part.get("text")
+            if isinstance(text, str) and text:
+                found, links, blank, text = relay.images_in_text(text)
+                images += found
+                empty += blank
+                for url in links:
+                    _add_url(urls, url)
+                # Text only ever ends up in a clipped reason.
+                texts.append(text[:_MAX_TEXT_CHARS])
+    return images, texts, urls, empty
+
+
+def _add_url(urls: list[str], url: str) -> None:
+    if url not in urls:
+        urls.append(url)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

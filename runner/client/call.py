@@ -1,0 +1,244 @@
+"""One generateContent call: send the request, read the reply, hand it to a classifier.
+
+Owns: `generate`, the streaming read (image data decoded as it arrives, a size
+limit, spilled image files of unused answers deleted), what a failed send means
+(transient or possibly billed), and the order of redaction: reply bytes before
+parsing, every outcome through `seal`. Must not retry, sleep, write files other
+than spooled image data, or touch the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+
+from runner.client.answer import classify_answer
+from runner.client.api_errors import classify_error
+from runner.client.blobs import BlobExtractor
+from runner.client.outcome import Kind, Outcome, size_text
+from runner.client.redaction import redact_bytes, seal
+from runner.client.request import (
+    Endpoint,
+    Refused,
+    build_body,
+    checked_url,
+    endpoint_url,
+    request_headers,
+)
+from runner.client.transport import RunnerClient, read_limited
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from pathlib import Path
+
+    from runner.plan import Request
+
+# Two 4K PNGs in base64 stay well under this; anything larger is not an answer.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+async def generate(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    request: Request,
+    reference_data: Sequence[bytes],
+    *,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    spool_dir: Path | None = None,
+) -> Outcome:
+    """Send one generateContent call and classify the reply; never raises on I/O.
+
+    Image data is decoded while the answer streams in; with `spool_dir`, images
+    past a megabyte go to hidden temp files there (`Image.path`), which the caller
+    renames into place. Files of answers that are not a success are deleted.
+    """
+    secret = (endpoint.api_key or "").strip() or None
+    try:
+        return seal(
+            await _generate(
+                http,
+                endpoint,
+                secret,
+                request,
+                reference_data,
+                max_response_bytes,
+                spool_dir,
+            ),
+            secret,
+        )
+    except Refused as refused:
+        return seal(refused.outcome, secret)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    headers: httpx.Headers
+    body: bytes  # for a success: the document with image data taken out
+    too_large: bool
+    blobs: BlobExtractor | None = None
+
+
+# Error bodies are only read for a reason; no need to hold a large one.
+_MAX_ERROR_BODY_BYTES = 64 * 1024
+
+
+async def _generate(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    secret: str | None,
+    request: Request,
+    reference_data: Sequence[bytes],
+    max_bytes: int,
+    spool_dir: Path | None,
+) -> Outcome:
+    url = checked_url(endpoint_url(endpoint, request.model))
+    headers = request_headers(endpoint, secret)
+    content = json.dumps(
+        build_body(request, reference_data), ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+
+    started = time.perf_counter()
+    try:
+        reply = await _post(http, url, headers, content, max_bytes, spool_dir)
+    except (httpx.HTTPError, OSError) as exc:
+        failed = _transport_outcome(exc)
+        return dataclasses.replace(failed, latency=time.perf_counter() - started)
+    latency = time.perf_counter() - started
+    # Redact before parsing: reasons clip messages, which could cut a key in two.
+    reply = dataclasses.replace(reply, body=redact_bytes(reply.body, secret))
+
+    outcome: Outcome | None = None
+    try:
+        if reply.too_large and 200 <= reply.status < 300:
+            outcome = Outcome(
+                Kind.UNKNOWN, f"response larger than {size_text(max_bytes)}"
+            )
+        elif 200 <= reply.status < 300:
+            outcome = await classify_answer(
+                http, reply.status, reply.headers, reply.body, reply.blobs, max_bytes
+            )
+        else:
+            outcome = classify_error(reply.status, reply.headers, reply.body)
+    finally:
+        _drop_unused_blobs(reply.blobs, outcome)
+    return dataclasses.replace(outcome, http_status=reply.status, latency=latency)
+
+
+async def _post(
+    http: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    content: bytes,
+    max_bytes: int,
+    spool_dir: Path | None,
+) -> _Reply:
+    if isinstance(http, RunnerClient):
+        request = httpx.Request(
+            "POST",
+            url,
+            content=content,
+            headers=headers,
+            extensions={"timeout": http.timeout.as_dict()},
+        )
+        opened = _closing(await http.direct.handle_async_request(request))
+    else:
+        opened = http.stream(
+            "POST", url, content=content, headers=headers, follow_redirects=False
+        )
+    async with opened as response:
+        if response.is_success:
+            blobs = BlobExtractor(spool_dir=spool_dir)
+            try:
+                too_large = await _stream_answer(response, max_bytes, blobs)
+            except BaseException:
+                blobs.discard()
+                raise
+            if too_large:
+                blobs.discard()
+            return _Reply(
+                response.status_code,
+                response.headers,
+                blobs.finish(),
+                too_large,
+                blobs,
+            )
+        try:
+            body, too_large = await read_limited(response, _MAX_ERROR_BODY_BYTES)
+        except httpx.HTTPError:
+            # The status line already says what happened; the body was only detail.
+            body, too_large = b"", False
+        return _Reply(response.status_code, response.headers, body, too_large)
+
+
+@contextlib.asynccontextmanager
+async def _closing(response: httpx.Response) -> AsyncIterator[httpx.Response]:
+    try:
+        yield response
+    finally:
+        await response.aclose()
+
+
+def _drop_unused_blobs(blobs: BlobExtractor | None, outcome: Outcome | None) -> None:
+    """Delete spilled image files that no returned Image refers to."""
+    if blobs is None:
+        return
+    used = {image.path for image in outcome.images} if outcome else set()
+    for blob in blobs.blobs:
+        if blob.path is not None and blob.path not in used:
+            blob.discard()
+
+
+async def _stream_answer(
+    response: httpx.Response, limit: int, blobs: BlobExtractor
+) -> bool:
+    """Feed the body to `blobs`; True if it is longer than `limit` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return True
+    seen = 0
+    async for chunk in response.aiter_bytes():
+        seen += len(chunk)
+        if seen > limit:
+            return True
+        blobs.feed(chunk)
+    return False
+
+
+def _transport_outcome(exc: Exception) -> Outcome:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return Outcome(Kind.TRANSIENT, f"connect timeout: {detail}")
+    if isinstance(exc, httpx.PoolTimeout):
+        return Outcome(Kind.TRANSIENT, "no free connection in the pool (pool timeout)")
+    if isinstance(exc, httpx.ConnectError | httpx.ProxyError):
+        return Outcome(Kind.TRANSIENT, f"could not connect: {detail}")
+    if isinstance(exc, httpx.WriteTimeout | httpx.WriteError):
+        return Outcome(Kind.TRANSIENT, f"request not fully sent: {detail}")
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Raised while building or writing the request, before the server acted.
+        return Outcome(Kind.TRANSIENT, f"request not sent: {detail}")
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return Outcome(Kind.FATAL_RUN, f"{detail}; check the base URL")
+    if isinstance(exc, httpx.ReadTimeout):
+        return Outcome(
+            Kind.UNKNOWN, "read timeout: no answer in time (the request may be billed)"
+        )
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if "without sending a response" in detail:
+            return Outcome(
+                Kind.UNKNOWN, "server disconnected without sending a response"
+            )
+        return Outcome(Kind.UNKNOWN, f"connection dropped mid-answer: {detail}")
+    if isinstance(exc, httpx.ReadError):
+        return Outcome(Kind.UNKNOWN, f"connection dropped while waiting: {detail}")
+    if isinstance(exc, httpx.DecodingError):
+        return Outcome(Kind.UNKNOWN, f"could not decode the answer: {detail}")
+    # Anything else may have happened after the request left: assume it was billed.
+    return Outcome(Kind.UNKNOWN, f"{type(exc).__name__}: {detail}")
