@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from runner import spec as spec_module
 from runner.errors import JobSpecError
 from runner.plan import build_plan
 from runner.spec import (
@@ -28,6 +27,7 @@ from runner.spec import (
     Prompt,
     load_job,
 )
+from runner.spec import references as references_module
 
 SPEC_EXAMPLE = """\
 name: routing-banners            # optional; default: the file's stem.
@@ -898,13 +898,13 @@ def test_each_distinct_reference_file_is_read_once(
     make_image(tmp_path / "a.png")
     make_image(tmp_path / "b.png")
     calls: list[int] = []
-    real = spec_module._inspect_image
+    real = references_module.inspect_image
 
     def counting(data: bytes) -> tuple[str, int, int]:
         calls.append(len(data))
         return real(data)
 
-    monkeypatch.setattr(spec_module, "_inspect_image", counting)
+    monkeypatch.setattr(references_module, "inspect_image", counting)
     path = write_job(
         tmp_path, minimal("references: [a.png, [./a.png, b.png], [b.png]]\n")
     )
