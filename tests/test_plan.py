@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -102,6 +103,44 @@ def test_exclude_drops_every_cell_it_matches_partially(tmp_path: Path) -> None:
     cat_night = 2 * per_cell
     wide_ref = (2 + 4 + 1) * per_cell // 4  # of what is left, 16:9 with ref set 1
     assert len(items) == full - cat_night - wide_ref
+
+
+SIZES_AND_SAMPLES = """
+    name: sizes-and-samples
+    prompts:
+      - {id: a, text: "An apple"}
+      - {id: b, text: "A boat"}
+    image_sizes: [1K, 2K]
+    samples: 3
+"""
+# Every (prompt, image_size, sample) cell of SIZES_AND_SAMPLES, written out rather
+# than taken from the planner, so an exclude is checked against an independent grid.
+EVERY_CELL = set(itertools.product(["a", "b"], ["1K", "2K"], [1, 2, 3]))
+
+
+def cells_left(folder: Path, exclude: str) -> list[tuple[object, ...]]:
+    """(prompt, image_size, sample) of each planned item, sorted; repeats kept."""
+    body = SIZES_AND_SAMPLES + f"    exclude:\n      - {exclude}\n"
+    items = plan_of(folder, body)
+    return sorted((i["prompt"], i["image_size"], i["sample"]) for i in items)
+
+
+def test_exclude_by_sample_drops_that_sample_of_every_cell(tmp_path: Path) -> None:
+    dropped = {("a", "1K", 2), ("a", "2K", 2), ("b", "1K", 2), ("b", "2K", 2)}
+    assert cells_left(tmp_path, "{sample: 2}") == sorted(EVERY_CELL - dropped)
+
+
+def test_exclude_by_image_size_drops_only_that_size(tmp_path: Path) -> None:
+    dropped = {("a", "2K", 1), ("a", "2K", 2), ("a", "2K", 3)}
+    dropped |= {("b", "2K", 1), ("b", "2K", 2), ("b", "2K", 3)}
+    assert cells_left(tmp_path, "{image_size: 2K}") == sorted(EVERY_CELL - dropped)
+
+
+def test_exclude_by_prompt_size_and_sample_drops_exactly_one_image(
+    tmp_path: Path,
+) -> None:
+    left = cells_left(tmp_path, "{prompt: b, image_size: 2K, sample: 3}")
+    assert left == sorted(EVERY_CELL - {("b", "2K", 3)})
 
 
 def test_include_adds_cells_across_the_axes_it_leaves_out(tmp_path: Path) -> None:

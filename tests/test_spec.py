@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from runner import spec as spec_module
 from runner.errors import JobSpecError
 from runner.plan import build_plan
 from runner.spec import (
@@ -28,6 +27,7 @@ from runner.spec import (
     Prompt,
     load_job,
 )
+from runner.spec import references as references_module
 
 SPEC_EXAMPLE = """\
 name: routing-banners            # optional; default: the file's stem.
@@ -89,6 +89,24 @@ def png_claiming_size(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def unreadable_file(tmp_path: Path) -> Path:
+    """A regular file that open() refuses with EACCES, for root too.
+
+    Root bypasses file modes, so a chmod 0 file proves nothing in CI (run as
+    root). A write-only sysctl is the exception: procfs checks its mode for root
+    as well, so stat() succeeds and open() is denied, as for a chmod 0 file.
+    Without /proc (not Linux), a chmod 0 file serves a user who is not root.
+    """
+    path = Path("/proc/sys/vm/drop_caches")  # mode 0200 on every Linux
+    if not path.exists():
+        path = tmp_path / "unreadable.yaml"
+        path.write_text(minimal(), encoding="utf-8")
+        path.chmod(0)
+    with pytest.raises(PermissionError):  # the premise, checked, never skipped
+        path.open("rb").close()
+    return path
+
+
 def refused(path: Path) -> JobSpecError:
     with pytest.raises(JobSpecError) as info:
         load_job(path)
@@ -125,13 +143,9 @@ def test_a_directory_is_not_a_job_file(tmp_path: Path) -> None:
     assert_refused(folder, None, "is a folder", ".yaml file")
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file"
-)
 def test_an_unreadable_job_file_is_refused(tmp_path: Path) -> None:
-    path = write_job(tmp_path, minimal())
-    path.chmod(0)
-    assert_refused(path, None, "permission denied")
+    path = unreadable_file(tmp_path)
+    assert_refused(path, None, "permission denied", "fix its permissions")
 
 
 def test_a_job_file_over_one_mib_is_refused(tmp_path: Path) -> None:
@@ -898,13 +912,13 @@ def test_each_distinct_reference_file_is_read_once(
     make_image(tmp_path / "a.png")
     make_image(tmp_path / "b.png")
     calls: list[int] = []
-    real = spec_module._inspect_image
+    real = references_module.inspect_image
 
     def counting(data: bytes) -> tuple[str, int, int]:
         calls.append(len(data))
         return real(data)
 
-    monkeypatch.setattr(spec_module, "_inspect_image", counting)
+    monkeypatch.setattr(references_module, "inspect_image", counting)
     path = write_job(
         tmp_path, minimal("references: [a.png, [./a.png, b.png], [b.png]]\n")
     )
@@ -932,6 +946,16 @@ def test_a_reference_path_with_a_line_break_is_refused(tmp_path: Path) -> None:
 def test_a_directory_as_reference_is_refused(tmp_path: Path) -> None:
     (tmp_path / "refs").mkdir()
     assert_refused(refs_job(tmp_path, "refs"), 3, "is a folder", "image files inside")
+
+
+def test_an_unreadable_reference_is_refused(tmp_path: Path) -> None:
+    unreadable = unreadable_file(tmp_path)
+    assert_refused(
+        refs_job(tmp_path, str(unreadable)),
+        3,
+        f"reference image '{unreadable}' cannot be read (permission denied)",
+        "fix its permissions",
+    )
 
 
 def test_a_text_file_renamed_png_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""The `aspect_ratios:` and `image_sizes:` axes, and one ratio or size on its own.
+
+Owns: reading what the user wrote for a ratio or size (as written, not as YAML 1.1
+would resolve it), the supported values with a "did you mean", and refusing empty
+or repeated axis values. Must not know prompts, references or exclude/include.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import yaml
+
+from runner.spec.messages import show
+from runner.spec.nodes import given, line_of
+from runner.spec.types import SUPPORTED_ASPECT_RATIOS, SUPPORTED_IMAGE_SIZES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runner.spec.nodes import NodeReader
+
+
+def read_aspect_ratios(nodes: NodeReader, node: yaml.Node | None) -> tuple[str, ...]:
+    if node is None:
+        return ("1:1",)
+    return _axis(nodes, node, "aspect_ratios", lambda n: read_aspect_ratio(nodes, n))
+
+
+def read_aspect_ratio(nodes: NodeReader, node: yaml.Node) -> str:
+    # node.value, not the resolved value: YAML 1.1 reads unquoted 16:9 as the
+    # base-60 integer 969.
+    if not isinstance(node, yaml.ScalarNode):
+        raise nodes.fail(
+            f"an aspect ratio must be text like '16:9', got {given(node)}", node
+        )
+    written = str(node.value).strip()
+    if written.lower() == "auto":
+        return "auto"
+    if written in SUPPORTED_ASPECT_RATIOS:
+        return written
+    guess = re.sub(r"\s*[xX/]\s*", ":", written)
+    hint = f"; did you mean '{guess}'?" if guess in SUPPORTED_ASPECT_RATIOS else ""
+    raise nodes.fail(
+        f"aspect ratio {show(written)} is not supported{hint}; use one of "
+        f"{', '.join(SUPPORTED_ASPECT_RATIOS)}",
+        node,
+    )
+
+
+def read_image_sizes(
+    nodes: NodeReader, node: yaml.Node | None
+) -> tuple[str | None, ...]:
+    if node is None:
+        return (None,)
+    return _axis(nodes, node, "image_sizes", lambda n: read_image_size(nodes, n))
+
+
+def read_image_size(nodes: NodeReader, node: yaml.Node) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        raise nodes.fail(
+            f"an image size must be text like '1K', got {given(node)}", node
+        )
+    written = str(node.value).strip()
+    if written.upper() in SUPPORTED_IMAGE_SIZES:
+        return written.upper()
+    raise nodes.fail(
+        f"image size {show(written)} is not supported; use one of "
+        f"{', '.join(SUPPORTED_IMAGE_SIZES)}",
+        node,
+    )
+
+
+def _axis(
+    nodes: NodeReader, node: yaml.Node, key: str, read: Callable[[yaml.Node], str]
+) -> tuple[str, ...]:
+    items = nodes.items(node)
+    if not items:
+        raise nodes.fail(
+            f"{key} is an empty list; give at least one value or remove the key",
+            node,
+        )
+    seen: dict[str, int | None] = {}
+    for item in items:
+        value = read(item)
+        if value in seen:
+            raise nodes.fail(
+                f"{key} lists '{value}' twice (first on line {seen[value]}); "
+                "remove one",
+                item,
+            )
+        seen[value] = line_of(item)
+    return tuple(seen)

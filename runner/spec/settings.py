@@ -1,0 +1,191 @@
+"""The keys that are not grid axes: name, model, request options, run limits.
+
+Owns: the job name (default: the file's stem), the model id, `generation`,
+`system_instruction`, `safety_settings`, `budget`, `pricing` and `rpm`. Must not
+know the grid: prompts, axes, references and exclude/include live elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from runner.pricing import PRICE_KEYS
+from runner.spec.document import INT_TAG
+from runner.spec.messages import show
+from runner.spec.nodes import given, is_null
+from runner.spec.types import DEFAULT_MODEL, NAME_RULE, Budget, valid_name
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from runner.spec.nodes import NodeReader
+
+BUDGET_KEYS = ("max_requests", "max_images", "max_cost_usd")
+
+
+def read_name(nodes: NodeReader, node: yaml.Node | None, path: Path) -> str:
+    if node is None:
+        stem = path.stem
+        if valid_name(stem):
+            return stem
+        suggestion = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)
+        suggestion = re.sub(r"\.{2,}", ".", suggestion).strip("-._")[:100]
+        raise nodes.fail(
+            f"the job name defaults to the file name {show(stem)}, which cannot "
+            f"name an output folder ({NAME_RULE}); add a line "
+            f"'name: {suggestion or 'my-job'}' to the job file"
+        )
+    name = nodes.text(node, "name")
+    if not valid_name(name):
+        raise nodes.fail(
+            f"name {show(name)} cannot name an output folder; use {NAME_RULE}",
+            node,
+        )
+    return name
+
+
+def read_model(nodes: NodeReader, node: yaml.Node | None) -> str:
+    if node is None:
+        return DEFAULT_MODEL
+    model = nodes.text(node, "model")
+    if model.startswith("models/") and _MODEL_RE.fullmatch(model[7:]):
+        raise nodes.fail(
+            f"model {show(model)}: write the model id without 'models/', "
+            f"e.g. '{model[7:]}'",
+            node,
+        )
+    if not _MODEL_RE.fullmatch(model):
+        raise nodes.fail(
+            f"model {show(model)} is not a model id; use letters, digits, '.', "
+            f"'_' and '-' only, e.g. '{DEFAULT_MODEL}'",
+            node,
+        )
+    return model
+
+
+def read_generation(nodes: NodeReader, node: yaml.Node | None) -> dict[str, Any]:
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        raise nodes.fail(
+            "generation must be a mapping of generationConfig fields, e.g. "
+            f"'generation: {{temperature: 0.7}}', got {given(node)}",
+            node,
+        )
+    for key, key_node, value_node in nodes.pairs(node):
+        if key in ("candidateCount", "candidate_count"):
+            if not (
+                isinstance(value_node, yaml.ScalarNode)
+                and value_node.tag == INT_TAG
+                and nodes.as_int(value_node) == 1
+            ):
+                raise nodes.fail(
+                    f"generation.{key} must be 1: runner sends one candidate per "
+                    "request; use 'samples:' for more images per cell",
+                    key_node,
+                )
+        if key in ("imageConfig", "image_config") and isinstance(
+            value_node, yaml.MappingNode
+        ):
+            for inner, inner_node, _ in nodes.pairs(value_node):
+                if inner in ("aspectRatio", "aspect_ratio"):
+                    axis = "aspect_ratios"
+                elif inner in ("imageSize", "image_size"):
+                    axis = "image_sizes"
+                else:
+                    continue
+                raise nodes.fail(
+                    f"generation.{key}.{inner} is set per cell by runner; use the "
+                    f"'{axis}:' key instead",
+                    inner_node,
+                )
+    result: dict[str, Any] = nodes.plain(node, "generation")
+    return result
+
+
+def read_system_instruction(nodes: NodeReader, node: yaml.Node | None) -> str | None:
+    if node is None:
+        return None
+    text = nodes.text(node, "system_instruction")
+    if not text.strip():
+        raise nodes.fail(
+            "system_instruction is empty; write the instruction or remove the key",
+            node,
+        )
+    return text
+
+
+def read_safety_settings(
+    nodes: NodeReader, node: yaml.Node | None
+) -> tuple[dict[str, Any], ...] | None:
+    if node is None:
+        return None
+    if not isinstance(node, yaml.SequenceNode):
+        raise nodes.fail(
+            "safety_settings must be a list of {category, threshold} mappings, "
+            f"got {given(node)}",
+            node,
+        )
+    settings: list[dict[str, Any]] = []
+    for item in node.value:
+        if not isinstance(item, yaml.MappingNode):
+            raise nodes.fail(
+                "each safety_settings entry must be a mapping like "
+                "{category: HARM_CATEGORY_HARASSMENT, threshold: BLOCK_NONE}, "
+                f"got {given(item)}",
+                item,
+            )
+        settings.append(nodes.plain(item, "safety_settings"))
+    return tuple(settings)
+
+
+def read_budget(nodes: NodeReader, node: yaml.Node | None) -> Budget:
+    if node is None:
+        return Budget()
+    if not isinstance(node, yaml.MappingNode):
+        raise nodes.fail(
+            "budget must be a mapping, e.g. 'budget: {max_requests: 500}', "
+            f"got {given(node)}",
+            node,
+        )
+    limits: dict[str, Any] = {}
+    for key, key_node, value_node in nodes.pairs(node):
+        if key not in BUDGET_KEYS:
+            raise nodes.unknown_key(key, key_node, BUDGET_KEYS, "budget key")
+        if is_null(value_node):
+            continue
+        if key == "max_cost_usd":
+            limits[key] = nodes.number(value_node, f"budget.{key}", positive=False)
+        else:
+            limits[key] = nodes.whole_number(value_node, f"budget.{key}", 0, None)
+    return Budget(**limits)
+
+
+def read_pricing(nodes: NodeReader, node: yaml.Node | None) -> dict[str, float] | None:
+    if node is None:
+        return None
+    if not isinstance(node, yaml.MappingNode):
+        raise nodes.fail(
+            "pricing must be a mapping of USD per million tokens, e.g. "
+            "'pricing: {output_image_per_million: 60}', "
+            f"got {given(node)}",
+            node,
+        )
+    prices: dict[str, float] = {}
+    for key, key_node, value_node in nodes.pairs(node):
+        if key not in PRICE_KEYS:
+            raise nodes.unknown_key(key, key_node, PRICE_KEYS, "pricing key")
+        prices[key] = nodes.number(value_node, f"pricing.{key}", positive=False)
+    return prices
+
+
+def read_rpm(nodes: NodeReader, node: yaml.Node | None) -> float | None:
+    if node is None:
+        return None
+    return nodes.number(node, "rpm (requests per minute)", positive=True)
+
+
+_MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
