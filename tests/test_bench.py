@@ -7,20 +7,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from benchmarks.bench import (
+from benchmarks.harness import (
     SIM_RPM_OPTION,
     Figures,
     Sizes,
     Verdict,
     peer_available,
     render_verdicts,
-    run_memory,
-    run_rpm,
-    run_scale,
-    run_throughput,
     simulator_options,
-    write_scale_job,
 )
+from benchmarks.scenarios import run_memory, run_rpm, run_scale, run_throughput
+from benchmarks.scenarios.scale_job import write_scale_job
 from runner.plan import build_plan
 from runner.spec import load_job
 
