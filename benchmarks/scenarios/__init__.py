@@ -6,6 +6,8 @@
 - scale: one 100,000-item job (`scale_job.py`) for plan + store (`plan_store.py`),
   `runner status` (`status.py`) and resume (`resume.py`), run by `scale.py`;
 - rpm: pacing under a simulated requests-per-minute limit (`rpm.py`).
+
+Machinery more than one scenario uses belongs in `benchmarks/harness/`, not here.
 """
 
 from __future__ import annotations

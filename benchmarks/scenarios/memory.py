@@ -2,7 +2,9 @@
 bytes (about 20 MB of base64 per answer), concurrency 32, runner vs google-genai.
 
 A simulator without `--image-pad-bytes` pads the body with a 20 MB text part
-instead (the 'huge' fault), and the report says so. Only peak RSS is judged.
+instead (the 'huge' fault), and the report says so. Must not judge anything but
+peak RSS: both contenders are slow here because the simulator builds 20 MB answers
+on the same two cores.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Resume of the 99%-done job: from spawning `runner submit scale.yaml --yes
 --json` to the first request the simulator counts (polled every 5 ms), and the
-same resume in process (job-file load to first request), each from the same
-snapshot of the store.
+same resume in process (job-file load to first request). Must not let the first
+resume's writes reach the second: each starts from the same snapshot of the store.
 """
 
 from __future__ import annotations

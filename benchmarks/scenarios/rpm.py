@@ -2,7 +2,8 @@
 in the trailing 60 s) and `rpm:` in the job file; the rate achieved over the run and
 the share of requests the server rejected.
 
-Needs the simulator's `--rpm-limit`; reported as not measured without it.
+Needs the simulator's `--rpm-limit`; reported as not measured (never judged)
+without it.
 """
 
 from __future__ import annotations

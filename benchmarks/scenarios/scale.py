@@ -4,7 +4,8 @@ through the Store, then `runner status` on it and its resume, in one section.
 The scale child (`python -m benchmarks.bench _scale`) plans, stores, builds the
 fixture and times `jobs.status` in process; the rest runs from here against its
 store. Owns the order of the measurements and of the printed lines; each figure's
-own module (plan_store, status, resume) measures it and words it.
+own module (plan_store, status, resume) measures it and words it. Must not move
+the resume before the status and plan reads: it changes the store.
 """
 
 from __future__ import annotations

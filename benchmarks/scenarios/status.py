@@ -1,7 +1,8 @@
 """`runner status` on the 99%-done job (100,000 items, 300,000 attempts):
 `jobs.status` in process (best of three, in the scale child), `runner status
 --json` from spawn (median of three) beside the floor of `import runner.cli`, and
-the check that the CLI reads the fixture back as it was built.
+the check that the CLI reads the fixture back as it was built. Must not write to
+the store.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 google-genai script, and CPU ms per item.
 
 Both targets come from one run per contender: CPU per item is the CPU spent in the
-same window (first request to last image) that the rate is measured over.
+same window (first request to last image) that the rate is measured over. Must not
+give the two contenders different workloads, servers or warm-ups.
 """
 
 from __future__ import annotations
