@@ -1,0 +1,102 @@
+"""The runner's child process (`python -m benchmarks.bench _runner`): `jobs.submit`
+as `runner submit --json` calls it (no progress display), timed from inside, its
+figures printed as one JSON line.
+
+The runner is imported after the clock starts, so that "CPU s, imports" is the
+runner's own. Must not import the runner at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmarks.harness.measure import cpu, mark, peak_rss_kb, percentiles
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from runner.scheduler import Progress
+
+
+def main(argv: Sequence[str]) -> int:
+    """Submit the job, mark the first request and the last image, print figures."""
+    cpu_start, started = cpu(), time.monotonic()
+    parser = argparse.ArgumentParser(prog="bench _runner")
+    parser.add_argument("--job", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--concurrency", type=int)
+    args = parser.parse_args(argv)
+
+    import functools
+
+    import anyio
+
+    from runner import jobs, outputs
+    from runner.client import Endpoint
+    from runner.spec import load_job
+
+    imported = mark(started, cpu_start)
+    marks: dict[str, dict[str, float]] = {}
+
+    def on_progress(p: Progress) -> None:
+        if p.requests and "first_request" not in marks:
+            marks["first_request"] = mark(started, cpu_start)
+        if p.total and p.finished >= p.total and "last_image" not in marks:
+            marks["last_image"] = mark(started, cpu_start)
+
+    spec = load_job(args.job)
+    workspace = jobs.Workspace(args.out)
+    store = workspace.open_store()
+    try:
+        report = anyio.run(
+            functools.partial(
+                jobs.submit,
+                spec,
+                workspace=workspace,
+                store=store,
+                endpoint=Endpoint(base_url=args.base_url),
+                concurrency=args.concurrency,
+                on_progress=on_progress,
+                overrides={"handle_signals": False},
+            )
+        )
+    finally:
+        store.close()
+    end = mark(started, cpu_start)
+    images = sorted((workspace.job_folder(spec.name) / outputs.IMAGES_DIR).glob("*"))
+    # Straight from the file: the Store has no per-run query, and a read of every
+    # attempt of a 100k-item job would count in this child's CPU.
+    with contextlib.closing(sqlite3.connect(args.out / "runner.db")) as conn:
+        latencies = sorted(
+            float(ms)
+            for (ms,) in conn.execute(
+                "SELECT latency_ms FROM attempts WHERE run_id = "
+                "(SELECT max(id) FROM runs) AND latency_ms IS NOT NULL"
+            )
+        )
+    sent = report.result.progress.total
+    figures = {
+        "contender": "runner",
+        "items": sent,
+        "images": len(images),
+        "errors": report.status.counts["failed"],
+        "imported": imported,
+        "first_request": marks.get("first_request", end),
+        "last_image": marks.get("last_image", end),
+        "end": end,
+        "process_cpu": cpu(),
+        "maxrss_kb": peak_rss_kb(),
+        "exit_code": report.exit_code,
+        "counts": report.status.counts,
+        "image_file_bytes": images[0].stat().st_size if images else None,
+        "latency_ms": percentiles(latencies),
+    }
+    print(json.dumps(figures), flush=True)
+    return 0

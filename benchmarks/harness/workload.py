@@ -1,0 +1,89 @@
+"""What the scenarios send: their sizes (the full and `--quick` presets), one
+contender run's workload, its prompts and the runner's job file for it.
+
+Must not start processes or measure anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+MODEL = "gemini-3.1-flash-image-preview"
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big each scenario is; `quick` and `full` are the two presets."""
+
+    prompts: int = 32  # distinct prompt texts (the simulator caches one canvas each)
+    samples: int = 60
+    concurrency: int = 64
+    latency: float = 0.3
+    image_scale: float = 1.0  # simulator's --image-scale for throughput
+    memory_prompts: int = 2
+    memory_samples: int = 32
+    memory_concurrency: int = 32
+    scale_items: int = 100_000
+    rpm: int = 120
+    rpm_items: int = 160
+    rpm_concurrency: int = 8
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            prompts=16,
+            samples=16,
+            memory_prompts=1,
+            memory_samples=32,
+            scale_items=10_000,
+            rpm=600,
+            rpm_items=100,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One contender run: what to send and how."""
+
+    prompts: int
+    samples: int
+    concurrency: int
+    aspect_ratio: str = "1:1"
+    image_size: str = "1K"
+    rpm: float | None = None
+    name: str = "bench"
+
+    @property
+    def items(self) -> int:
+        return self.prompts * self.samples
+
+
+def prompt_texts(count: int, tag: str = "bench") -> list[str]:
+    return [f"{tag} picture {i:03d}, a lighthouse at dusk" for i in range(count)]
+
+
+def write_job(folder: Path, workload: Workload, texts: Sequence[str]) -> Path:
+    """The runner's job file for `workload` (prompts as YAML-safe JSON strings)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"name: {workload.name}",
+        f"model: {MODEL}",
+        f"concurrency: {workload.concurrency}",
+        f"samples: {workload.samples}",
+        f"aspect_ratios: [{json.dumps(workload.aspect_ratio)}]",
+        f"image_sizes: [{json.dumps(workload.image_size)}]",
+        "max_attempts: 10",
+        "prompts:",
+        *(f"  - {json.dumps(t)}" for t in texts),
+    ]
+    if workload.rpm is not None:
+        lines.append(f"rpm: {workload.rpm:g}")
+    path = folder / f"{workload.name}.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
