@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from runner.errors import StoreError
-from runner.recorder import Recorder
+from runner.scheduler.recorder import Recorder
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store
 
 from .test_store import make_item

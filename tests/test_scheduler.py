@@ -244,7 +244,7 @@ async def test_an_rpm_setting_spaces_requests_evenly(
 async def test_the_manifest_is_rewritten_during_a_long_run(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner import scheduler
+    from runner.scheduler import run as scheduler
 
     monkeypatch.setattr(scheduler, "CHECKPOINT_EVERY", 0.1)
     sim.add_fault(Fault("slow", match="late", delay=0.6))
@@ -267,7 +267,7 @@ async def test_the_manifest_is_rewritten_during_a_long_run(
 
 
 async def test_a_long_429_pause_ends_at_once_when_the_run_stops() -> None:
-    from runner.scheduler import _Pacer
+    from runner.scheduler.run import _Pacer
 
     pacer = _Pacer(concurrency=4, rpm=None)
     pacer.throttled(30.0)
@@ -309,7 +309,7 @@ async def test_the_next_request_goes_out_while_an_answer_is_still_being_written(
 ) -> None:
     import time
 
-    from runner import scheduler
+    from runner.scheduler import run as scheduler
 
     real = scheduler._Run._save_and_judge
     seen: list[int] = []

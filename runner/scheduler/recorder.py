@@ -26,7 +26,7 @@ from typing import Generic, TypeVar, cast
 import anyio
 from anyio import to_thread
 
-from .store import AttemptEnd, AttemptStart, Store
+from runner.store import AttemptEnd, AttemptStart, Store
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ from runner import client, outputs, pricing
 from runner.client import Kind, Outcome
 from runner.errors import RunnerError
 from runner.plan import Request
-from runner.recorder import Ending, Recorder
+from runner.scheduler.recorder import Ending, Recorder
 from runner.spec import Budget
 from runner.store import AttemptEnd, AttemptResult, JobRow, Spend, Store, WorkItem
 
