@@ -267,9 +267,9 @@ async def test_the_manifest_is_rewritten_during_a_long_run(
 
 
 async def test_a_long_429_pause_ends_at_once_when_the_run_stops() -> None:
-    from runner.scheduler.run import _Pacer
+    from runner.scheduler.pacing import Pacer
 
-    pacer = _Pacer(concurrency=4, rpm=None)
+    pacer = Pacer(concurrency=4, rpm=None)
     pacer.throttled(30.0)
     stop = anyio.Event()
     started = anyio.current_time()

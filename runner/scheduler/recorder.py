@@ -14,7 +14,7 @@ never waits behind another answer's disk writes.
 
 A change handed over is always written, even if its task is cancelled meanwhile:
 the answer it records was paid for. `serve` must therefore run in a task group
-that outlives every task that calls `begin` or `end` (see scheduler.run_items).
+that outlives every task that calls `begin` or `end` (see run.run_items).
 """
 
 from __future__ import annotations
