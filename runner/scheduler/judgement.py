@@ -2,7 +2,7 @@
 and for the run (a stop, or a pause after a 429).
 
 Pure rules over an `Outcome`, the item's `History` and the `RunSettings`; the run
-loop acts on what they say. Must not import anyio, touch the store or do I/O; the
+loop acts on what they say. Must not use anyio, touch the store or do I/O; the
 randomness of the jitter is a parameter, so every rule can be tested as a table.
 """
 

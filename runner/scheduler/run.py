@@ -326,14 +326,15 @@ class _Run:
     def _halt_budget(self, reason: str) -> None:
         if self.budget_stop is None:
             self.budget_stop = reason
-        self.stop.set()
-        self.progress = replace(self.progress, stopping=reason)
-        self.emit()
+        self._stop_dispatching(reason)
 
     def _halt(self, reason: str, status: int | None = None) -> None:
         if self.stop_reason is None and not self.interrupted:
             self.stop_reason = reason
             self.stop_status = status
+        self._stop_dispatching(reason)
+
+    def _stop_dispatching(self, reason: str) -> None:
         self.stop.set()
         self.progress = replace(self.progress, stopping=reason)
         self.emit()
