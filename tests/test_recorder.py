@@ -3,11 +3,13 @@ store even if its task is cancelled, and a failure goes to the change it concern
 
 from __future__ import annotations
 
+import threading
+
 import anyio
 import pytest
 
 from runner.errors import StoreError
-from runner.recorder import Recorder
+from runner.scheduler.recorder import Recorder
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store
 
 from .test_store import make_item
@@ -69,18 +71,25 @@ async def test_a_change_handed_over_is_written_even_if_its_task_is_cancelled(
     item = store.pending_items(job)[0]
     run_id = store.start_run(job, "submit")
     attempt = store.begin_attempt(item.id, run_id, 1)
-    slow = anyio.Event()
+    writing = anyio.Event()
+    release = threading.Event()
 
     def prepare() -> tuple[AttemptEnd, None]:
-        anyio.from_thread.run_sync(slow.set)
+        anyio.from_thread.run_sync(writing.set)
+        release.wait(timeout=10)  # until the task is cancelled
         return AttemptEnd(attempt, item.id, DONE), None
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(recorder.serve)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(recorder.end, prepare)
-            await slow.wait()
-            tasks.cancel_scope.cancel()
+            await writing.wait()
+            tasks.cancel_scope.cancel()  # while its change is being written
+            with anyio.CancelScope(shield=True):  # (this task is cancelled too)
+                await anyio.wait_all_tasks_blocked()  # the cancellation reached it
+            release.set()
+        # The cancelled task returned only once its change was in the store.
+        assert store.status(job).counts["succeeded"] == 1
         recorder.close()
 
     assert store.status(job).counts["succeeded"] == 1

@@ -3,6 +3,7 @@ the simulated API, a real SQLite store, image files on disk. Backoff is shortene
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,6 +19,7 @@ from tests.e2e import SECRET, manifest, write_job
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from runner.plan import Request
     from runner.simulate import SimServer
 
 FAST = {"backoff_base": 0.01, "request_timeout": 2.0, "handle_signals": False}
@@ -197,12 +199,36 @@ async def test_relay_shaped_and_mislabelled_images_are_saved_by_their_bytes(
 
 
 async def test_concurrency_bounds_requests_in_flight(
-    sim: SimServer, tmp_path: Path
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sim.add_fault(Fault("slow", delay=0.1))
+    from runner import client
+
+    real = client.generate
+    in_flight = most = 0
+    full = anyio.Event()
+
+    async def generate(*args: Any, **kwargs: Any) -> client.Outcome:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == 3:
+            full.set()
+        try:
+            # The first requests wait for each other, so three leave together
+            # (and the server holds them) whatever the timing; a fourth would be
+            # counted on its way in.
+            with anyio.fail_after(10):
+                await full.wait()
+            return await real(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(client, "generate", generate)
+    sim.add_fault(Fault("slow", times=3, delay=0.5))
     prompts = [f"tile {i}" for i in range(12)]
     report, _ = await run(tmp_path, sim, prompts, settings="concurrency: 3\n")
     assert report.exit_code == 0
+    assert most == 3
     assert sim.stats()["max_in_flight"] == 3
 
 
@@ -244,40 +270,59 @@ async def test_an_rpm_setting_spaces_requests_evenly(
 async def test_the_manifest_is_rewritten_during_a_long_run(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner import scheduler
+    from runner import client, outputs
+    from runner.scheduler import run as run_module
 
-    monkeypatch.setattr(scheduler, "CHECKPOINT_EVERY", 0.1)
-    sim.add_fault(Fault("slow", match="late", delay=0.6))
-    seen: list[int] = []
-    path = tmp_path / "out" / "t" / "manifest.jsonl"
-    finished = anyio.Event()
+    monkeypatch.setattr(run_module, "CHECKPOINT_EVERY", 0.1)
+    seen: list[dict[str, str]] = []
+    checkpointed = anyio.Event()
+    real_write, real_generate = outputs.write_manifest, client.generate
 
-    async def watch() -> None:
-        while not finished.is_set() and not seen:
-            if path.exists():
-                seen.append(len(path.read_text().splitlines()))
-            await anyio.sleep(0.05)
+    def write_manifest(folder: Path, rows: Any) -> Path:
+        path = real_write(folder, rows)
+        if not seen:
+            seen.extend(json.loads(line) for line in path.read_text().splitlines())
+            anyio.from_thread.run_sync(checkpointed.set)
+        return path
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch)
-        report, _ = await run(tmp_path, sim, ["early", "late"])
-        finished.set()
+    async def generate(
+        http: Any, endpoint: Any, request: Request, *args: Any, **kwargs: Any
+    ) -> client.Outcome:
+        # "late" is not sent before the manifest was rewritten: the only writes
+        # are the checkpoints and the one after the run, which waits for "late".
+        if request.text == "late":
+            with anyio.fail_after(10):
+                await checkpointed.wait()
+        return await real_generate(http, endpoint, request, *args, **kwargs)
+
+    monkeypatch.setattr(outputs, "write_manifest", write_manifest)
+    monkeypatch.setattr(client, "generate", generate)
+    report, _ = await run(tmp_path, sim, ["early", "late"])
     assert report.exit_code == 0
-    assert seen == [2]  # written while "late" was still on its way
+    # Written while "late" was still on its way, with a line for every item.
+    assert sorted(row["prompt"] for row in seen) == ["early", "late"]
+    assert next(r for r in seen if r["prompt"] == "late")["status"] != "succeeded"
 
 
 async def test_a_long_429_pause_ends_at_once_when_the_run_stops() -> None:
-    from runner.scheduler import _Pacer
+    from runner.scheduler.pacing import Pacer
 
-    pacer = _Pacer(concurrency=4, rpm=None)
+    pacer = Pacer(concurrency=4, rpm=None)
     pacer.throttled(30.0)
     stop = anyio.Event()
-    started = anyio.current_time()
+    turned = anyio.Event()
+
+    async def wait_turn() -> None:
+        await pacer.wait_turn(stop)
+        turned.set()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(pacer.wait_turn, stop)
-        await anyio.sleep(0.1)
+        tg.start_soon(wait_turn)
+        await anyio.wait_all_tasks_blocked()
+        assert not turned.is_set()  # paused
         stop.set()
-    assert anyio.current_time() - started < 2.0
+        await anyio.wait_all_tasks_blocked()
+        assert turned.is_set()  # at once: not after the 30 s
 
 
 async def test_a_store_that_fails_mid_run_ends_it_with_the_store_error_itself(
@@ -307,24 +352,35 @@ async def test_a_store_that_fails_mid_run_ends_it_with_the_store_error_itself(
 async def test_the_next_request_goes_out_while_an_answer_is_still_being_written(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
+    import threading
 
-    from runner import scheduler
+    from runner import client
+    from runner.scheduler import images
 
-    real = scheduler._Run._save_and_judge
+    real_generate, real_save = client.generate, images.save
+    answered = 0
+    second_answered = threading.Event()
     seen: list[int] = []
 
-    def slow_save(self: Any, *args: Any) -> Any:
-        # The first answer's files are still being written: with concurrency 1 the
-        # second request must already be on its way (the slot was freed).
-        if not seen:
-            deadline = time.monotonic() + 5
-            while sim.stats()["requests"] < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            seen.append(sim.stats()["requests"])
-        return real(self, *args)
+    async def generate(*args: Any, **kwargs: Any) -> client.Outcome:
+        nonlocal answered
+        outcome = await real_generate(*args, **kwargs)
+        answered += 1
+        if answered == 2:
+            second_answered.set()
+        return outcome
 
-    monkeypatch.setattr(scheduler._Run, "_save_and_judge", slow_save)
+    def slow_save(*args: Any) -> Any:
+        # The first answer's files are still being written (the recorder's files
+        # thread waits here): with concurrency 1 the second request must go out
+        # and be answered meanwhile (the slot was freed).
+        if not seen:
+            second_answered.wait(timeout=10)
+            seen.append(sim.stats()["requests"])
+        return real_save(*args)
+
+    monkeypatch.setattr(client, "generate", generate)
+    monkeypatch.setattr(images, "save", slow_save)
     report, _ = await run(tmp_path, sim, ["one", "two"], settings="concurrency: 1\n")
     assert report.exit_code == 0
     assert seen == [2]

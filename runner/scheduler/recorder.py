@@ -14,7 +14,7 @@ never waits behind another answer's disk writes.
 
 A change handed over is always written, even if its task is cancelled meanwhile:
 the answer it records was paid for. `serve` must therefore run in a task group
-that outlives every task that calls `begin` or `end` (see scheduler.run_items).
+that outlives every task that calls `begin` or `end` (see run.run_items).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Generic, TypeVar, cast
 import anyio
 from anyio import to_thread
 
-from .store import AttemptEnd, AttemptStart, Store
+from runner.store import AttemptEnd, AttemptStart, Store
 
 T = TypeVar("T")
 

@@ -1,0 +1,46 @@
+"""What a run reports: `Progress` snapshots handed to a callback while it runs, and
+the `RunResult` it ends with (why it stopped, if it did).
+
+Frozen values only. Must not print or render them: the CLI does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    blocked: int = 0
+    running: int = 0
+    requests: int = 0
+    retries: int = 0
+    tokens: int = 0
+    limit: int = 0  # current concurrency limit (lowered after 429s)
+    concurrency: int = 0  # the configured limit
+    elapsed: float = 0.0
+    stopping: str | None = None  # why dispatching stopped, if it did
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.blocked
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.finished - self.running
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    progress: Progress
+    stopped: str | None = None  # run-fatal reason (auth, balance, daily quota)
+    stopped_status: int | None = None
+    interrupted: bool = False
+    budget_stop: str | None = None  # which budget cap stopped dispatching
+
+
+ProgressCallback = Callable[[Progress], None]

@@ -1,0 +1,367 @@
+"""The run loop: sends a job's pending items until each is terminal or the run stops.
+
+Owns the task groups (workers, lease renewal, checkpoints, signals), the steps of
+an attempt (pace, reserve budget, begin, send, hand over, retry), the run-fatal stop
+and Ctrl-C/SIGTERM handling that leaves in-flight items resumable. The run's Recorder
+writes attempts and images, whatever it was handed, even after a cancellation.
+Must not decide what an answer means (the judgement does), parse YAML, print or exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio import to_thread
+
+from runner import client, outputs
+from runner.errors import RunnerError
+from runner.plan import Request
+from runner.scheduler import images, judgement
+from runner.scheduler.budget import BudgetGuard
+from runner.scheduler.judgement import History
+from runner.scheduler.pacing import Pacer
+from runner.scheduler.progress import Progress, ProgressCallback, RunResult
+from runner.scheduler.recorder import Ending, Recorder
+from runner.scheduler.references import ReferenceChanged, References
+from runner.store import AttemptEnd, AttemptResult, JobRow, Store, WorkItem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
+
+    import httpx
+
+    from runner.client import Outcome
+    from runner.scheduler.settings import RunSettings
+
+CHECKPOINT_EVERY = 30.0  # seconds between manifest rewrites during a run
+
+
+async def run_items(
+    *,
+    store: Store,
+    job: JobRow,
+    run_id: int,
+    work: Sequence[WorkItem],
+    http: httpx.AsyncClient,
+    endpoint: client.Endpoint,
+    job_folder: Path,
+    settings: RunSettings,
+    lease_owner: str,
+    on_progress: ProgressCallback | None = None,
+    checkpoint: Callable[[], object] | None = None,
+) -> RunResult:
+    """Send every item in `work` until each is terminal, or the run is stopped.
+
+    `checkpoint` (e.g. a manifest rewrite) runs in a worker thread every
+    CHECKPOINT_EVERY seconds, or ten times as long as it takes, if that is longer.
+    """
+    run = _Run(store, job, run_id, http, endpoint, job_folder, settings, on_progress)
+    items = iter(work)
+    run.progress = Progress(
+        total=len(work), limit=settings.concurrency, concurrency=settings.concurrency
+    )
+    run.emit()
+    try:
+        # The recorder outlives the workers (even cancelled ones): what they hand
+        # it is written before run_items returns.
+        async with anyio.create_task_group() as writer:
+            writer.start_soon(run.recorder.serve)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run.renew_lease, lease_owner)
+                    if checkpoint is not None:
+                        tg.start_soon(_every, CHECKPOINT_EVERY, checkpoint)
+                    if (
+                        settings.handle_signals
+                        and threading.current_thread() is threading.main_thread()
+                    ):
+                        tg.start_soon(run.watch_signals, tg.cancel_scope)
+                    async with anyio.create_task_group() as workers:
+                        # Twice as many workers as slots: while one records an
+                        # answer, another already uses the slot it freed.
+                        for _ in range(min(2 * settings.concurrency, len(work))):
+                            workers.start_soon(run.worker, items)
+                    tg.cancel_scope.cancel()
+            finally:
+                run.recorder.close()
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+    return RunResult(
+        progress=run.progress,
+        stopped=run.stop_reason,
+        stopped_status=run.stop_status,
+        interrupted=run.interrupted,
+        budget_stop=run.budget_stop,
+    )
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a task group raised, unwrapped: a RunnerError (say, the store failed)
+    must reach the command line as itself, not as a group with a traceback."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (KeyboardInterrupt, RunnerError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return group if len(leaves) != 1 else leaves[0]
+
+
+async def _every(interval: float, action: Callable[[], object]) -> None:
+    while True:
+        await anyio.sleep(interval)
+        started = time.monotonic()
+        await to_thread.run_sync(action)
+        interval = max(interval, 10 * (time.monotonic() - started))
+
+
+class _Run:
+    def __init__(
+        self,
+        store: Store,
+        job: JobRow,
+        run_id: int,
+        http: httpx.AsyncClient,
+        endpoint: client.Endpoint,
+        job_folder: Path,
+        settings: RunSettings,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.store = store
+        self.job = job
+        self.run_id = run_id
+        self.http = http
+        self.endpoint = endpoint
+        self.job_folder = job_folder
+        self.settings = settings
+        self.on_progress = on_progress
+        self.pacer = Pacer(settings.concurrency, settings.rpm)
+        self.stop = anyio.Event()
+        self.stop_reason: str | None = None
+        self.stop_status: int | None = None
+        self.interrupted = False
+        self.budget_stop: str | None = None
+        self.budget = BudgetGuard(settings.budget, settings.price, settings.spent)
+        self.started = time.monotonic()
+        self.progress = Progress(total=0)
+        self.references = References()
+        self.recorder = Recorder(store)
+
+    # -- background tasks -------------------------------------------------------------
+
+    async def renew_lease(self, owner: str) -> None:
+        while True:
+            await anyio.sleep(self.settings.lease_ttl / 3)
+            await to_thread.run_sync(
+                self.store.renew_lease, self.job, owner, self.settings.lease_ttl
+            )
+
+    async def watch_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if not self.interrupted:
+                    # First signal: send nothing new; requests already out are paid
+                    # for, so let them land.
+                    self.interrupted = True
+                    self._halt(
+                        "interrupted: finishing requests in flight (again to abandon)"
+                    )
+                else:
+                    scope.cancel()
+                    return
+
+    # -- workers ----------------------------------------------------------------------
+
+    async def worker(self, items: Iterator[WorkItem]) -> None:
+        while not self.stop.is_set():
+            item = next(items, None)
+            if item is None:
+                return
+            await self.process(item)
+
+    async def process(self, item: WorkItem) -> None:
+        request = Request.from_json(item.request_json)
+        try:
+            refs = (
+                await to_thread.run_sync(self.references.load, request.references)
+                if request.references
+                else []
+            )
+        except ReferenceChanged as exc:
+            await self._finish_without_attempt(item, str(exc))
+            return
+        history = History(item.tries_used, item.unknown_used)
+        number = item.attempts
+        cost = self.budget.estimate(request)
+        while not self.stop.is_set():
+            async with self.pacer.limiter:
+                # Paced while holding the slot, so requests leave in slot order.
+                await self.pacer.wait_turn(self.stop)
+                if self.stop.is_set():
+                    return
+                # Checked and reserved with no await in between: no other task
+                # can take the same headroom, whatever the concurrency.
+                over = self.budget.reserve(cost)
+                if over is not None:
+                    self._halt_budget(over)
+                    return
+                number += 1
+                try:
+                    ending = await self._attempt(item, request, refs, number, history)
+                except anyio.get_cancelled_exc_class():
+                    self.budget.settle(cost, None)
+                    raise
+            # The slot is free as soon as the answer is in: writing it down does
+            # not hold up the next request (there are more workers than slots).
+            result = await self._recorded(ending)
+            self.budget.settle(cost, result)
+            history = history.after(result)
+            delay = judgement.next_try(result, history, self.settings)
+            if delay is None:
+                return
+            self._bump(retries=1)
+            with anyio.move_on_after(delay):
+                await self.stop.wait()
+
+    async def _attempt(
+        self,
+        item: WorkItem,
+        request: Request,
+        refs: list[bytes],
+        number: int,
+        history: History,
+    ) -> Ending[AttemptResult]:
+        """Begin an attempt, send it, and hand its answer to the recorder."""
+        attempt_id = await self.recorder.begin(item.id, self.run_id, number)
+        self._bump(running=1, requests=1)
+        try:
+            outcome = await client.generate(
+                self.http,
+                self.endpoint,
+                request,
+                refs,
+                max_response_bytes=self.settings.max_response_bytes,
+                spool_dir=self.job_folder / outputs.IMAGES_DIR,
+            )
+        except anyio.get_cancelled_exc_class():
+            abandoned = AttemptEnd(
+                attempt_id,
+                item.id,
+                AttemptResult(
+                    outcome="abandoned",
+                    reason="interrupted while waiting for the answer",
+                    item_status="pending",
+                    counts_as_try=False,
+                ),
+            )
+            await self.recorder.end(lambda: (abandoned, None))
+            self._bump(running=-1)
+            raise
+        # Decided before the slot is freed: after a run-fatal answer nothing more
+        # is sent, and a 429 pauses the whole run before anyone sends again.
+        if judgement.stops_run(outcome.kind):
+            self._halt(outcome.reason, outcome.http_status)
+        else:
+            pause = judgement.run_pause(outcome, history, self.settings)
+            if pause is not None:
+                self.pacer.throttled(pause)
+        # The answer is in (and paid for): handed over with no await in between,
+        # the recorder writes it whatever happens next.
+        return self.recorder.end_soon(
+            functools.partial(self._save_and_judge, item, attempt_id, outcome, history)
+        )
+
+    async def _recorded(self, ending: Ending[AttemptResult]) -> AttemptResult:
+        result = await ending.result()
+        if judgement.stops_run(result.outcome):
+            # Also when the images could not be written (disk full, permissions):
+            # every further answer would be paid for and lost the same way.
+            self._halt(result.reason, result.http_status)
+        self._record(result)
+        return result
+
+    # -- an answer's end ---------------------------------------------------------
+
+    def _save_and_judge(
+        self, item: WorkItem, attempt_id: int, outcome: Outcome, history: History
+    ) -> tuple[AttemptEnd, AttemptResult]:
+        """Images to disk, and what the attempt comes to (the recorder's files
+        thread; the recorder then stores the AttemptEnd)."""
+        outcome, saved = images.save(self.job_folder, item, outcome)
+        result = judgement.judge(outcome, saved, history, self.settings)
+        return AttemptEnd(attempt_id, item.id, result), result
+
+    async def _finish_without_attempt(self, item: WorkItem, reason: str) -> None:
+        attempt_id = await self.recorder.begin(item.id, self.run_id, item.attempts + 1)
+        end = AttemptEnd(
+            attempt_id,
+            item.id,
+            AttemptResult(
+                outcome="not_sent",
+                reason=reason,
+                item_status="failed",
+                counts_as_try=False,
+            ),
+        )
+        await self.recorder.end(lambda: (end, None))
+        self._bump(failed=1)
+
+    # -- bookkeeping ------------------------------------------------------------
+
+    def _halt_budget(self, reason: str) -> None:
+        if self.budget_stop is None:
+            self.budget_stop = reason
+        self._stop_dispatching(reason)
+
+    def _halt(self, reason: str, status: int | None = None) -> None:
+        if self.stop_reason is None and not self.interrupted:
+            self.stop_reason = reason
+            self.stop_status = status
+        self._stop_dispatching(reason)
+
+    def _stop_dispatching(self, reason: str) -> None:
+        self.stop.set()
+        self.progress = replace(self.progress, stopping=reason)
+        self.emit()
+
+    def _record(self, result: AttemptResult) -> None:
+        tokens = int((result.usage or {}).get("totalTokenCount") or 0)
+        status = result.item_status
+        if status == "succeeded":
+            self.pacer.succeeded()
+        self._bump(
+            running=-1,
+            tokens=tokens,
+            succeeded=int(status == "succeeded"),
+            failed=int(status == "failed"),
+            blocked=int(status == "blocked"),
+        )
+
+    def _bump(self, **deltas: int) -> None:
+        p = self.progress
+        self.progress = replace(
+            p,
+            **{name: getattr(p, name) + d for name, d in deltas.items()},
+            limit=int(self.pacer.limiter.total_tokens),
+            elapsed=time.monotonic() - self.started,
+        )
+        self.emit()
+
+    def emit(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)

@@ -1,0 +1,38 @@
+"""What a run is told: `RunSettings`, the frozen tunables the runs layer builds from
+the job file, the command line and what earlier runs spent.
+
+Owns the defaults of the backoff. Must not decide anything itself: the pacing, the
+budget guard and the judgement read these values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from runner import client
+from runner.spec import Budget
+from runner.store import Spend
+
+if TYPE_CHECKING:
+    from runner.pricing import Price
+
+DEFAULT_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled each time
+DEFAULT_BACKOFF_CAP = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    concurrency: int
+    max_attempts: int
+    max_unknown_retries: int
+    rpm: float | None = None
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_cap: float = DEFAULT_BACKOFF_CAP
+    request_timeout: float | None = None  # read timeout; None = client default
+    max_response_bytes: int = client.DEFAULT_MAX_RESPONSE_BYTES
+    budget: Budget = field(default_factory=Budget)
+    price: Price | None = None  # for max_cost_usd; None = the model has no price
+    spent: Spend = field(default_factory=Spend)  # what earlier runs used
+    lease_ttl: float = 30.0
+    handle_signals: bool = True
