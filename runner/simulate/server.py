@@ -1485,7 +1485,3 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def _rgb(values: tuple[float, float, float]) -> tuple[int, int, int]:
     red, green, blue = (round(v * 255) for v in values)
     return red, green, blue
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,7 @@
+"""`python -m runner.simulate`."""
+
+from __future__ import annotations
+
+from runner.simulate.server import main
+
+main()
