@@ -48,7 +48,7 @@ from runner.simulate.stats import BodyStats, Counters, Stats, recorder
 from runner.simulate.wire import send, serve_connection, wait_for_disconnect
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
     from anyio.abc import SocketStream, TaskGroup, TaskStatus
@@ -103,6 +103,10 @@ class SimServer:
         # Only a digest is kept, so the key itself never sits in server memory dumps.
         self._key_digest = key_digest(api_key) if api_key is not None else None
         self._lock = threading.Lock()
+        # Wakes `wait_until` when a request starts or ends; notified only while
+        # someone waits, so a request pays one integer test for it.
+        self._changed = threading.Condition(self._lock)
+        self._waiters = 0
         self._stats = Counters()
         self._jitter_rng = random.Random(seed + 1)
         self._files: OrderedDict[str, bytes] = OrderedDict()
@@ -183,11 +187,38 @@ class SimServer:
             self._stats = Counters(in_flight=self._stats.in_flight)
             self._jitter_rng.seed(self.seed + 1)
             self._files.clear()
+            if self._waiters:
+                self._changed.notify_all()
 
     def stats(self) -> Stats:
         """A snapshot of the counters, safe to read from any thread."""
         with self._lock:
             return self._stats.snapshot()
+
+    def wait_until(
+        self, condition: Callable[[Stats], bool], *, timeout: float = 10.0
+    ) -> Stats:
+        """Block until `condition(stats)` holds and return those stats.
+
+        Checked at once, then each time a generateContent request starts or ends (and
+        on reset); TimeoutError after `timeout` seconds. Call it from another thread
+        than the server's event loop, which it would block.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self._waiters += 1
+            try:
+                while not condition(stats := self._stats.snapshot()):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(
+                            f"simulator stats did not reach the condition in "
+                            f"{timeout:g} s: {stats}"
+                        )
+                    self._changed.wait(remaining)
+                return stats
+            finally:
+                self._waiters -= 1
 
     async def serve(
         self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED
@@ -252,6 +283,8 @@ class SimServer:
             self._stats.max_in_flight = max(
                 self._stats.max_in_flight, self._stats.in_flight
             )
+            if self._waiters:
+                self._changed.notify_all()
         try:
             try:
                 reply = await self._generate(req, generate.group(1))
@@ -278,6 +311,8 @@ class SimServer:
         finally:
             with self._lock:
                 self._stats.in_flight -= 1
+                if self._waiters:
+                    self._changed.notify_all()
 
     def _route_other(self, req: Request) -> Reply:
         if req.path.startswith("/files/"):
