@@ -103,8 +103,8 @@ class SimServer:
         # Only a digest is kept, so the key itself never sits in server memory dumps.
         self._key_digest = key_digest(api_key) if api_key is not None else None
         self._lock = threading.Lock()
-        # Wakes `wait_until` when a request starts or ends; notified only while
-        # someone waits, so a request pays one integer test for it.
+        # Wakes `wait_until` when a connection opens or a request starts or ends;
+        # notified only while someone waits, so serving pays an integer test.
         self._changed = threading.Condition(self._lock)
         self._waiters = 0
         self._stats = Counters()
@@ -200,9 +200,10 @@ class SimServer:
     ) -> Stats:
         """Block until `condition(stats)` holds and return those stats.
 
-        Checked at once, then each time a generateContent request starts or ends (and
-        on reset); TimeoutError after `timeout` seconds. Call it from another thread
-        than the server's event loop, which it would block.
+        Checked at once, then each time a connection opens, a generateContent request
+        starts or ends, or the server is reset. TimeoutError if no such change makes
+        it hold within `timeout` seconds. Call it from another thread than the
+        server's event loop, which it would block.
         """
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -210,12 +211,13 @@ class SimServer:
             try:
                 while not condition(stats := self._stats.snapshot()):
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    # a timed-out wait fails even if the condition holds by now: a
+                    # change the server did not signal must not pass unnoticed
+                    if remaining <= 0 or not self._changed.wait(remaining):
                         raise TimeoutError(
                             f"simulator stats did not reach the condition in "
-                            f"{timeout:g} s: {stats}"
+                            f"{timeout:g} s: {self._stats.snapshot()}"
                         )
-                    self._changed.wait(remaining)
                 return stats
             finally:
                 self._waiters -= 1
@@ -265,6 +267,8 @@ class SimServer:
                 continue
             with self._lock:
                 self._stats.connections += 1
+                if self._waiters:
+                    self._changed.notify_all()
             tg.start_soon(serve_connection, stream, self._respond, _refusal)
 
     async def _respond(
