@@ -2,7 +2,8 @@
 
 Owns: listening (from a daemon thread or in a caller's task group), accepting
 connections, the routes (generateContent, relay files, `/_sim/*` control), the order
-of a request's checks (key, body, rpm limit, fault), latency, statistics and reset.
+of a request's checks (key, body, rpm limit, fault), latency, statistics (snapshots
+and `wait_until`) and reset.
 Must not import any other runner module, keep an API key, or use the network beyond
 its own listening socket.
 """
@@ -104,7 +105,8 @@ class SimServer:
         self._key_digest = key_digest(api_key) if api_key is not None else None
         self._lock = threading.Lock()
         # Wakes `wait_until` when a connection opens or a request starts or ends;
-        # notified only while someone waits, so serving pays an integer test.
+        # notified only while someone waits, and tested inline rather than through
+        # a helper, so serving pays an integer test and no call.
         self._changed = threading.Condition(self._lock)
         self._waiters = 0
         self._stats = Counters()
