@@ -128,14 +128,6 @@ def address_of(server: SimServer) -> tuple[str, int]:
     return host, int(port)
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def client(sim: SimServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sim.url, timeout=10) as http:
@@ -487,7 +479,8 @@ def test_hang_never_answers_and_frees_the_handler_when_the_client_leaves(
         client.post(GENERATE, json=request_body(), timeout=0.3)
 
     assert client.post(GENERATE, json=request_body()).status_code == 200
-    wait_until(lambda: sim.stats()["in_flight"] == 0)
+    # woken by the server when a request ends, rather than polling stats()
+    sim.wait_until(lambda stats: stats["in_flight"] == 0, timeout=5)
 
 
 def test_stop_ends_hanging_requests_promptly() -> None:
@@ -504,7 +497,7 @@ def test_stop_ends_hanging_requests_promptly() -> None:
 
     thread = threading.Thread(target=call)
     thread.start()
-    wait_until(lambda: server.stats()["in_flight"] == 1)
+    server.wait_until(lambda stats: stats["in_flight"] == 1, timeout=5)
     started = time.monotonic()
     server.stop()
     thread.join(timeout=5)
@@ -512,6 +505,28 @@ def test_stop_ends_hanging_requests_promptly() -> None:
     assert time.monotonic() - started < 2
     assert not thread.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], httpx.RemoteProtocolError)
+
+
+def test_wait_until_wakes_when_a_request_ends_and_times_out_otherwise(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    # slow, so that the request ends after the wait has started
+    text = "a cat [sim:slow delay=0.3]"
+    statuses: list[int] = []
+    thread = threading.Thread(
+        target=lambda: statuses.append(
+            client.post(GENERATE, json=request_body(text)).status_code
+        )
+    )
+
+    with pytest.raises(TimeoutError, match="'requests': 0"):
+        sim.wait_until(lambda stats: stats["requests"] == 1, timeout=0.05)
+    thread.start()
+    stats = sim.wait_until(lambda stats: stats["images_sent"] == 1, timeout=5)
+    thread.join(timeout=5)
+
+    assert (stats["requests"], stats["in_flight"]) == (1, 0)
+    assert statuses == [200]
 
 
 def test_slow_answers_normally_after_the_delay(

@@ -1,0 +1,88 @@
+"""`python -m runner.simulate`: the simulated API on its own, until SIGINT or SIGTERM.
+
+Owns the command line (options map one to one onto `SimServer`'s arguments) and the
+signal handling. Must not hold any behaviour of the server itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import TYPE_CHECKING
+
+import anyio
+
+from runner.simulate.faults import DEFAULT_FAULT_MIX, FAULT_KINDS
+from runner.simulate.server import SimServer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m runner.simulate`: serve until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.simulate",
+        description="Simulated Gemini generateContent API on loopback.",
+        epilog="example: python -m runner.simulate --port 8765 --fault-rate 0.1",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds")
+    parser.add_argument("--latency-jitter", type=float, default=0.0, help="seconds")
+    parser.add_argument("--image-scale", type=float, default=1.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--fault-mix",
+        default=",".join(DEFAULT_FAULT_MIX),
+        help=f"comma-separated kinds out of: {', '.join(FAULT_KINDS)}",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api-key", default=None, help="require this key (401 else)")
+    parser.add_argument(
+        "--rpm-limit",
+        type=float,
+        default=None,
+        help="answer 429 beyond this many requests in the trailing minute",
+    )
+    parser.add_argument(
+        "--image-pad-bytes",
+        type=int,
+        default=0,
+        help="pad each PNG to about this many more bytes (realistic 4K sizes)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        server = SimServer(
+            latency=args.latency,
+            latency_jitter=args.latency_jitter,
+            image_scale=args.image_scale,
+            api_key=args.api_key,
+            fault_rate=args.fault_rate,
+            rpm_limit=args.rpm_limit,
+            image_pad_bytes=args.image_pad_bytes,
+            fault_mix=[k for k in args.fault_mix.split(",") if k],
+            seed=args.seed,
+            host=args.host,
+            port=args.port,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        anyio.run(_serve_until_signal, server)
+    except KeyboardInterrupt:
+        pass  # SIGINT before the signal receiver was installed
+
+
+async def _serve_until_signal(server: SimServer) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            url = await tg.start(server.serve)
+            print(f"listening on {url}", flush=True)  # noqa: T201
+            async for _ in signals:
+                tg.cancel_scope.cancel()
+                break
+
+
+if __name__ == "__main__":
+    main()

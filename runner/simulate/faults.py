@@ -1,0 +1,392 @@
+"""The fault catalogue: every way the simulated API can misbehave, and when it does.
+
+Owns: the kinds, `Fault` rules and their order, random faults, `[sim:...]` prompt
+directives, and what each kind does to an answer (error bodies, broken image data,
+padding, cut bodies, dropped connections). Must not keep counters or touch a socket:
+the server applies delays, hangs and drops that the answer's mode asks for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runner.simulate.gemini import (
+    NO_IMAGE_KINDS,
+    RELAY_401,
+    Answer,
+    dumps,
+    google_error,
+    json_reply,
+    no_image_body,
+    response_id,
+    retry_info,
+    success_body,
+    usage,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+    from runner.simulate.gemini import Generate
+
+FAULT_KINDS: tuple[str, ...] = (
+    "429",
+    "429-day",
+    "500",
+    "503",
+    "502-relay",
+    "504",
+    "408",
+    "401",
+    "403",
+    "403-balance",
+    "400",
+    "hang",
+    "slow",
+    "drop",
+    "drop-mid-body",
+    "truncated",
+    "non-json",
+    "bad-base64",
+    "huge",
+    "no-mime",
+    "wrong-mime",
+    "blocked-prompt",
+    "blocked-finish",
+    "text-only",
+    "no-image-finish",
+    "empty-candidates",
+    "relay-markdown",
+    "relay-url",
+)
+# What `fault_rate` draws from when no mix is given: faults a run recovers from (or
+# records as unknown), never the ones that stop a whole run.
+DEFAULT_FAULT_MIX: tuple[str, ...] = (
+    "429",
+    "500",
+    "503",
+    "502-relay",
+    "504",
+    "drop",
+    "text-only",
+)
+DEFAULT_RETRY_DELAY = 1.0
+DEFAULT_SLOW_DELAY = 1.0
+DEFAULT_HUGE_SIZE = 64 * 1024 * 1024
+NON_JSON_BODY = b"<html><body>Bad gateway</body></html>"
+BAD_BASE64 = "iVBORw0K!!not~base64!!"
+# `[sim:KIND]`, `[sim:KIND*N]`, `[sim:KIND retry_after=S delay=S size=B]` in a prompt.
+DIRECTIVE = re.compile(
+    r"\[sim:(?P<kind>[a-z0-9-]+)(?:\*(?P<times>\d+))?"
+    r"(?P<params>(?:\s+[a-z_]+=[0-9.]+)*)\s*\]"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A fault rule: `match` is a prompt substring, `times` caps how often it fires."""
+
+    kind: str
+    match: str | None = None
+    times: int | None = None
+    rate: float = 1.0
+    retry_after: float | None = None
+    delay: float | None = None
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(
+                f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}"
+            )
+        if self.times is not None and self.times < 0:
+            raise ValueError("times must be >= 0")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        for name in ("retry_after", "delay", "size"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fault:
+        """Build a rule from JSON, checking field names and types."""
+        allowed = {
+            "kind": (str,),
+            "match": (str,),
+            "times": (int,),
+            "rate": (int, float),
+            "retry_after": (int, float),
+            "delay": (int, float),
+            "size": (int,),
+        }
+        for key, value in data.items():
+            if key not in allowed:
+                raise ValueError(f"unknown fault field {key!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, allowed[key])
+            ):
+                raise ValueError(f"fault field {key!r} has the wrong type")
+        if "kind" not in data:
+            raise ValueError("a fault needs a 'kind'")
+        return cls(**data)
+
+
+class FaultRules:
+    """The rules added with `add`, tried in order, then random faults at `rate`.
+
+    Not thread-safe: its owner calls it under its own lock.
+    """
+
+    def __init__(self, *, rate: float, mix: Sequence[str], seed: int) -> None:
+        for kind in mix:
+            Fault(kind)  # validates the name
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+        self.rate = rate
+        self.mix: tuple[str, ...] = tuple(mix) or DEFAULT_FAULT_MIX
+        self._seed = seed
+        self._rules: list[_Rule] = []
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def add(self, fault: Fault) -> None:
+        """Append a rule; the first rule that fires wins."""
+        self._rules.append(_Rule(fault))
+
+    def reset(self) -> None:
+        """Drop every rule and reseed the random faults."""
+        self._rules.clear()
+        self._rng.seed(self._seed)
+
+    def pick(self, text: str) -> Fault | None:
+        """The fault for a request with this prompt text, None for a normal answer."""
+        for rule in self._rules:
+            rule_fault = rule.fault
+            if rule_fault.match is not None and rule_fault.match not in text:
+                continue
+            if rule_fault.times is not None and rule.fired >= rule_fault.times:
+                continue
+            if rule_fault.rate < 1.0 and self._rng.random() >= rule_fault.rate:
+                continue
+            rule.fired += 1
+            return rule_fault
+        if self.rate > 0 and self._rng.random() < self.rate:
+            return Fault(self._rng.choice(self.mix))
+        return None
+
+
+def parse_rules(raw: bytes) -> list[Fault]:
+    """Rules from a JSON object or list of objects; ValueError or TypeError if bad."""
+    payload = json.loads(raw)
+    items = payload if isinstance(payload, list) else [payload]
+    return [Fault.from_dict(_as_mapping(item)) for item in items]
+
+
+def directive_fault(directive: re.Match[str], received: int) -> Fault | str | None:
+    """The fault a DIRECTIVE match asks for on the `received`-th request of its body:
+    None past its `*N`, or the 400 message for a malformed directive."""
+    try:
+        fault = _directive_fault(directive)
+    except ValueError as exc:
+        return f"[sim:...] directive: {exc}"
+    limit = directive.group("times")
+    if limit is not None and received > int(limit):
+        return None
+    return fault
+
+
+async def answer(
+    gen: Generate,
+    model: str,
+    fault: Fault | None,
+    *,
+    render: Callable[[Generate], Awaitable[bytes]],
+    publish: Callable[[bytes], str],
+) -> Answer:
+    """The answer to `gen` under `fault` (None: a normal image answer).
+
+    `render` draws the PNG; `publish` serves a PNG once and returns its URL.
+    """
+    kind = fault.kind if fault is not None else "ok"
+    error = _error_reply(kind, fault)
+    if error is not None:
+        return error
+    if kind in ("hang", "drop"):
+        return Answer(0, b"", mode=kind)
+    metadata = usage(gen)
+    base: dict[str, Any] = {"modelVersion": model, "responseId": response_id()}
+    if kind in NO_IMAGE_KINDS:
+        return json_reply(200, {**no_image_body(kind, gen), **base})
+    png = await render(gen)
+    b64 = base64.b64encode(png).decode("ascii")
+    if kind in ("relay-markdown", "relay-url"):
+        if kind == "relay-markdown":
+            link = f"data:image/png;base64,{b64}"
+        else:
+            link = publish(png)
+        parts: list[dict[str, Any]] = [{"text": f"![image]({link})"}]
+        return json_reply(200, success_body(parts, metadata, base), images=1)
+    inline: dict[str, Any] = {"mimeType": "image/png", "data": b64}
+    if kind == "bad-base64":
+        inline["data"] = BAD_BASE64
+    elif kind == "no-mime":
+        del inline["mimeType"]
+    elif kind == "wrong-mime":
+        inline["mimeType"] = "image/jpeg"
+    parts = [
+        {"text": f"Planning the composition for: {gen.text[:60]}", "thought": True}
+    ]
+    if "TEXT" in gen.modalities:
+        parts.append({"text": "Here is your image."})
+    parts.append({"inlineData": inline})
+    body = success_body(parts, metadata, base)
+    images = 0 if kind == "bad-base64" else 1
+    if kind == "huge":
+        target = fault.size if fault and fault.size is not None else DEFAULT_HUGE_SIZE
+        size = len(dumps(body))
+        pad = max(0, target - size - len(',{"text":""}'))
+        parts.insert(1, {"text": "x" * pad})
+    reply = json_reply(200, body, images=images)
+    if kind == "truncated":
+        reply.body = reply.body[: len(reply.body) // 2]
+        reply.usage = None
+        reply.images = 0
+    elif kind == "drop-mid-body":
+        reply.mode = "half"
+    return reply
+
+
+# -- private helpers --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Rule:
+    fault: Fault
+    fired: int = 0
+
+
+_RELAY_403_BALANCE = {
+    "error": {
+        "message": "user quota is not enough",
+        "type": "new_api_error",
+        "param": "",
+        "code": "insufficient_user_quota",
+    }
+}
+_RELAY_502 = {
+    "error": {
+        "message": "bad response status code 502",
+        "type": "upstream_error",
+        "param": "",
+        "code": "bad_response_status_code",
+    }
+}
+_FIXED_ERRORS: Mapping[str, tuple[int, dict[str, Any]]] = {
+    "500": (
+        500,
+        google_error(
+            500,
+            "An internal error has occurred. Please retry or report in "
+            "https://developers.generativeai.google/guide/troubleshooting",
+            "INTERNAL",
+        ),
+    ),
+    "502-relay": (502, _RELAY_502),
+    "504": (
+        504,
+        google_error(
+            504,
+            "Deadline expired before operation could complete.",
+            "DEADLINE_EXCEEDED",
+        ),
+    ),
+    "408": (408, google_error(408, "Request timed out.", "DEADLINE_EXCEEDED")),
+    "401": (401, RELAY_401),
+    "403": (
+        403,
+        google_error(
+            403,
+            "Method doesn't allow unregistered callers (callers without "
+            "established identity). Please use API Key or other form of API "
+            "consumer identity to call this API.",
+            "PERMISSION_DENIED",
+        ),
+    ),
+    "403-balance": (403, _RELAY_403_BALANCE),
+    "400": (
+        400,
+        google_error(
+            400,
+            'Invalid JSON payload received. Unknown name "aspect" at '
+            "'generation_config.image_config': Cannot find field.",
+            "INVALID_ARGUMENT",
+        ),
+    ),
+}
+
+
+def _error_reply(kind: str, fault: Fault | None) -> Answer | None:
+    retry_after = fault.retry_after if fault is not None else None
+    if kind in ("429", "429-day"):
+        period = "PerDay" if kind == "429-day" else "PerMinute"
+        quota = {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": "generativelanguage.googleapis.com/"
+                    "generate_content_free_tier_requests",
+                    "quotaId": f"GenerateRequests{period}PerProjectPerModel-FreeTier",
+                }
+            ],
+        }
+        delay = retry_after if retry_after is not None else DEFAULT_RETRY_DELAY
+        message = (
+            "You exceeded your current quota, please check your plan and billing "
+            "details."
+        )
+        body = google_error(
+            429, message, "RESOURCE_EXHAUSTED", [quota, retry_info(delay)]
+        )
+        return json_reply(429, body)
+    if kind == "503":
+        message = "The model is overloaded. Please try again later."
+        if retry_after is None:
+            return json_reply(503, google_error(503, message, "UNAVAILABLE"))
+        body = google_error(503, message, "UNAVAILABLE", [retry_info(retry_after)])
+        return json_reply(503, body, headers=(("Retry-After", f"{retry_after:g}"),))
+    if kind in _FIXED_ERRORS:
+        status, fixed = _FIXED_ERRORS[kind]
+        return json_reply(status, fixed)
+    if kind == "non-json":
+        return Answer(200, NON_JSON_BODY, content_type="text/html; charset=utf-8")
+    return None
+
+
+def _directive_fault(match: re.Match[str]) -> Fault:
+    params: dict[str, float] = {}
+    for item in match.group("params").split():
+        name, _, value = item.partition("=")
+        if name not in ("retry_after", "delay", "size"):
+            raise ValueError(f"unknown parameter {name!r}")
+        params[name] = float(value)
+    size = params.get("size")
+    return Fault(
+        match.group("kind"),
+        retry_after=params.get("retry_after"),
+        delay=params.get("delay"),
+        size=int(size) if size is not None else None,
+    )
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("a fault rule must be a JSON object")
+    return value

@@ -1,0 +1,98 @@
+"""What the simulated API counts: requests, connections, statuses, fault kinds,
+usage and images sent, per request body.
+
+Owns the counters, their snapshot (`Stats`) and how a sent answer is counted.
+Must not lock: the server holds its lock around every read and write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runner.simulate.gemini import Answer
+
+
+class BodyStats(TypedDict):
+    """Per request body (keyed by the sha256 of its raw bytes); never holds a key."""
+
+    received: int
+    succeeded: int
+    text: str
+    aspect_ratio: str | None
+    image_size: str | None
+    auth: str | None
+
+
+class Stats(TypedDict):
+    """`SimServer.stats()`; over `/_sim/stats` the `by_status` keys become strings.
+
+    `by_kind` keys are fault kinds, "ok", "unauthorized" (wrong or missing key) and
+    "invalid-request" (a 400 the request earned). `usage` and `images_sent` count
+    answers whose body was written completely and could be parsed.
+    """
+
+    requests: int
+    connections: int
+    in_flight: int
+    max_in_flight: int
+    by_status: dict[int, int]
+    by_kind: dict[str, int]
+    usage: dict[str, int]
+    images_sent: int
+    bodies: dict[str, BodyStats]
+
+
+@dataclass(slots=True)
+class Counters:
+    """The live counters behind `Stats`."""
+
+    requests: int = 0
+    connections: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    by_kind: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] = field(
+        default_factory=lambda: {
+            "promptTokenCount": 0,
+            "candidatesTokenCount": 0,
+            "totalTokenCount": 0,
+        }
+    )
+    images_sent: int = 0
+    bodies: dict[str, BodyStats] = field(default_factory=dict)
+
+    def snapshot(self) -> Stats:
+        """A deep copy, safe to hand out."""
+        return Stats(
+            requests=self.requests,
+            connections=self.connections,
+            in_flight=self.in_flight,
+            max_in_flight=self.max_in_flight,
+            by_status=dict(self.by_status),
+            by_kind=dict(self.by_kind),
+            usage=dict(self.usage),
+            images_sent=self.images_sent,
+            bodies={k: BodyStats(**v) for k, v in self.bodies.items()},
+        )
+
+
+def recorder(reply: Answer, body_hash: str) -> Callable[[Counters, int], None]:
+    """Counts `reply` (sign 1) once sent, or takes it back (sign -1) if the write
+    failed: its usage, its images, and a success for its request body."""
+
+    def record(stats: Counters, sign: int) -> None:
+        if reply.usage is not None:
+            for name in stats.usage:
+                stats.usage[name] += sign * int(reply.usage.get(name, 0))
+        if reply.images:
+            stats.images_sent += sign * reply.images
+            body = stats.bodies.get(body_hash)  # absent after a reset mid-request
+            if body is not None:
+                body["succeeded"] += sign
+
+    return record
