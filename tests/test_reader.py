@@ -18,8 +18,8 @@ import pytest
 from runner import jobs
 from runner.errors import StoreError
 from runner.plan import Item, Request, item_key
-from runner.reader import StoreReader, Unreadable, store_file
 from runner.store import AttemptResult, Store
+from runner.store.reader import StoreReader, Unreadable, store_file
 from tests.e2e import REPO, SECRET, invoke, write_job
 
 if TYPE_CHECKING:

@@ -29,21 +29,21 @@ from runner.pricing import billed_tokens
 
 # The records and the status SQL live in runner.records, without SQLAlchemy, so that
 # `runner status` can read without it; the `X as X` names stay importable from here.
-from runner.records import COUNTER_COLUMNS as COUNTER_COLUMNS
-from runner.records import (
+from runner.store.records import COUNTER_COLUMNS as COUNTER_COLUMNS
+from runner.store.records import (
     MIGRATION_NAMES,
     STORE_FILE,
     read_job,
     read_spend,
     read_status,
 )
-from runner.records import POSSIBLY_PAID as POSSIBLY_PAID
-from runner.records import STATUSES as STATUSES
-from runner.records import TOKEN_COLUMNS as TOKEN_COLUMNS
-from runner.records import JobRow as JobRow
-from runner.records import JobSummary as JobSummary
-from runner.records import Spend as Spend
-from runner.records import Status as Status
+from runner.store.records import POSSIBLY_PAID as POSSIBLY_PAID
+from runner.store.records import STATUSES as STATUSES
+from runner.store.records import TOKEN_COLUMNS as TOKEN_COLUMNS
+from runner.store.records import JobRow as JobRow
+from runner.store.records import JobSummary as JobSummary
+from runner.store.records import Spend as Spend
+from runner.store.records import Status as Status
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from runner.plan import Item
-    from runner.records import Query
+    from runner.store.records import Query
 
 SCHEMA_VERSION = 1
 DEFAULT_BUSY_TIMEOUT = 15.0  # seconds a writer waits for another process's lock

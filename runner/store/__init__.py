@@ -1,0 +1,77 @@
+"""The SQLite store: jobs, items, attempts, runs and their running totals.
+
+The package's names, importable from here. Importing this package must not import
+SQLAlchemy: `runner status` reads through `reader` and `records` (stdlib sqlite3)
+and starts several times faster without it. So the light names are imported here
+and the SQLAlchemy-backed ones (`Store`, the attempt records) only when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from runner.store import reader
+from runner.store.records import (
+    COUNTER_COLUMNS,
+    POSSIBLY_PAID,
+    STATUSES,
+    STORE_FILE,
+    TOKEN_COLUMNS,
+    JobRow,
+    JobSummary,
+    Spend,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from runner.store.facade import (
+        AttemptEnd,
+        AttemptResult,
+        AttemptStart,
+        Store,
+        SyncResult,
+        WorkItem,
+    )
+
+__all__ = [
+    "COUNTER_COLUMNS",
+    "POSSIBLY_PAID",
+    "STATUSES",
+    "STORE_FILE",
+    "TOKEN_COLUMNS",
+    "AttemptEnd",
+    "AttemptResult",
+    "AttemptStart",
+    "JobRow",
+    "JobSummary",
+    "Spend",
+    "Status",
+    "Store",
+    "SyncResult",
+    "WorkItem",
+    "reader",
+]
+
+# name -> the module that defines it; imported on first use (see the docstring).
+_LAZY = {
+    "AttemptEnd": "runner.store.facade",
+    "AttemptResult": "runner.store.facade",
+    "AttemptStart": "runner.store.facade",
+    "Store": "runner.store.facade",
+    "SyncResult": "runner.store.facade",
+    "WorkItem": "runner.store.facade",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
