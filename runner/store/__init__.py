@@ -25,14 +25,9 @@ from runner.store.records import (
 )
 
 if TYPE_CHECKING:
-    from runner.store.facade import (
-        AttemptEnd,
-        AttemptResult,
-        AttemptStart,
-        Store,
-        SyncResult,
-        WorkItem,
-    )
+    from runner.store.attempts import AttemptEnd, AttemptResult, AttemptStart, WorkItem
+    from runner.store.facade import Store
+    from runner.store.sync import SyncResult
 
 __all__ = [
     "COUNTER_COLUMNS",
@@ -55,12 +50,12 @@ __all__ = [
 
 # name -> the module that defines it; imported on first use (see the docstring).
 _LAZY = {
-    "AttemptEnd": "runner.store.facade",
-    "AttemptResult": "runner.store.facade",
-    "AttemptStart": "runner.store.facade",
+    "AttemptEnd": "runner.store.attempts",
+    "AttemptResult": "runner.store.attempts",
+    "AttemptStart": "runner.store.attempts",
     "Store": "runner.store.facade",
-    "SyncResult": "runner.store.facade",
-    "WorkItem": "runner.store.facade",
+    "SyncResult": "runner.store.sync",
+    "WorkItem": "runner.store.attempts",
 }
 
 
