@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from runner.store import reader
 from runner.store.records import (
     COUNTER_COLUMNS,
-    POSSIBLY_PAID,
     STATUSES,
     STORE_FILE,
     TOKEN_COLUMNS,
@@ -25,7 +24,13 @@ from runner.store.records import (
 )
 
 if TYPE_CHECKING:
-    from runner.store.attempts import AttemptEnd, AttemptResult, AttemptStart, WorkItem
+    from runner.store.attempts import (
+        POSSIBLY_PAID,
+        AttemptEnd,
+        AttemptResult,
+        AttemptStart,
+        WorkItem,
+    )
     from runner.store.facade import Store
     from runner.store.sync import SyncResult
 
@@ -50,6 +55,7 @@ __all__ = [
 
 # name -> the module that defines it; imported on first use (see the docstring).
 _LAZY = {
+    "POSSIBLY_PAID": "runner.store.attempts",
     "AttemptEnd": "runner.store.attempts",
     "AttemptResult": "runner.store.attempts",
     "AttemptStart": "runner.store.attempts",

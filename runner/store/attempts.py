@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from runner.pricing import billed_tokens
-from runner.store.records import COUNTER_COLUMNS, POSSIBLY_PAID, TOKEN_COLUMNS
+from runner.store.records import COUNTER_COLUMNS, TOKEN_COLUMNS
 from runner.store.schema import attempts, items, job_totals, timestamp
 
 if TYPE_CHECKING:
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
     from runner.store.records import JobRow
 
+# Attempt outcomes that mean "the request went out and may have been billed, but
+# nothing usable came back": counted as possibly paid.
+POSSIBLY_PAID = ("unknown", "abandoned")
 # Outcomes of attempts that may have failed before anything was sent: with no HTTP
 # status they never reached the API, so they are not counted as requests.
 NOT_SENT = ("transient", "not_sent")
