@@ -1,11 +1,9 @@
 """Attempts: the work handed to a run, each request's record, and the running totals.
 
-Owns: the items a run may send, putting items back for a retry, the batched write
-path that begins and ends attempts (its statements built once, at import), and the
-running-totals rule: what one attempt adds to its job's totals. The rule is written
-once, in `attempt_counters`; the write path applies it to each attempt, and
-`summed_totals` applies it to the attempts already stored (for `status --by` and to
-rebuild a job's totals). Works inside a transaction its caller opened.
+Owns: the items a run may send, requeueing for a retry, the batched write path that
+begins and ends attempts (statements built once, at import), and the one home of the
+running-totals rule, `attempt_counters`: the write path applies it to each attempt,
+`summed_totals` to stored attempts. Works inside a transaction its caller opened.
 """
 
 from __future__ import annotations
@@ -198,6 +196,7 @@ def summed_totals(
     SQL counts the attempts of each group by the facts `attempt_counters` reads, and
     the rule is applied to each such class of attempts, so a few rows come back
     however many attempts there are."""
+    # attempt_counters' arguments, as _attempt_totals takes them from a result
     facts = (
         attempts.c.outcome,
         attempts.c.http_status.is_not(None),

@@ -3,9 +3,8 @@
 Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`), the status and
 counter names, the names of the schema's migrations, and the SQL (named `:params`) of
 the job lookup and the status queries with the pure functions that turn their rows
-into records. `queries` runs this SQL through SQLAlchemy and `reader` through
-sqlite3, so both answer alike. Stdlib only: must not import SQLAlchemy or open a
-database.
+into records. `queries` runs this SQL through SQLAlchemy, `reader` through sqlite3,
+so both answer alike. Stdlib only: must not import SQLAlchemy or open a database.
 """
 
 from __future__ import annotations

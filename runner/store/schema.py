@@ -114,8 +114,8 @@ attempts = sa.Table(
 )
 
 
-# Running totals per job and image size, kept by the attempts' write path in the
-# same transaction as the attempt they count (see runner.store.attempts), so status
+# Running totals per job and image size, kept by record_attempts and
+# recover_abandoned in the same transaction as the attempt they count, so status
 # and budgets read a few rows instead of summing every attempt.
 job_totals = sa.Table(
     "job_totals",
