@@ -13,19 +13,18 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import outputs, pricing, reader
+from runner import outputs, pricing
 from runner.errors import OutputError, UsageError
-from runner.records import STATUSES
+from runner.store import STATUSES, reader
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from runner import client
     from runner.plan import Item, Plan
-    from runner.records import JobRow, Spend, Status
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
     from runner.spec import JobSpec
-    from runner.store import Store, SyncResult, WorkItem
+    from runner.store import JobRow, Spend, Status, Store, SyncResult, WorkItem
 
 # The store (SQLAlchemy), the sending side (anyio, httpx, scheduler) and the
 # job-file side (YAML, Pillow) are imported inside the functions that use them:

@@ -18,15 +18,15 @@ import pytest
 from runner import jobs
 from runner.errors import StoreError
 from runner.plan import Item, Request, item_key
-from runner.reader import StoreReader, Unreadable, store_file
-from runner.store import AttemptResult, Store
+from runner.store import AttemptResult, Spend, Store
+from runner.store.reader import StoreReader, Unreadable, store_file
 from tests.e2e import REPO, SECRET, invoke, write_job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from runner.simulate import SimServer
-    from runner.store import JobRow
+    from runner.store import JobRow, Status
 
 MODEL = "gemini-3.1-flash-image-preview"
 SIZES = (None, "1K", "2K", "4K", "1K", "2K", None, "4K", "512")
@@ -144,23 +144,46 @@ def normal_status(store: Store, name: str = "demo") -> jobs.StatusReport:
     return jobs.status(store, row)
 
 
-def test_the_fast_path_reports_exactly_what_the_store_reports(
+# What the fixture recorded for `demo`, counted by hand (not by any code under test):
+# every attempt that ended counts, the dropped item's too; the one still running
+# does not. Tokens: a (12+1120+40), b (9+1120), the blocked answer (7), c (5+1680).
+DEMO = {
+    "counts": {"pending": 2, "running": 1, "succeeded": 2, "failed": 3, "blocked": 1},
+    "total": 9,
+    "usage": {
+        "promptTokenCount": 33,
+        "candidatesTokenCount": 3920,
+        "thoughtsTokenCount": 40,
+        "totalTokenCount": 3993,
+    },
+    # 9 ended attempts, one of them never sent; unknown: two timeouts and the
+    # abandoned one; billed without an image: the blocked answer.
+    "requests": {"sent": 8, "unknown": 3, "not_sent": 1, "paid_failed": 1},
+    "images": 3,
+    "unpriced": {"1K": 1, "2K": 1, "4K": 1},  # possibly billed, with no usage
+}
+OTHER = {  # the other job in the same store: its one success, and nothing of demo's
+    "counts": {"pending": 0, "running": 0, "succeeded": 1, "failed": 0, "blocked": 0},
+    "total": 1,
+    "usage": {
+        "promptTokenCount": 3,
+        "candidatesTokenCount": 1120,
+        "thoughtsTokenCount": 0,
+        "totalTokenCount": 1123,
+    },
+    "requests": {"sent": 1, "unknown": 0, "not_sent": 0, "paid_failed": 0},
+    "images": 1,
+    "unpriced": {},
+}
+
+
+def test_the_fast_path_reports_what_was_recorded_as_the_store_does(
     out: Path, store: Store
 ) -> None:
     fast = jobs.quick_status(jobs.Workspace(out), "demo")
     assert fast is not None
-    expected = normal_status(store)
-    assert fast.as_dict() == expected.as_dict()
-    assert fast.status == expected.status
-    # The fixture covers what status has to get right.
-    data = expected.as_dict()
-    assert data["counts"] == {
-        "pending": 2, "running": 1, "succeeded": 2, "failed": 3, "blocked": 1
-    }  # fmt: skip
-    assert data["requests"] == {
-        "sent": 8, "unknown": 3, "not_sent": 1, "paid_failed": 1
-    }  # fmt: skip
-    assert expected.status.spend.unpriced == {"1K": 1, "2K": 1, "4K": 1}
+    assert summary(fast.status) == DEMO
+    data = fast.as_dict()
     first, *rest = data["failures"]  # most first; the order of ties is not defined
     assert first == {"status": "failed", "reason": "read timeout", "count": 2}
     assert sorted(rest, key=lambda f: f["status"]) == [
@@ -169,6 +192,9 @@ def test_the_fast_path_reports_exactly_what_the_store_reports(
     ]
     assert data["cost"]["possibly_billed_usd"] > 0
     assert data["price"]["input_per_million"] == 1.5  # the job's own pricing
+    expected = normal_status(store)
+    assert data == expected.as_dict()
+    assert fast.status == expected.status
 
 
 def test_the_reader_finds_jobs_as_the_store_does(out: Path, store: Store) -> None:
@@ -177,7 +203,20 @@ def test_the_reader_finds_jobs_as_the_store_does(out: Path, store: Store) -> Non
             assert reader.job(name) == store.get_job(name)
         other = reader.job("other")
         assert other is not None
-        assert reader.status(other) == store.status(other)
+        status = reader.status(other)
+    assert summary(status) == OTHER
+    assert status == store.status(other)
+
+
+def summary(status: Status) -> dict[str, Any]:
+    return {
+        "counts": status.counts,
+        "total": sum(status.counts.values()),
+        "usage": status.usage,
+        "requests": status.requests,
+        "images": status.spend.images,
+        "unpriced": status.spend.unpriced,
+    }
 
 
 def test_a_sqlite_db_url_takes_the_fast_path_too(
@@ -292,6 +331,40 @@ def test_status_by_an_axis_still_works_and_agrees(out: Path) -> None:
     assert data == fast.as_dict()
     assert sorted(by_size) == ["(default)", "1K", "2K", "4K", "512"]
     assert by_size["2K"]["items"] == 2  # the dropped 2K item is not counted
+
+
+def test_spend_per_image_size_counts_every_attempt_at_that_size(store: Store) -> None:
+    """`status --by` sums the attempts themselves: also those of the dropped item
+    (2K, c.png) and the one still running (4K, sent: counted as a request)."""
+
+    def tokens(prompt: int = 0, image: int = 0, thoughts: int = 0) -> dict[str, int]:
+        return {
+            "prompt_tokens": prompt,
+            "candidates_tokens": image,
+            "thoughts_tokens": thoughts,
+            "image_tokens": image,
+            "total_tokens": prompt + image + thoughts,
+        }
+
+    job = store.get_job("demo")
+    assert job is not None
+    by_size = store.status(job, by=["image_size"]).by_axis["image_size"]
+    assert {size: group["spend"] for size, group in by_size.items()} == {
+        # a.png; the 400
+        "(default)": Spend(attempts=2, requests=2, images=1,
+                           tokens=tokens(12, 1120, 40)),
+        # b.png; a timeout
+        "1K": Spend(attempts=2, requests=2, unknown=1, images=1,
+                    tokens=tokens(9, 1120), unpriced={"1K": 1}),
+        # blocked; refused before sending, then abandoned; c.png (dropped item)
+        "2K": Spend(attempts=4, requests=3, unknown=1, paid_failed=1, images=1,
+                    tokens=tokens(7 + 5, 1680), unpriced={"2K": 1}),
+        # a timeout; the attempt still running
+        "4K": Spend(attempts=2, requests=2, unknown=1, tokens=tokens(),
+                    unpriced={"4K": 1}),
+        "512": Spend(),  # never sent
+    }  # fmt: skip
+    assert [by_size[size]["items"] for size in ("(default)", "1K", "2K")] == [2, 2, 2]
 
 
 def test_an_unknown_job_name_gives_the_usual_error(out: Path) -> None:

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 import subprocess
 import sys
 from contextlib import closing
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from runner.errors import JobBusyError, StoreError
-from runner.plan import Item, Request, item_key
-from runner.store import AttemptResult, JobRow, Store
+from runner.plan import Item, Request, build_plan, item_key, plan_digest
+from runner.spec import load_job
+from runner.store import AttemptEnd, AttemptResult, AttemptStart, JobRow, Store
+from runner.store.reader import StoreReader
+from runner.store.schema import metadata
 
-if TYPE_CHECKING:
-    from pathlib import Path
+# A store written by the last release before the store became a package (see its
+# README): what every later schema step must upgrade.
+STORE_M001 = Path(__file__).parent / "data" / "store-m001"
 
 
-def make_item(text: str, sample: int = 1, position: int = 0) -> Item:
+def make_item(
+    text: str, sample: int = 1, position: int = 0, image_size: str | None = None
+) -> Item:
     request = Request(
         model="gemini-3.1-flash-image-preview",
         text=text,
         aspect_ratio="1:1",
-        image_size=None,
+        image_size=image_size,
         references=(),
         generation={},
         system_instruction=None,
@@ -36,7 +45,7 @@ def make_item(text: str, sample: int = 1, position: int = 0) -> Item:
         prompt_id="p1",
         vars={},
         aspect_ratio="1:1",
-        image_size=None,
+        image_size=image_size,
         ref_set=0,
         ref_label="noref",
         sample=sample,
@@ -96,6 +105,113 @@ def test_the_store_uses_wal_and_records_each_migration_once(tmp_path: Path) -> N
         names = conn.exec_driver_sql("SELECT name FROM _runner_migrations").all()
     again.close()
     assert names == [("m001_initial",)]
+
+
+def describe(db: Path) -> dict[str, dict[str, Any]]:
+    """Every table of a SQLite file as SQLite itself reports it: columns (position,
+    name, type, not null, default, primary key), indexes with their columns, and
+    foreign keys."""
+    with closing(sqlite3.connect(db)) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return {
+            table: {
+                "columns": conn.execute(f"PRAGMA table_info({table})").fetchall(),
+                "indexes": sorted(
+                    (
+                        name,
+                        unique,
+                        origin,
+                        partial,
+                        conn.execute(f"PRAGMA index_info({name})").fetchall(),
+                    )
+                    for _, name, unique, origin, partial in conn.execute(
+                        f"PRAGMA index_list({table})"
+                    )
+                ),
+                "foreign_keys": sorted(
+                    conn.execute(f"PRAGMA foreign_key_list({table})").fetchall()
+                ),
+            }
+            for table in tables
+        }
+
+
+def test_a_store_migrated_from_blank_has_exactly_the_declared_tables(
+    tmp_path: Path,
+) -> None:
+    Store.for_output(tmp_path / "migrated").close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'declared.db'}")
+    metadata.create_all(engine)
+    engine.dispose()
+    migrated = describe(tmp_path / "migrated" / "runner.db")
+    assert set(migrated) == {
+        "_runner_migrations", "jobs", "items", "runs", "attempts", "job_totals"
+    }  # fmt: skip
+    assert migrated == describe(tmp_path / "declared.db")
+
+
+def sqlite_master(db: Path) -> list[tuple[str, str, str, str | None]]:
+    """What SQLite keeps of a schema, in creation order; the DDL text with its
+    whitespace collapsed (its layout is all that differs from SQLAlchemy's)."""
+    with closing(sqlite3.connect(db)) as conn:
+        return [
+            (kind, name, table, None if sql is None else " ".join(sql.split()))
+            for kind, name, table, sql in conn.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid"
+            )
+        ]
+
+
+def test_m001_creates_the_schema_the_release_before_it_created(tmp_path: Path) -> None:
+    # That release ran SQLAlchemy's create_all where m001 now has literal DDL.
+    shutil.copy(STORE_M001 / "runner.db", tmp_path / "old.db")
+    Store.for_output(tmp_path / "new").close()
+    assert sqlite_master(tmp_path / "new" / "runner.db") == sqlite_master(
+        tmp_path / "old.db"
+    )
+
+
+def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(STORE_M001 / "runner.db", out / "runner.db")
+    printed = json.loads((STORE_M001 / "status.json").read_text("utf-8"))
+    store = Store.for_output(out)  # applies the steps the store lacks
+    try:
+        job = store.get_job("tiny")
+        assert job is not None
+        status = store.status(job)
+        assert status.counts == printed["counts"]
+        assert sum(status.counts.values()) == printed["total"]
+        assert status.usage == printed["usage"]
+        assert status.requests == printed["requests"]
+        assert status.spend.images == printed["images"]
+        per_success = status.spend.requests / status.counts["succeeded"]
+        assert per_success == printed["attempts_per_success"]
+        by_reason = sorted(status.failures, key=lambda f: f["status"])
+        assert by_reason == sorted(printed["failures"], key=lambda f: f["status"])
+        with StoreReader(out / "runner.db") as reader:  # the fast path trusts it
+            assert reader.status(job) == status
+        with store.engine.connect() as conn:
+            steps = conn.exec_driver_sql("SELECT * FROM _runner_migrations").all()
+        assert steps == [("m001_initial", "2026-12-02T16:00:49.142+00:00")]
+
+        finished = store.manifest_rows(job)
+        spec = load_job(STORE_M001 / "tiny.yaml")
+        again = store.sync_plan(job, build_plan(spec).items, plan_digest(spec))
+        assert (again.new, again.existing, again.deactivated) == (0, 8, 0)
+        assert store.manifest_rows(job) == finished
+        assert store.pending_items(job) == []
+        assert store.status(job) == status
+    finally:
+        store.close()
 
 
 def test_sync_plan_inserts_new_keeps_known_and_deactivates_dropped(
@@ -207,6 +323,80 @@ def test_status_sums_usage_of_every_attempt_including_failed_ones(
     ]
     row = store.manifest_rows(job)[0]
     assert row["outputs"] == ["images/a.png"] and row["usage"] == usage
+
+
+def test_totals_summed_from_the_attempts_equal_those_kept_as_they_were_recorded(
+    store: Store, job: JobRow
+) -> None:
+    """One rule, two readings: the running totals the write path keeps per attempt,
+    and the totals summed from the stored attempts (`rebuild_totals`, and the spend
+    per axis of `status --by`)."""
+    billed = {"promptTokenCount": 7, "candidatesTokenCount": 1120,
+              "totalTokenCount": 1127}  # fmt: skip
+    ends = [
+        AttemptResult(outcome="success", reason="", item_status="succeeded",
+                      http_status=200, usage=billed, outputs=["a.png"]),
+        AttemptResult(outcome="blocked", reason="SAFETY", item_status="blocked",
+                      http_status=200, usage={"totalTokenCount": 7}),
+        AttemptResult(outcome="unknown", reason="timeout", item_status="failed"),
+        AttemptResult(outcome="transient", reason="refused", item_status="pending"),
+        AttemptResult(outcome="transient", reason="503", item_status="pending",
+                      http_status=503),
+        AttemptResult(outcome="not_sent", reason="changed", item_status="failed"),
+        AttemptResult(outcome="fatal_item", reason="400", item_status="failed",
+                      http_status=400),
+    ]  # fmt: skip
+    sizes = (None, "1K", "2K")
+    plan = [
+        make_item(f"i{n}", position=n, image_size=sizes[n % 3])
+        for n in range(len(ends) + 1)
+    ]
+    store.sync_plan(job, plan)
+    *work, left = store.pending_items(job)
+    run = run_id(store, job)
+    started = store.record_attempts([AttemptStart(w.id, run, 1) for w in work])
+    store.record_attempts(
+        [
+            AttemptEnd(attempt_id, w.id, result)
+            for attempt_id, w, result in zip(started, work, ends, strict=True)
+            if attempt_id is not None
+        ]
+    )
+    store.begin_attempt(left.id, run, 1)
+    assert store.recover_abandoned(job) == 1  # the last (1K) item: abandoned
+    requests = store.status(job).requests
+    assert requests == {"sent": 6, "unknown": 2, "not_sent": 2, "paid_failed": 1}
+    assert store.spend(job).unpriced == {"1K": 1, "2K": 1}
+
+    kept = totals_rows(store)
+    assert [row["image_size"] for row in kept] == ["", "1K", "2K"]
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM job_totals")
+    store.rebuild_totals(job)
+    assert totals_rows(store) == kept
+
+    store.finish_attempt(  # the write path adds to rebuilt totals as to any
+        store.begin_attempt(left.id, run, 2), left.id, ends[2]
+    )
+    by_size = store.status(job, by=["image_size"]).by_axis["image_size"]
+    for row in totals_rows(store):
+        spend = by_size[row.pop("image_size") or "(default)"]["spend"]
+        del row["job_id"]
+        assert row == {
+            "attempts": spend.attempts,
+            "requests": spend.requests,
+            "unknown": spend.unknown,
+            "unpriced": sum(spend.unpriced.values()),
+            "paid_failed": spend.paid_failed,
+            "images": spend.images,
+            **spend.tokens,
+        }
+
+
+def totals_rows(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT * FROM job_totals ORDER BY image_size")
+        return [dict(row._mapping) for row in rows]
 
 
 def test_requeue_gives_failed_items_fresh_tries(store: Store, job: JobRow) -> None:

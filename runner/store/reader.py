@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.records import (
+from runner.store.records import (
     MIGRATION_NAMES,
     MIGRATIONS_SQL,
     STORE_FILE,

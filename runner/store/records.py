@@ -3,7 +3,7 @@
 Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`), the status and
 counter names, the names of the schema's migrations, and the SQL (named `:params`) of
 the job lookup and the status queries with the pure functions that turn their rows
-into records. `store` runs this SQL through SQLAlchemy and `reader` through sqlite3,
+into records. `queries` runs this SQL through SQLAlchemy, `reader` through sqlite3,
 so both answer alike. Stdlib only: must not import SQLAlchemy or open a database.
 """
 
@@ -32,12 +32,9 @@ COUNTER_COLUMNS = (
     "paid_failed",
     "images",
 )
-# Attempt outcomes that mean "the request went out and may have been billed, but
-# nothing usable came back": counted as possibly paid.
-POSSIBLY_PAID = ("unknown", "abandoned")
 STORE_FILE = "runner.db"  # the store in the output folder when no --db is given
-# The schema steps `store.MIGRATIONS` applies, in order (store.py checks the two
-# agree): a reader trusts only a store with exactly these steps applied.
+# The schema steps `migrations.MIGRATIONS` applies, in order (migrations.py checks
+# the two agree): a reader trusts only a store with exactly these steps applied.
 MIGRATION_NAMES = ("m001_initial",)
 
 MIGRATIONS_SQL = "SELECT name FROM _runner_migrations ORDER BY name"

@@ -1,0 +1,78 @@
+"""The SQLite store: jobs, items, attempts, runs and their running totals.
+
+The package's names, importable from here. Importing this package must not import
+SQLAlchemy: `runner status` reads through `reader` and `records` (stdlib sqlite3)
+and starts several times faster without it. So the light names are imported here
+and the SQLAlchemy-backed ones (`Store`, the attempt records) only when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from runner.store import reader
+from runner.store.records import (
+    COUNTER_COLUMNS,
+    STATUSES,
+    STORE_FILE,
+    TOKEN_COLUMNS,
+    JobRow,
+    JobSummary,
+    Spend,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from runner.store.attempts import (
+        POSSIBLY_PAID,
+        AttemptEnd,
+        AttemptResult,
+        AttemptStart,
+        WorkItem,
+    )
+    from runner.store.facade import Store
+    from runner.store.sync import SyncResult
+
+__all__ = [
+    "COUNTER_COLUMNS",
+    "POSSIBLY_PAID",
+    "STATUSES",
+    "STORE_FILE",
+    "TOKEN_COLUMNS",
+    "AttemptEnd",
+    "AttemptResult",
+    "AttemptStart",
+    "JobRow",
+    "JobSummary",
+    "Spend",
+    "Status",
+    "Store",
+    "SyncResult",
+    "WorkItem",
+    "reader",
+]
+
+# name -> the module that defines it; imported on first use (see the docstring).
+_LAZY = {
+    "POSSIBLY_PAID": "runner.store.attempts",
+    "AttemptEnd": "runner.store.attempts",
+    "AttemptResult": "runner.store.attempts",
+    "AttemptStart": "runner.store.attempts",
+    "Store": "runner.store.facade",
+    "SyncResult": "runner.store.sync",
+    "WorkItem": "runner.store.attempts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -1,0 +1,248 @@
+"""`Store`: one database, opened with migrations applied; the store's whole API.
+
+Owns: the engine and the transactions (one writer at a time in this process, BEGIN
+IMMEDIATE across processes; database errors become StoreError), and hands each
+call to the module that owns its concept: `sync`, `leases`, `attempts`, `queries`.
+Synchronous; the scheduler calls it from worker threads. Must not know HTTP, YAML
+or file formats, and never sees the API key.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError
+
+from runner.errors import StoreError
+from runner.store import attempts, leases, queries, sync
+from runner.store.attempts import AttemptEnd, AttemptStart
+from runner.store.engine import (
+    DEFAULT_BUSY_TIMEOUT,
+    IMMEDIATE,
+    db_reason,
+    open_engine,
+    safe_url,
+)
+from runner.store.leases import DEFAULT_LEASE_TTL
+from runner.store.migrations import migrate
+from runner.store.records import STORE_FILE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
+
+    from sqlalchemy.engine import Connection, Engine
+
+    from runner.plan import Item
+    from runner.store.attempts import AttemptResult, WorkItem
+    from runner.store.records import JobRow, JobSummary, Spend, Status
+    from runner.store.sync import SyncResult
+
+
+class Store:
+    """One database, opened with migrations applied."""
+
+    def __init__(self, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self.engine: Engine = open_engine(url, busy_timeout)
+        try:
+            migrate(self._begin, url)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @classmethod
+    def for_output(cls, output_dir: Path, db_url: str | None = None) -> Store:
+        """`db_url`, or `<output_dir>/runner.db` (SQLite, WAL)."""
+        if db_url:
+            return cls(db_url)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{output_dir / STORE_FILE}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def upsert_job(
+        self,
+        name: str,
+        job_path: str | None,
+        model: str | None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> JobRow:
+        """Create or refresh a job; `settings` are the run settings `retry` reuses."""
+        with self._begin() as conn:
+            return sync.upsert_job(conn, name, job_path, model, settings)
+
+    def get_job(self, name: str) -> JobRow | None:
+        with self._connect() as conn:
+            return queries.get_job(conn, name)
+
+    def list_jobs(self) -> list[JobSummary]:
+        with self._connect() as conn:
+            return queries.list_jobs(conn)
+
+    # -- lease: one live process per job --------------------------------------------
+
+    def acquire_lease(
+        self, job: JobRow, owner: str, ttl: float = DEFAULT_LEASE_TTL
+    ) -> None:
+        """Take the job's lease, or raise JobBusyError if a live process holds it.
+
+        A lease whose process is gone (same host, pid not alive) or whose time ran out
+        is taken over at once, so a crash never blocks the next run.
+        """
+        with self._begin() as conn:
+            leases.acquire_lease(conn, job, owner, ttl)
+
+    def renew_lease(
+        self, job: JobRow, owner: str, ttl: float = DEFAULT_LEASE_TTL
+    ) -> None:
+        with self._begin() as conn:
+            leases.renew_lease(conn, job, owner, ttl)
+
+    def release_lease(self, job: JobRow, owner: str) -> None:
+        with self._begin() as conn:
+            leases.release_lease(conn, job, owner)
+
+    # -- plan -------------------------------------------------------------------------
+
+    def sync_plan(
+        self, job: JobRow, plan_items: Sequence[Item], digest: str | None = None
+    ) -> SyncResult:
+        """Insert new items, refresh labels of known ones, deactivate dropped ones,
+        and remember the plan's digest.
+
+        Keys are content hashes, so an item already succeeded stays succeeded.
+        """
+        with self._begin() as conn:
+            return sync.sync_plan(conn, job, plan_items, digest)
+
+    def plan_digest(self, job: JobRow) -> str | None:
+        """The digest of the plan last stored for this job."""
+        with self._connect() as conn:
+            return sync.plan_digest(conn, job)
+
+    def unfinished(self, job: JobRow) -> list[tuple[str, int, str | None]]:
+        """(prompt, reference count, image size) of each item still to send."""
+        with self._connect() as conn:
+            return sync.unfinished(conn, job)
+
+    def statuses_of(self, job: JobRow, keys: Iterable[str]) -> dict[str, str]:
+        """key -> status of the given keys the store already has."""
+        with self._connect() as conn:
+            return sync.statuses_of(conn, job, keys)
+
+    # -- runs and dispatch -----------------------------------------------------------
+
+    def start_run(self, job: JobRow, command: str) -> int:
+        with self._begin() as conn:
+            return leases.start_run(conn, job, command)
+
+    def end_run(self, run_id: int, result: str) -> None:
+        with self._begin() as conn:
+            leases.end_run(conn, run_id, result)
+
+    def recover_abandoned(self, job: JobRow) -> int:
+        """Items a dead run left `running` become pending; their open attempts are
+        closed as `abandoned` (the request may have been sent and billed). Call only
+        while holding the job's lease."""
+        with self._begin() as conn:
+            return leases.recover_abandoned(conn, job)
+
+    def requeue(self, job: JobRow, statuses: Sequence[str]) -> int:
+        """Put items with these statuses back to pending, with fresh tries."""
+        with self._begin() as conn:
+            return attempts.requeue(conn, job, statuses)
+
+    def pending_items(self, job: JobRow) -> list[WorkItem]:
+        with self._connect() as conn:
+            return attempts.pending_items(conn, job)
+
+    def begin_attempt(self, item_id: int, run_id: int, number: int) -> int:
+        """Record that a request is about to go out; the item becomes `running`."""
+        attempt_id = self.record_attempts([AttemptStart(item_id, run_id, number)])[0]
+        assert attempt_id is not None
+        return attempt_id
+
+    def finish_attempt(
+        self, attempt_id: int, item_id: int, result: AttemptResult
+    ) -> None:
+        """Close an attempt, move its item and add to the job's totals, in one
+        transaction."""
+        self.record_attempts([AttemptEnd(attempt_id, item_id, result)])
+
+    def record_attempts(
+        self, changes: Sequence[AttemptStart | AttemptEnd]
+    ) -> list[int | None]:
+        """Begin and finish attempts, in order, in one transaction; the new
+        attempt's id for each AttemptStart (None for an AttemptEnd).
+
+        A run sends its changes in batches: one transaction for many attempts
+        costs little more than one for a single attempt. (Statements are built once,
+        at import: building them per call cost more CPU than running them.)"""
+        with self._begin() as conn:
+            return attempts.record_attempts(conn, changes)
+
+    def rebuild_totals(self, job: JobRow) -> None:
+        """Recompute the job's running totals from its ended attempts, by the same
+        rule `record_attempts` keeps them with: for a store whose attempts were
+        written another way (a bulk-loaded fixture), or a new totals column."""
+        with self._begin() as conn:
+            attempts.rebuild_totals(conn, job)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def status(self, job: JobRow, by: Sequence[str] = ()) -> Status:
+        """Counts, usage and spend of a job; also grouped by each axis in `by`
+        (that part sums every attempt, so it is only done when asked)."""
+        with self._connect() as conn:
+            return queries.status(conn, job, by)
+
+    def spend(self, job: JobRow) -> Spend:
+        """What the job's attempts used so far (every run, every item)."""
+        with self._connect() as conn:
+            return queries.spend(conn, job)
+
+    def manifest_rows(self, job: JobRow) -> list[dict[str, Any]]:
+        """One dict per active item, in plan order, with the SPEC manifest fields."""
+        with self._connect() as conn:
+            return queries.manifest_rows(conn, job)
+
+    def attempt_rows(self, job: JobRow) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            return queries.attempt_rows(conn, job)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        # One writer at a time inside this process; across processes SQLite
+        # serialises writers with BEGIN IMMEDIATE and busy_timeout.
+        with self._lock:
+            try:
+                with (
+                    self.engine.connect().execution_options(
+                        **{IMMEDIATE: True}
+                    ) as conn,
+                    conn.begin(),
+                ):
+                    yield conn
+            except DBAPIError as exc:
+                raise StoreError(
+                    f"the store {safe_url(self.url)} failed: {db_reason(exc)}"
+                ) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise StoreError(
+                f"the store {safe_url(self.url)} failed: {db_reason(exc)}"
+            ) from exc

@@ -1,0 +1,155 @@
+"""What the store reports: jobs, status and spend (also per axis), manifest and
+attempt rows.
+
+Owns: the read queries through SQLAlchemy. The job lookup and the status totals run
+`records`' SQL text, the same the sqlite3 `reader` runs, so both answer alike; spend
+per axis value is summed from the attempts by the rule in `attempts`. Works on a
+connection its caller opened; must not write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from runner.store.attempts import summed_totals
+from runner.store.records import (
+    COUNTER_COLUMNS,
+    STATUSES,
+    TOKEN_COLUMNS,
+    JobSummary,
+    Spend,
+    read_job,
+    read_spend,
+    read_status,
+    spend_from_rows,
+)
+from runner.store.schema import AXIS_COLUMNS, attempts, items, jobs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from sqlalchemy.engine import Connection
+
+    from runner.store.records import JobRow, Query, Status
+
+
+def get_job(conn: Connection, name: str) -> JobRow | None:
+    return read_job(_query(conn), name)
+
+
+def list_jobs(conn: Connection) -> list[JobSummary]:
+    job_rows = conn.execute(sa.select(jobs).order_by(jobs.c.name)).all()
+    counts = conn.execute(
+        sa.select(items.c.job_id, items.c.status, sa.func.count())
+        .where(items.c.active == 1)
+        .group_by(items.c.job_id, items.c.status)
+    ).all()
+    by_job: dict[int, dict[str, int]] = {}
+    for job_id, status, n in counts:
+        by_job.setdefault(job_id, dict.fromkeys(STATUSES, 0))[status] = n
+    return [
+        JobSummary(
+            name=r.name,
+            job_path=r.job_path,
+            counts=by_job.get(r.id, dict.fromkeys(STATUSES, 0)),
+            updated_at=r.updated_at,
+        )
+        for r in job_rows
+    ]
+
+
+def status(conn: Connection, job: JobRow, by: Sequence[str]) -> Status:
+    status = read_status(_query(conn), job)
+    by_axis: dict[str, dict[str, dict[str, Any]]] = {}
+    for axis in by:
+        column = AXIS_COLUMNS[axis]
+        groups: dict[str, dict[str, Any]] = {}
+        for row in conn.execute(
+            sa.select(column, items.c.status, sa.func.count())
+            .where(items.c.job_id == job.id, items.c.active == 1)
+            .group_by(column, items.c.status)
+        ):
+            entry = groups.setdefault(_label(row[0]), _empty_group())
+            entry["items"] += row[2]
+            entry[row[1]] += row[2]
+        for value, spend in spend_by(conn, job, column):
+            groups.setdefault(_label(value), _empty_group())["spend"] = spend
+        by_axis[axis] = groups
+    return replace(status, by_axis=by_axis)
+
+
+def spend(conn: Connection, job: JobRow) -> Spend:
+    return read_spend(_query(conn), job)
+
+
+def spend_by(conn: Connection, job: JobRow, column: Any) -> list[tuple[Any, Spend]]:
+    """Spend of the job's attempts grouped by an item column (`status --by`):
+    summed from the attempts themselves, so it is only done when asked. Counts the
+    attempts still open too, as requests sent."""
+    # Per value and image size, shaped like the running totals' rows: the unpriced
+    # attempts are priced by estimate, by size.
+    rows: dict[Any, list[tuple[Any, ...]]] = {}
+    totals = summed_totals(conn, job, [column, items.c.image_size])
+    for (value, size), sums in totals.items():
+        row = (size, *(sums[name] for name in COUNTER_COLUMNS + TOKEN_COLUMNS))
+        rows.setdefault(value, []).append(row)
+    return [(value, spend_from_rows(group)) for value, group in rows.items()]
+
+
+def manifest_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(items)
+        .where(items.c.job_id == job.id, items.c.active == 1)
+        .order_by(items.c.position)
+    ).all()
+    return [
+        {
+            "key": r.key,
+            "status": r.status,
+            "prompt_id": r.prompt_id,
+            "prompt": r.prompt,
+            "vars": json.loads(r.vars_json),
+            "aspect_ratio": r.aspect_ratio,
+            "image_size": r.image_size,
+            "references": json.loads(r.references_json),
+            "ref_set": r.ref_label,
+            "sample": r.sample,
+            "outputs": json.loads(r.outputs_json) if r.outputs_json else [],
+            "attempts": r.attempts,
+            "usage": json.loads(r.usage_json) if r.usage_json else None,
+            "finish_reason": r.finish_reason,
+            "error": r.error,
+        }
+        for r in rows
+    ]
+
+
+def attempt_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(attempts, items.c.key)
+        .join(items, items.c.id == attempts.c.item_id)
+        .where(items.c.job_id == job.id)
+        .order_by(attempts.c.id)
+    ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def _query(conn: Connection) -> Query:
+    """Run records' SQL text on this connection."""
+
+    def run(sql: str, params: Mapping[str, Any]) -> Iterable[Sequence[Any]]:
+        return conn.execute(sa.text(sql), params)
+
+    return run
+
+
+def _label(value: Any) -> str:
+    return "(default)" if value is None else str(value)
+
+
+def _empty_group() -> dict[str, Any]:
+    return {"items": 0, **dict.fromkeys(STATUSES, 0), "spend": Spend()}

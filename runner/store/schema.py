@@ -1,0 +1,145 @@
+"""The store's tables as SQLAlchemy Core objects, for building statements.
+
+Owns: the declared tables (what today's schema is; `migrations` creates and changes
+it, and a test checks the two agree), the item column behind each status axis, and
+the timestamp format of every `*_at` column. Must not create tables or run queries.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from runner.store.records import TOKEN_COLUMNS
+
+metadata = sa.MetaData()
+
+migrations_table = sa.Table(
+    "_runner_migrations",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("applied_at", sa.Text, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("job_path", sa.Text),
+    sa.Column("model", sa.Text),
+    sa.Column("settings_json", sa.Text),
+    sa.Column("plan_digest", sa.Text),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_host", sa.Text),
+    sa.Column("lease_pid", sa.Integer),
+    sa.Column("lease_expires", sa.Float),
+)
+
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("active", sa.Integer, nullable=False, default=1),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("prompt_id", sa.Text, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("vars_json", sa.Text, nullable=False),
+    sa.Column("aspect_ratio", sa.Text, nullable=False),
+    sa.Column("image_size", sa.Text),
+    sa.Column("ref_label", sa.Text, nullable=False),
+    sa.Column("references_json", sa.Text, nullable=False),
+    sa.Column("sample", sa.Integer, nullable=False),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("tries_used", sa.Integer, nullable=False, default=0),
+    sa.Column("unknown_used", sa.Integer, nullable=False, default=0),
+    sa.Column("finish_reason", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("outputs_json", sa.Text),
+    sa.Column("usage_json", sa.Text),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("job_id", "key", name="uq_items_job_key"),
+    sa.Index("ix_items_job_status", "job_id", "active", "status"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("ended_at", sa.Text),
+    sa.Column("result", sa.Text),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id")),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("ended_at", sa.Text),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("outcome", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("finish_reason", sa.Text),
+    sa.Column("usage_json", sa.Text),
+    sa.Column("model_version", sa.Text),
+    sa.Column("response_id", sa.Text),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("retry_after", sa.Float),
+    sa.Column("outputs_json", sa.Text),
+    # Token counts split by how they are billed, copied out of usage_json so that
+    # status and budgets are SQL sums, not a JSON parse per attempt.
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("candidates_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("thoughts_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("image_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("total_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("images", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_attempts_item", "item_id"),
+)
+
+
+# Running totals per job and image size, kept by record_attempts and
+# recover_abandoned in the same transaction as the attempt they count, so status
+# and budgets read a few rows instead of summing every attempt.
+job_totals = sa.Table(
+    "job_totals",
+    metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("image_size", sa.Text, primary_key=True),  # "" = the model's default
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("requests", sa.Integer, nullable=False, default=0),
+    sa.Column("unknown", sa.Integer, nullable=False, default=0),
+    sa.Column("unpriced", sa.Integer, nullable=False, default=0),
+    sa.Column("paid_failed", sa.Integer, nullable=False, default=0),
+    sa.Column("images", sa.Integer, nullable=False, default=0),
+    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in TOKEN_COLUMNS),
+)
+
+# Axes that status groups by, and the item column holding each.
+AXIS_COLUMNS = {
+    "prompt": items.c.prompt_id,
+    "aspect_ratio": items.c.aspect_ratio,
+    "image_size": items.c.image_size,
+    "references": items.c.ref_label,
+}
+
+
+def timestamp() -> str:
+    """The value of a `*_at` column for this moment: ISO-8601 UTC, milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
