@@ -1173,8 +1173,8 @@ def _runner_child(argv: Sequence[str]) -> int:
 
     import anyio
 
-    from runner import jobs
     from runner.client import Endpoint
+    from runner.runs import execution as jobs
     from runner.spec import load_job
 
     imported = _mark(started, cpu_start)
@@ -1243,8 +1243,8 @@ def _scale_child(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    from runner import jobs
     from runner.plan import plan_digest
+    from runner.runs import execution as jobs
     from runner.spec import load_job
 
     phases: dict[str, float] = {}

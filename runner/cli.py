@@ -24,8 +24,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runner import __version__, jobs, pricing
+from runner import __version__, pricing
 from runner.errors import RunnerError, RunStopped, UsageError
+from runner.runs import execution as jobs
 
 if TYPE_CHECKING:
     from runner.client import Endpoint

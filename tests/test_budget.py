@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from runner import jobs, pricing
+from runner import pricing
 from runner.client import Endpoint
+from runner.runs import execution as jobs
 from runner.simulate import Fault
 from runner.spec import load_job
 from tests.e2e import SECRET, invoke, status_json, write_job

@@ -86,7 +86,7 @@ def test_resubmitting_a_finished_job_sends_nothing(
 def test_an_unchanged_job_is_not_planned_again_and_an_edited_one_is(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    from runner import jobs
+    from runner.runs import execution as jobs
     from runner.spec import load_job
 
     job = write_job(tmp_path, THREE_PROMPTS)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from runner import jobs
 from runner.errors import StoreError
 from runner.plan import Item, Request, item_key
 from runner.reader import StoreReader, Unreadable, store_file
+from runner.runs import execution as jobs
 from runner.store import AttemptResult, Store
 from tests.e2e import REPO, SECRET, invoke, write_job
 

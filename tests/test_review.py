@@ -18,7 +18,7 @@ import anyio
 import pytest
 from PIL import Image
 
-from runner import jobs, review
+from runner import review
 from runner.client import Endpoint
 from runner.plan import build_plan
 from runner.review import (
@@ -30,6 +30,7 @@ from runner.review import (
     THUMB_SIZE,
     build_review,
 )
+from runner.runs import execution as jobs
 from runner.spec import load_job
 from runner.store import Store
 from tests.e2e import SECRET, write_job

@@ -9,8 +9,8 @@ import anyio
 import pytest
 from PIL import Image
 
-from runner import jobs
 from runner.client import Endpoint
+from runner.runs import execution as jobs
 from runner.simulate import Fault
 from runner.spec import load_job
 from tests.e2e import SECRET, manifest, write_job

@@ -1,0 +1,1 @@
+"""The runs layer: the library entry points the CLI calls."""
