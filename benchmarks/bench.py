@@ -1173,8 +1173,8 @@ def _runner_child(argv: Sequence[str]) -> int:
 
     import anyio
 
+    from runner import runs
     from runner.client import Endpoint
-    from runner.runs import execution as jobs
     from runner.spec import load_job
 
     imported = _mark(started, cpu_start)
@@ -1187,12 +1187,12 @@ def _runner_child(argv: Sequence[str]) -> int:
             marks["last_image"] = _mark(started, cpu_start)
 
     spec = load_job(args.job)
-    workspace = jobs.Workspace(args.out)
+    workspace = runs.Workspace(args.out)
     store = workspace.open_store()
     try:
         report = anyio.run(
             functools.partial(
-                jobs.submit,
+                runs.submit_spec,
                 spec,
                 workspace=workspace,
                 store=store,
@@ -1243,8 +1243,8 @@ def _scale_child(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
+    from runner import runs
     from runner.plan import plan_digest
-    from runner.runs import execution as jobs
     from runner.spec import load_job
 
     phases: dict[str, float] = {}
@@ -1258,10 +1258,10 @@ def _scale_child(argv: Sequence[str]) -> int:
 
     spec = load_job(args.job)
     lap("load job")
-    workspace = jobs.Workspace(args.out)
+    workspace = runs.Workspace(args.out)
     store = workspace.open_store()
     lap("open store")
-    preview = jobs.preview(spec, store)
+    preview = runs.preview_spec(spec, store)
     lap("plan (jobs.preview)")
     job = store.upsert_job(spec.name, str(spec.path), spec.model, {})
     # As a submit does: the plan's digest lets an unchanged resubmit skip planning.
@@ -1280,7 +1280,7 @@ def _scale_child(argv: Sequence[str]) -> int:
     timings, renders = [], []
     for _ in range(3):
         started = time.perf_counter()
-        report = jobs.status(store, jobs.find_job(store, spec.name))
+        report = runs.read_status(store, runs.find_job(store, spec.name))
         middle = time.perf_counter()
         report.as_dict()
         timings.append(time.perf_counter() - started)

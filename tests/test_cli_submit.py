@@ -86,18 +86,18 @@ def test_resubmitting_a_finished_job_sends_nothing(
 def test_an_unchanged_job_is_not_planned_again_and_an_edited_one_is(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    from runner.runs import execution as jobs
+    from runner import runs
     from runner.spec import load_job
 
     job = write_job(tmp_path, THREE_PROMPTS)
     out = tmp_path / "out"
     assert submit(job, sim, out)[0] == 0
-    store = jobs.Workspace(out).open_store()
+    store = runs.Workspace(out).open_store()
     try:
-        unchanged = jobs.check_submit(load_job(job), store)
+        unchanged = runs.check_submit(load_job(job), store, None)
         assert unchanged.plan is None and unchanged.to_send == 0
         job.write_text(job.read_text().replace("dusk", "dawn"))
-        edited = jobs.check_submit(load_job(job), store)
+        edited = runs.check_submit(load_job(job), store, None)
         assert edited.plan is not None and edited.to_send == 1
     finally:
         store.close()

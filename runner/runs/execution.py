@@ -1,28 +1,31 @@
-"""Library entry points the CLI calls: plan preview, submit, retry, status, list.
+"""One run of a job: the job lease, the scheduler, the manifest.
 
-Owns: wiring spec -> plan -> store -> scheduler -> outputs for one command, the job
-lease around a run, recovery of items a dead run left behind, and the manifest rewrite
-after every run (also after Ctrl-C). Must not print, read the environment or exit.
+Owns: wiring a spec (or a stored job) and an open store to the scheduler for
+`submit` and `retry`: the lease around the run, recovery of items a dead run left
+behind, and the manifest rewrite after every run (also after Ctrl-C). Async, for
+callers that hold a store and an endpoint (the commands, tests, benchmarks). Must
+not print, ask or exit.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from runner import outputs, pricing, reader
-from runner.errors import OutputError, UsageError
-from runner.records import STATUSES
+from runner import outputs
+from runner.errors import OutputError
+from runner.reports import RunReport, StatusReport
+from runner.runs.settings import job_settings, run_settings, spec_price, stored_price
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     from runner import client
-    from runner.plan import Item, Plan
-    from runner.records import JobRow, Spend, Status
+    from runner.records import JobRow, Spend
+    from runner.runs.planning import SubmitCheck
+    from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
     from runner.spec import JobSpec
     from runner.store import Store, SyncResult, WorkItem
@@ -32,239 +35,8 @@ if TYPE_CHECKING:
 # `runner list` then starts in about two thirds of the time, and `runner status`
 # (through `quick_status`, which reads with sqlite3) imports none of them.
 
-JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
-
-@dataclass(frozen=True, slots=True)
-class Workspace:
-    """Where results and the store live (`--output`, `--db`)."""
-
-    output_root: Path
-    db_url: str | None = None
-
-    def open_store(self) -> Store:
-        from runner.store import Store
-
-        return Store.for_output(self.output_root, self.db_url)
-
-    def job_folder(self, name: str) -> Path:
-        return outputs.job_dir(self.output_root, name)
-
-
-@dataclass(frozen=True, slots=True)
-class PlanPreview:
-    spec: JobSpec
-    plan: Plan
-    stored: dict[str, int]  # planned items already in the store, by status
-    new: int  # planned items the store has never seen
-    to_send: tuple[Item, ...]  # new, pending or left running
-    price: pricing.Price | None
-
-    def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
-        """Expected tokens and USD if every item succeeds on its first try."""
-        tokens = {
-            "promptTokenCount": 0,
-            "candidatesTokenCount": 0,
-            "totalTokenCount": 0,
-        }
-        usd = 0.0
-        for item in items:
-            request = item.request
-            refs = len(request.references)
-            usage = pricing.estimate_tokens(request.text, refs, request.image_size)
-            for name in tokens:
-                tokens[name] += usage[name]
-            if self.price is not None:
-                usd += pricing.estimate_cost(
-                    request.text, refs, request.image_size, self.price
-                )
-        return {
-            "requests": len(items),
-            "tokens": tokens,
-            "cost_usd": None if self.price is None else round(usd, 4),
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "job": self.spec.name,
-            "file": str(self.spec.path),
-            "model": self.spec.model,
-            "items": len(self.plan.items),
-            "new": self.new,
-            "stored": self.stored,
-            "to_send": len(self.to_send),
-            "duplicates_dropped": self.plan.duplicates,
-            "axes": self.plan.axis_counts(),
-            "estimate": {
-                "to_send": self.estimate(self.to_send),
-                "whole_plan": self.estimate(self.plan.items),
-                "prices_as_of": pricing.PRICES_AS_OF,
-                "source": pricing.PRICES_SOURCE,
-            },
-            "budget": asdict(self.spec.budget),
-            "warnings": list(self.spec.warnings),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """A job's status with its spend priced (None where the model has no price)."""
-
-    status: Status
-    price: pricing.Price | None
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return self.status.counts
-
-    def cost(self, spend: Spend) -> dict[str, float] | None:
-        if self.price is None:
-            return None
-        billed, unknown = pricing.spend_cost(spend.tokens, spend.unpriced, self.price)
-        return {
-            "billed_usd": round(billed, 6),
-            "possibly_billed_usd": round(unknown, 6),
-            "total_usd": round(billed + unknown, 6),
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        s = self.status
-        succeeded = s.counts["succeeded"]
-        return {
-            "job": s.job,
-            "counts": s.counts,
-            "total": sum(s.counts.values()),
-            "usage": s.usage,
-            "requests": s.requests,
-            "images": s.spend.images,
-            "attempts_per_success": (
-                round(s.spend.requests / succeeded, 3) if succeeded else None
-            ),
-            "cost": self.cost(s.spend),
-            "price": None
-            if self.price is None
-            else {
-                **asdict(self.price),
-                "currency": "USD",
-                "as_of": pricing.PRICES_AS_OF,
-                "source": pricing.PRICES_SOURCE,
-            },
-            **(
-                {
-                    "by": {
-                        axis: {
-                            value: {
-                                "items": g["items"],
-                                **{k: g[k] for k in STATUSES},
-                                "requests": g["spend"].requests,
-                                "usage": g["spend"].usage,
-                                "cost": self.cost(g["spend"]),
-                            }
-                            for value, g in groups.items()
-                        }
-                        for axis, groups in s.by_axis.items()
-                    }
-                }
-                if s.by_axis
-                else {}
-            ),
-            "failures": s.failures,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    job: str
-    result: RunResult
-    status: StatusReport
-    manifest: Path
-    sync: SyncResult | None
-    recovered: int  # items a dead run had left `running`
-    requeued: int  # items `retry` put back to pending
-
-    @property
-    def exit_code(self) -> int:
-        """SPEC exit codes: 130 interrupted, 3 stopped, 1 anything not succeeded."""
-        if self.result.interrupted:
-            return 130
-        if self.result.stopped:
-            return 3
-        if self.result.budget_stop:
-            return 1
-        counts = self.status.counts
-        return 0 if counts["succeeded"] == sum(counts.values()) else 1
-
-
-def is_job_file(job: str) -> bool:
-    return job.endswith(JOB_FILE_SUFFIXES) or Path(job).is_file()
-
-
-def preview(spec: JobSpec, store: Store) -> PlanPreview:
-    """Expand the job and compare with the store; sends and writes nothing."""
-    from runner.plan import build_plan
-
-    plan = build_plan(spec)
-    job = store.get_job(spec.name)
-    known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
-    return PlanPreview(
-        spec=spec,
-        plan=plan,
-        stored=dict(Counter(known.values())),
-        new=len(plan.items) - len(known),
-        to_send=tuple(
-            i for i in plan.items if known.get(i.key) in (None, "pending", "running")
-        ),
-        price=pricing.price_for(spec.model, spec.pricing),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitCheck:
-    """What a submit would send, worked out as cheaply as the store allows."""
-
-    plan: Plan | None  # None: the store already holds exactly this plan
-    digest: str
-    to_send: int
-    cost_usd: float | None
-
-
-def check_submit(spec: JobSpec, store: Store) -> SubmitCheck:
-    """Count what a submit would send; an unchanged job file is not planned again
-    (its digest matches the stored plan), so resuming a big job starts at once."""
-    from runner.plan import plan_digest
-
-    digest = plan_digest(spec)
-    price = pricing.price_for(spec.model, spec.pricing)
-    job = store.get_job(spec.name)
-    if job is not None and store.plan_digest(job) == digest:
-        unfinished = store.unfinished(job)
-        cost = None
-        if price is not None:
-            cost = sum(
-                pricing.estimate_cost(text, refs, size, price)
-                for text, refs, size in unfinished
-            )
-        return SubmitCheck(None, digest, len(unfinished), cost)
-    full = preview(spec, store)
-    estimate = full.estimate(full.to_send)
-    return SubmitCheck(full.plan, digest, estimate["requests"], estimate["cost_usd"])
-
-
-def find_job(store: Store, job: str) -> JobRow:
-    """A job by name, or by the name a job file declares."""
-    from runner.spec import load_job
-
-    name = load_job(job).name if is_job_file(job) else job
-    row = store.get_job(name)
-    if row is None:
-        raise UsageError(
-            f"no job named '{name}' in the store {store.url}; `runner list` shows the "
-            "jobs there (check --output/--db), or submit the job file first"
-        )
-    return row
-
-
-async def submit(
+async def submit_spec(
     spec: JobSpec,
     *,
     workspace: Workspace,
@@ -279,46 +51,30 @@ async def submit(
     """Plan the job, store the plan, and send every item not finished yet.
 
     `overrides` replaces RunSettings fields (timeouts, backoff) for this run;
-    `check` is `check_submit(spec, store)` if the caller already has it.
+    `check` is `check_submit(spec, store, price)` if the caller already has it.
     """
-    from anyio import to_thread
-
-    from runner.scheduler import RunSettings
-
     if check is None:
-        check = await to_thread.run_sync(check_submit, spec, store)
+        from anyio import to_thread
+
+        from runner.runs.planning import check_submit
+
+        check = await to_thread.run_sync(check_submit, spec, store, spec_price(spec))
     plan, digest = check.plan, check.digest
-    run_settings = replace(
-        RunSettings(
-            concurrency=concurrency or spec.concurrency,
-            max_attempts=spec.max_attempts,
-            max_unknown_retries=spec.max_unknown_retries,
-            rpm=spec.rpm,
-            budget=replace(spec.budget, **(budget_caps or {})),
-            price=pricing.price_for(spec.model, spec.pricing),
-        ),
-        **(overrides or {}),
+    saved = job_settings(spec)
+    settings = run_settings(
+        saved,
+        check.price,
+        concurrency=concurrency,
+        overrides=overrides,
+        budget_caps=budget_caps,
     )
-    folder = workspace.job_folder(spec.name)
-    job = store.upsert_job(
-        spec.name,
-        str(spec.path),
-        spec.model,
-        {
-            "concurrency": spec.concurrency,
-            "max_attempts": spec.max_attempts,
-            "max_unknown_retries": spec.max_unknown_retries,
-            "rpm": spec.rpm,
-            "pricing": dict(spec.pricing or {}),
-            "budget": asdict(spec.budget),
-        },
-    )
+    job = store.upsert_job(spec.name, str(spec.path), spec.model, saved)
     return await _run(
         store,
         job,
-        folder,
+        workspace.job_folder(spec.name),
         endpoint,
-        run_settings,
+        settings,
         on_progress,
         command="submit",
         prepare=lambda: (
@@ -328,7 +84,7 @@ async def submit(
     )
 
 
-async def retry(
+async def retry_job(
     job: JobRow,
     *,
     workspace: Workspace,
@@ -341,20 +97,12 @@ async def retry(
     budget_caps: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries."""
-    from runner.scheduler import RunSettings
-    from runner.spec import Budget
-
-    saved = job.settings
-    run_settings = replace(
-        RunSettings(
-            concurrency=concurrency or int(saved.get("concurrency") or 8),
-            max_attempts=int(saved.get("max_attempts") or 5),
-            max_unknown_retries=int(saved.get("max_unknown_retries", 1)),
-            rpm=saved.get("rpm"),
-            budget=Budget(**{**saved.get("budget", {}), **(budget_caps or {})}),
-            price=pricing.price_for(job.model or "", saved.get("pricing")),
-        ),
-        **(overrides or {}),
+    settings = run_settings(
+        job.settings,
+        stored_price(job),
+        concurrency=concurrency,
+        overrides=overrides,
+        budget_caps=budget_caps,
     )
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     return await _run(
@@ -362,33 +110,11 @@ async def retry(
         job,
         workspace.job_folder(job.name),
         endpoint,
-        run_settings,
+        settings,
         on_progress,
         command="retry",
         prepare=lambda: (None, store.requeue(job, statuses)),
     )
-
-
-def status(store: Store, job: JobRow, by: Sequence[str] = ()) -> StatusReport:
-    """Counts, usage, requests and spend, in total and per value of each axis in
-    `by` (prompt, aspect_ratio, image_size, references)."""
-    return _priced(job, store.status(job, by))
-
-
-def quick_status(workspace: Workspace, job: str) -> StatusReport | None:
-    """`status` of the job named `job` (no `by`), read from the SQLite file without
-    SQLAlchemy; None wherever that does not apply (another database, a job file, a
-    missing file or job, another schema): then open the store and call `status`,
-    which also says what is wrong."""
-    path = reader.store_file(workspace.output_root, workspace.db_url)
-    if path is None or is_job_file(job):
-        return None
-    try:
-        with reader.StoreReader(path) as store:
-            row = store.job(job)
-            return None if row is None else _priced(row, store.status(row))
-    except reader.Unreadable:
-        return None
 
 
 def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
@@ -440,7 +166,8 @@ async def _run(
     def wrap_up(result: RunResult) -> tuple[Path, StatusReport]:
         try:
             store.end_run(run_id, _run_outcome(result))
-            return write_manifest(store, job, folder), status(store, job)
+            final = StatusReport(store.status(job), settings.price)
+            return write_manifest(store, job, folder), final
         finally:
             store.release_lease(job, owner)
 
@@ -481,15 +208,9 @@ async def _run(
         result=result,
         status=final,
         manifest=manifest,
-        sync=sync,
+        new_items=sync.new if sync else 0,
         recovered=recovered,
         requeued=requeued,
-    )
-
-
-def _priced(job: JobRow, status: Status) -> StatusReport:
-    return StatusReport(
-        status, pricing.price_for(job.model or "", job.settings.get("pricing"))
     )
 
 
