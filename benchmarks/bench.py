@@ -1197,7 +1197,7 @@ def _runner_child(argv: Sequence[str]) -> int:
                 workspace=workspace,
                 store=store,
                 endpoint=Endpoint(base_url=args.base_url),
-                concurrency=args.concurrency,
+                send=runs.SendOptions(concurrency=args.concurrency),
                 on_progress=on_progress,
                 overrides={"handle_signals": False},
             )

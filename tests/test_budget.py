@@ -42,7 +42,7 @@ async def submit(
             store=store,
             endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
             overrides=FAST,
-            budget_caps=caps,
+            send=runs.SendOptions(caps=caps),
         )
     finally:
         store.close()

@@ -105,12 +105,14 @@ def test_a_submit_and_its_retry_run_with_the_job_files_settings(
     spec = load_job(write_job(tmp_path, body + "rpm: 30\nbudget: {max_images: 9}\n"))
     price = pricing.price_for(spec.model)
     saved = job_settings(spec)
-    settings = run_settings(saved, price, budget_caps={"max_requests": 4})
+    caps = runs.SendOptions(caps={"max_requests": 4}, timeout=9.0)
+    settings = run_settings(saved, price, caps, {"backoff_base": 0.5})
     assert settings.concurrency == 5 and settings.max_attempts == 7
     assert settings.max_unknown_retries == 0 and settings.rpm == 30
     assert settings.price == price
     assert settings.budget.max_images == 9 and settings.budget.max_requests == 4
-    assert run_settings(saved, price, concurrency=2).concurrency == 2
+    assert settings.request_timeout == 9.0 and settings.backoff_base == 0.5
+    assert run_settings(saved, price, runs.SendOptions(concurrency=2)).concurrency == 2
 
 
 def submit(sim: SimServer, tmp_path: Path, *, review: bool = True) -> RunReport:

@@ -23,7 +23,7 @@ from runner.runs.settings import SendOptions, spec_price
 from runner.runs.workspace import find_job
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from contextlib import AbstractContextManager
     from pathlib import Path
 
@@ -55,8 +55,6 @@ def submit(
 ) -> RunReport:
     """Load, plan and store the job, ask if the policy says so (`confirm` None:
     nobody to ask), send what is not finished, rebuild the gallery."""
-    import anyio
-
     from runner.spec import load_job
 
     spec = load_job(job_file)
@@ -69,25 +67,23 @@ def submit(
         try:
             check = check_submit(spec, store, price)
             policy.confirm_submit(spec.name, check, yes=yes, confirm=confirm)
-            with _display(progress) as on_progress:
-                report = anyio.run(
-                    lambda: submit_spec(
-                        spec,
-                        workspace=workspace,
-                        store=store,
-                        endpoint=endpoint,
-                        concurrency=send.concurrency,
-                        on_progress=on_progress,
-                        overrides=send.overrides(),
-                        budget_caps=send.caps,
-                        check=check,
-                    )
-                )
-            if send.review:
-                report = _with_gallery(store, report, workspace)
+            return _send(
+                store,
+                workspace,
+                send,
+                progress,
+                lambda on_progress: submit_spec(
+                    spec,
+                    workspace=workspace,
+                    store=store,
+                    endpoint=endpoint,
+                    send=send,
+                    on_progress=on_progress,
+                    check=check,
+                ),
+            )
         finally:
             store.close()
-    return report
 
 
 def retry(
@@ -100,30 +96,27 @@ def retry(
 ) -> RunReport:
     """Send a stored job's failed items again (blocked ones too if asked), then
     rebuild the gallery. `job` is a job name or a job file."""
-    import anyio
-
     store = workspace.open_store()
     try:
         row = find_job(store, job)
-        with open_endpoint(send) as endpoint, _display(progress) as on_progress:
-            report = anyio.run(
-                lambda: retry_job(
+        with open_endpoint(send) as endpoint:
+            return _send(
+                store,
+                workspace,
+                send,
+                progress,
+                lambda on_progress: retry_job(
                     row,
                     workspace=workspace,
                     store=store,
                     endpoint=endpoint,
                     include_blocked=include_blocked,
-                    concurrency=send.concurrency,
+                    send=send,
                     on_progress=on_progress,
-                    overrides=send.overrides(),
-                    budget_caps=send.caps,
-                )
+                ),
             )
-        if send.review:
-            report = _with_gallery(store, report, workspace)
     finally:
         store.close()
-    return report
 
 
 def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
@@ -179,10 +172,19 @@ def list_jobs(*, workspace: Workspace) -> JobList:
         store.close()
 
 
-def _display(
+def _send(
+    store: Store,
+    workspace: Workspace,
+    send: SendOptions,
     progress: ProgressDisplay | None,
-) -> AbstractContextManager[ProgressCallback | None]:
-    return nullcontext() if progress is None else progress()
+    run: Callable[[ProgressCallback | None], Awaitable[RunReport]],
+) -> RunReport:
+    """`run` with the progress display open, then the gallery step."""
+    import anyio
+
+    with nullcontext() if progress is None else progress() as on_progress:
+        report = anyio.run(run, on_progress)
+    return _with_gallery(store, report, workspace) if send.review else report
 
 
 def _with_gallery(store: Store, report: RunReport, workspace: Workspace) -> RunReport:

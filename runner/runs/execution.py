@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 from runner import outputs
 from runner.errors import OutputError
 from runner.reports import RunReport, StatusReport
-from runner.runs.settings import job_settings, run_settings, spec_price, stored_price
+from runner.runs.settings import (
+    SendOptions,
+    job_settings,
+    run_settings,
+    spec_price,
+    stored_price,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
     from runner.spec import JobSpec
     from runner.store import Store, SyncResult, WorkItem
 
+_DEFAULT_SEND = SendOptions()
+
 # The store (SQLAlchemy), the sending side (anyio, httpx, scheduler) and the
 # job-file side (YAML, Pillow) are imported inside the functions that use them:
 # `runner list` then starts in about two thirds of the time, and `runner status`
@@ -42,15 +50,14 @@ async def submit_spec(
     workspace: Workspace,
     store: Store,
     endpoint: client.Endpoint,
-    concurrency: int | None = None,
+    send: SendOptions = _DEFAULT_SEND,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
-    budget_caps: Mapping[str, Any] | None = None,
     check: SubmitCheck | None = None,
 ) -> RunReport:
     """Plan the job, store the plan, and send every item not finished yet.
 
-    `overrides` replaces RunSettings fields (timeouts, backoff) for this run;
+    `overrides` replaces RunSettings fields (backoff, signals) for this run;
     `check` is `check_submit(spec, store, price)` if the caller already has it.
     """
     if check is None:
@@ -61,13 +68,7 @@ async def submit_spec(
         check = await to_thread.run_sync(check_submit, spec, store, spec_price(spec))
     plan, digest = check.plan, check.digest
     saved = job_settings(spec)
-    settings = run_settings(
-        saved,
-        check.price,
-        concurrency=concurrency,
-        overrides=overrides,
-        budget_caps=budget_caps,
-    )
+    settings = run_settings(saved, check.price, send, overrides)
     job = store.upsert_job(spec.name, str(spec.path), spec.model, saved)
     return await _run(
         store,
@@ -91,19 +92,12 @@ async def retry_job(
     store: Store,
     endpoint: client.Endpoint,
     include_blocked: bool = False,
-    concurrency: int | None = None,
+    send: SendOptions = _DEFAULT_SEND,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
-    budget_caps: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries."""
-    settings = run_settings(
-        job.settings,
-        stored_price(job),
-        concurrency=concurrency,
-        overrides=overrides,
-        budget_caps=budget_caps,
-    )
+    settings = run_settings(job.settings, stored_price(job), send, overrides)
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     return await _run(
         store,

@@ -66,14 +66,12 @@ def job_settings(spec: JobSpec) -> dict[str, Any]:
 def run_settings(
     saved: Mapping[str, Any],
     price: pricing.Price | None,
-    *,
-    concurrency: int | None = None,
+    send: SendOptions | None = None,
     overrides: Mapping[str, Any] | None = None,
-    budget_caps: Mapping[str, Any] | None = None,
 ) -> RunSettings:
     """A run's settings: `saved` (`job_settings`, or a store's row from an older
-    release, which may lack keys) under the command line's concurrency and caps.
-    `overrides` replaces RunSettings fields (timeouts, backoff) for this run."""
+    release, which may lack keys) under the command line's `send` options.
+    `overrides` replaces more RunSettings fields (backoff, signals) for this run."""
     from runner.scheduler import RunSettings
     from runner.spec import (
         DEFAULT_CONCURRENCY,
@@ -82,17 +80,18 @@ def run_settings(
         Budget,
     )
 
+    send = send or SendOptions()
     return replace(
         RunSettings(
-            concurrency=concurrency
+            concurrency=send.concurrency
             or int(saved.get("concurrency") or DEFAULT_CONCURRENCY),
             max_attempts=int(saved.get("max_attempts") or DEFAULT_MAX_ATTEMPTS),
             max_unknown_retries=int(
                 saved.get("max_unknown_retries", DEFAULT_MAX_UNKNOWN_RETRIES)
             ),
             rpm=saved.get("rpm"),
-            budget=Budget(**{**saved.get("budget", {}), **(budget_caps or {})}),
+            budget=Budget(**{**saved.get("budget", {}), **send.caps}),
             price=price,
         ),
-        **(overrides or {}),
+        **{**send.overrides(), **(overrides or {})},
     )
