@@ -1175,6 +1175,7 @@ def _runner_child(argv: Sequence[str]) -> int:
 
     from runner import runs
     from runner.client import Endpoint
+    from runner.runs.execution import submit_spec
     from runner.spec import load_job
 
     imported = _mark(started, cpu_start)
@@ -1192,7 +1193,7 @@ def _runner_child(argv: Sequence[str]) -> int:
     try:
         report = anyio.run(
             functools.partial(
-                runs.submit_spec,
+                submit_spec,
                 spec,
                 workspace=workspace,
                 store=store,
@@ -1245,6 +1246,7 @@ def _scale_child(argv: Sequence[str]) -> int:
 
     from runner import runs
     from runner.plan import plan_digest
+    from runner.runs.planning import preview_spec
     from runner.spec import load_job
 
     phases: dict[str, float] = {}
@@ -1261,7 +1263,7 @@ def _scale_child(argv: Sequence[str]) -> int:
     workspace = runs.Workspace(args.out)
     store = workspace.open_store()
     lap("open store")
-    preview = runs.preview_spec(spec, store)
+    preview = preview_spec(spec, store)
     lap("plan (jobs.preview)")
     job = store.upsert_job(spec.name, str(spec.path), spec.model, {})
     # As a submit does: the plan's digest lets an unchanged resubmit skip planning.

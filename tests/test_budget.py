@@ -10,6 +10,7 @@ import pytest
 
 from runner import pricing, reports, runs
 from runner.client import Endpoint
+from runner.runs import execution
 from runner.simulate import Fault
 from runner.spec import load_job
 from tests.e2e import SECRET, invoke, status_json, write_job
@@ -36,7 +37,7 @@ async def submit(
     workspace = runs.Workspace(tmp_path / "out")
     store = workspace.open_store()
     try:
-        return await runs.submit_spec(
+        return await execution.submit_spec(
             spec,
             workspace=workspace,
             store=store,

@@ -89,6 +89,7 @@ def test_an_unchanged_job_is_not_planned_again_and_an_edited_one_is(
     sim: SimServer, tmp_path: Path
 ) -> None:
     from runner import runs
+    from runner.runs.planning import check_submit
     from runner.spec import load_job
 
     job = write_job(tmp_path, THREE_PROMPTS)
@@ -96,10 +97,10 @@ def test_an_unchanged_job_is_not_planned_again_and_an_edited_one_is(
     assert submit(job, sim, out)[0] == 0
     store = runs.Workspace(out).open_store()
     try:
-        unchanged = runs.check_submit(load_job(job), store, None)
+        unchanged = check_submit(load_job(job), store, None)
         assert unchanged.plan is None and unchanged.to_send == 0
         job.write_text(job.read_text().replace("dusk", "dawn"))
-        edited = runs.check_submit(load_job(job), store, None)
+        edited = check_submit(load_job(job), store, None)
         assert edited.plan is not None and edited.to_send == 1
     finally:
         store.close()

@@ -1,6 +1,6 @@
 """The results review: `index.html`, thumbnails and contact sheets of a real job.
 
-Jobs are produced by the real pipeline (`runs.submit_spec` against the simulated
+Jobs are produced by the real pipeline (`execution.submit_spec` against the simulated
 API, with prompts that script blocked and failed items), then `build_review` is
 called the way `runner submit` and `runner review` call it. The gallery is also
 opened in headless Chromium (Debian's `chromium`; Playwright's own browser download
@@ -31,6 +31,7 @@ from runner.review import (
     THUMB_SIZE,
     build_review,
 )
+from runner.runs import execution
 from runner.spec import load_job
 from runner.store import Store
 from tests.e2e import SECRET, write_job
@@ -86,7 +87,7 @@ def submit_job(folder: Path, sim: SimServer, body: str = GALLERY_JOB) -> Job:
     spec = load_job(job_file)
 
     async def run() -> None:
-        await runs.submit_spec(
+        await execution.submit_spec(
             spec,
             workspace=workspace,
             store=store,

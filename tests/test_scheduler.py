@@ -11,6 +11,7 @@ from PIL import Image
 
 from runner import reports, runs
 from runner.client import Endpoint
+from runner.runs import execution
 from runner.simulate import Fault
 from runner.spec import load_job
 from tests.e2e import SECRET, manifest, write_job
@@ -36,7 +37,7 @@ async def run(
     workspace = runs.Workspace(tmp_path / "out")
     store = workspace.open_store()
     try:
-        report = await runs.submit_spec(
+        report = await execution.submit_spec(
             load_job(job),
             workspace=workspace,
             store=store,
@@ -384,7 +385,7 @@ async def test_a_reference_changed_since_planning_fails_its_item_without_sending
     workspace = runs.Workspace(tmp_path / "out")
     store = workspace.open_store()
     try:
-        report = await runs.submit_spec(
+        report = await execution.submit_spec(
             spec,
             workspace=workspace,
             store=store,

@@ -14,11 +14,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from runner.errors import RunnerError
 from runner.reports import GalleryStep, JobList, ReviewReport
-from runner.runs import policy
-from runner.runs.endpoint import open_endpoint
-from runner.runs.execution import retry_job, submit_spec
 from runner.runs.job_status import quick_status, read_status
-from runner.runs.planning import check_submit, preview_spec
 from runner.runs.settings import SendOptions, spec_price
 from runner.runs.workspace import find_job
 
@@ -32,6 +28,10 @@ if TYPE_CHECKING:
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback
     from runner.store import Store
+
+# The sending side (planning, policy, endpoint, execution and, through them, the
+# scheduler) is imported by the commands that send: `runner status` imports none
+# of it.
 
 # Shows a run's progress while it is open (and only then: not while a question is
 # asked, nor while the gallery is built); None shows nothing.
@@ -55,6 +55,10 @@ def submit(
 ) -> RunReport:
     """Load, plan and store the job, ask if the policy says so (`confirm` None:
     nobody to ask), send what is not finished, rebuild the gallery."""
+    from runner.runs import policy
+    from runner.runs.endpoint import open_endpoint
+    from runner.runs.execution import submit_spec
+    from runner.runs.planning import check_submit
     from runner.spec import load_job
 
     spec = load_job(job_file)
@@ -96,6 +100,9 @@ def retry(
 ) -> RunReport:
     """Send a stored job's failed items again (blocked ones too if asked), then
     rebuild the gallery. `job` is a job name or a job file."""
+    from runner.runs.endpoint import open_endpoint
+    from runner.runs.execution import retry_job
+
     store = workspace.open_store()
     try:
         row = find_job(store, job)
@@ -121,6 +128,7 @@ def retry(
 
 def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
     """The job's grid compared with the store; sends and writes nothing."""
+    from runner.runs.planning import preview_spec
     from runner.spec import load_job
 
     spec = load_job(job_file)
@@ -190,6 +198,7 @@ def _send(
 def _with_gallery(store: Store, report: RunReport, workspace: Workspace) -> RunReport:
     """Rebuild the gallery after a run; a failure here never hides the run's result."""
     from runner.review import build_review
+    from runner.runs import policy
 
     job = store.get_job(report.job)
     if job is None:

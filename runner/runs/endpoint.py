@@ -1,8 +1,8 @@
 """The API a run talks to: the simulator the CLI started, or a real base URL.
 
-Owns: the default base URL, the check that a base URL is http(s), and which
-environment variable holds the key for which host (Google's own endpoint or a
-relay). Must not send anything; the key goes into the `Endpoint` and nowhere else.
+Owns: the check that a base URL is http(s), and which environment variable holds
+the key for which host (Google's own endpoint or a relay). Must not send anything;
+the key goes into the `Endpoint` and nowhere else.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from runner.errors import UsageError
+from runner.runs.settings import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from runner.client import Endpoint
     from runner.runs.settings import SendOptions
 
-DEFAULT_BASE_URL = "https://api.tokaify.com"
 GOOGLE_HOST = "generativelanguage.googleapis.com"
 
 

@@ -1,9 +1,9 @@
 """How a run is tuned: the command line's sending flags over the job's own settings.
 
-Owns: `SendOptions` (the flags of every command that sends), the settings a submit
-stores with its job, and the one way `RunSettings` is made from them, for submit
-and retry alike (missing values take the spec's defaults), with the job's price.
-Must not open the store or send.
+Owns: `SendOptions` (the flags of every command that sends; DEFAULT_BASE_URL where
+`base_url` is not given), the settings a submit stores with its job, and the one
+way `RunSettings` is made from them, for submit and retry alike (missing values
+take the spec's defaults), with the job's price. Must not open the store or send.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from runner.records import JobRow
     from runner.scheduler import RunSettings
     from runner.spec import JobSpec
+
+DEFAULT_BASE_URL = "https://api.tokaify.com"  # where requests go without --base-url
 
 # Starts a simulated API for the length of a run and yields its base URL. The CLI
 # passes it for --simulate: only the CLI and tests import the simulator.
