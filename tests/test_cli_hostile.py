@@ -1,6 +1,7 @@
 """Hostile and mistaken input through the real CLI: each case is refused before any
-request is sent, with a message that says what to fix and no traceback; nothing is
-written outside output/<job>/; the API key shows up nowhere."""
+request is sent, with one line naming the file, the line and what to fix; nothing is
+written at all (not even output/, and not next to it, where a job name with '..'
+would land); the API key shows up nowhere."""
 
 from __future__ import annotations
 
