@@ -4,7 +4,7 @@ The runner is API-bound: it should keep exactly as many requests in flight as al
 and cost nothing on top. Every scenario starts the simulated API in its own process
 (`python -m runner.simulate`) and runs each contender in its own process, so process
 CPU time and peak RSS are the contender's alone. The contenders: the runner
-(`jobs.submit` in a child, as `runner submit --json` calls it) and
+(`runs.execution.submit_spec` in a child, as `runner submit --json` calls it) and
 `benchmarks/peer_genai.py` (google-genai's async client under an asyncio semaphore,
 one file per image), same workload, same server, one after the other.
 

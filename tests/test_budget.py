@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from runner import jobs, pricing
+from runner import pricing, reports, runs
 from runner.client import Endpoint
+from runner.runs import execution
 from runner.simulate import Fault
 from runner.spec import load_job
 from tests.e2e import SECRET, invoke, status_json, write_job
@@ -31,18 +32,18 @@ def many_prompts(n: int, extra: str = "") -> str:
 
 async def submit(
     tmp_path: Path, sim: SimServer, body: str, **caps: Any
-) -> jobs.RunReport:
+) -> reports.RunReport:
     spec = load_job(write_job(tmp_path, body))
-    workspace = jobs.Workspace(tmp_path / "out")
+    workspace = runs.Workspace(tmp_path / "out")
     store = workspace.open_store()
     try:
-        return await jobs.submit(
+        return await execution.submit_spec(
             spec,
             workspace=workspace,
             store=store,
             endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
             overrides=FAST,
-            budget_caps=caps,
+            send=runs.SendOptions(caps=caps),
         )
     finally:
         store.close()
@@ -115,11 +116,11 @@ async def test_reported_usage_equals_what_the_server_sent_to_the_token(
     usage = report.status.status.usage
     for name in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount"):
         assert usage[name] == sent[name], name
-    store = jobs.Workspace(tmp_path / "out").open_store()
+    store = runs.Workspace(tmp_path / "out").open_store()
     try:
         job = store.get_job("money")
         assert job is not None
-        data = jobs.status(store, job, by=("prompt",)).as_dict()
+        data = runs.read_status(store, job, by=("prompt",)).as_dict()
     finally:
         store.close()
     by_prompt = data["by"]["prompt"]

@@ -1,10 +1,12 @@
 """Hostile and mistaken input through the real CLI: each case is refused before any
-request is sent, with a message that says what to fix and no traceback; nothing is
-written outside output/<job>/; the API key shows up nowhere."""
+request is sent, with one line naming the file, the line and what to fix; nothing is
+written at all (not even output/, and not next to it, where a job name with '..'
+would land); the API key shows up nowhere."""
 
 from __future__ import annotations
 
 import io
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from runner.simulate import SimServer
+
+NAME_RULE = (
+    "letters, digits, '.', '_' and '-' only, starting with a letter or digit, at "
+    "most 100 characters, no '..'"
+)
 
 
 def png(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
@@ -36,69 +43,205 @@ def make_files(folder: Path) -> None:
     Image.new("RGB", (8, 8)).save(folder / "anim.gif")
 
 
-CASES = {
-    "malformed yaml": ("prompts: [\n  - 'a\n", "line"),
+# Each case: the job file, the line the error names, and the message after
+# "line N: ": what is wrong, the key or value, and what to change. "…" stands for
+# text from PyYAML or Pillow; <folder> for the job file's folder.
+CASES: dict[str, tuple[str, int, str]] = {
+    "malformed yaml": (
+        "prompts: [\n  - 'a\n",
+        2,
+        "this is not valid YAML: …; check the indentation and quotes on this line "
+        "and the one above",
+    ),
     "alias bomb": (
         "a: &a ['x','x']\nb: &b [*a,*a]\nc: &c [*b,*b]\nprompts: *c\n",
-        "alias",
+        1,
+        "anchors and aliases (& and *) are not supported in job files; write the "
+        "values out",
     ),
-    "not a mapping": ("- just\n- a list\n", "mapping"),
-    "unknown key": ("prompts: ['a']\nsampels: 2\n", "samples"),
-    "unknown prompt key": ("prompts: [{id: a, txt: hi}]\n", "txt"),
-    "wrong type samples": ("prompts: ['a']\nsamples: two\n", "samples"),
-    "bool concurrency": ("prompts: ['a']\nconcurrency: yes\n", "concurrency"),
-    "negative attempts": ("prompts: ['a']\nmax_attempts: -1\n", "max_attempts"),
-    "unknown placeholder": ("prompts: ['A {colour} cat']\n", "colour"),
+    "not a mapping": (
+        "- just\n- a list\n",
+        1,
+        "the top level must be a mapping of settings such as 'prompts:' and "
+        "'aspect_ratios:', got a list",
+    ),
+    "unknown key": (
+        "prompts: ['a']\nsampels: 2\n",
+        2,
+        "unknown key 'sampels'; did you mean 'samples'? Valid keys are: name, model, "
+        "prompts, vars, aspect_ratios, image_sizes, references, samples, generation, "
+        "system_instruction, safety_settings, exclude, include, concurrency, "
+        "max_attempts, max_unknown_retries, budget, rpm, pricing",
+    ),
+    "unknown prompt key": (
+        "prompts: [{id: a, txt: hi}]\n",
+        1,
+        "unknown prompt key 'txt'; did you mean 'text'? Valid keys are: id, text",
+    ),
+    "wrong type samples": (
+        "prompts: ['a']\nsamples: two\n",
+        2,
+        "samples must be a whole number from 1 to 1000, got 'two'",
+    ),
+    "bool concurrency": (
+        "prompts: ['a']\nconcurrency: yes\n",
+        2,
+        "concurrency must be a whole number from 1 to 256, got yes (a yes/no value)",
+    ),
+    "negative attempts": (
+        "prompts: ['a']\nmax_attempts: -1\n",
+        2,
+        "max_attempts must be a whole number from 1 to 100, got -1",
+    ),
+    "unknown placeholder": (
+        "prompts: ['A {colour} cat']\n",
+        1,
+        "prompt 'p1' uses {colour} but there is no var 'colour' (known vars: none "
+        "are declared); declare it under 'vars:', fix the name, or write "
+        "{{colour}} for literal braces",
+    ),
     "format spec placeholder": (
         "prompts: ['A {style:>9} cat']\nvars: {style: [x]}\n",
-        "style",
+        1,
+        "prompt 'p1' uses a format spec in '{style:>9}': only plain {name} "
+        "placeholders are supported; write {{ and }} for literal braces",
     ),
-    "empty prompts": ("prompts: []\n", "prompts"),
-    "empty aspect ratios": ("prompts: ['a']\naspect_ratios: []\n", "aspect_ratios"),
-    "empty var axis": ("prompts: ['{s}']\nvars: {s: []}\n", "empty list"),
-    "bad aspect ratio": ("prompts: ['a']\naspect_ratios: ['5:3']\n", "16:9"),
-    "bad image size": ("prompts: ['a']\nimage_sizes: [8K]\n", "4K"),
-    "missing reference": ("prompts: ['a']\nreferences: [[gone.png]]\n", "gone.png"),
-    "directory reference": ("prompts: ['a']\nreferences: [[adir.png]]\n", "adir.png"),
-    "not an image": ("prompts: ['a']\nreferences: [[notes.png]]\n", "notes.png"),
-    "truncated image": ("prompts: ['a']\nreferences: [[cut.png]]\n", "cut.png"),
-    "decompression bomb": ("prompts: ['a']\nreferences: [[bomb.png]]\n", "bomb.png"),
-    "too large for the api": ("prompts: ['a']\nreferences: [[big.png]]\n", "MiB"),
-    "unsupported format": ("prompts: ['a']\nreferences: [[anim.gif]]\n", "PNG"),
-    "name with dot dot": ("name: ../escape\nprompts: ['a']\n", "name"),
-    "name with slash": ("name: a/b\nprompts: ['a']\n", "name"),
-    "name with control char": ("name: \"a\\x07b\"\nprompts: ['a']\n", "name"),
-    "prompt id with slash": ("prompts: [{id: ../x, text: hi}]\n", "id"),
-    "prompt id with newline": ('prompts: [{id: "a\\nb", text: hi}]\n', "id"),
+    "empty prompts": (
+        "prompts: []\n",
+        1,
+        "prompts is empty; add at least one prompt",
+    ),
+    "empty aspect ratios": (
+        "prompts: ['a']\naspect_ratios: []\n",
+        2,
+        "aspect_ratios is an empty list; give at least one value or remove the key",
+    ),
+    "empty var axis": (
+        "prompts: ['{s}']\nvars: {s: []}\n",
+        2,
+        "var 's' has an empty list; give at least one value or remove the var",
+    ),
+    "bad aspect ratio": (
+        "prompts: ['a']\naspect_ratios: ['5:3']\n",
+        2,
+        "aspect ratio '5:3' is not supported; use one of 1:1, 1:4, 1:8, 2:3, 3:2, "
+        "3:4, 4:1, 4:3, 4:5, 5:4, 8:1, 9:16, 16:9, 21:9, auto",
+    ),
+    "bad image size": (
+        "prompts: ['a']\nimage_sizes: [8K]\n",
+        2,
+        "image size '8K' is not supported; use one of 512, 1K, 2K, 4K",
+    ),
+    "missing reference": (
+        "prompts: ['a']\nreferences: [[gone.png]]\n",
+        2,
+        "reference image 'gone.png' not found (looked for '<folder>/gone.png'); "
+        "paths are relative to the job file's folder: fix the path or add the file",
+    ),
+    "directory reference": (
+        "prompts: ['a']\nreferences: [[adir.png]]\n",
+        2,
+        "reference image 'adir.png' is a folder, not an image file; list the image "
+        "files inside it one by one",
+    ),
+    "not an image": (
+        "prompts: ['a']\nreferences: [[notes.png]]\n",
+        2,
+        "reference image 'notes.png' is not an image (PNG, JPEG or WEBP expected); "
+        "convert it to PNG or JPEG",
+    ),
+    "truncated image": (
+        "prompts: ['a']\nreferences: [[cut.png]]\n",
+        2,
+        "reference image 'cut.png' is damaged or truncated (…); export it again as "
+        "PNG or JPEG",
+    ),
+    "decompression bomb": (
+        "prompts: ['a']\nreferences: [[bomb.png]]\n",
+        2,
+        "reference image 'bomb.png' has too many pixels: over the 50 million pixel "
+        "limit (a decompression bomb?); resize it",
+    ),
+    "too large for the api": (
+        "prompts: ['a']\nreferences: [[big.png]]\n",
+        2,
+        "reference image 'big.png' is 8.0 MiB, over the API's 7 MiB limit for one "
+        "image; make it smaller (fewer pixels, or save it as JPEG)",
+    ),
+    "unsupported format": (
+        "prompts: ['a']\nreferences: [[anim.gif]]\n",
+        2,
+        "reference image 'anim.gif' is a GIF image, which the API does not take; "
+        "convert it to PNG or JPEG",
+    ),
+    "name with dot dot": (
+        "name: ../escape\nprompts: ['a']\n",
+        1,
+        f"name '../escape' cannot name an output folder; use {NAME_RULE}",
+    ),
+    "name with slash": (
+        "name: a/b\nprompts: ['a']\n",
+        1,
+        f"name 'a/b' cannot name an output folder; use {NAME_RULE}",
+    ),
+    "name with control char": (
+        "name: \"a\\x07b\"\nprompts: ['a']\n",
+        1,
+        f"name 'a\\x07b' cannot name an output folder; use {NAME_RULE}",
+    ),
+    "prompt id with slash": (
+        "prompts: [{id: ../x, text: hi}]\n",
+        1,
+        f"prompt id '../x' cannot be used in file names; use {NAME_RULE}",
+    ),
+    "prompt id with newline": (
+        'prompts: [{id: "a\\nb", text: hi}]\n',
+        1,
+        f"prompt id 'a\\nb' cannot be used in file names; use {NAME_RULE}",
+    ),
     "exclude unknown prompt": (
         "prompts: ['a']\nexclude: [{prompt: nope}]\n",
-        "nope",
+        2,
+        "exclude entry: there is no prompt with id 'nope'; use one of p1",
     ),
     "generation sets the aspect": (
         "prompts: ['a']\ngeneration: {imageConfig: {aspectRatio: '1:1'}}\n",
-        "aspect_ratios",
+        2,
+        "generation.imageConfig.aspectRatio is set per cell by runner; use the "
+        "'aspect_ratios:' key instead",
     ),
 }
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p.relative_to(folder) for p in folder.rglob("*")}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hostile_job_files_are_refused_before_anything_is_sent(
     sim: SimServer, tmp_path: Path, case: str
 ) -> None:
-    body, hint = CASES[case]
+    body, line, message = CASES[case]
     make_files(tmp_path)
     job = write_job(tmp_path, body, name="hostile.yaml")
+    before = files_under(tmp_path)
     out = tmp_path / "out"
     result = invoke(
         "submit", job, "--base-url", sim.url, "--output", out,
         env={"TOKAIFY_API_KEY": SECRET},
     )  # fmt: skip
+    # Nothing written anywhere: a name with '..' resolves against the output
+    # root, so `../escape` would land in tmp_path/escape, next to `out`.
+    assert not (out.parent / "escape").exists()
+    assert files_under(tmp_path) == before
     assert result.exit_code == 2, result.output
-    assert "hostile.yaml" in result.output and hint in result.output
-    assert "Traceback" not in result.output and SECRET not in result.output
+    expected = f"error: {job} line {line}: " + message.replace(
+        "<folder>", str(tmp_path)
+    )
+    pattern = ".*".join(re.escape(part) for part in expected.split("…"))
+    assert re.fullmatch(pattern + "\n", result.output), result.output
+    assert SECRET not in result.output
     assert sim.stats()["requests"] == 0
-    assert not (tmp_path.parent / "escape").exists()
-    assert not out.exists() or [p.name for p in out.iterdir()] == []
 
 
 def test_a_grid_past_the_limit_needs_yes(sim: SimServer, tmp_path: Path) -> None:

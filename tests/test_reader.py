@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from runner import jobs
+from runner import reports, runs
 from runner.errors import StoreError
 from runner.plan import Item, Request, item_key
 from runner.store import AttemptResult, Spend, Store
@@ -138,10 +138,10 @@ def store(out: Path) -> Iterator[Store]:
     s.close()
 
 
-def normal_status(store: Store, name: str = "demo") -> jobs.StatusReport:
+def normal_status(store: Store, name: str = "demo") -> reports.StatusReport:
     row = store.get_job(name)
     assert row is not None
-    return jobs.status(store, row)
+    return runs.read_status(store, row)
 
 
 # What the fixture recorded for `demo`, counted by hand (not by any code under test):
@@ -180,7 +180,7 @@ OTHER = {  # the other job in the same store: its one success, and nothing of de
 def test_the_fast_path_reports_what_was_recorded_as_the_store_does(
     out: Path, store: Store
 ) -> None:
-    fast = jobs.quick_status(jobs.Workspace(out), "demo")
+    fast = runs.quick_status(runs.Workspace(out), "demo")
     assert fast is not None
     assert summary(fast.status) == DEMO
     data = fast.as_dict()
@@ -222,8 +222,8 @@ def summary(status: Status) -> dict[str, Any]:
 def test_a_sqlite_db_url_takes_the_fast_path_too(
     out: Path, store: Store, tmp_path: Path
 ) -> None:
-    workspace = jobs.Workspace(tmp_path / "elsewhere", f"sqlite:///{out}/runner.db")
-    fast = jobs.quick_status(workspace, "demo")
+    workspace = runs.Workspace(tmp_path / "elsewhere", f"sqlite:///{out}/runner.db")
+    fast = runs.quick_status(workspace, "demo")
     assert fast is not None and fast.as_dict() == normal_status(store).as_dict()
 
 
@@ -256,7 +256,7 @@ def test_a_writer_in_the_middle_of_a_transaction_does_not_hold_status_up(
     with closing(sqlite3.connect(out / "runner.db", isolation_level=None)) as writer:
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("UPDATE items SET status = 'succeeded'")
-        fast = jobs.quick_status(jobs.Workspace(out), "demo")
+        fast = runs.quick_status(runs.Workspace(out), "demo")
         writer.execute("ROLLBACK")
     assert fast is not None and fast.as_dict() == expected
 
@@ -322,7 +322,7 @@ def test_status_in_a_fresh_process_prints_the_same_without_sqlalchemy(
 
 
 def test_status_by_an_axis_still_works_and_agrees(out: Path) -> None:
-    fast = jobs.quick_status(jobs.Workspace(out), "demo")
+    fast = runs.quick_status(runs.Workspace(out), "demo")
     assert fast is not None
     result = invoke("status", "demo", "--by", "image_size", "--json", "--output", out)
     assert result.exit_code == 0, result.output
@@ -368,7 +368,7 @@ def test_spend_per_image_size_counts_every_attempt_at_that_size(store: Store) ->
 
 
 def test_an_unknown_job_name_gives_the_usual_error(out: Path) -> None:
-    assert jobs.quick_status(jobs.Workspace(out), "nope") is None
+    assert runs.quick_status(runs.Workspace(out), "nope") is None
     result = invoke("status", "nope", "--output", out)
     assert result.exit_code == 2
     assert f"no job named 'nope' in the store sqlite:///{out}/runner.db" in (
@@ -381,7 +381,7 @@ def test_a_missing_store_is_not_created_by_the_reader(tmp_path: Path) -> None:
         StoreReader(tmp_path / "runner.db")
     assert not (tmp_path / "runner.db").exists()
     missing = tmp_path / "missing"
-    assert jobs.quick_status(jobs.Workspace(missing), "demo") is None
+    assert runs.quick_status(runs.Workspace(missing), "demo") is None
     assert not missing.exists()
     result = invoke("status", "demo", "--output", missing)
     assert result.exit_code == 2 and "no job named 'demo'" in result.output
@@ -389,7 +389,7 @@ def test_a_missing_store_is_not_created_by_the_reader(tmp_path: Path) -> None:
 
 def test_a_job_file_is_left_to_the_store_path(out: Path, tmp_path: Path) -> None:
     job = write_job(tmp_path, "name: demo\nprompts: ['x']\n", name="demo.yaml")
-    assert jobs.quick_status(jobs.Workspace(out), str(job)) is None
+    assert runs.quick_status(runs.Workspace(out), str(job)) is None
     result = invoke("status", job, "--json", "--output", out)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["job"] == "demo"
@@ -398,7 +398,7 @@ def test_a_job_file_is_left_to_the_store_path(out: Path, tmp_path: Path) -> None
 def test_a_store_from_a_newer_runner_is_refused_as_before(out: Path) -> None:
     with closing(sqlite3.connect(out / "runner.db")) as conn, conn:
         conn.execute("INSERT INTO _runner_migrations VALUES ('m999_future', 'x')")
-    assert jobs.quick_status(jobs.Workspace(out), "demo") is None
+    assert runs.quick_status(runs.Workspace(out), "demo") is None
     result = invoke("status", "demo", "--output", out)
     assert result.exit_code == StoreError.exit_code
     assert "newer runner (schema step m999_future)" in result.output
@@ -409,11 +409,11 @@ def test_a_store_missing_a_schema_step_is_migrated_by_the_store_path(
 ) -> None:
     with closing(sqlite3.connect(out / "runner.db")) as conn, conn:
         conn.execute("DELETE FROM _runner_migrations")
-    assert jobs.quick_status(jobs.Workspace(out), "demo") is None
+    assert runs.quick_status(runs.Workspace(out), "demo") is None
     result = invoke("status", "demo", "--json", "--output", out)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"]["succeeded"] == 2
-    assert jobs.quick_status(jobs.Workspace(out), "demo") is not None
+    assert runs.quick_status(runs.Workspace(out), "demo") is not None
 
 
 @pytest.mark.parametrize(
@@ -425,7 +425,7 @@ def test_a_file_that_is_not_a_store_is_left_to_the_store_path(
     out = tmp_path / "out"
     out.mkdir()
     (out / "runner.db").write_bytes(content)
-    assert jobs.quick_status(jobs.Workspace(out), "demo") is None
+    assert runs.quick_status(runs.Workspace(out), "demo") is None
     result = invoke("status", "demo", "--output", out)
     if content:
         assert result.exit_code == StoreError.exit_code

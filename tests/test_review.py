@@ -1,9 +1,10 @@
 """The results review: `index.html`, thumbnails and contact sheets of a real job.
 
-Jobs are produced by the real pipeline (`jobs.submit` against the simulated API, with
-prompts that script blocked and failed items), then `build_review` is called the way
-`runner submit` and `runner review` call it. The gallery is also opened in headless
-Chromium (Debian's `chromium`; Playwright's own browser download needs the network).
+Jobs are produced by the real pipeline (`execution.submit_spec` against the simulated
+API, with prompts that script blocked and failed items), then `build_review` is
+called the way `runner submit` and `runner review` call it. The gallery is also
+opened in headless Chromium (Debian's `chromium`; Playwright's own browser download
+needs the network).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import anyio
 import pytest
 from PIL import Image
 
-from runner import jobs
+from runner import runs
 from runner.client import Endpoint
 from runner.plan import build_plan
 from runner.review import (
@@ -38,6 +39,7 @@ from runner.review import (
     sheets,
     workers,
 )
+from runner.runs import execution
 from runner.spec import load_job
 from runner.store import Store
 from tests.e2e import SECRET, write_job
@@ -89,12 +91,12 @@ class Job:
 def submit_job(folder: Path, sim: SimServer, body: str = GALLERY_JOB) -> Job:
     """Run `body` against `sim`, whose statistics the caller has just reset."""
     job_file = write_job(folder, body)
-    workspace = jobs.Workspace(folder / "out")
+    workspace = runs.Workspace(folder / "out")
     store = workspace.open_store()
     spec = load_job(job_file)
 
     async def run() -> None:
-        await jobs.submit(
+        await execution.submit_spec(
             spec,
             workspace=workspace,
             store=store,

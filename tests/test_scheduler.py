@@ -10,8 +10,9 @@ import anyio
 import pytest
 from PIL import Image
 
-from runner import jobs
+from runner import reports, runs
 from runner.client import Endpoint
+from runner.runs import execution
 from runner.simulate import Fault
 from runner.spec import load_job
 from tests.e2e import SECRET, manifest, write_job
@@ -32,13 +33,13 @@ async def run(
     *,
     settings: str = "",
     **overrides: Any,
-) -> tuple[jobs.RunReport, list[dict[str, Any]]]:
+) -> tuple[reports.RunReport, list[dict[str, Any]]]:
     listed = "\n".join(f"  - {p!r}" for p in prompts)
     job = write_job(tmp_path, f"name: t\nprompts:\n{listed}\n{settings}")
-    workspace = jobs.Workspace(tmp_path / "out")
+    workspace = runs.Workspace(tmp_path / "out")
     store = workspace.open_store()
     try:
-        report = await jobs.submit(
+        report = await execution.submit_spec(
             load_job(job),
             workspace=workspace,
             store=store,
@@ -52,7 +53,7 @@ async def run(
         store.close()
 
 
-def item(report: jobs.RunReport, tmp_path: Path) -> dict[str, Any]:
+def item(report: reports.RunReport, tmp_path: Path) -> dict[str, Any]:
     (row,) = manifest(tmp_path / "out", report.job)
     return row
 
@@ -437,10 +438,10 @@ async def test_a_reference_changed_since_planning_fails_its_item_without_sending
     job = write_job(tmp_path, f"name: t\nprompts:\n  - 'a red square'\n{settings}")
     spec = load_job(job)  # hashes the reference as planned
     Image.new("RGB", (8, 8), "blue").save(ref)  # ... then it changes
-    workspace = jobs.Workspace(tmp_path / "out")
+    workspace = runs.Workspace(tmp_path / "out")
     store = workspace.open_store()
     try:
-        report = await jobs.submit(
+        report = await execution.submit_spec(
             spec,
             workspace=workspace,
             store=store,

@@ -1,6 +1,6 @@
 """The two contenders, each run in its own child process against one simulator:
-the runner (`jobs.submit`, as `runner submit --json` calls it) and the google-genai
-script (`benchmarks/peer_genai.py`), with fresh server statistics for each.
+the runner (`submit_spec`, as `runner submit --json` calls it) and the
+google-genai script (`benchmarks/peer_genai.py`), with fresh server statistics for each.
 
 Owns how a contender is started and what it reports (`Figures`). Must not judge
 the figures or print them.
@@ -112,7 +112,7 @@ def run_runner(
     texts: Sequence[str],
     faults: Sequence[dict[str, Any]] = (),
 ) -> Figures:
-    """The runner side: `jobs.submit` in a child process against `sim`."""
+    """The runner side: `submit_spec` in a child process against `sim`."""
     shutil.rmtree(folder, ignore_errors=True)  # a fresh store: nothing to resume
     job = write_job(folder, workload, texts)
     command = runner_command(job, folder / "out", sim.url, workload.concurrency)

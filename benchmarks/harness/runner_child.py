@@ -1,6 +1,6 @@
-"""The runner's child process (`python -m benchmarks.bench _runner`): `jobs.submit`
-as `runner submit --json` calls it (no progress display), timed from inside, its
-figures printed as one JSON line.
+"""The runner's child process (`python -m benchmarks.bench _runner`):
+`runs.execution.submit_spec` as `runner submit --json` calls it (no progress
+display), timed from inside, its figures printed as one JSON line.
 
 The runner is imported after the clock starts, so that "CPU s, imports" is the
 runner's own. Must not import the runner at module level.
@@ -38,8 +38,9 @@ def main(argv: Sequence[str]) -> int:
 
     import anyio
 
-    from runner import jobs, outputs
+    from runner import outputs, runs
     from runner.client import Endpoint
+    from runner.runs.execution import submit_spec
     from runner.spec import load_job
 
     imported = mark(started, cpu_start)
@@ -52,17 +53,17 @@ def main(argv: Sequence[str]) -> int:
             marks["last_image"] = mark(started, cpu_start)
 
     spec = load_job(args.job)
-    workspace = jobs.Workspace(args.out)
+    workspace = runs.Workspace(args.out)
     store = workspace.open_store()
     try:
         report = anyio.run(
             functools.partial(
-                jobs.submit,
+                submit_spec,
                 spec,
                 workspace=workspace,
                 store=store,
                 endpoint=Endpoint(base_url=args.base_url),
-                concurrency=args.concurrency,
+                send=runs.SendOptions(concurrency=args.concurrency),
                 on_progress=on_progress,
                 overrides={"handle_signals": False},
             )

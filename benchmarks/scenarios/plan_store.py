@@ -1,7 +1,7 @@
 """Plan + store at scale: the 100,000-item job file loaded, planned
-(`jobs.preview`) and stored (`Store.sync_plan`) into a fresh store, timed by phase
-in the scale child; the same plan stored again; `runner plan --json` on the
-99%-done job.
+(`runs.planning.preview_spec`) and stored (`Store.sync_plan`) into a fresh store,
+timed by phase in the scale child; the same plan stored again; `runner plan --json`
+on the 99%-done job.
 
 Must not build the fixture or judge anything but the plan + store time.
 """
@@ -12,20 +12,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.harness import Verdict, median_wall, runner_cli
-from runner import jobs
 from runner.plan import plan_digest
+from runner.runs.planning import preview_spec
 from runner.spec import load_job
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from runner import runs
     from runner.store import JobRow
 
 TARGET_PLAN_STORE_S = 5.0
 
 
 def plan_and_store(
-    job_file: Path, workspace: jobs.Workspace
+    job_file: Path, workspace: runs.Workspace
 ) -> tuple[JobRow, dict[str, Any]]:
     """In the scale child: the job planned and stored as a submit does, timed by
     phase, then stored again; (its row, {"items", "phases", "resync"})."""
@@ -42,8 +43,8 @@ def plan_and_store(
     lap("load job")
     store = workspace.open_store()
     lap("open store")
-    preview = jobs.preview(spec, store)
-    lap("plan (jobs.preview)")
+    preview = preview_spec(spec, store)
+    lap("plan (preview_spec)")
     job = store.upsert_job(spec.name, str(spec.path), spec.model, {})
     # As a submit does: the plan's digest lets an unchanged resubmit skip planning.
     store.sync_plan(job, preview.plan.items, plan_digest(spec))

@@ -2,7 +2,7 @@
 through the Store, then `runner status` on it and its resume, in one section.
 
 The scale child (`python -m benchmarks.bench _scale`) plans, stores, builds the
-fixture and times `jobs.status` in process; the rest runs from here against its
+fixture and times `runs.read_status` in process; the rest runs from here against its
 store. Owns the order of the measurements and of the printed lines; each figure's
 own module (plan_store, status, resume) measures it and words it. Must not move
 the resume before the status and plan reads: it changes the store.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from benchmarks.harness import Section, child_command, run_child
 from benchmarks.scenarios import plan_store, resume, status
 from benchmarks.scenarios.scale_job import build_fixture, write_scale_job
-from runner import jobs
+from runner import runs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,13 +80,13 @@ def run_scale(sizes: Sizes, workdir: Path, *, judge: bool = True) -> Section:
 
 def child_main(argv: Sequence[str]) -> int:
     """The scale child: plan and store a big grid, build a 99%-done fixture with 3
-    attempts per item, and time `jobs.status` on it; one JSON line of figures."""
+    attempts per item, and time `runs.read_status` on it; one JSON line of figures."""
     parser = argparse.ArgumentParser(prog="bench _scale")
     parser.add_argument("--job", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    workspace = jobs.Workspace(args.out)
+    workspace = runs.Workspace(args.out)
     job, planned = plan_store.plan_and_store(args.job, workspace)
 
     started = time.perf_counter()

@@ -1,5 +1,5 @@
 """`runner status` on the 99%-done job (100,000 items, 300,000 attempts):
-`jobs.status` in process (best of three, in the scale child), `runner status
+`runs.read_status` in process (best of three, in the scale child), `runner status
 --json` from spawn (median of three) beside the floor of `import runner.cli`, and
 the check that the CLI reads the fixture back as it was built. Must not write to
 the store.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.harness import Verdict, median_wall, run_logged, runner_cli
-from runner import jobs
+from runner import runs
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,13 +30,13 @@ class StatusCli:
     import_floor: float
 
 
-def time_in_process(workspace: jobs.Workspace, job: str) -> dict[str, float]:
-    """In the scale child: `jobs.status` and its `as_dict`, best of three."""
+def time_in_process(workspace: runs.Workspace, job: str) -> dict[str, float]:
+    """In the scale child: `runs.read_status` and its `as_dict`, best of three."""
     store = workspace.open_store()
     timings, renders = [], []
     for _ in range(3):
         started = time.perf_counter()
-        report = jobs.status(store, jobs.find_job(store, job))
+        report = runs.read_status(store, runs.find_job(store, job))
         middle = time.perf_counter()
         report.as_dict()
         timings.append(time.perf_counter() - started)
@@ -82,7 +82,7 @@ def status_cli(out: Path, log: Path) -> StatusCli:
 
 def lines(built: dict[str, Any], cli: StatusCli) -> list[str]:
     return [
-        f"  status in process (jobs.status, best of 3): {built['status'] * 1000:.0f} ms"
+        f"  status in process (read_status, best of 3): {built['status'] * 1000:.0f} ms"
         f" (of which as_dict {built['status_render'] * 1000:.0f} ms)",
         f"  `runner status --json` (median of 3):     {cli.status * 1000:.0f} ms"
         f"   (python -c 'import runner.cli' alone: {cli.import_floor * 1000:.0f} ms)",
@@ -100,6 +100,6 @@ def verdict(
         f"<= {TARGET_STATUS_S * 1000:.0f} ms",
         cli.status <= TARGET_STATUS_S if judged else None,
         note
-        or f"CLI wall; jobs.status in process {built['status'] * 1000:.0f} ms, "
+        or f"CLI wall; runs.read_status in process {built['status'] * 1000:.0f} ms, "
         f"import floor {cli.import_floor * 1000:.0f} ms",
     )

@@ -1,0 +1,40 @@
+"""The runs layer: what each command does, from parsed inputs to one report.
+
+`submit`, `retry`, `preview`, `status`, `review` and `list_jobs` are the CLI's entry
+points (in `commands`); each opens the store, does the whole command and returns a
+report from `runner.reports`. `execution.submit_spec` and `execution.retry_job` run
+a loaded spec or a stored job on an open store (async; tests and benchmarks). The
+only layer that imports the scheduler. Must not print, read input or exit.
+
+    commands    one entry point per command, in one pass
+    execution   one run: lease, scheduler, manifest
+    planning    what a submit would send (plan preview, the cheap resubmit check)
+    policy      when to ask before sending, when to rebuild the gallery
+    settings    SendOptions and the one way a run's settings are made
+    endpoint    the API to call and its key (URL check, key by host)
+    job_status  a job's status, through the fast reader where it can
+    workspace   output root and store, finding a job by name or file
+"""
+
+from __future__ import annotations
+
+from runner.runs.commands import list_jobs, preview, retry, review, status, submit
+from runner.runs.job_status import quick_status, read_status
+from runner.runs.settings import DEFAULT_BASE_URL, SendOptions
+from runner.runs.workspace import Workspace, find_job, is_job_file
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "SendOptions",
+    "Workspace",
+    "find_job",
+    "is_job_file",
+    "list_jobs",
+    "preview",
+    "quick_status",
+    "read_status",
+    "retry",
+    "review",
+    "status",
+    "submit",
+]

@@ -1,0 +1,214 @@
+"""The entry points the CLI calls, one per command, each in one pass.
+
+Owns: for each command, opening the store, loading the job, deciding (policy),
+running, the gallery step, and returning ONE report to render. The CLI hands in
+what only it can do as callbacks: ask a question, show progress, show a warning.
+Must not print, read input or exit.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeAlias
+
+from runner.errors import RunnerError
+from runner.reports import GalleryStep, JobList, ReviewReport
+from runner.runs.job_status import quick_status, read_status
+from runner.runs.settings import SendOptions, spec_price
+from runner.runs.workspace import find_job
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+
+    from runner.reports import PlanPreview, RunReport, StatusReport
+    from runner.runs.policy import Confirm
+    from runner.runs.workspace import Workspace
+    from runner.scheduler import ProgressCallback
+    from runner.store import Store
+
+# The sending side (planning, policy, endpoint, execution and, through them, the
+# scheduler) is imported by the commands that send: `runner status` imports none
+# of it.
+
+# Shows a run's progress while it is open (and only then: not while a question is
+# asked, nor while the gallery is built); None shows nothing.
+ProgressDisplay: TypeAlias = (
+    "Callable[[], AbstractContextManager[ProgressCallback | None]]"
+)
+Warn: TypeAlias = "Callable[[str], None]"
+
+_DEFAULT_SEND = SendOptions()
+
+
+def submit(
+    job_file: Path,
+    *,
+    workspace: Workspace,
+    send: SendOptions = _DEFAULT_SEND,
+    yes: bool = False,
+    confirm: Confirm | None = None,
+    progress: ProgressDisplay | None = None,
+    warn: Warn | None = None,
+) -> RunReport:
+    """Load, plan and store the job, ask if the policy says so (`confirm` None:
+    nobody to ask), send what is not finished, rebuild the gallery."""
+    from runner.runs import policy
+    from runner.runs.endpoint import open_endpoint
+    from runner.runs.execution import submit_spec
+    from runner.runs.planning import check_submit
+    from runner.spec import load_job
+
+    spec = load_job(job_file)
+    if warn is not None:
+        for warning in spec.warnings:
+            warn(warning)
+    price = spec_price(spec)
+    with open_endpoint(send) as endpoint:
+        store = workspace.open_store()
+        try:
+            check = check_submit(spec, store, price)
+            policy.confirm_submit(spec.name, check, yes=yes, confirm=confirm)
+            return _send(
+                store,
+                workspace,
+                send,
+                progress,
+                lambda on_progress: submit_spec(
+                    spec,
+                    workspace=workspace,
+                    store=store,
+                    endpoint=endpoint,
+                    send=send,
+                    on_progress=on_progress,
+                    check=check,
+                ),
+            )
+        finally:
+            store.close()
+
+
+def retry(
+    job: str,
+    *,
+    workspace: Workspace,
+    send: SendOptions = _DEFAULT_SEND,
+    include_blocked: bool = False,
+    progress: ProgressDisplay | None = None,
+) -> RunReport:
+    """Send a stored job's failed items again (blocked ones too if asked), then
+    rebuild the gallery. `job` is a job name or a job file."""
+    from runner.runs.endpoint import open_endpoint
+    from runner.runs.execution import retry_job
+
+    store = workspace.open_store()
+    try:
+        row = find_job(store, job)
+        with open_endpoint(send) as endpoint:
+            return _send(
+                store,
+                workspace,
+                send,
+                progress,
+                lambda on_progress: retry_job(
+                    row,
+                    workspace=workspace,
+                    store=store,
+                    endpoint=endpoint,
+                    include_blocked=include_blocked,
+                    send=send,
+                    on_progress=on_progress,
+                ),
+            )
+    finally:
+        store.close()
+
+
+def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
+    """The job's grid compared with the store; sends and writes nothing."""
+    from runner.runs.planning import preview_spec
+    from runner.spec import load_job
+
+    spec = load_job(job_file)
+    store = workspace.open_store()
+    try:
+        return preview_spec(spec, store)
+    finally:
+        store.close()
+
+
+def status(job: str, *, workspace: Workspace, by: Sequence[str] = ()) -> StatusReport:
+    """A job's status, priced; `job` is a job name or a job file."""
+    # Without `by`, read the SQLite file directly: no SQLAlchemy import to wait for.
+    report = None if by else quick_status(workspace, job)
+    if report is None:
+        store = workspace.open_store()
+        try:
+            report = read_status(store, find_job(store, job), by)
+        finally:
+            store.close()
+    return report
+
+
+def review(job: str, *, workspace: Workspace) -> ReviewReport:
+    """(Re)build a stored job's gallery, thumbnails and contact sheets."""
+    from runner.review import build_review
+
+    store = workspace.open_store()
+    try:
+        row = find_job(store, job)
+        built = build_review(store, row, workspace.job_folder(row.name))
+    finally:
+        store.close()
+    return ReviewReport(
+        job=row.name,
+        index=built.index,
+        contact_sheets=built.contact_sheets,
+        thumbnails=built.thumbnails,
+        seconds=built.seconds,
+    )
+
+
+def list_jobs(*, workspace: Workspace) -> JobList:
+    """The jobs in the store with their counts."""
+    store = workspace.open_store()
+    try:
+        return JobList(workspace.output_root, store.list_jobs())
+    finally:
+        store.close()
+
+
+def _send(
+    store: Store,
+    workspace: Workspace,
+    send: SendOptions,
+    progress: ProgressDisplay | None,
+    run: Callable[[ProgressCallback | None], Awaitable[RunReport]],
+) -> RunReport:
+    """`run` with the progress display open, then the gallery step."""
+    import anyio
+
+    with nullcontext() if progress is None else progress() as on_progress:
+        report = anyio.run(run, on_progress)
+    return _with_gallery(store, report, workspace) if send.review else report
+
+
+def _with_gallery(store: Store, report: RunReport, workspace: Workspace) -> RunReport:
+    """Rebuild the gallery after a run; a failure here never hides the run's result."""
+    from runner.review import build_review
+    from runner.runs import policy
+
+    job = store.get_job(report.job)
+    if job is None:
+        return report
+    items = sum(report.status.counts.values())
+    step = GalleryStep(items=items, limit=policy.REVIEW_AUTO_MAX)
+    if not policy.gallery_due(items):
+        return replace(report, gallery=step)
+    try:
+        built = build_review(store, job, workspace.job_folder(job.name))
+    except (OSError, RunnerError) as exc:
+        return replace(report, gallery=replace(step, error=str(exc)))
+    return replace(report, gallery=replace(step, index=built.index))

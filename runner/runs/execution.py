@@ -1,0 +1,213 @@
+"""One run of a job: the job lease, the scheduler, the manifest.
+
+Owns: wiring a spec (or a stored job) and an open store to the scheduler for
+`submit` and `retry`: the lease around the run, recovery of items a dead run left
+behind, and the manifest rewrite after every run (also after Ctrl-C). Async, for
+callers that hold a store and an endpoint (the commands, tests, benchmarks). Must
+not print, ask or exit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from runner import outputs
+from runner.errors import OutputError
+from runner.reports import RunReport, StatusReport
+from runner.runs.settings import (
+    SendOptions,
+    job_settings,
+    run_settings,
+    spec_price,
+    stored_price,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from runner import client
+    from runner.runs.planning import SubmitCheck
+    from runner.runs.workspace import Workspace
+    from runner.scheduler import ProgressCallback, RunResult, RunSettings
+    from runner.spec import JobSpec
+    from runner.store import JobRow, Spend, Store, SyncResult, WorkItem
+
+_DEFAULT_SEND = SendOptions()
+
+# The store (SQLAlchemy), the sending side (anyio, httpx, scheduler) and the
+# job-file side (YAML, Pillow) are imported inside the functions that use them:
+# `runner list` then starts in about two thirds of the time, and `runner status`
+# (through `quick_status`, which reads with sqlite3) imports none of them.
+
+
+async def submit_spec(
+    spec: JobSpec,
+    *,
+    workspace: Workspace,
+    store: Store,
+    endpoint: client.Endpoint,
+    send: SendOptions = _DEFAULT_SEND,
+    on_progress: ProgressCallback | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    check: SubmitCheck | None = None,
+) -> RunReport:
+    """Plan the job, store the plan, and send every item not finished yet.
+
+    `overrides` replaces RunSettings fields (backoff, signals) for this run;
+    `check` is `check_submit(spec, store, price)` if the caller already has it.
+    """
+    if check is None:
+        from anyio import to_thread
+
+        from runner.runs.planning import check_submit
+
+        check = await to_thread.run_sync(check_submit, spec, store, spec_price(spec))
+    plan, digest = check.plan, check.digest
+    saved = job_settings(spec)
+    settings = run_settings(saved, check.price, send, overrides)
+    job = store.upsert_job(spec.name, str(spec.path), spec.model, saved)
+    return await _run(
+        store,
+        job,
+        workspace.job_folder(spec.name),
+        endpoint,
+        settings,
+        on_progress,
+        command="submit",
+        prepare=lambda: (
+            None if plan is None else store.sync_plan(job, plan.items, digest),
+            0,
+        ),
+    )
+
+
+async def retry_job(
+    job: JobRow,
+    *,
+    workspace: Workspace,
+    store: Store,
+    endpoint: client.Endpoint,
+    include_blocked: bool = False,
+    send: SendOptions = _DEFAULT_SEND,
+    on_progress: ProgressCallback | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunReport:
+    """Send failed items (and blocked ones if asked) again, with fresh tries."""
+    settings = run_settings(job.settings, stored_price(job), send, overrides)
+    statuses = ("failed", "blocked") if include_blocked else ("failed",)
+    return await _run(
+        store,
+        job,
+        workspace.job_folder(job.name),
+        endpoint,
+        settings,
+        on_progress,
+        command="retry",
+        prepare=lambda: (None, store.requeue(job, statuses)),
+    )
+
+
+def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
+    rows = store.manifest_rows(job)
+    try:
+        return outputs.write_manifest(folder, rows)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the manifest in {folder} ({exc.strerror or exc}); free "
+            "space or fix its permissions, then submit the job again (nothing "
+            "finished is sent again; the manifest is rewritten)"
+        ) from exc
+
+
+async def _run(
+    store: Store,
+    job: JobRow,
+    folder: Path,
+    endpoint: client.Endpoint,
+    settings: RunSettings,
+    on_progress: ProgressCallback | None,
+    *,
+    command: str,
+    prepare: Callable[[], tuple[SyncResult | None, int]],
+) -> RunReport:
+    import anyio
+    import httpx
+    from anyio import to_thread
+
+    from runner import client
+    from runner.scheduler import Progress, RunResult, run_items
+
+    owner = uuid.uuid4().hex
+
+    def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int, Spend]:
+        folder.mkdir(parents=True, exist_ok=True)
+        store.acquire_lease(job, owner, settings.lease_ttl)
+        try:
+            outputs.remove_stale_temp_files(folder)
+            recovered = store.recover_abandoned(job)
+            sync, requeued = prepare()
+            work = store.pending_items(job)
+            run_id = store.start_run(job, command)
+            return recovered, sync, requeued, work, run_id, store.spend(job)
+        except BaseException:
+            store.release_lease(job, owner)
+            raise
+
+    def wrap_up(result: RunResult) -> tuple[Path, StatusReport]:
+        try:
+            store.end_run(run_id, _run_outcome(result))
+            final = StatusReport(store.status(job), settings.price)
+            return write_manifest(store, job, folder), final
+        finally:
+            store.release_lease(job, owner)
+
+    recovered, sync, requeued, work, run_id, spent = await to_thread.run_sync(start)
+    settings = replace(settings, spent=spent)
+    result = RunResult(progress=Progress(total=len(work)), interrupted=True)
+    try:
+        timeout = None
+        if settings.request_timeout is not None:
+            timeout = httpx.Timeout(
+                settings.request_timeout, connect=min(settings.request_timeout, 15.0)
+            )
+        http = client.make_http_client(
+            concurrency=settings.concurrency,
+            timeout=timeout,
+            base_url=endpoint.base_url,
+        )
+        async with http:
+            result = await run_items(
+                store=store,
+                job=job,
+                run_id=run_id,
+                work=work,
+                http=http,
+                endpoint=endpoint,
+                job_folder=folder,
+                settings=settings,
+                lease_owner=owner,
+                on_progress=on_progress,
+                checkpoint=lambda: write_manifest(store, job, folder),
+            )
+    finally:
+        # Also after Ctrl-C: the manifest must show what finished.
+        with anyio.CancelScope(shield=True):
+            manifest, final = await to_thread.run_sync(wrap_up, result)
+    return RunReport(
+        job=job.name,
+        result=result,
+        status=final,
+        manifest=manifest,
+        new_items=sync.new if sync else 0,
+        recovered=recovered,
+        requeued=requeued,
+    )
+
+
+def _run_outcome(result: RunResult) -> str:
+    if result.interrupted:
+        return "interrupted"
+    return "stopped" if result.stopped else "finished"

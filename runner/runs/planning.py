@@ -1,0 +1,80 @@
+"""What a submit would send: the job's plan compared with the store.
+
+Owns: the plan preview (`runner plan`) and the cheaper check a submit starts with
+(an unchanged job file is not planned again). Sends and writes nothing; the price
+is handed in, looked up once by the caller.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runner import pricing
+from runner.reports import PlanPreview
+from runner.runs.settings import spec_price
+
+if TYPE_CHECKING:
+    from runner.plan import Plan
+    from runner.spec import JobSpec
+    from runner.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitCheck:
+    """What a submit would send, worked out as cheaply as the store allows."""
+
+    plan: Plan | None  # None: the store already holds exactly this plan
+    digest: str
+    to_send: int
+    cost_usd: float | None
+    price: pricing.Price | None  # the job's, which the estimate used
+
+
+def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
+    """Expand the job and compare with the store; sends and writes nothing."""
+    return _preview(spec, store, spec_price(spec))
+
+
+def check_submit(
+    spec: JobSpec, store: Store, price: pricing.Price | None
+) -> SubmitCheck:
+    """Count what a submit would send; an unchanged job file is not planned again
+    (its digest matches the stored plan), so resuming a big job starts at once."""
+    from runner.plan import plan_digest
+
+    digest = plan_digest(spec)
+    job = store.get_job(spec.name)
+    if job is not None and store.plan_digest(job) == digest:
+        unfinished = store.unfinished(job)
+        cost = None
+        if price is not None:
+            cost = sum(
+                pricing.estimate_cost(text, refs, size, price)
+                for text, refs, size in unfinished
+            )
+        return SubmitCheck(None, digest, len(unfinished), cost, price)
+    full = _preview(spec, store, price)
+    estimate = full.estimate(full.to_send)
+    return SubmitCheck(
+        full.plan, digest, estimate["requests"], estimate["cost_usd"], price
+    )
+
+
+def _preview(spec: JobSpec, store: Store, price: pricing.Price | None) -> PlanPreview:
+    from runner.plan import build_plan
+
+    plan = build_plan(spec)
+    job = store.get_job(spec.name)
+    known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
+    return PlanPreview(
+        spec=spec,
+        plan=plan,
+        stored=dict(Counter(known.values())),
+        new=len(plan.items) - len(known),
+        to_send=tuple(
+            i for i in plan.items if known.get(i.key) in (None, "pending", "running")
+        ),
+        price=price,
+    )

@@ -1,0 +1,55 @@
+"""When a command asks before sending, and when a run rebuilds the gallery.
+
+Owns: the thresholds (a grid over MAX_ITEMS_UNCONFIRMED requests, an estimate over
+CONFIRM_USD or RUNNER_CONFIRM_USD, a gallery over REVIEW_AUTO_MAX items) and the
+rule "off a terminal never wait". Asking is the caller's: it passes `confirm`, or
+None when nobody can answer. Must not print or read input.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, TypeAlias
+
+from runner.errors import UsageError
+from runner.reports import Confirmation
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runner.runs.planning import SubmitCheck
+
+MAX_ITEMS_UNCONFIRMED = 10_000  # a bigger grid is more likely a typo than a plan
+CONFIRM_USD = 5.0  # ask on a terminal past this estimate (env RUNNER_CONFIRM_USD)
+CONFIRM_USD_VARIABLE = "RUNNER_CONFIRM_USD"
+REVIEW_AUTO_MAX = 5_000  # past this, building the gallery takes minutes: on request
+
+# Puts the question to the user; True means send.
+Confirm: TypeAlias = "Callable[[Confirmation], bool]"
+
+
+def confirm_submit(
+    job: str, check: SubmitCheck, *, yes: bool, confirm: Confirm | None
+) -> None:
+    """Ask before a very large grid or a costly run (`confirm` None: nobody can be
+    asked, so a large grid needs `yes` and a costly run goes ahead); raise
+    UsageError unless the run may go ahead."""
+    if yes:
+        return
+    to_send, usd = check.to_send, check.cost_usd
+    if to_send > MAX_ITEMS_UNCONFIRMED:
+        question = Confirmation(job, to_send, usd, max_items=MAX_ITEMS_UNCONFIRMED)
+        if confirm is None:
+            raise UsageError(f"{question.summary}, then pass --yes to send them")
+        if not confirm(question):
+            raise UsageError("not confirmed; nothing was sent")
+        return
+    threshold = float(os.environ.get(CONFIRM_USD_VARIABLE, CONFIRM_USD))
+    if confirm is not None and usd is not None and usd > threshold:
+        if not confirm(Confirmation(job, to_send, usd)):
+            raise UsageError("not confirmed; nothing was sent")
+
+
+def gallery_due(items: int) -> bool:
+    """Whether a run rebuilds the gallery of a job this size by itself."""
+    return items <= REVIEW_AUTO_MAX

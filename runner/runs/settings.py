@@ -1,0 +1,99 @@
+"""How a run is tuned: the command line's sending flags over the job's own settings.
+
+Owns: `SendOptions` (the flags of every command that sends; DEFAULT_BASE_URL where
+`base_url` is not given), the settings a submit stores with its job, and the one
+way `RunSettings` is made from them, for submit and retry alike (missing values
+take the spec's defaults), with the job's price. Must not open the store or send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from runner import pricing
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from contextlib import AbstractContextManager
+
+    from runner.scheduler import RunSettings
+    from runner.spec import JobSpec
+    from runner.store import JobRow
+
+DEFAULT_BASE_URL = "https://api.tokaify.com"  # where requests go without --base-url
+
+# Starts a simulated API for the length of a run and yields its base URL. The CLI
+# passes it for --simulate: only the CLI and tests import the simulator.
+Simulator: TypeAlias = "Callable[[], AbstractContextManager[str]]"
+
+
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """The flags of every command that sends requests; None means the job's own."""
+
+    concurrency: int | None = None
+    timeout: float | None = None  # read timeout in seconds
+    base_url: str | None = None
+    simulator: Simulator | None = None  # set: talk to it instead of `base_url`
+    caps: Mapping[str, Any] = field(default_factory=dict)  # budget caps given
+    review: bool = True  # rebuild the gallery after the run
+
+    def overrides(self) -> dict[str, Any]:
+        return {} if self.timeout is None else {"request_timeout": self.timeout}
+
+
+def spec_price(spec: JobSpec) -> pricing.Price | None:
+    """The price of the job file's model, with its `pricing:` applied."""
+    return pricing.price_for(spec.model, spec.pricing)
+
+
+def stored_price(job: JobRow) -> pricing.Price | None:
+    """The price of a stored job's model, with the `pricing:` it was submitted with."""
+    return pricing.price_for(job.model or "", job.settings.get("pricing"))
+
+
+def job_settings(spec: JobSpec) -> dict[str, Any]:
+    """What a submit stores with the job, so that `retry` runs the same way."""
+    return {
+        "concurrency": spec.concurrency,
+        "max_attempts": spec.max_attempts,
+        "max_unknown_retries": spec.max_unknown_retries,
+        "rpm": spec.rpm,
+        "pricing": dict(spec.pricing or {}),
+        "budget": asdict(spec.budget),
+    }
+
+
+def run_settings(
+    saved: Mapping[str, Any],
+    price: pricing.Price | None,
+    send: SendOptions | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunSettings:
+    """A run's settings: `saved` (`job_settings`, or a store's row from an older
+    release, which may lack keys) under the command line's `send` options.
+    `overrides` replaces more RunSettings fields (backoff, signals) for this run."""
+    from runner.scheduler import RunSettings
+    from runner.spec import (
+        DEFAULT_CONCURRENCY,
+        DEFAULT_MAX_ATTEMPTS,
+        DEFAULT_MAX_UNKNOWN_RETRIES,
+        Budget,
+    )
+
+    send = send or SendOptions()
+    return replace(
+        RunSettings(
+            concurrency=send.concurrency
+            or int(saved.get("concurrency") or DEFAULT_CONCURRENCY),
+            max_attempts=int(saved.get("max_attempts") or DEFAULT_MAX_ATTEMPTS),
+            max_unknown_retries=int(
+                saved.get("max_unknown_retries", DEFAULT_MAX_UNKNOWN_RETRIES)
+            ),
+            rpm=saved.get("rpm"),
+            budget=Budget(**{**saved.get("budget", {}), **send.caps}),
+            price=price,
+        ),
+        **{**send.overrides(), **(overrides or {})},
+    )
