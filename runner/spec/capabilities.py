@@ -45,8 +45,9 @@ class Capabilities:
                 f"model {show(model_id)} is not one runner knows ({hint}known: "
                 f"{', '.join(MODELS)}): its aspect ratios, image sizes and "
                 "reference limit are unknown, so cells are checked only against "
-                "what any model takes, and its prices are unknown, so there is no "
-                "cost estimate or cost cap unless 'pricing:' gives all three prices",
+                "what any model takes; its prices are unknown, so there is no cost "
+                "estimate and budget.max_cost_usd cannot apply unless 'pricing:' "
+                "gives all three prices",
                 node,
             )
         return cls(nodes, model_id, model)
