@@ -2,8 +2,8 @@
 
 Owns: the grid product (prompts x their vars x aspect ratios x image sizes x
 reference sets x samples), GitHub-Actions-style `exclude`/`include`, the canonical
-request that an item key hashes. Must not do I/O or import
-anyio, httpx or sqlalchemy.
+request that an item key hashes (`tools` in it only when set). Must not do I/O or
+import anyio, httpx or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ class Request:
     generation: Mapping[str, Any]
     system_instruction: str | None
     safety_settings: tuple[Mapping[str, Any], ...] | None
+    tools: tuple[Mapping[str, Any], ...] | None = None
 
     def canonical(self) -> dict[str, Any]:
-        """The key-relevant content: reference images by content hash, not path."""
-        return {
+        """The key-relevant content: reference images by content hash, not path.
+        `tools` is in it only when set, so the keys of jobs without tools stay."""
+        data: dict[str, Any] = {
             "model": self.model,
             "text": self.text,
             "aspect_ratio": self.aspect_ratio,
@@ -66,6 +68,9 @@ class Request:
                 None if self.safety_settings is None else list(self.safety_settings)
             ),
         }
+        if self.tools is not None:
+            data["tools"] = list(self.tools)
+        return data
 
     def to_json(self) -> str:
         data = self.canonical()
@@ -75,7 +80,7 @@ class Request:
     @classmethod
     def from_json(cls, text: str) -> Request:
         data = json.loads(text)
-        safety = data["safety_settings"]
+        safety, tools = data["safety_settings"], data.get("tools")
         return cls(
             model=data["model"],
             text=data["text"],
@@ -85,6 +90,7 @@ class Request:
             generation=data["generation"],
             system_instruction=data["system_instruction"],
             safety_settings=None if safety is None else tuple(safety),
+            tools=None if tools is None else tuple(tools),
         )
 
 
@@ -256,6 +262,7 @@ def _make_item(spec: JobSpec, cell: _Cell, *, position: int) -> Item:
         generation=spec.generation,
         system_instruction=spec.system_instruction,
         safety_settings=spec.safety_settings,
+        tools=spec.tools,
     )
     return Item(
         key=item_key(request, cell.sample),

@@ -1,26 +1,26 @@
-"""Prices per model, and what a request or a recorded answer costs in USD.
+"""What a request or a recorded answer costs in USD.
 
-Owns: the price table (with its source and date), cost of a `usageMetadata`, and the
-estimate for a request not sent yet. Pure: no I/O, imports nothing from runner.
-
-Source: Google's Gemini API pricing page (ai.google.dev/gemini-api/docs/pricing) as
-transcribed in public price maps (Puter's Gemini cost map: $0.067 per 1K image for
-gemini-3.1-flash-image-preview; Braintrust's proxy model list: $0.50 in / $3 out per
-1M text tokens), read on 2026-11-25. Output image tokens per size (747 / 1120 / 1680
-/ 2520) are Google's published figures. Prices change: override them with `pricing:`
-in the job file.
+Owns: cost of a `usageMetadata`, the estimate for a request not sent yet, and the
+job's `pricing:` overrides applied to a model's price. The prices themselves live in
+`runner.models` (one table with each model's limits, and their sources); `PRICES`
+here is a view of it. Pure: no I/O. Prices change: override them with `pricing:`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-PRICES_AS_OF = "2026-11-25"
-PRICES_SOURCE = "ai.google.dev/gemini-api/docs/pricing (via public price maps)"
+from runner.models import MODELS, model_for
 
-# Output tokens billed per generated image, by image size.
+# Re-exported: the price type, and the source and date cited beside an estimate.
+from runner.models import PRICES_AS_OF as PRICES_AS_OF
+from runner.models import PRICES_SOURCE as PRICES_SOURCE
+from runner.models import Price as Price
+
+# Output tokens billed per generated image, by image size (Google's figures for
+# gemini-3.1-flash-image, used for every model's estimate: see runner.models).
 IMAGE_TOKENS = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
 DEFAULT_IMAGE_SIZE = "1K"
 # Input tokens an inline reference image costs (Gemini's per-image figure).
@@ -28,22 +28,8 @@ REFERENCE_IMAGE_TOKENS = 258
 # Thinking tokens a request typically spends; billed as text output.
 ESTIMATED_THOUGHT_TOKENS = 200
 
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """USD per million tokens."""
-
-    input_per_million: float
-    output_image_per_million: float
-    output_text_per_million: float
-
-
-PRICES: dict[str, Price] = {
-    "gemini-3.1-flash-image-preview": Price(0.50, 60.0, 3.0),
-    "gemini-3.1-flash-image": Price(0.50, 60.0, 3.0),
-    "gemini-3-pro-image-preview": Price(2.0, 120.0, 12.0),
-    "gemini-2.5-flash-image": Price(0.30, 30.0, 2.5),
-}
+# Each known model's price, read from the one table in runner.models.
+PRICES: Mapping[str, Price] = {name: m.price for name, m in MODELS.items()}
 PRICE_KEYS = (
     "input_per_million",
     "output_image_per_million",
@@ -53,7 +39,8 @@ PRICE_KEYS = (
 
 def price_for(model: str, override: Mapping[str, float] | None = None) -> Price | None:
     """The model's price with the job's overrides applied; None if unknown."""
-    base = PRICES.get(model.removeprefix("models/"))
+    model_entry = model_for(model)
+    base = None if model_entry is None else model_entry.price
     if override:
         if base is None:
             if not all(k in override for k in PRICE_KEYS):

@@ -249,6 +249,15 @@ def test_system_instruction_and_safety_settings_are_omitted_when_unset():
     assert set(body) == {"contents", "generationConfig"}
 
 
+def test_tools_are_sent_as_the_requests_tools_when_set():
+    tools: tuple[dict[str, Any], ...] = ({"google_search": {}}, {"url_context": {}})
+    body = client.build_body(make_request(tools=tools), [])
+
+    assert body["tools"] == [{"google_search": {}}, {"url_context": {}}]
+    assert "tools" not in body["generationConfig"]
+    assert "tools" not in client.build_body(make_request(tools=None), [])
+
+
 # --- what is sent --------------------------------------------------------------
 
 

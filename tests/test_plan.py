@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from runner.plan import build_plan, plan_digest
+from runner.plan import Request, build_plan, plan_digest
 from runner.spec import load_job
 from tests.e2e import REPO, write_job
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+GOLDEN = REPO / "tests" / "data" / "golden"
 
 GRID = """
     name: grid
@@ -190,3 +193,41 @@ def test_the_plan_digest_changes_with_the_file_and_the_reference_content(
     assert touched != first
     job.write_text(job.read_text() + "\n# a comment\n")
     assert plan_digest(load_job(job)) not in (first, touched)
+
+
+def golden_with(folder: Path, extra: str) -> list[str]:
+    """The keys of tests/data/golden/job.yaml with `extra` lines appended."""
+    (folder / "refs").mkdir(parents=True)
+    for ref in (GOLDEN / "refs").iterdir():
+        (folder / "refs" / ref.name).write_bytes(ref.read_bytes())
+    text = (GOLDEN / "job.yaml").read_text("utf-8") + extra
+    job = folder / "job.yaml"
+    job.write_text(text, encoding="utf-8")
+    return [item.key for item in build_plan(load_job(job)).items]
+
+
+def test_tools_change_every_key_and_no_tools_keeps_the_pinned_ones(
+    tmp_path: Path,
+) -> None:
+    pinned = json.loads((GOLDEN / "keys.json").read_text("utf-8"))["items"]
+    plain = golden_with(tmp_path / "plain", "tools: []\n")
+    assert plain == [entry["key"] for entry in pinned]
+    grounded = golden_with(tmp_path / "grounded", "tools: [{google_search: {}}]\n")
+    assert len(grounded) == len(plain)
+    assert not set(grounded) & set(plain)
+    other = golden_with(tmp_path / "other", "tools: [{url_context: {}}]\n")
+    assert not set(other) & set(grounded)
+
+
+def test_tools_are_in_the_canonical_request_only_when_set(tmp_path: Path) -> None:
+    make_refs(tmp_path)
+    body = 'prompts: ["x"]\ntools: [{google_search: {}}]\n'
+    (item,) = build_plan(load_job(write_job(tmp_path, body))).items
+    assert item.request.tools == ({"google_search": {}},)
+    assert item.request.canonical()["tools"] == [{"google_search": {}}]
+    assert Request.from_json(item.request.to_json()) == item.request
+    (plain,) = build_plan(load_job(write_job(tmp_path, 'prompts: ["x"]\n'))).items
+    assert "tools" not in plain.request.canonical()
+    assert "tools" not in json.loads(plain.request.to_json())
+    # A request stored before tools existed reads back without them.
+    assert Request.from_json(plain.request.to_json()).tools is None

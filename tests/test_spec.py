@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import struct
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 from runner.errors import JobSpecError
+from runner.models import MODELS
 from runner.plan import build_plan
 from runner.spec import (
     DEFAULT_CONCURRENCY,
@@ -28,6 +30,8 @@ from runner.spec import (
     load_job,
 )
 from runner.spec import references as references_module
+from runner.spec.generation import GENERATION_FIELDS, snake_case
+from tests.e2e import invoke
 
 SPEC_EXAMPLE = """\
 name: routing-banners            # optional; default: the file's stem.
@@ -1018,6 +1022,262 @@ def test_a_repeated_reference_set_is_refused(tmp_path: Path) -> None:
     make_image(tmp_path / "a.png")
     path = write_job(tmp_path, minimal("references:\n  - [a.png]\n  - ./a.png\n"))
     assert_refused(path, 4, "repeats the one on line 3")
+
+
+# -- what the job's model takes ------------------------------------------------
+
+
+PRO = "gemini-3-pro-image-preview"
+FLASH_2_5 = "gemini-2.5-flash-image"
+
+
+def test_a_ratio_the_model_does_not_take_is_refused_with_what_to_use(
+    tmp_path: Path,
+) -> None:
+    path = write_job(tmp_path, minimal(f"model: {PRO}\naspect_ratios: [1:1, 8:1]\n"))
+    assert_refused(
+        path,
+        3,
+        f"{PRO} does not take aspect ratio 8:1; use one of 1:1, 2:3, 3:2, 3:4, 4:3, "
+        "4:5, 5:4, 9:16, 16:9, 21:9, or use model gemini-3.1-flash-image-preview",
+    )
+
+
+def test_a_size_the_model_does_not_take_is_refused_with_what_to_use(
+    tmp_path: Path,
+) -> None:
+    path = write_job(
+        tmp_path, minimal(f"model: {PRO}\nimage_sizes:\n  - 2K\n  - 512\n")
+    )
+    assert_refused(
+        path,
+        5,
+        f"{PRO} does not take image size 512; use one of 1K, 2K, 4K, or use model "
+        "gemini-3.1-flash-image-preview",
+    )
+
+
+def test_a_model_without_a_size_setting_refuses_every_size(tmp_path: Path) -> None:
+    path = write_job(tmp_path, minimal(f"model: {FLASH_2_5}\nimage_sizes: [1K]\n"))
+    assert_refused(
+        path,
+        3,
+        f"{FLASH_2_5} takes no image size setting (it makes one size); remove it, "
+        "or use model gemini-3.1-flash-image-preview",
+    )
+
+
+def test_a_reference_set_larger_than_the_model_takes_is_refused(
+    tmp_path: Path,
+) -> None:
+    for name in "abcd":
+        make_image(tmp_path / f"{name}.png")
+    body = f"model: {FLASH_2_5}\nreferences:\n  - [a.png, b.png, c.png]\n"
+    assert load_job(write_job(tmp_path, minimal(body))).references[0][2].path == "c.png"
+    body += "  - [a.png, b.png, c.png, d.png]\n"
+    assert_refused(
+        write_job(tmp_path, minimal(body)),
+        5,
+        f"this reference set has 4 images; {FLASH_2_5} takes at most 3 per request: "
+        "split it into several sets, or use model gemini-3.1-flash-image-preview",
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "entry", "hint"),
+    [
+        (PRO, "{aspect_ratio: 8:1}", f"{PRO} does not take aspect ratio 8:1"),
+        (PRO, "{image_size: 512}", f"{PRO} does not take image size 512"),
+        (FLASH_2_5, "{image_size: 1K}", f"{FLASH_2_5} takes no image size setting"),
+        (
+            FLASH_2_5,
+            "{references: [a.png, b.png, c.png, d.png]}",
+            f"this reference set has 4 images; {FLASH_2_5} takes at most 3",
+        ),
+    ],
+)
+def test_an_include_entry_the_model_cannot_do_is_refused(
+    tmp_path: Path, model: str, entry: str, hint: str
+) -> None:
+    for name in "abcd":
+        make_image(tmp_path / f"{name}.png")
+    path = write_job(tmp_path, minimal(f"model: {model}\ninclude:\n  - {entry}\n"))
+    assert_refused(path, 4, hint)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_value_a_model_takes_loads_without_a_warning(
+    tmp_path: Path, model: str
+) -> None:
+    entry = MODELS[model]
+    for index in range(entry.max_references):
+        make_image(tmp_path / f"r{index}.png")
+    refs = ", ".join(f"r{index}.png" for index in range(entry.max_references))
+    ratios = ", ".join(f'"{r}"' for r in (*entry.aspect_ratios, "auto"))
+    sizes = (
+        f"image_sizes: [{', '.join(entry.image_sizes)}]\n" if entry.image_sizes else ""
+    )
+    body = f"model: {model}\naspect_ratios: [{ratios}]\n{sizes}references: [[{refs}]]\n"
+    job = load_job(write_job(tmp_path, minimal(body)))
+    assert job.aspect_ratios == (*entry.aspect_ratios, "auto")
+    assert job.warnings == ()
+
+
+def test_an_unknown_model_is_allowed_with_a_warning_and_only_the_general_limits(
+    tmp_path: Path,
+) -> None:
+    path = write_job(
+        tmp_path,
+        minimal("model: my-relay-model\naspect_ratios: [8:1]\nimage_sizes: [512]\n"),
+    )
+    job = load_job(path)
+    assert (job.model, job.aspect_ratios, job.image_sizes) == (
+        "my-relay-model",
+        ("8:1",),
+        ("512",),
+    )
+    (warning,) = job.warnings
+    assert warning.startswith(f"{path} line 2: model 'my-relay-model' is not one ")
+    assert "aspect ratios, image sizes and reference limit are unknown" in warning
+    assert "its prices are unknown" in warning
+    names = [f"r{i}.png" for i in range(15)]
+    for name in names:
+        make_image(tmp_path / name)
+    body = "model: my-relay-model\nreferences:\n  - [" + ", ".join(names) + "]\n"
+    assert_refused(
+        write_job(tmp_path, minimal(body)), 4, "15 images; the API takes at most 14"
+    )
+
+
+def test_an_unknown_model_close_to_a_known_one_gets_a_did_you_mean(
+    tmp_path: Path,
+) -> None:
+    path = write_job(tmp_path, minimal("model: gemini-3-pro-image-previw\n"))
+    (warning,) = load_job(path).warnings
+    assert "did you mean 'gemini-3-pro-image-preview'?" in warning
+
+
+def test_plan_shows_the_unknown_model_warning(tmp_path: Path) -> None:
+    path = write_job(tmp_path, minimal("name: relay\nmodel: my-relay-model\n"))
+    out = tmp_path / "out"
+    result = invoke("plan", path, "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.stderr
+    assert "model 'my-relay-model' is not one runner knows" in result.stderr
+    shown = json.loads(invoke("plan", path, "--json", "--output", out).stdout)
+    assert any("'my-relay-model' is not one" in w for w in shown["warnings"])
+    assert shown["estimate"]["to_send"]["cost_usd"] is None
+
+
+# -- generation keys -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "hint"),
+    [
+        ("generation: {temprature: 0.7}", 2, "did you mean 'temperature'?"),
+        ("generation: {TopP: 0.9}", 2, "did you mean 'topP'?"),
+        ("generation: {max_output_token: 9}", 2, "did you mean 'max_output_tokens'?"),
+        ("generation: {responseModality: [IMAGE]}", 2, "'responseModalities'?"),
+        (
+            "generation:\n  thinkingConfig:\n    include_thought: true",
+            4,
+            "unknown generation.thinkingConfig key 'include_thought'; did you mean "
+            "'include_thoughts'?",
+        ),
+        (
+            "generation: {image_config: {person_generaton: ALLOW_ADULT}}",
+            2,
+            "did you mean 'person_generation'?",
+        ),
+    ],
+)
+def test_a_generation_key_close_to_a_field_is_refused_with_did_you_mean(
+    tmp_path: Path, body: str, line: int, hint: str
+) -> None:
+    assert_refused(write_job(tmp_path, minimal(body + "\n")), line, hint)
+
+
+@pytest.mark.parametrize(
+    ("body", "hint"),
+    [
+        ("generation: {tools: []}", "use the top-level 'tools:' key"),
+        ("generation: {safetySettings: []}", "use the top-level 'safety_settings:'"),
+        ("generation: {system_instruction: x}", "top-level 'system_instruction:'"),
+        ("generation: {aspectRatio: '1:1'}", "use the 'aspect_ratios:' key"),
+        ("generation: {image_size: 2K}", "use the 'image_sizes:' key"),
+        ("generation: {includeThoughts: true}", "belongs inside thinkingConfig"),
+        ("generation: {personGeneration: ALLOW_ADULT}", "belongs inside imageConfig"),
+    ],
+)
+def test_a_generation_key_that_belongs_elsewhere_says_where(
+    tmp_path: Path, body: str, hint: str
+) -> None:
+    assert_refused(write_job(tmp_path, minimal(body + "\n")), 2, hint)
+
+
+def test_a_generation_key_close_to_no_field_is_sent_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    path = write_job(
+        tmp_path,
+        minimal(
+            "generation:\n  temperature: 0.5\n  brandNewKnob: {level: 3}\n"
+            "  thinkingConfig: {futureSwitch: true}\n"
+        ),
+    )
+    job = load_job(path)
+    assert job.generation == {
+        "temperature": 0.5,
+        "brandNewKnob": {"level": 3},
+        "thinkingConfig": {"futureSwitch": True},
+    }
+    assert len(job.warnings) == 2
+    first, second = job.warnings
+    assert first.startswith(f"{path} line 4: generation key 'brandNewKnob' is not a ")
+    assert "documented generationConfig field; it is sent as written" in first
+    assert second.startswith(
+        f"{path} line 5: generation.thinkingConfig key 'futureSwitch'"
+    )
+
+
+@pytest.mark.parametrize("field", GENERATION_FIELDS)
+def test_every_documented_field_loads_in_either_casing(
+    tmp_path: Path, field: str
+) -> None:
+    for key in (field, snake_case(field)):
+        job = load_job(write_job(tmp_path, minimal(f"generation: {{{key}: 1}}\n")))
+        assert job.generation == {key: 1}
+        assert job.warnings == ()
+
+
+# -- tools ---------------------------------------------------------------------
+
+
+def test_tools_are_read_as_written(tmp_path: Path) -> None:
+    path = write_job(
+        tmp_path,
+        minimal("tools:\n  - google_search: {}\n  - {url_context: {}}\n"),
+    )
+    assert load_job(path).tools == ({"google_search": {}}, {"url_context": {}})
+    assert load_job(write_job(tmp_path, minimal("tools: []\n"))).tools is None
+    assert load_job(write_job(tmp_path, minimal())).tools is None
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "hint"),
+    [
+        ("tools: {google_search: {}}", 2, "tools must be a list of tool mappings"),
+        ("tools: google_search", 2, "got 'google_search'"),
+        ("tools:\n  - google_search", 3, "each tools entry must be a mapping"),
+        ("tools:\n  - {google_search: {}}\n  - {}", 4, "got an empty mapping"),
+    ],
+)
+def test_tools_of_the_wrong_shape_are_refused(
+    tmp_path: Path, body: str, line: int, hint: str
+) -> None:
+    error = assert_refused(write_job(tmp_path, minimal(body + "\n")), line, hint)
+    assert "tools: [{google_search: {}}]" in str(error)
 
 
 # -- exclude and include -------------------------------------------------------

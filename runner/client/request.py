@@ -89,6 +89,8 @@ def build_body(request: Request, reference_data: Sequence[bytes]) -> dict[str, A
         body["systemInstruction"] = {"parts": [{"text": request.system_instruction}]}
     if request.safety_settings:
         body["safetySettings"] = [dict(s) for s in request.safety_settings]
+    if request.tools:
+        body["tools"] = [dict(t) for t in request.tools]
     return body
 
 

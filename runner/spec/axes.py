@@ -1,8 +1,9 @@
 """The `aspect_ratios:` and `image_sizes:` axes, and one ratio or size on its own.
 
 Owns: reading what the user wrote for a ratio or size (as written, not as YAML 1.1
-would resolve it), the supported values with a "did you mean", and refusing empty
-or repeated axis values. Must not know prompts, references or exclude/include.
+would resolve it), the supported values with a "did you mean", refusing empty or
+repeated axis values, and asking `Capabilities` whether the job's model takes each
+axis value. Must not know prompts, references or exclude/include.
 """
 
 from __future__ import annotations
@@ -19,13 +20,22 @@ from runner.spec.types import SUPPORTED_ASPECT_RATIOS, SUPPORTED_IMAGE_SIZES
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from runner.spec.capabilities import Capabilities
     from runner.spec.nodes import NodeReader
 
 
-def read_aspect_ratios(nodes: NodeReader, node: yaml.Node | None) -> tuple[str, ...]:
+def read_aspect_ratios(
+    nodes: NodeReader, node: yaml.Node | None, capabilities: Capabilities
+) -> tuple[str, ...]:
     if node is None:
         return ("1:1",)
-    return _axis(nodes, node, "aspect_ratios", lambda n: read_aspect_ratio(nodes, n))
+
+    def read(item: yaml.Node) -> str:
+        ratio = read_aspect_ratio(nodes, item)
+        capabilities.aspect_ratio(ratio, item)
+        return ratio
+
+    return _axis(nodes, node, "aspect_ratios", read)
 
 
 def read_aspect_ratio(nodes: NodeReader, node: yaml.Node) -> str:
@@ -50,11 +60,17 @@ def read_aspect_ratio(nodes: NodeReader, node: yaml.Node) -> str:
 
 
 def read_image_sizes(
-    nodes: NodeReader, node: yaml.Node | None
+    nodes: NodeReader, node: yaml.Node | None, capabilities: Capabilities
 ) -> tuple[str | None, ...]:
     if node is None:
         return (None,)
-    return _axis(nodes, node, "image_sizes", lambda n: read_image_size(nodes, n))
+
+    def read(item: yaml.Node) -> str:
+        size = read_image_size(nodes, item)
+        capabilities.image_size(size, item)
+        return size
+
+    return _axis(nodes, node, "image_sizes", read)
 
 
 def read_image_size(nodes: NodeReader, node: yaml.Node) -> str:

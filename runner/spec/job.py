@@ -1,9 +1,9 @@
 """Job file (YAML) -> frozen, validated `JobSpec`: the top level, key by key.
 
 Owns: `load_job`, the top-level keys (unknown ones refused, `key:` with nothing
-after it meaning the default), the order keys are read in (vars before prompts,
-axes before exclude/include) and the defaults of the numeric settings. Must not
-open the store, use the network or write anything.
+after it meaning the default), the order keys are read in (the model before what
+it must take, vars before prompts, axes before exclude/include) and the defaults of
+the numeric settings. Must not open the store, use the network or write anything.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from runner.spec import axes, matrix, prompts, settings
+from runner.spec import axes, generation, matrix, prompts, settings
+from runner.spec.capabilities import Capabilities
 from runner.spec.document import compose, read_job_text
 from runner.spec.matrix import Axes
 from runner.spec.nodes import NodeReader, given, is_null
@@ -34,7 +35,7 @@ TOP_LEVEL_KEYS = (
     "name", "model", "prompts", "vars", "aspect_ratios", "image_sizes", "references",
     "samples", "generation", "system_instruction", "safety_settings", "exclude",
     "include", "concurrency", "max_attempts", "max_unknown_retries", "budget", "rpm",
-    "pricing",
+    "pricing", "tools",
 )  # fmt: skip
 
 
@@ -81,6 +82,7 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         )
     name = settings.read_name(nodes, value("name"), path)
     model = settings.read_model(nodes, value("model"))
+    capabilities = Capabilities.of(nodes, model, value("model"))
     vars_, var_nodes = prompts.read_vars(nodes, value("vars"))
     prompts_node = value("prompts")
     if prompts_node is None:
@@ -89,12 +91,20 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         )
     job_prompts = prompts.read_prompts(nodes, prompts_node, vars_)
     prompts.warn_unused_vars(nodes, job_prompts, var_nodes)
-    aspect_ratios = axes.read_aspect_ratios(nodes, value("aspect_ratios"))
-    image_sizes = axes.read_image_sizes(nodes, value("image_sizes"))
-    sets = ReferenceSets(nodes, path.absolute().parent)
+    aspect_ratios = axes.read_aspect_ratios(nodes, value("aspect_ratios"), capabilities)
+    image_sizes = axes.read_image_sizes(nodes, value("image_sizes"), capabilities)
+    sets = ReferenceSets(nodes, path.absolute().parent, capabilities)
     references = sets.axis(value("references"))
     samples = nodes.integer(value("samples"), "samples", 1, MAX_SAMPLES, 1)
-    grid = Axes(job_prompts, vars_, aspect_ratios, image_sizes, references, samples)
+    grid = Axes(
+        job_prompts,
+        vars_,
+        aspect_ratios,
+        image_sizes,
+        references,
+        samples,
+        capabilities,
+    )
     exclude = matrix.read_matrix(nodes, sets, value("exclude"), "exclude", grid)
     include = matrix.read_matrix(nodes, sets, value("include"), "include", grid)
     return JobSpec(
@@ -108,7 +118,7 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         references=references,
         extra_reference_sets=tuple(sets.extra),
         samples=samples,
-        generation=settings.read_generation(nodes, value("generation")),
+        generation=generation.read_generation(nodes, value("generation")),
         system_instruction=settings.read_system_instruction(
             nodes, value("system_instruction")
         ),
@@ -139,5 +149,6 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         budget=settings.read_budget(nodes, value("budget")),
         rpm=settings.read_rpm(nodes, value("rpm")),
         pricing=settings.read_pricing(nodes, value("pricing")),
+        tools=settings.read_tools(nodes, value("tools")),
         warnings=tuple(nodes.warnings),
     )

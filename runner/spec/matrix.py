@@ -1,9 +1,9 @@
 """`exclude` and `include` entries, checked against the job's axes.
 
 Owns: normalising each entry into a `MatrixEntry`, refusing values that would
-exclude nothing (not on the axis, a var its prompt does not use), and the new
-reference sets only an include names. Must not match entries against cells:
-`runner.plan` applies them.
+exclude nothing (not on the axis, a var its prompt does not use) and include
+values the job's model does not take, and the new reference sets only an include
+names. Must not match entries against cells: `runner.plan` applies them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from runner.errors import JobSpecError
+    from runner.spec.capabilities import Capabilities
     from runner.spec.nodes import NodeReader
     from runner.spec.reference_sets import ReferenceSets
     from runner.spec.types import Prompt, Reference
@@ -40,6 +41,7 @@ class Axes:
     image_sizes: tuple[str | None, ...]
     references: tuple[tuple[Reference, ...], ...]
     samples: int
+    capabilities: Capabilities  # what an include may add: what the model takes
 
 
 def read_matrix(
@@ -101,12 +103,14 @@ def _entry(
             ratio = read_aspect_ratio(nodes, value_node)
             if kind == "exclude" and ratio not in axes.aspect_ratios:
                 raise _not_on_axis(nodes, value_node, key, ratio, axes.aspect_ratios)
+            axes.capabilities.aspect_ratio(ratio, value_node)
             found[key] = ratio
         elif key == "image_size":
             size = read_image_size(nodes, value_node)
             if kind == "exclude" and size not in axes.image_sizes:
                 on_axis = [s for s in axes.image_sizes if s is not None]
                 raise _not_on_axis(nodes, value_node, key, size, on_axis)
+            axes.capabilities.image_size(size, value_node)
             found[key] = size
         elif key == "references":
             found[key] = _references(nodes, sets, value_node, kind, axes)

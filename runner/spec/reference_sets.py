@@ -1,8 +1,9 @@
 """The `references:` key: the axis of reference-image sets, and include's extra sets.
 
 Owns: reading a set (a list of paths, or one path) from its nodes, refusing
-repeated paths and sets, the per-request image limit, and reading each distinct
-file once per job. Must not open files itself: `references` reads and checks them.
+repeated paths and sets, asking `Capabilities` whether the job's model takes that
+many images in one request, and reading each distinct file once per job. Must not
+open files itself: `references` reads and checks them.
 """
 
 from __future__ import annotations
@@ -19,20 +20,24 @@ from runner.spec.references import (
     inspect_reference,
     locate,
 )
-from runner.spec.types import MAX_REFERENCES_PER_SET, Reference
+from runner.spec.types import Reference
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from runner.spec.capabilities import Capabilities
     from runner.spec.nodes import NodeReader
 
 
 class ReferenceSets:
     """Reference sets of one job file; `extra` holds the sets only include names."""
 
-    def __init__(self, nodes: NodeReader, base_dir: Path) -> None:
+    def __init__(
+        self, nodes: NodeReader, base_dir: Path, capabilities: Capabilities
+    ) -> None:
         self.nodes = nodes
         self.base_dir = base_dir
+        self.capabilities = capabilities
         self.images: dict[Path, ImageFacts] = {}
         self.extra: list[tuple[Reference, ...]] = []
 
@@ -67,14 +72,8 @@ class ReferenceSets:
 
     def reference_set(self, node: yaml.Node) -> tuple[Reference, ...]:
         paths = self.paths(node)
-        if len(paths) > MAX_REFERENCES_PER_SET:
-            raise self.nodes.fail(
-                f"this reference set has {len(paths)} images; the API takes at most "
-                f"{MAX_REFERENCES_PER_SET} per request: split it into several sets",
-                node,
-            )
-        refs = tuple(self.reference(item, abs_path) for item, abs_path in paths)
-        return refs
+        self.capabilities.references(len(paths), node)
+        return tuple(self.reference(item, abs_path) for item, abs_path in paths)
 
     def paths(self, node: yaml.Node) -> list[tuple[yaml.Node, Path]]:
         """A set's path nodes with their resolved paths, before reading any file."""

@@ -1,8 +1,8 @@
 """The keys that are not grid axes: name, model, request options, run limits.
 
-Owns: the job name (default: the file's stem), the model id, `generation`,
-`system_instruction`, `safety_settings`, `budget`, `pricing` and `rpm`. Must not
-know the grid: prompts, axes, references and exclude/include live elsewhere.
+Owns: the job name (default: the file's stem), the model id, `system_instruction`,
+`safety_settings`, `tools`, `budget`, `pricing` and `rpm`. Must not know the grid
+(prompts, axes, references, exclude/include) or generationConfig (`generation`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from runner.pricing import PRICE_KEYS
-from runner.spec.document import INT_TAG
 from runner.spec.messages import show
 from runner.spec.nodes import given, is_null
 from runner.spec.types import DEFAULT_MODEL, NAME_RULE, Budget, valid_name
@@ -66,46 +65,6 @@ def read_model(nodes: NodeReader, node: yaml.Node | None) -> str:
     return model
 
 
-def read_generation(nodes: NodeReader, node: yaml.Node | None) -> dict[str, Any]:
-    if node is None:
-        return {}
-    if not isinstance(node, yaml.MappingNode):
-        raise nodes.fail(
-            "generation must be a mapping of generationConfig fields, e.g. "
-            f"'generation: {{temperature: 0.7}}', got {given(node)}",
-            node,
-        )
-    for key, key_node, value_node in nodes.pairs(node):
-        if key in ("candidateCount", "candidate_count"):
-            if not (
-                isinstance(value_node, yaml.ScalarNode)
-                and value_node.tag == INT_TAG
-                and nodes.as_int(value_node) == 1
-            ):
-                raise nodes.fail(
-                    f"generation.{key} must be 1: runner sends one candidate per "
-                    "request; use 'samples:' for more images per cell",
-                    key_node,
-                )
-        if key in ("imageConfig", "image_config") and isinstance(
-            value_node, yaml.MappingNode
-        ):
-            for inner, inner_node, _ in nodes.pairs(value_node):
-                if inner in ("aspectRatio", "aspect_ratio"):
-                    axis = "aspect_ratios"
-                elif inner in ("imageSize", "image_size"):
-                    axis = "image_sizes"
-                else:
-                    continue
-                raise nodes.fail(
-                    f"generation.{key}.{inner} is set per cell by runner; use the "
-                    f"'{axis}:' key instead",
-                    inner_node,
-                )
-    result: dict[str, Any] = nodes.plain(node, "generation")
-    return result
-
-
 def read_system_instruction(nodes: NodeReader, node: yaml.Node | None) -> str | None:
     if node is None:
         return None
@@ -140,6 +99,31 @@ def read_safety_settings(
             )
         settings.append(nodes.plain(item, "safety_settings"))
     return tuple(settings)
+
+
+def read_tools(
+    nodes: NodeReader, node: yaml.Node | None
+) -> tuple[dict[str, Any], ...] | None:
+    """The request's `tools`, passed through as written; [] means none."""
+    if node is None:
+        return None
+    example = "e.g. 'tools: [{google_search: {}}]'"
+    if not isinstance(node, yaml.SequenceNode):
+        raise nodes.fail(
+            f"tools must be a list of tool mappings, {example}, got {given(node)}",
+            node,
+        )
+    tools: list[dict[str, Any]] = []
+    for item in node.value:
+        if not isinstance(item, yaml.MappingNode) or not item.value:
+            got = "an empty mapping" if isinstance(item, yaml.MappingNode) else None
+            raise nodes.fail(
+                "each tools entry must be a mapping that names one tool, "
+                f"{example}, got {got or given(item)}",
+                item,
+            )
+        tools.append(nodes.plain(item, "tools"))
+    return tuple(tools) or None
 
 
 def read_budget(nodes: NodeReader, node: yaml.Node | None) -> Budget:

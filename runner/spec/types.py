@@ -1,8 +1,9 @@
 """The frozen values a job file becomes: `JobSpec` and its parts.
 
 Owns: `JobSpec`, `Prompt`, `Reference`, `Budget`, `MatrixEntry`, the defaults and
-limits of the job's settings, the supported aspect ratios and image sizes, and the
-rule for names that become file names. Must not read files or YAML.
+limits of the job's settings, the aspect ratios and image sizes any model takes
+(from runner.models), and the rule for names that become file names. Must not read
+files or YAML.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runner import models
 from runner.spec.templates import render_template
 
 if TYPE_CHECKING:
@@ -21,13 +23,11 @@ DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
 DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_MAX_UNKNOWN_RETRIES = 1
-SUPPORTED_ASPECT_RATIOS = (
-    "1:1", "1:4", "1:8", "2:3", "3:2", "3:4", "4:1", "4:3",
-    "4:5", "5:4", "8:1", "9:16", "16:9", "21:9", "auto",
-)  # fmt: skip
-SUPPORTED_IMAGE_SIZES = ("512", "1K", "2K", "4K")
+# What any model takes; the job's own model may take less (runner.models).
+SUPPORTED_ASPECT_RATIOS = (*models.ASPECT_RATIOS, "auto")
+SUPPORTED_IMAGE_SIZES = models.IMAGE_SIZES
 
-MAX_REFERENCES_PER_SET = 14
+MAX_REFERENCES_PER_SET = models.MAX_REFERENCES
 MAX_SAMPLES = 1000
 MAX_CONCURRENCY = 256
 MAX_ATTEMPTS_LIMIT = 100
@@ -108,6 +108,7 @@ class JobSpec:
     budget: Budget
     rpm: float | None = None  # requests-per-minute cap; None = no cap
     pricing: Mapping[str, float] | None = None  # overrides of runner.pricing.PRICES
+    tools: tuple[Mapping[str, Any], ...] | None = None  # the request's `tools`
     source_sha256: str = ""  # of the job file's text: unchanged file, unchanged plan
     warnings: tuple[str, ...] = ()  # non-fatal remarks, e.g. a var no prompt uses
 
