@@ -253,7 +253,7 @@ def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> Non
     """Validate a job file and show its grid; sends nothing.
 
     Shows items per axis, how many are new or already done, and the estimated
-    tokens and cost of what would be sent (prices: runner/pricing.py, or the
+    tokens and cost of what would be sent (prices: runner/models.py, or the
     job file's `pricing:`).
 
     Example: runner plan jobs/demo.yaml --json
