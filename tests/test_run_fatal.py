@@ -17,12 +17,11 @@ import anyio.abc
 import pytest
 from anyio.abc import SocketAttribute
 
-from runner import client, runs
-from runner.client import Endpoint, Kind, Outcome
-from runner.runs import execution
+from runner import client
+from runner.client import Kind, Outcome
 from runner.simulate import Fault
-from runner.spec import load_job
-from tests.e2e import SECRET, invoke, status_json, write_job
+from runner.store import Store
+from tests.e2e import SECRET, invoke, status_json, submit_prompts, write_job
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,23 +51,14 @@ async def submit(
 ) -> tuple[RunReport, list[WorkItem]]:
     """Submit the job (the same file each time) to `base_url`; the report and the
     items left pending."""
-    listed = "\n".join(f"  - {p!r}" for p in prompts)
-    job = write_job(tmp_path, f"name: t\nprompts:\n{listed}\n{settings}")
-    workspace = runs.Workspace(tmp_path / "out")
-    store = workspace.open_store()
-    try:
-        report = await execution.submit_spec(
-            load_job(job),
-            workspace=workspace,
-            store=store,
-            endpoint=Endpoint(base_url=base_url, api_key=SECRET),
-            overrides={**FAST, **overrides},
-        )
-        row = store.get_job("t")
-        assert row is not None
-        return report, store.pending_items(row)
-    finally:
-        store.close()
+    return await submit_prompts(
+        tmp_path,
+        base_url,
+        prompts,
+        settings,
+        {**FAST, **overrides},
+        Store.pending_items,
+    )
 
 
 def received(sim: SimServer) -> list[int]:
@@ -107,6 +97,14 @@ async def assert_a_resubmit_sends_each_item_once(
         ("403", "the API refused access at "),
         ("403-balance", "out of balance"),
         ("429-day", "PerDay"),
+        ("key-invalid", "the API rejected the key at "),
+        ("permission-denied", "the API refused access at "),
+        (
+            "model-not-found",
+            "model 'gemini-3.1-flash-image-preview' is not found at ",
+        ),
+        ("location", "the API does not serve this key from here at "),
+        ("429-limit-0", "this key has no quota for model 'gemini-3.1-flash-image' "),
     ],
 )
 async def test_a_run_fatal_answer_stops_after_one_wave_and_a_resubmit_sends_each_item_once(  # noqa: E501
@@ -247,6 +245,28 @@ async def test_a_run_whose_first_requests_all_fail_alike_stops_with_the_rest_pen
     assert len(pending) == 30 - sent
 
 
+async def test_a_bad_generation_value_is_not_sent_past_the_first_requests(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    prompts = [f"tile {n}" for n in range(30)]
+    bad = "concurrency: 2\ngeneration: {temperature: hot}\n"
+    report, pending = await submit(tmp_path, sim.url, prompts, settings=bad)
+    assert report.exit_code == 3
+    stopped = report.result.stopped
+    assert stopped is not None and "--no-fail-fast" in stopped
+    assert "400 INVALID_ARGUMENT: Invalid value at 'generation_config.temperature'" in (
+        stopped
+    )
+    assert 8 <= sim.stats()["requests"] <= 9
+    assert len(pending) == 30 - sim.stats()["requests"]
+    # Fixed in the job file: new requests, new items, each sent once.
+    sim.reset()
+    good = "concurrency: 2\ngeneration: {temperature: 0.7}\n"
+    report, pending = await submit(tmp_path, sim.url, prompts, settings=good)
+    assert report.exit_code == 0 and not pending
+    assert received(sim) == [1] * 30
+
+
 async def test_without_fail_fast_every_item_is_sent(
     sim: SimServer, tmp_path: Path
 ) -> None:
@@ -297,3 +317,17 @@ def test_no_fail_fast_on_submit_and_retry_sends_every_item(
     submitted = invoke("submit", job, *common, "--no-fail-fast", env=env)
     assert submitted.exit_code == 1, submitted.output
     assert status_json("other", out)["counts"]["failed"] == 10
+
+
+# --- IMAGE_RECITATION ------------------------------------------------------------
+
+
+async def test_an_image_recitation_is_sent_once_more_and_then_blocked(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    prompts = ["once [sim:image-recitation*1]", "always [sim:image-recitation]"]
+    report, _ = await submit(tmp_path, sim.url, prompts)
+    assert report.exit_code == 1
+    counts = report.status.counts
+    assert (counts["succeeded"], counts["blocked"]) == (1, 1)
+    assert received(sim) == [2, 2]
