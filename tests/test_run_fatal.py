@@ -107,7 +107,7 @@ async def assert_a_resubmit_sends_each_item_once(
         ("429-limit-0", "this key has no quota for model 'gemini-3.1-flash-image' "),
     ],
 )
-async def test_a_run_fatal_answer_stops_after_one_wave_and_a_resubmit_sends_each_item_once(  # noqa: E501
+async def test_a_run_fatal_answer_stops_in_one_wave_and_a_resubmit_sends_each_once(
     sim: SimServer, tmp_path: Path, kind: str, words: str
 ) -> None:
     sim.add_fault(Fault(kind))
@@ -121,6 +121,28 @@ async def test_a_run_fatal_answer_stops_after_one_wave_and_a_resubmit_sends_each
 # --- a base URL that cannot be used ----------------------------------------------
 
 
+def watch_sends(
+    monkeypatch: pytest.MonkeyPatch, refuse: str = "", times: int = 0
+) -> list[str]:
+    """The texts of every request the run sends, in order; the first `times`
+    requests of the prompt `refuse` find no connection (as if refused)."""
+    real = client.generate
+    sent: list[str] = []
+
+    async def generate(
+        http: Any, endpoint: Any, request: Request, *args: Any, **kwargs: Any
+    ) -> Outcome:
+        sent.append(request.text)
+        if request.text == refuse and sent.count(refuse) <= times:
+            return Outcome(
+                Kind.TRANSIENT, "could not connect (refused)", connect_failed=True
+            )
+        return await real(http, endpoint, request, *args, **kwargs)
+
+    monkeypatch.setattr(client, "generate", generate)
+    return sent
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then closed)."""
     with socket.socket() as sock:
@@ -130,13 +152,16 @@ def closed_port() -> int:
 
 
 async def test_nothing_listening_at_the_base_url_stops_the_run_after_a_short_retry(
-    sim: SimServer, tmp_path: Path
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sent = watch_sends(monkeypatch)
     base = f"http://127.0.0.1:{closed_port()}"
     report, pending = await submit(tmp_path, base)
     stopped = assert_stopped_with_all_pending(report, pending, "check --base-url")
     assert stopped.startswith(f"could not connect to {base}/v1beta/models/")
-    # Each item of the first wave tried twice in one attempt; none reached an API.
+    # The first wave only, tried once more after a short wait (the first to fail
+    # again stops the run); nothing reached an API.
+    assert CONCURRENCY < len(sent) <= 2 * CONCURRENCY
     assert report.status.status.requests["sent"] == 0
     await assert_a_resubmit_sends_each_item_once(tmp_path, sim)
 
@@ -164,7 +189,7 @@ async def test_a_base_url_with_no_such_route_stops_the_run(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base = f"{sim.url}/wrong"
-    sent = refuse_connections(monkeypatch, "none", times=0)  # counts what is sent
+    sent = watch_sends(monkeypatch)
     report, pending = await submit(tmp_path, base)
     stopped = assert_stopped_with_all_pending(report, pending, "check --base-url")
     assert stopped.startswith(
@@ -176,32 +201,10 @@ async def test_a_base_url_with_no_such_route_stops_the_run(
     await assert_a_resubmit_sends_each_item_once(tmp_path, sim)
 
 
-def refuse_connections(
-    monkeypatch: pytest.MonkeyPatch, prompt: str, times: int
-) -> list[str]:
-    """`prompt`'s first `times` requests find no connection (as if refused); the
-    texts of every request sent are returned, in order."""
-    real = client.generate
-    sent: list[str] = []
-
-    async def generate(
-        http: Any, endpoint: Any, request: Request, *args: Any, **kwargs: Any
-    ) -> Outcome:
-        sent.append(request.text)
-        if request.text == prompt and sent.count(prompt) <= times:
-            return Outcome(
-                Kind.TRANSIENT, "could not connect (refused)", connect_failed=True
-            )
-        return await real(http, endpoint, request, *args, **kwargs)
-
-    monkeypatch.setattr(client, "generate", generate)
-    return sent
-
-
 async def test_a_connection_that_opens_on_the_short_retry_goes_on_in_the_same_attempt(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent = refuse_connections(monkeypatch, "tile 0", times=1)
+    sent = watch_sends(monkeypatch, "tile 0", times=1)
     report, _ = await submit(tmp_path, sim.url, ["tile 0"])
     assert report.exit_code == 0
     assert sent == ["tile 0", "tile 0"]
@@ -213,7 +216,7 @@ async def test_a_connection_that_opens_on_the_short_retry_goes_on_in_the_same_at
 async def test_once_the_base_url_has_answered_a_failed_connection_is_transient(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent = refuse_connections(monkeypatch, "tile 1", times=3)
+    sent = watch_sends(monkeypatch, "tile 1", times=3)
     report, _ = await submit(
         tmp_path, sim.url, ["tile 0", "tile 1"], settings="concurrency: 1\n"
     )
