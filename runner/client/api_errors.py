@@ -62,10 +62,10 @@ class ApiError:
         )
 
     def rejects_key(self) -> bool:
-        """Google's answer to a bad key: 400 INVALID_ARGUMENT, "API key not valid",
-        with `ErrorInfo.reason` API_KEY_INVALID (continuedev/continue#8516; the
-        troubleshooting page's example body, ai.google.dev/gemini-api/docs/
-        troubleshooting). The message alone counts too: relays drop details."""
+        """Google's answer to a bad key: 400 INVALID_ARGUMENT, "API key not valid"
+        (continuedev/continue#8516) or "API key expired. Please renew the API key."
+        (continuedev/continue#11336), both with `ErrorInfo.reason` API_KEY_INVALID.
+        The message alone counts too: relays drop details."""
         return self.error_info_reason() == "API_KEY_INVALID" or self.message.startswith(
             ("API key not valid", "API key expired")
         )
