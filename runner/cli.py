@@ -104,6 +104,7 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
         max_images: int | None,
         max_cost: float | None,
         no_review: bool,
+        no_fail_fast: bool,
         **kwargs: Any,
     ) -> Any:
         caps = {
@@ -118,6 +119,7 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
             simulator=_simulator if simulate else None,
             caps={k: v for k, v in caps.items() if v is not None},
             review=not no_review,
+            fail_fast=not no_fail_fast,
         )
         return f(*args, send=send, **kwargs)
 
@@ -170,6 +172,12 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--no-review",
             is_flag=True,
             help="Do not rebuild the gallery after the run (see `runner review`).",
+        ),
+        click.option(
+            "--no-fail-fast",
+            is_flag=True,
+            help="Keep sending when the run's first requests all fail the same way "
+            "(by default the run then stops, exit 3).",
         ),
     ]
     for option in reversed(options):

@@ -5,7 +5,7 @@
     ├── JobSpecError (2)          invalid job file: path, line, what to change
     ├── StoreError (1)            database unreadable, locked or corrupt
     │   └── JobBusyError (1)      another live process is running this job
-    ├── RunStopped (3)            auth, balance or daily-quota error stopped the run
+    ├── RunStopped (3)            a run-level upstream problem stopped the run
     └── Interrupted (130)         Ctrl-C / SIGTERM; in-flight items left resumable
 
 Core modules raise these; only the CLI turns them into a message and an exit code.
@@ -69,7 +69,9 @@ class JobBusyError(StoreError):
 
 
 class RunStopped(RunnerError):
-    """An auth, balance or daily-quota answer made further requests pointless."""
+    """Further requests were pointless: the key, access, balance, a quota, the
+    model, the location or the base URL, or the run's first requests all failed
+    the same way (SPEC section 1). The items not answered stay pending."""
 
     exit_code = 3
 

@@ -9,11 +9,23 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from click.testing import CliRunner, Result
 
+from runner import runs
 from runner.cli import cli
+from runner.client import Endpoint
+from runner.runs import execution
+from runner.spec import load_job
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from runner.reports import RunReport
+    from runner.store import JobRow, Store
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -23,6 +35,36 @@ def write_job(folder: Path, body: str, name: str = "job.yaml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
     return path
+
+
+async def submit_prompts(
+    tmp_path: Path,
+    base_url: str,
+    prompts: Sequence[str],
+    settings: str,
+    overrides: Mapping[str, Any],
+    read: Callable[[Store, JobRow], T],
+) -> tuple[RunReport, T]:
+    """Submit job `t` (these prompts, then the `settings` lines; the same job file
+    each time) to `base_url` through the runs layer, with the key SECRET and these
+    RunSettings `overrides`; the report, and what `read` takes from the store."""
+    listed = "\n".join(f"  - {p!r}" for p in prompts)
+    job = write_job(tmp_path, f"name: t\nprompts:\n{listed}\n{settings}")
+    workspace = runs.Workspace(tmp_path / "out")
+    store = workspace.open_store()
+    try:
+        report = await execution.submit_spec(
+            load_job(job),
+            workspace=workspace,
+            store=store,
+            endpoint=Endpoint(base_url=base_url, api_key=SECRET),
+            overrides=overrides,
+        )
+        row = store.get_job("t")
+        assert row is not None
+        return report, read(store, row)
+    finally:
+        store.close()
 
 
 def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:

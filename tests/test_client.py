@@ -790,9 +790,121 @@ async def test_a_relay_401_stops_the_run_and_says_to_check_the_key():
 
     assert outcome.kind is Kind.FATAL_RUN
     assert outcome.reason == (
-        "the API rejected the key (401 invalid_api_key: invalid token); "
-        "check the key and base URL"
+        f"the API rejected the key at {GENERATE_URL}; check the API key and "
+        "--base-url (401 invalid_api_key: invalid token)"
     )
+
+
+async def test_googles_answer_to_a_bad_key_stops_the_run_like_a_401():
+    outcome = await call(reply(400, sample("400-google-api-key-invalid.json")))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith(
+        f"the API rejected the key at {GENERATE_URL}; check the API key"
+    )
+    assert "400 INVALID_ARGUMENT: API key not valid" in outcome.reason
+    assert KEY not in outcome.reason
+
+
+async def test_a_bad_key_message_without_its_details_still_stops_the_run():
+    body = sample("400-google-api-key-invalid.json")
+    del body["error"]["details"]
+    outcome = await call(reply(400, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert "rejected the key" in outcome.reason
+
+
+async def test_an_unknown_model_stops_the_run_and_names_the_model():
+    request = make_request(model="gemini-3.1-flash-image-previw")
+    outcome = await call(
+        reply(404, sample("404-google-model-not-found.json")), request=request
+    )
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith(
+        "model 'gemini-3.1-flash-image-previw' is not found at "
+        f"{BASE}/v1beta/models/gemini-3.1-flash-image-previw:generateContent; "
+        "check `model:` in the job file (404 NOT_FOUND: models/"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><title>404 Not Found</title><body>nginx</body></html>",
+        "404 page not found",
+        {"error": {"message": "Invalid URL (POST /v1beta/x)", "type": "invalid"}},
+        {"error": {"code": 404, "message": "No route.", "status": "NOT_FOUND"}},
+    ],
+)
+async def test_a_404_that_names_no_model_means_no_such_route(body: Any):
+    outcome = await call(reply(404, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith(
+        f"{GENERATE_URL}: no such route (404); check --base-url ("
+    )
+
+
+async def test_a_relays_model_not_found_code_names_the_model():
+    body = {"error": {"message": "The model does not exist", "code": "model_not_found"}}
+    outcome = await call(reply(404, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith(f"model '{MODEL}' is not found at {BASE}/")
+
+
+async def test_an_unsupported_location_stops_the_run_and_says_what_to_change():
+    outcome = await call(reply(400, sample("400-google-location-not-supported.json")))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith(
+        f"the API does not serve this key from here at {GENERATE_URL}; call it "
+        "from a supported region, enable billing for the key's project, or go "
+        "through a relay with --base-url (400 FAILED_PRECONDITION: User location"
+    )
+
+
+async def test_a_429_with_a_quota_limit_of_0_says_the_key_has_no_quota_at_all():
+    # The sample's first violation is a per-day quota: the limit is read first.
+    outcome = await call(reply(429, sample("429-google-free-tier-limit-0.json")))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith(
+        "this key has no quota for model 'gemini-3.1-flash-image' "
+        "(GenerateRequestsPerDayPerProjectPerModel-FreeTier has a limit of 0); "
+        "enable billing for the key's project or use another key"
+    )
+    assert "resets" not in outcome.reason
+
+
+async def test_a_quota_limit_of_0_named_only_in_the_message_stops_the_run_too():
+    body = sample("429-google-free-tier-limit-0.json")
+    del body["error"]["details"]
+    outcome = await call(reply(429, body))
+
+    assert outcome.kind is Kind.FATAL_RUN
+    assert outcome.reason.startswith(
+        "this key has no quota for model 'gemini-3.1-flash-image' (a quota has a "
+        "limit of 0)"
+    )
+
+
+@pytest.mark.parametrize("value", ["10", "250000", None])
+async def test_a_per_minute_429_with_a_limit_above_0_is_transient(value: str | None):
+    body = sample("429-google-free-tier-limit-0.json")
+    body["error"]["message"] = "You exceeded your current quota."
+    violations = body["error"]["details"][1]["violations"]
+    body["error"]["details"][1]["violations"] = [violations[1]]
+    if value is None:
+        del violations[1]["quotaValue"]
+    else:
+        violations[1]["quotaValue"] = value
+    outcome = await call(reply(429, body))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.retry_after == 38.0
 
 
 async def test_a_403_stops_the_run_and_says_to_check_permissions():
@@ -846,7 +958,39 @@ async def test_google_invalid_argument_fails_only_the_item():
     )
 
 
-@pytest.mark.parametrize("status", [404, 413, 422])
+async def test_multiple_candidates_fail_only_the_item():
+    outcome = await call(reply(400, sample("400-google-multiple-candidates.json")))
+
+    assert outcome.kind is Kind.FATAL_ITEM
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (400, sample("400-google-invalid-argument.json"), "400 INVALID_ARGUMENT"),
+        (
+            400,
+            sample("400-google-api-key-invalid.json"),
+            "400 INVALID_ARGUMENT API_KEY_INVALID",
+        ),
+        (403, sample("403-relay-out-of-balance.json"), "403 insufficient_user_quota"),
+        (
+            422,
+            {"error": {"message": "no", "type": "invalid_request"}},
+            "422 invalid_request",
+        ),
+        (413, "<html>Request Entity Too Large</html>", "413"),
+    ],
+)
+async def test_an_error_answer_carries_its_identity(status: int, body: Any, code: str):
+    # HTTP status, error.status (or a relay's code) and ErrorInfo.reason: what the
+    # systematic-failure stop compares.
+    outcome = await call(reply(status, body))
+
+    assert outcome.error_code == code
+
+
+@pytest.mark.parametrize("status", [413, 422])
 async def test_other_client_errors_fail_only_the_item(status: int):
     outcome = await call(reply(status, {"error": {"message": "nope", "type": "x"}}))
 
@@ -908,6 +1052,33 @@ async def test_a_request_that_never_left_is_transient(
 
     assert outcome.kind is Kind.TRANSIENT
     assert outcome.http_status is None
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "message", "connect_failed", "detail"),
+    [
+        (httpx.ConnectError, "[Errno 111] Connection refused", True, "[Errno 111]"),
+        (httpx.ConnectError, "[Errno -2] Name or service not known", True, "Name"),
+        (httpx.ConnectError, "[SSL: WRONG_VERSION_NUMBER] wrong version", True, "SSL"),
+        (httpx.ConnectTimeout, "", True, "connect timeout"),
+        (httpx.WriteError, "broken pipe", False, None),
+        (httpx.PoolTimeout, "", False, None),
+    ],
+)
+async def test_a_connection_that_could_not_be_opened_is_told_apart(
+    exc_type: type[httpx.TransportError],
+    message: str,
+    connect_failed: bool,
+    detail: str | None,
+):
+    # The run loop stops a run on it while the base URL has answered nothing.
+    outcome = await call(raising(exc_type, message))
+
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.connect_failed is connect_failed
+    if detail is not None:
+        assert outcome.reason.startswith(f"could not connect to {GENERATE_URL} (")
+        assert detail in outcome.reason
 
 
 @pytest.mark.parametrize(

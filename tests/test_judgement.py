@@ -13,11 +13,16 @@ import pytest
 from runner.client import Kind, Outcome
 from runner.scheduler.judgement import (
     History,
+    Streak,
+    first_streak,
+    follow_streak,
     judge,
     next_try,
     retry_delay,
     run_pause,
     stops_run,
+    systematic_stop,
+    unreachable,
 )
 from runner.scheduler.settings import RunSettings
 from runner.store import AttemptResult
@@ -224,3 +229,137 @@ def test_an_items_history_counts_what_its_attempts_count(
         counts_as_unknown=counts_as_unknown,
     )
     assert History(2, 1).after(result) == after
+
+
+# --- IMAGE_RECITATION: sent once more before it counts as blocked ----------------
+
+
+def recited(tries: int = 0, recitations: int = 0) -> AttemptResult:
+    outcome = Outcome(
+        Kind.BLOCKED, "finish IMAGE_RECITATION", finish_reason="IMAGE_RECITATION"
+    )
+    return judge(outcome, [], History(tries, 0, recitations), SETTINGS)
+
+
+def test_a_first_image_recitation_is_sent_once_more() -> None:
+    result = recited()
+    assert (result.outcome, result.item_status, result.counts_as_try) == (
+        "blocked",
+        "pending",
+        True,
+    )
+    assert result.reason == (
+        "finish IMAGE_RECITATION (sent once more: an identical request often passes)"
+    )
+    assert next_try(result, History(1, 0, 1), SETTINGS, low) is not None
+
+
+def test_a_second_image_recitation_is_blocked() -> None:
+    history = History().after(recited())
+    assert history == History(1, 0, 1)
+    assert recited(history.tries, history.recitations).item_status == "blocked"
+
+
+def test_an_image_recitation_on_the_last_try_is_blocked() -> None:
+    assert recited(tries=SETTINGS.max_attempts - 1).item_status == "blocked"
+
+
+@pytest.mark.parametrize("finish", ["IMAGE_SAFETY", "RECITATION", "SAFETY"])
+def test_other_blocks_are_terminal_at_once(finish: str) -> None:
+    outcome = Outcome(Kind.BLOCKED, "no", finish_reason=finish)
+    assert judge(outcome, [], History(), SETTINGS).item_status == "blocked"
+
+
+# --- a base URL that never answered ---------------------------------------------
+
+
+def test_an_unreachable_base_url_stops_the_run_and_says_what_to_change() -> None:
+    failed = Outcome(
+        Kind.TRANSIENT,
+        "could not connect to http://127.0.0.1:9/v1beta/models/m:generateContent "
+        "([Errno 111] Connection refused)",
+        connect_failed=True,
+    )
+    outcome = unreachable(failed)
+    assert stops_run(outcome.kind)
+    assert outcome.reason == (
+        "could not connect to http://127.0.0.1:9/v1beta/models/m:generateContent "
+        "([Errno 111] Connection refused), also after a retry, and nothing has "
+        "answered there in this run; check --base-url (and that its server is up)"
+    )
+    # Its item stays pending and the attempt is no try of its own.
+    result = judge(outcome, [], History(2, 1), SETTINGS)
+    assert (result.item_status, result.counts_as_try) == ("pending", False)
+
+
+# --- the systematic-failure stop ------------------------------------------------
+
+
+def failed(code: str = "400 INVALID_ARGUMENT", reason: str = "400 bad") -> Outcome:
+    return Outcome(Kind.FATAL_ITEM, reason, http_status=400, error_code=code)
+
+
+def watch(outcomes: list[Outcome], settings: RunSettings = SETTINGS) -> str | None:
+    """The stop reason once `outcomes` finished in this order, or None."""
+    streak = first_streak(settings)
+    for outcome in outcomes:
+        if streak is None:
+            return None
+        streak = follow_streak(streak, outcome)
+        if streak is not None and (stop := systematic_stop(streak)):
+            return stop
+    return None
+
+
+def test_eight_first_requests_failing_alike_stop_the_run() -> None:
+    assert watch([failed()] * 7) is None
+    stop = watch([failed()] * 8)
+    assert stop == (
+        "the first 8 requests all failed the same way (400 bad), so no more were "
+        "sent and the other items stay pending; fix what it names (a `generation:` "
+        "value in the job file, say) and submit again (`runner retry` sends the "
+        "failed ones again), or add --no-fail-fast to send every item regardless"
+    )
+
+
+def test_with_a_larger_concurrency_it_takes_a_whole_wave() -> None:
+    settings = RunSettings(concurrency=12, max_attempts=3, max_unknown_retries=1)
+    assert first_streak(settings) == Streak(needed=12)
+    assert watch([failed()] * 11, settings) is None
+    assert watch([failed()] * 12, settings) is not None
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        Outcome(Kind.SUCCESS, ""),
+        Outcome(Kind.BLOCKED, "no"),
+        Outcome(Kind.NO_IMAGE, "text only"),
+        failed(code="400 INVALID_ARGUMENT API_KEY_INVALID"),  # another ErrorInfo
+        failed(code="422 invalid_request"),  # another status or relay code
+    ],
+)
+def test_one_request_ending_otherwise_ends_the_watch(other: Outcome) -> None:
+    assert watch([failed()] * 3 + [other] + [failed()] * 20) is None
+
+
+def test_the_reason_of_the_failure_may_differ_but_not_its_identity() -> None:
+    outcomes = [failed(reason=f"400 bad field {n}") for n in range(8)]
+    stop = watch(outcomes)
+    assert stop is not None and "(400 bad field 0)" in stop
+
+
+@pytest.mark.parametrize("kind", [Kind.TRANSIENT, Kind.UNKNOWN])
+def test_retried_outcomes_say_nothing_about_the_request(kind: Kind) -> None:
+    outcomes = [failed()] * 4 + [Outcome(kind, "busy")] * 3 + [failed()] * 4
+    assert watch(outcomes) is not None
+
+
+def test_without_an_error_identity_the_reason_is_compared() -> None:
+    assert watch([failed(code="")] * 8) is not None
+    assert watch([failed(code="", reason=f"r{n}") for n in range(8)]) is None
+
+
+def test_no_fail_fast_turns_the_watch_off() -> None:
+    settings = replace(SETTINGS, fail_fast_after=None)
+    assert first_streak(settings) is None

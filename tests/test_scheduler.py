@@ -15,7 +15,8 @@ from runner.client import Endpoint
 from runner.runs import execution
 from runner.simulate import Fault
 from runner.spec import load_job
-from tests.e2e import SECRET, manifest, write_job
+from runner.store import Store
+from tests.e2e import SECRET, manifest, submit_prompts, write_job
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,23 +35,9 @@ async def run(
     settings: str = "",
     **overrides: Any,
 ) -> tuple[reports.RunReport, list[dict[str, Any]]]:
-    listed = "\n".join(f"  - {p!r}" for p in prompts)
-    job = write_job(tmp_path, f"name: t\nprompts:\n{listed}\n{settings}")
-    workspace = runs.Workspace(tmp_path / "out")
-    store = workspace.open_store()
-    try:
-        report = await execution.submit_spec(
-            load_job(job),
-            workspace=workspace,
-            store=store,
-            endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
-            overrides={**FAST, **overrides},
-        )
-        job_row = store.get_job("t")
-        assert job_row is not None
-        return report, store.attempt_rows(job_row)
-    finally:
-        store.close()
+    return await submit_prompts(
+        tmp_path, sim.url, prompts, settings, {**FAST, **overrides}, Store.attempt_rows
+    )
 
 
 def item(report: reports.RunReport, tmp_path: Path) -> dict[str, Any]:

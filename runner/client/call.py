@@ -21,7 +21,7 @@ import httpx
 from runner.client.answer import classify_answer
 from runner.client.api_errors import classify_error
 from runner.client.blobs import BlobExtractor
-from runner.client.outcome import Kind, Outcome, size_text
+from runner.client.outcome import Kind, Outcome, clip, size_text
 from runner.client.redaction import redact_bytes, seal
 from runner.client.request import (
     Endpoint,
@@ -108,7 +108,7 @@ async def _generate(
     try:
         reply = await _post(http, url, headers, content, max_bytes, spool_dir)
     except (httpx.HTTPError, OSError) as exc:
-        failed = _transport_outcome(exc)
+        failed = _transport_outcome(exc, url)
         return dataclasses.replace(failed, latency=time.perf_counter() - started)
     latency = time.perf_counter() - started
     # Redact before parsing: reasons clip messages, which could cut a key in two.
@@ -125,7 +125,13 @@ async def _generate(
                 http, reply.status, reply.headers, reply.body, reply.blobs, max_bytes
             )
         else:
-            outcome = classify_error(reply.status, reply.headers, reply.body)
+            outcome = classify_error(
+                reply.status,
+                reply.headers,
+                reply.body,
+                url=url,
+                model=request.model,
+            )
     finally:
         _drop_unused_blobs(reply.blobs, outcome)
     return dataclasses.replace(outcome, http_status=reply.status, latency=latency)
@@ -211,13 +217,21 @@ async def _stream_answer(
     return False
 
 
-def _transport_outcome(exc: Exception) -> Outcome:
+def _transport_outcome(exc: Exception, url: str) -> Outcome:
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectTimeout):
-        return Outcome(Kind.TRANSIENT, f"connect timeout: {detail}")
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        # Nothing reached the server: refused, DNS, TLS (httpcore maps each to
+        # ConnectError) or no answer to the connect. Told apart, since while the
+        # base URL has answered nothing in a run, this means a wrong URL.
+        what = "connect timeout" if isinstance(exc, httpx.ConnectTimeout) else ""
+        return Outcome(
+            Kind.TRANSIENT,
+            f"could not connect to {url} ({clip(what or detail, 100)})",
+            connect_failed=True,
+        )
     if isinstance(exc, httpx.PoolTimeout):
         return Outcome(Kind.TRANSIENT, "no free connection in the pool (pool timeout)")
-    if isinstance(exc, httpx.ConnectError | httpx.ProxyError):
+    if isinstance(exc, httpx.ProxyError):
         return Outcome(Kind.TRANSIENT, f"could not connect: {detail}")
     if isinstance(exc, httpx.WriteTimeout | httpx.WriteError):
         return Outcome(Kind.TRANSIENT, f"request not fully sent: {detail}")

@@ -25,7 +25,7 @@ class Kind(enum.StrEnum):
     TRANSIENT = "transient"  # not billed; retry with backoff
     UNKNOWN = "unknown"  # sent, maybe billed, no usable answer
     FATAL_ITEM = "fatal_item"  # other 4xx: this item can never succeed as is
-    FATAL_RUN = "fatal_run"  # 401/403/out of balance/per-day quota: stop the run
+    FATAL_RUN = "fatal_run"  # every other request would fail alike: stop the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,13 @@ class Outcome:
     text: str = ""  # non-thought text parts joined, for the record
     latency: float = 0.0  # seconds from send to full reply
     extra_urls: tuple[str, ...] = field(default=())  # image URLs fetched (relay)
+    # An error answer's identity, for the systematic-failure stop: HTTP status,
+    # Google's `error.status` and `ErrorInfo.reason`, or a relay's error code.
+    # Compared in memory only, never stored or shown (reasons are).
+    error_code: str | None = None
+    # No connection could be opened (refused, DNS, TLS, connect timeout): nothing
+    # reached the base URL. The run loop decides whether that stops the run.
+    connect_failed: bool = False
 
 
 def clip(text: str, limit: int) -> str:

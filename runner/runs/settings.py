@@ -38,9 +38,16 @@ class SendOptions:
     simulator: Simulator | None = None  # set: talk to it instead of `base_url`
     caps: Mapping[str, Any] = field(default_factory=dict)  # budget caps given
     review: bool = True  # rebuild the gallery after the run
+    fail_fast: bool = True  # False (--no-fail-fast): no systematic-failure stop
 
     def overrides(self) -> dict[str, Any]:
-        return {} if self.timeout is None else {"request_timeout": self.timeout}
+        """The RunSettings fields these flags set directly."""
+        fields: dict[str, Any] = {}
+        if self.timeout is not None:
+            fields["request_timeout"] = self.timeout
+        if not self.fail_fast:
+            fields["fail_fast_after"] = None
+        return fields
 
 
 def spec_price(spec: JobSpec) -> pricing.Price | None:

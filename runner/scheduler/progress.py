@@ -37,7 +37,7 @@ class Progress:
 @dataclass(frozen=True, slots=True)
 class RunResult:
     progress: Progress
-    stopped: str | None = None  # run-fatal reason (auth, balance, daily quota)
+    stopped: str | None = None  # why a run-level problem stopped it (exit 3)
     stopped_status: int | None = None
     interrupted: bool = False
     budget_stop: str | None = None  # which budget cap stopped dispatching

@@ -2,7 +2,8 @@
 
 Owns the task groups (workers, lease renewal, checkpoints, signals), the steps of
 an attempt (pace, reserve budget, begin, send, hand over, retry), the run-fatal stop
-and Ctrl-C/SIGTERM handling that leaves in-flight items resumable. The run's Recorder
+(also for a base URL that never answers, and the systematic-failure stop) and
+Ctrl-C/SIGTERM handling that leaves in-flight items resumable. The run's Recorder
 writes attempts and images, whatever it was handed, even after a cancellation.
 Must not decide what an answer means (the judgement does), parse YAML, print or exit.
 """
@@ -152,6 +153,10 @@ class _Run:
         self.on_progress = on_progress
         self.pacer = Pacer(settings.concurrency, settings.rpm)
         self.stop = anyio.Event()
+        # Whether the base URL has answered anything in this run (any HTTP status):
+        # until it has, a connection that cannot be opened may mean a wrong URL.
+        self.answered = False
+        self.streak = judgement.first_streak(settings)
         self.stop_reason: str | None = None
         self.stop_status: int | None = None
         self.interrupted = False
@@ -250,14 +255,12 @@ class _Run:
         attempt_id = await self.recorder.begin(item.id, self.run_id, number)
         self._bump(running=1, requests=1)
         try:
-            outcome = await client.generate(
-                self.http,
-                self.endpoint,
-                request,
-                refs,
-                max_response_bytes=self.settings.max_response_bytes,
-                spool_dir=self.job_folder / outputs.IMAGES_DIR,
-            )
+            outcome = await self._send(request, refs)
+            if not self.answered:
+                if outcome.http_status is not None:
+                    self.answered = True
+                elif outcome.connect_failed:
+                    outcome = await self._connect_again(request, refs, outcome)
         except anyio.get_cancelled_exc_class():
             abandoned = AttemptEnd(
                 attempt_id,
@@ -277,6 +280,8 @@ class _Run:
         if judgement.stops_run(outcome.kind):
             self._halt(outcome.reason, outcome.http_status)
         else:
+            if self.streak is not None:
+                self._follow_streak(outcome)
             pause = judgement.run_pause(outcome, history, self.settings)
             if pause is not None:
                 self.pacer.throttled(pause)
@@ -285,6 +290,49 @@ class _Run:
         return self.recorder.end_soon(
             functools.partial(self._save_and_judge, item, attempt_id, outcome, history)
         )
+
+    async def _send(self, request: Request, refs: list[bytes]) -> Outcome:
+        return await client.generate(
+            self.http,
+            self.endpoint,
+            request,
+            refs,
+            max_response_bytes=self.settings.max_response_bytes,
+            spool_dir=self.job_folder / outputs.IMAGES_DIR,
+        )
+
+    async def _connect_again(
+        self, request: Request, refs: list[bytes], failed: Outcome
+    ) -> Outcome:
+        """No connection could be opened and the base URL has answered nothing in
+        this run: wait a moment and try once more, in the same attempt (nothing was
+        sent, so nothing can be paid twice). Failing again while nothing has
+        answered, the URL is taken to be wrong and the outcome stops the run."""
+        with anyio.move_on_after(self.settings.connect_retry_delay):
+            await self.stop.wait()
+        if self.answered:
+            return failed  # another request got through: an ordinary failure
+        if self.stop.is_set():
+            # Stopped meanwhile: by another unreachable attempt (the same failure,
+            # so no try of its own), else by Ctrl-C or a budget cap.
+            return failed if self.stop_reason is None else judgement.unreachable(failed)
+        outcome = await self._send(request, refs)
+        if outcome.http_status is not None:
+            self.answered = True
+            return outcome
+        if outcome.connect_failed and not self.answered:
+            return judgement.unreachable(outcome)
+        return outcome
+
+    def _follow_streak(self, outcome: Outcome) -> None:
+        """The systematic-failure watch, while the run's first requests all fail
+        alike; decided before the slot is freed, so a stop sends nothing more."""
+        assert self.streak is not None
+        streak = judgement.follow_streak(self.streak, outcome)
+        stop = None if streak is None else judgement.systematic_stop(streak)
+        self.streak = None if stop else streak
+        if stop is not None:
+            self._halt(stop, outcome.http_status)
 
     async def _recorded(self, ending: Ending[AttemptResult]) -> AttemptResult:
         result = await ending.result()

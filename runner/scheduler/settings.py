@@ -1,8 +1,9 @@
 """What a run is told: `RunSettings`, the frozen tunables the runs layer builds from
 the job file, the command line and what earlier runs spent.
 
-Owns the defaults of the backoff. Must not decide anything itself: the pacing, the
-budget guard and the judgement read these values.
+Owns the defaults of the backoff, the systematic-failure stop and the connect retry.
+Must not decide anything itself: the pacing, the budget guard, the judgement and
+the run loop read these values.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 
 DEFAULT_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled each time
 DEFAULT_BACKOFF_CAP = 60.0
+# The systematic-failure stop (SPEC section 1): this many first requests (or the
+# concurrency, if larger) failing the same way stop the run.
+DEFAULT_FAIL_FAST_AFTER = 8
+# The short wait before a request whose connection could not be opened is tried
+# once more, while the base URL has answered nothing in the run.
+DEFAULT_CONNECT_RETRY_DELAY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +43,5 @@ class RunSettings:
     spent: Spend = field(default_factory=Spend)  # what earlier runs used
     lease_ttl: float = 30.0
     handle_signals: bool = True
+    fail_fast_after: int | None = DEFAULT_FAIL_FAST_AFTER  # None: --no-fail-fast
+    connect_retry_delay: float = DEFAULT_CONNECT_RETRY_DELAY

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 # nothing usable came back": counted as possibly paid.
 POSSIBLY_PAID = ("unknown", "abandoned")
 # Outcomes of attempts that may have failed before anything was sent: with no HTTP
-# status they never reached the API, so they are not counted as requests.
-NOT_SENT = ("transient", "not_sent")
+# status they never reached the API, so they are not counted as requests (a
+# run-fatal one: a base URL that could not be reached, or one no request can use).
+NOT_SENT = ("transient", "not_sent", "fatal_run")
 
 
 @dataclass(frozen=True, slots=True)
