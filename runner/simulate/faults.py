@@ -287,9 +287,9 @@ async def answer(
     body = success_body(parts, metadata, base, grounding)
     images = 0 if kind == "bad-base64" else 1
     if kind == "huge":
-        target_size = fault.size if fault and fault.size is not None else None
+        wanted = fault.size if fault and fault.size is not None else DEFAULT_HUGE_SIZE
         size = len(dumps(body))
-        pad = max(0, (target_size or DEFAULT_HUGE_SIZE) - size - len(',{"text":""}'))
+        pad = max(0, wanted - size - len(',{"text":""}'))
         parts.insert(1, {"text": "x" * pad})
     reply = json_reply(200, body, images=images)
     if kind == "truncated":

@@ -252,11 +252,6 @@ def error_reply(code: int, message: str, status: str) -> Answer:
     return json_reply(code, google_error(code, message, status))
 
 
-def invalid_argument(message: str) -> Answer:
-    """Google's 400 INVALID_ARGUMENT answer with this message."""
-    return error_reply(400, message, "INVALID_ARGUMENT")
-
-
 def google_error(
     code: int, message: str, status: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:

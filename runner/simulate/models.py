@@ -92,9 +92,9 @@ class ModelSpec:
 # 1120 / 1680 / 2520), the image-generation page's tables for Gemini 3 Pro Image
 # (1120 / 1120 / 2000) and Gemini 2.5 Flash Image (1290). Tokens per input image are
 # not stated on the Gemini API's own pages: 1120 for 3.1 Flash Image is Vertex AI's
-# model page; 560 for 3 Pro Image is the pricing page's $0.0011 per input image at
-# $2 per million tokens; 258 for 2.5 Flash Image is the Gemini 2 figure for a small
-# image. SimServer(reference_image_tokens=...) overrides all three.
+# model page; 560 for 3 Pro Image is unconfirmed (560 tokens at $2 per million is the
+# $0.0011 per input image quoted for it); 258 for 2.5 Flash Image is the Gemini 2
+# figure for a small image. SimServer(reference_image_tokens=...) overrides all three.
 # The most images per request: 14 (both Gemini 3 models) and 3 (2.5 Flash Image),
 # "Maximum images per prompt" on Vertex AI's model pages.
 _FLASH_3_1 = ModelSpec(

@@ -178,7 +178,9 @@ def decode_base64(value: str) -> bytes | None:
 
 
 def _bytes_field(value: Any, path: str, found: list[Violation]) -> bytes | None:
-    """`value` decoded as a bytes field, or None with the parser's refusal added."""
+    """`value` decoded as a bytes field, or None with the parser's refusal added
+    (worded as Google's front end words it for Cloud Vision's bytes fields, quoted
+    in thangman22/google-cloud-vision-php#10)."""
     if not isinstance(value, str):
         found.append(invalid_value(path, "TYPE_BYTES", value))
         return None

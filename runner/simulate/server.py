@@ -391,7 +391,6 @@ class SimServer:
 
         fault: Fault | None = None
         spec = self._models.get(model)
-        refused: dict[str, Any] | None = None
         if self._key_digest is not None and not key_matches(key, self._key_digest):
             # Google answers a bad x-goog-api-key with a 400; the relay a 401.
             kind = "unauthorized"
@@ -399,15 +398,15 @@ class SimServer:
                 reply = json_reply(400, KEY_INVALID)
             else:
                 reply = json_reply(401, RELAY_401)
-        elif gen is None:
-            assert not isinstance(parsed, Generate)
+        elif not isinstance(parsed, Generate):
             kind, reply = "invalid-request", _google_reply(parsed)
         elif spec is None:
             kind = "model-not-found"
             reply = json_reply(404, model_not_found(model, version))
-        elif (refused := refusal(gen, spec)) is not None:
+        elif (refused := refusal(parsed, spec)) is not None:
             kind, reply = "invalid-request", _google_reply(refused)
         else:
+            gen = parsed
             target = Target(
                 model=model,
                 version=version,
