@@ -44,6 +44,8 @@ def seal(outcome: Outcome, secret: str | None) -> Outcome:
         response_id=(
             None if outcome.response_id is None else redact(outcome.response_id, secret)
         ),
+        parts=tuple(_redact_obj(part, secret) for part in outcome.parts),
+        grounding=_redact_obj(outcome.grounding, secret),
     )
 
 
