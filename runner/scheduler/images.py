@@ -71,7 +71,9 @@ def _save_images(
         else:
             outputs.write_atomic(target, image.data)
         saved.append(f"{outputs.IMAGES_DIR}/{name}")
-    return outcome, saved
+    # The kept answer names the file each of its images went to (a later turn
+    # reads the bytes back from there).
+    return outcome.with_files(saved), saved
 
 
 def _discard_spooled(outcome: Outcome) -> None:

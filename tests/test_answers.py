@@ -1,0 +1,69 @@
+"""What the runner keeps of an answer, end to end: real loopback HTTP to the simulated
+API, a real SQLite store, image files on disk. Each attempt stores its answer's parts
+without image bytes (each final image names the file it went to) and its
+groundingMetadata; relay answers keep every image they carry."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from tests.test_scheduler import item, run
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from runner.simulate import SimServer
+
+PNG_BASE64_HEAD = b"iVBORw0KGgo"  # every PNG's first bytes, in base64
+
+
+async def test_an_answers_parts_are_stored_with_the_file_of_its_image(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report, attempts = await run(tmp_path, sim, ["a quiet harbour"])
+
+    row = item(report, tmp_path)
+    (attempt,) = attempts
+    assert json.loads(attempt["parts_json"]) == [
+        {"text": "Planning the composition for: a quiet harbour", "thought": True},
+        {"inlineData": {"mimeType": "image/png", "file": row["outputs"][0]}},
+    ]
+    assert (tmp_path / "out" / "t" / row["outputs"][0]).is_file()
+    # the image bytes live in the images folder only, never in the store
+    assert PNG_BASE64_HEAD not in (tmp_path / "out" / "runner.db").read_bytes()
+
+
+async def test_a_relays_data_uri_answer_is_stored_without_its_base64(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report, attempts = await run(tmp_path, sim, ["a kite [sim:relay-markdown]"])
+
+    assert item(report, tmp_path)["status"] == "succeeded"
+    (attempt,) = attempts
+    assert json.loads(attempt["parts_json"]) == [
+        {"text": "![image](data:image/png;base64,…)"}
+    ]
+    assert PNG_BASE64_HEAD not in (tmp_path / "out" / "runner.db").read_bytes()
+
+
+async def test_a_relays_link_to_its_own_files_is_fetched(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """The simulator links its files on its own loopback origin, over http: the
+    base URL's own host, so allowed."""
+    report, attempts = await run(tmp_path, sim, ["a kite [sim:relay-url]"])
+
+    row = item(report, tmp_path)
+    assert row["status"] == "succeeded" and len(row["outputs"]) == 1
+    (attempt,) = attempts
+    assert attempt["reason"].startswith(f"image fetched from {sim.url}/files/")
+
+
+async def test_an_answer_without_grounding_stores_none(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report, attempts = await run(tmp_path, sim, ["a quiet harbour"])
+
+    assert item(report, tmp_path)["grounding"] is None
+    assert [a["grounding_json"] for a in attempts] == [None]
