@@ -627,8 +627,8 @@ async def test_links_on_the_base_urls_origin_or_public_https_are_fetched(
     ("link", "why"),
     [
         # plain http anywhere but the base URL's origin
-        ("http://cdn.relay.example/a.png", "only https links"),
-        ("http://relay.example:8080/a.png", "only https links"),
+        ("http://cdn.relay.example/a.png", "fetched only over https"),
+        ("http://relay.example:8080/a.png", "fetched only over https"),
         # this machine and private networks, written as addresses
         ("https://127.0.0.1/a.png", "loopback, private or link-local"),
         ("https://[::1]/a.png", "loopback, private or link-local"),
@@ -659,6 +659,18 @@ async def test_links_elsewhere_are_not_fetched_at_all(
     assert outcome.kind is Kind.UNKNOWN  # the answer was paid for; one resend
     assert outcome.reason.startswith(f"could not fetch the image URL {link}")
     assert "not fetched:" in outcome.reason and why in outcome.reason
+
+
+async def test_another_port_of_the_base_urls_host_is_another_host():
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST", f"fetched {request.url}"
+        text = "![x](http://127.0.0.1:2375/images/json)"
+        return httpx.Response(200, json=answer([{"text": text}]))
+
+    outcome = await call(handler, endpoint=Endpoint("http://127.0.0.1:8765", KEY))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert "not fetched: http:// to a host other than the base URL's" in outcome.reason
 
 
 async def test_localhost_is_checked_by_what_it_really_resolves_to():
@@ -704,7 +716,7 @@ async def test_a_redirect_is_followed_only_where_a_link_could_go(resolves: Resol
     assert outcome.kind is Kind.SUCCESS
     assert len(outcome.images) == 1
     assert "http://127.0.0.1:2375/images/json" not in fetched
-    assert "not fetched: a http:// link to another host" in outcome.reason
+    assert "not fetched: http:// to a host other than the base URL's" in outcome.reason
 
 
 async def test_redirects_are_followed_a_bounded_number_of_times():

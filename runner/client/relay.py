@@ -115,8 +115,8 @@ async def refusal(url: str, base_url: str) -> str | None:
         return None
     if target.scheme != "https":
         return (
-            f"a {target.scheme}:// link to another host than the base URL's "
-            "(only https links are fetched from other hosts)"
+            f"{target.scheme}:// to a host other than the base URL's (other hosts "
+            "are fetched only over https)"
         )
     host = target.host
     if not host:
@@ -147,9 +147,8 @@ async def resolve(host: str, port: int) -> list[str]:
 
 def _not_public(address: IPAddress, host: str) -> str | None:
     """Why `address` (of `host`) is not fetched from: loopback, private, link-local
-    and every other non-global range (ipaddress' registry), or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    and every other non-global range (ipaddress' registry, which counts
+    IPv4-mapped IPv6 addresses as not global), or None."""
     if address.is_global and not address.is_multicast:
         return None
     named = host if host == str(address) else f"{host} ({address})"
