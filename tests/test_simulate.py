@@ -346,8 +346,184 @@ def test_unsupported_aspect_ratio_is_rejected_like_the_real_api(
     assert "5:3" in response.json()["error"]["message"]
 
 
-def test_unknown_path_is_404(client: httpx.Client) -> None:
-    assert client.get("/v1beta/models").status_code == 404
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1beta/models"), ("POST", "/v1/chat/completions"), ("GET", "/")],
+)
+def test_a_path_no_api_serves_gets_googles_html_404_page(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    response = client.request(method, path, json={})
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<title>Error 404 (Not Found)!!1</title>" in response.text
+    assert f"The requested URL <code>{path}</code> was not found" in response.text
+
+
+# -- how Google's JSON parser reads generationConfig ----------------------------------
+
+
+def google_violations(response: httpx.Response) -> list[dict[str, str]]:
+    """The BadRequest field violations of a Google 400 (after checking its shape)."""
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    (detail,) = error["details"]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    violations: list[dict[str, str]] = detail["fieldViolations"]
+    assert error["message"] == "\n".join(v["description"] for v in violations)
+    return violations
+
+
+@pytest.mark.parametrize("name", ["aspect", "imageSizes", "response_mime"])
+def test_an_unknown_generation_config_name_is_refused_by_name(
+    client: httpx.Client, name: str
+) -> None:
+    body = request_body()
+    body["generationConfig"][name] = "x"
+
+    violations = google_violations(client.post(GENERATE, json=body))
+
+    assert violations == [
+        {
+            "field": "generation_config",
+            "description": f'Invalid JSON payload received. Unknown name "{name}" '
+            "at 'generation_config': Cannot find field.",
+        }
+    ]
+
+
+def test_an_unknown_name_inside_image_config_is_refused_with_its_path(
+    client: httpx.Client,
+) -> None:
+    body = request_body()
+    body["generationConfig"]["imageConfig"]["aspect"] = "16:9"
+
+    response = client.post(GENERATE, json=body)
+
+    assert (
+        response.json()["error"]["message"]
+        == (sample("400-google-invalid-argument.json")["error"]["message"])
+    )
+
+
+def test_an_unknown_top_level_name_is_refused_without_a_path(
+    client: httpx.Client,
+) -> None:
+    body = {**request_body(), "size": "1024x1024"}
+
+    violations = google_violations(client.post(GENERATE, json=body))
+
+    assert violations == [
+        {
+            "description": 'Invalid JSON payload received. Unknown name "size": '
+            "Cannot find field."
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "path", "message"),
+    [
+        (
+            "temperature",
+            "hot",
+            "generation_config.temperature",
+            '(TYPE_FLOAT), "hot"',
+        ),
+        ("topK", 2.5, "generation_config.top_k", "(TYPE_INT32), 2.5"),
+        (
+            "candidate_count",
+            True,
+            "generation_config.candidate_count",
+            "(TYPE_INT32), true",
+        ),
+        (
+            "thinkingConfig",
+            {"thinkingBudget": 19660.800000000003},
+            "generation_config.thinking_config.thinking_budget",
+            "(TYPE_INT32), 19660.800000000003",
+        ),
+        (
+            "thinking_config",
+            {"include_thoughts": "yes"},
+            "generation_config.thinking_config.include_thoughts",
+            '(TYPE_BOOL), "yes"',
+        ),
+        (
+            "responseModalities",
+            ["IMAGE", "PICTURE"],
+            "generation_config.response_modalities[1]",
+            "(type.googleapis.com/google.ai.generativelanguage.v1beta."
+            'GenerationConfig.Modality), "PICTURE"',
+        ),
+        (
+            "imageConfig",
+            "16:9",
+            "generation_config.image_config",
+            "(type.googleapis.com/google.ai.generativelanguage.v1beta.ImageConfig), "
+            '"16:9"',
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_with_its_proto_type(
+    client: httpx.Client, name: str, value: object, path: str, message: str
+) -> None:
+    body = request_body()
+    body["generationConfig"][name] = value
+
+    violations = google_violations(client.post(GENERATE, json=body))
+
+    assert violations == [
+        {"field": path, "description": f"Invalid value at '{path}' {message}"}
+    ]
+
+
+def test_a_list_for_a_single_field_is_refused(client: httpx.Client) -> None:
+    body = request_body()
+    body["generationConfig"]["temperature"] = [0.7]
+
+    violations = google_violations(client.post(GENERATE, json=body))
+
+    assert violations[0]["description"] == (
+        "Invalid JSON payload received. "
+        "Proto field is not repeating, cannot start list."
+    )
+
+
+def test_every_refusal_in_one_body_is_reported(client: httpx.Client) -> None:
+    body = request_body()
+    body["generationConfig"].update({"temperature": "hot", "bogus": 1})
+
+    violations = google_violations(client.post(GENERATE, json=body))
+
+    assert [v["field"] for v in violations] == [
+        "generation_config.temperature",
+        "generation_config",
+    ]
+
+
+def test_settings_in_either_casing_and_numbers_as_strings_are_accepted(
+    client: httpx.Client,
+) -> None:
+    body = request_body()
+    body["generation_config"] = body.pop("generationConfig")
+    body["generation_config"].update(
+        {
+            "temperature": "0.7",
+            "top_p": 0.9,
+            "topK": "40",
+            "seed": 7.0,
+            "response_modalities": ["Text", "image"],
+            "thinking_config": {"include_thoughts": False, "thinkingLevel": "high"},
+            "stopSequences": None,
+        }
+    )
+
+    response = client.post(GENERATE, json=body)
+
+    assert response.status_code == 200, response.text
 
 
 def test_latency_delays_every_answer() -> None:
@@ -720,6 +896,87 @@ def test_relay_url_links_a_png_that_can_be_fetched_once(
     assert first.headers["content-type"] == "image/png"
     assert decode_image(first.content).size == (64, 64)
     assert client.get(found.group(1)).status_code == 404
+
+
+# -- faults: answers that stop a whole run on the real API --------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "real"),
+    [
+        ("key-invalid", 400, "400-google-api-key-invalid.json"),
+        ("permission-denied", 403, "403-google-permission-denied.json"),
+        ("location", 400, "400-google-location-not-supported.json"),
+    ],
+)
+def test_run_fatal_faults_answer_googles_body(
+    sim: SimServer, client: httpx.Client, kind: str, status: int, real: str
+) -> None:
+    sim.add_fault(Fault(kind))
+
+    response = client.post(GENERATE, json=request_body())
+
+    assert response.status_code == status
+    assert response.json() == sample(real)
+
+
+def test_model_not_found_names_the_model_and_version_of_the_url(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("model-not-found"))
+    path = "/v1beta/models/gemini-3.1-flash-image-previw:generateContent"
+
+    response = client.post(path, json=request_body())
+
+    assert response.status_code == 404
+    assert response.json() == sample("404-google-model-not-found.json")
+
+
+def test_429_limit_0_is_a_free_tier_quota_of_zero_with_a_retry_hint(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("429-limit-0", retry_after=2))
+    path = "/v1beta/models/gemini-3.1-flash-image:generateContent"
+
+    error = client.post(path, json=request_body()).json()["error"]
+
+    real = sample("429-google-free-tier-limit-0.json")["error"]
+    assert error["message"] == real["message"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    by_type = {d["@type"].rsplit(".", 1)[1]: d for d in error["details"]}
+    real_by_type = {d["@type"].rsplit(".", 1)[1]: d for d in real["details"]}
+    assert by_type["QuotaFailure"] == real_by_type["QuotaFailure"]
+    assert by_type["Help"] == real_by_type["Help"]
+    assert by_type["RetryInfo"]["retryDelay"] == "2s"
+
+
+def test_image_recitation_is_a_200_without_an_image(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("image-recitation"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert answer["candidates"] == [{"finishReason": "IMAGE_RECITATION", "index": 0}]
+    assert answer["usageMetadata"]["promptTokenCount"] > 0
+    assert sim.stats()["images_sent"] == 0
+
+
+def test_relay_inline_dead_url_holds_one_image_and_a_link_that_answers_404(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    sim.add_fault(Fault("relay-inline-dead-url"))
+
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    text, image = answer["candidates"][0]["content"]["parts"]
+    found = re.fullmatch(
+        r"!\[image\]\((http://127\.0\.0\.1:\d+/files/\w+\.png)\)", text["text"]
+    )
+    assert found is not None
+    assert client.get(found.group(1)).status_code == 404
+    assert answer_image(answer).size == (64, 64)
+    assert sim.stats()["images_sent"] == 1
 
 
 def test_every_fault_kind_is_known_to_fault() -> None:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner.simulate.gemini import (
+    KEY_INVALID,
     NO_IMAGE_KINDS,
     RELAY_401,
     Answer,
     dumps,
     google_error,
     json_reply,
+    model_not_found,
     no_image_body,
     response_id,
     retry_info,
@@ -63,6 +65,14 @@ FAULT_KINDS: tuple[str, ...] = (
     "empty-candidates",
     "relay-markdown",
     "relay-url",
+    # run-fatal on the real API: every other request would get the same answer
+    "key-invalid",
+    "permission-denied",
+    "model-not-found",
+    "location",
+    "429-limit-0",
+    "image-recitation",
+    "relay-inline-dead-url",
 )
 # What `fault_rate` draws from when no mix is given: faults a run recovers from (or
 # records as unknown), never the ones that stop a whole run.
@@ -209,14 +219,17 @@ async def answer(
     fault: Fault | None,
     *,
     render: Callable[[Generate], Awaitable[bytes]],
-    publish: Callable[[bytes], str],
+    publish: Callable[[bytes | None], str],
+    version: str = "v1beta",
 ) -> Answer:
-    """The answer to `gen` under `fault` (None: a normal image answer).
+    """The answer to `gen` for `model` (as named in a `version` URL) under `fault`
+    (None: a normal image answer).
 
-    `render` draws the PNG; `publish` serves a PNG once and returns its URL.
+    `render` draws the PNG; `publish` serves a PNG once and returns its URL (for
+    None, a URL that answers 404).
     """
     kind = fault.kind if fault is not None else "ok"
-    error = _error_reply(kind, fault)
+    error = _error_reply(kind, fault, model, version)
     if error is not None:
         return error
     if kind in ("hang", "drop"):
@@ -227,14 +240,18 @@ async def answer(
         return json_reply(200, {**no_image_body(kind, gen), **base})
     png = await render(gen)
     b64 = base64.b64encode(png).decode("ascii")
-    if kind in ("relay-markdown", "relay-url"):
+    inline: dict[str, Any] = {"mimeType": "image/png", "data": b64}
+    if kind in ("relay-markdown", "relay-url", "relay-inline-dead-url"):
         if kind == "relay-markdown":
             link = f"data:image/png;base64,{b64}"
-        else:
+        elif kind == "relay-url":
             link = publish(png)
+        else:
+            link = publish(None)
         parts: list[dict[str, Any]] = [{"text": f"![image]({link})"}]
+        if kind == "relay-inline-dead-url":
+            parts.append({"inlineData": inline})
         return json_reply(200, success_body(parts, metadata, base), images=1)
-    inline: dict[str, Any] = {"mimeType": "image/png", "data": b64}
     if kind == "bad-base64":
         inline["data"] = BAD_BASE64
     elif kind == "no-mime":
@@ -289,6 +306,84 @@ _RELAY_502 = {
         "code": "bad_response_status_code",
     }
 }
+# A key whose project may not call the method (continuedev/continue#12781).
+_BLOCKED = (
+    "Requests to this API generativelanguage.googleapis.com method "
+    "google.ai.generativelanguage.v1beta.GenerativeService.GenerateContent are "
+    "blocked."
+)
+_PERMISSION_DENIED = google_error(
+    403,
+    _BLOCKED,
+    "PERMISSION_DENIED",
+    [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_SERVICE_BLOCKED",
+            "domain": "googleapis.com",
+            "metadata": {
+                "consumer": "projects/000000000000",
+                "service": "generativelanguage.googleapis.com",
+                "apiName": "generativelanguage.googleapis.com",
+                "methodName": "google.ai.generativelanguage.v1beta."
+                "GenerativeService.GenerateContent",
+            },
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+            "locale": "en-US",
+            "message": _BLOCKED,
+        },
+    ],
+)
+# google-gemini/gemini-cli#1614 (api-samples/400-google-location-not-supported.json)
+_LOCATION = google_error(
+    400, "User location is not supported for the API use.", "FAILED_PRECONDITION"
+)
+_QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+
+
+def _quota_limit_zero(model: str, retry_after: float) -> dict[str, Any]:
+    """The free tier's 429 for an image model: no quota at all (quotaValue "0"),
+    as in google/langextract#50 and gemini-cli#8437."""
+    # The samples name the model without "-preview"; unconfirmed for every model.
+    quota_model = model.removesuffix("-preview")
+    periods = ("PerDay", "PerMinute")
+    exceeded = "".join(
+        f"\n* Quota exceeded for metric: {_QUOTA_METRIC}, limit: 0, "
+        f"model: {quota_model}"
+        for _ in periods
+    )
+    message = (
+        "You exceeded your current quota, please check your plan and billing "
+        "details. For more information on this error, head to: "
+        "https://ai.google.dev/gemini-api/docs/rate-limits." + exceeded
+    )
+    help_links = {
+        "@type": "type.googleapis.com/google.rpc.Help",
+        "links": [
+            {
+                "description": "Learn more about Gemini API quotas",
+                "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+            }
+        ],
+    }
+    quota = {
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        "violations": [
+            {
+                "quotaMetric": _QUOTA_METRIC,
+                "quotaId": f"GenerateRequests{period}PerProjectPerModel-FreeTier",
+                "quotaDimensions": {"location": "global", "model": quota_model},
+                "quotaValue": "0",
+            }
+            for period in periods
+        ],
+    }
+    details = [help_links, quota, retry_info(retry_after)]
+    return google_error(429, message, "RESOURCE_EXHAUSTED", details)
+
+
 _FIXED_ERRORS: Mapping[str, tuple[int, dict[str, Any]]] = {
     "500": (
         500,
@@ -321,6 +416,9 @@ _FIXED_ERRORS: Mapping[str, tuple[int, dict[str, Any]]] = {
         ),
     ),
     "403-balance": (403, _RELAY_403_BALANCE),
+    "key-invalid": (400, KEY_INVALID),
+    "permission-denied": (403, _PERMISSION_DENIED),
+    "location": (400, _LOCATION),
     "400": (
         400,
         google_error(
@@ -333,8 +431,15 @@ _FIXED_ERRORS: Mapping[str, tuple[int, dict[str, Any]]] = {
 }
 
 
-def _error_reply(kind: str, fault: Fault | None) -> Answer | None:
+def _error_reply(
+    kind: str, fault: Fault | None, model: str, version: str
+) -> Answer | None:
     retry_after = fault.retry_after if fault is not None else None
+    if kind == "model-not-found":
+        return json_reply(404, model_not_found(model, version))
+    if kind == "429-limit-0":
+        delay = retry_after if retry_after is not None else DEFAULT_RETRY_DELAY
+        return json_reply(429, _quota_limit_zero(model, delay))
     if kind in ("429", "429-day"):
         period = "PerDay" if kind == "429-day" else "PerMinute"
         quota = {

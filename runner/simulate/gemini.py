@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import html
 import io
 import json
 import re
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from runner.simulate.canvas import ASPECT_RATIOS, IMAGE_SIZES
+from runner.simulate.schema import check, violations_body
 from runner.simulate.wire import Reply
 
 if TYPE_CHECKING:
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
 
 CANDIDATE_TOKENS: Mapping[str, int] = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
 REFERENCE_IMAGE_TOKENS = 258
-GENERATE_PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):generateContent$")
+# group 1 the API version, group 2 the model
+GENERATE_PATH = re.compile(r"^/(v1(?:beta|alpha)?)/models/([^/:]+):generateContent$")
 # The answers that carry no image, each with the body the real API sends for it.
 NO_IMAGE_KINDS = frozenset(
     {
@@ -39,6 +42,7 @@ NO_IMAGE_KINDS = frozenset(
         "text-only",
         "no-image-finish",
         "empty-candidates",
+        "image-recitation",
     }
 )
 # What the relay in front of the model answers for a missing or wrong key.
@@ -48,6 +52,29 @@ RELAY_401 = {
         "type": "new_api_error",
         "param": "",
         "code": "invalid_api_key",
+    }
+}
+
+# Google's answer to a key it does not accept in x-goog-api-key (a 400, not a 401),
+# as quoted in continuedev/continue#8516 (api-samples/400-google-api-key-invalid.json).
+KEY_INVALID = {
+    "error": {
+        "code": 400,
+        "message": "API key not valid. Please pass a valid API key.",
+        "status": "INVALID_ARGUMENT",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": "API key not valid. Please pass a valid API key.",
+            },
+        ],
     }
 }
 
@@ -73,23 +100,31 @@ class Generate:
     modalities: tuple[str, ...]
 
 
-def parse_generate(raw: bytes) -> Generate | str:
-    """The fields the simulator needs, or the 400 message a real API would give."""
+def parse_generate(raw: bytes) -> Generate | Answer:
+    """The fields the simulator needs, or the 400 answer the real API would give."""
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"Invalid JSON payload received. {exc}"
+        return invalid_argument(f"Invalid JSON payload received. {exc}")
+    if isinstance(body, dict) and (violations := check(body)):
+        return json_reply(400, violations_body(violations))
     if not isinstance(body, dict) or not isinstance(body.get("contents"), list):
-        return "* GenerateContentRequest.contents: contents is not specified"
+        return invalid_argument(
+            "* GenerateContentRequest.contents: contents is not specified"
+        )
     texts: list[str] = []
     references: list[bytes] = []
     for content in body["contents"]:
         parts = content.get("parts") if isinstance(content, dict) else None
         if not isinstance(parts, list):
-            return "* GenerateContentRequest.contents.parts: parts is not specified"
+            return invalid_argument(
+                "* GenerateContentRequest.contents.parts: parts is not specified"
+            )
         for part in parts:
             if not isinstance(part, dict):
-                return "Invalid value at 'contents.parts': expected an object"
+                return invalid_argument(
+                    "Invalid value at 'contents.parts': expected an object"
+                )
             if isinstance(part.get("text"), str):
                 texts.append(part["text"])
             inline = _either(part, "inline_data", "inlineData")
@@ -97,23 +132,29 @@ def parse_generate(raw: bytes) -> Generate | str:
                 try:
                     references.append(base64.b64decode(inline.get("data", "")))
                 except (binascii.Error, ValueError, TypeError):
-                    return "Base64 decoding failed for an inline image."
+                    return invalid_argument(
+                        "Base64 decoding failed for an inline image."
+                    )
     config = _either(body, "generationConfig", "generation_config") or {}
     image_config = _either(config, "imageConfig", "image_config") or {}
     ratio = _either(image_config, "aspectRatio", "aspect_ratio")
     size = _either(image_config, "imageSize", "image_size")
     if ratio is not None and ratio not in ASPECT_RATIOS:
-        return f"Unsupported aspect ratio {ratio!r}."
+        return invalid_argument(f"Unsupported aspect ratio {ratio!r}.")
     if size is not None and size not in IMAGE_SIZES:
-        return f"Unsupported image size {size!r}."
+        return invalid_argument(f"Unsupported image size {size!r}.")
     reference_size = None
     if references:
         try:
             with Image.open(io.BytesIO(references[0])) as first:
                 reference_size = first.size
         except (OSError, ValueError, Image.DecompressionBombError):
-            return "Unable to process input image. Please retry or report."
+            return invalid_argument(
+                "Unable to process input image. Please retry or report."
+            )
     modalities = _either(config, "responseModalities", "response_modalities") or []
+    if not isinstance(modalities, list):  # a repeated field takes a single value too
+        modalities = [modalities]
     return Generate(
         text="\n".join(texts),
         reference_count=len(references),
@@ -175,6 +216,11 @@ def no_image_body(kind: str, gen: Generate) -> dict[str, Any]:
             "candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}],
             "usageMetadata": prompt_only,
         }
+    if kind == "image-recitation":
+        return {
+            "candidates": [{"finishReason": "IMAGE_RECITATION", "index": 0}],
+            "usageMetadata": prompt_only,
+        }
     if kind == "no-image-finish":
         return {
             "candidates": [{"finishReason": "NO_IMAGE", "index": 0}],
@@ -217,6 +263,11 @@ def error_reply(code: int, message: str, status: str) -> Answer:
     return json_reply(code, google_error(code, message, status))
 
 
+def invalid_argument(message: str) -> Answer:
+    """Google's 400 INVALID_ARGUMENT answer with this message."""
+    return error_reply(400, message, "INVALID_ARGUMENT")
+
+
 def google_error(
     code: int, message: str, status: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -227,12 +278,30 @@ def google_error(
     return {"error": error}
 
 
+def model_not_found(model: str, version: str) -> dict[str, Any]:
+    """Google's 404 for a model name it does not serve (a typo, a retired model)."""
+    return google_error(
+        404,
+        f"models/{model} is not found for API version {version}, or is not "
+        "supported for generateContent. Call ListModels to see the list of "
+        "available models and their supported methods.",
+        "NOT_FOUND",
+    )
+
+
 def retry_info(seconds: float) -> dict[str, Any]:
     """The RetryInfo detail of a Google error: when to try again."""
     return {
         "@type": "type.googleapis.com/google.rpc.RetryInfo",
         "retryDelay": f"{seconds:g}s",
     }
+
+
+def not_found_page(path: str) -> Answer:
+    """Google's front end's HTML 404 page for a path no API serves (unconfirmed
+    for this API in particular; it is what googleapis.com hosts answer)."""
+    body = _NOT_FOUND_PAGE.replace("PATH", html.escape(path, quote=False))
+    return Answer(404, body.encode(), content_type="text/html; charset=UTF-8")
 
 
 def dumps(payload: Any) -> bytes:
@@ -268,6 +337,17 @@ def response_id() -> str:
 
 
 # -- private helpers --------------------------------------------------------------
+
+_NOT_FOUND_PAGE = """<!DOCTYPE html>
+<html lang=en>
+  <meta charset=utf-8>
+  <meta name=viewport content="initial-scale=1, minimum-scale=1, width=device-width">
+  <title>Error 404 (Not Found)!!1</title>
+  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>
+  <p><b>404.</b> <ins>That\u2019s an error.</ins>
+  <p>The requested URL <code>PATH</code> was not found on this server.  \
+<ins>That\u2019s all we know.</ins>
+"""
 
 
 def _either(mapping: Any, camel: str, snake: str) -> Any:

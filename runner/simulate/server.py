@@ -43,6 +43,7 @@ from runner.simulate.gemini import (
     json_reply,
     key_digest,
     key_matches,
+    not_found_page,
     parse_generate,
 )
 from runner.simulate.stats import BodyStats, Counters, Stats, recorder
@@ -293,7 +294,7 @@ class SimServer:
                 self._changed.notify_all()
         try:
             try:
-                reply = await self._generate(req, generate.group(1))
+                reply = await self._generate(req, generate.group(2), generate.group(1))
             except Exception:
                 logger.exception("simulator failed to build an answer")
                 reply = error_reply(500, "simulator error", "INTERNAL")
@@ -344,12 +345,11 @@ class SimServer:
             with self._lock:
                 count = len(self._faults)
             return json_reply(200, {"ok": True, "rules": count})
-        message = f"No route for {req.method} {req.path}."
-        return error_reply(404, message, "NOT_FOUND")
+        return not_found_page(req.path)
 
     # -- generateContent ----------------------------------------------------------
 
-    async def _generate(self, req: Request, model: str) -> Answer:
+    async def _generate(self, req: Request, model: str, version: str) -> Answer:
         auth_style, key = auth_of(req.headers)
         body_hash = hashlib.sha256(req.body).hexdigest()
         parsed = parse_generate(req.body)
@@ -373,15 +373,19 @@ class SimServer:
         fault: Fault | None = None
         if self._key_digest is not None and not key_matches(key, self._key_digest):
             kind, reply = "unauthorized", json_reply(401, RELAY_401)
-        elif isinstance(parsed, str):
-            kind = "invalid-request"
-            reply = error_reply(400, parsed, "INVALID_ARGUMENT")
+        elif not isinstance(parsed, Generate):
+            kind, reply = "invalid-request", parsed
         elif (wait := self._over_rpm()) is not None:
             assert gen is not None
             kind = "rate-limited"
             fault = Fault("429", retry_after=wait)
             reply = await answer(
-                gen, model, fault, render=self._png, publish=self._publish
+                gen,
+                model,
+                fault,
+                render=self._png,
+                publish=self._publish,
+                version=version,
             )
         else:
             assert gen is not None
@@ -399,7 +403,12 @@ class SimServer:
                 fault = chosen
                 kind = fault.kind if fault else "ok"
                 reply = await answer(
-                    gen, model, fault, render=self._png, publish=self._publish
+                    gen,
+                    model,
+                    fault,
+                    render=self._png,
+                    publish=self._publish,
+                    version=version,
                 )
         with self._lock:
             self._stats.by_kind[kind] = self._stats.by_kind.get(kind, 0) + 1
@@ -446,9 +455,12 @@ class SimServer:
             pad_bytes=self.image_pad_bytes,
         )
 
-    def _publish(self, png: bytes) -> str:
-        """Serve `png` once under /files/ (what a relay-url answer links to)."""
+    def _publish(self, png: bytes | None) -> str:
+        """Serve `png` once under /files/ (what a relay-url answer links to); for
+        None, a URL under /files/ that answers 404 (a relay's dead link)."""
         name = f"{secrets.token_hex(8)}.png"
+        if png is None:
+            return f"{self.url}/files/{name}"
         with self._lock:
             self._files[name] = png
             while len(self._files) > 256:
