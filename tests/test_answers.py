@@ -67,3 +67,23 @@ async def test_an_answer_without_grounding_stores_none(
 
     assert item(report, tmp_path)["grounding"] is None
     assert [a["grounding_json"] for a in attempts] == [None]
+
+
+async def test_an_inline_image_beside_a_dead_link_is_kept_and_not_paid_again(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report, attempts = await run(tmp_path, sim, ["a kite [sim:relay-inline-dead-url]"])
+
+    row = item(report, tmp_path)
+    assert row["status"] == "succeeded" and len(row["outputs"]) == 1
+    assert report.exit_code == 0
+    assert sim.stats()["requests"] == 1  # sent once: nothing to pay for again
+    (attempt,) = attempts
+    assert attempt["outcome"] == "success"
+    assert attempt["reason"].startswith(
+        f"could not fetch the image URL {sim.url}/files/"
+    )
+    parts = json.loads(attempt["parts_json"])
+    assert parts[1] == {
+        "inlineData": {"mimeType": "image/png", "file": row["outputs"][0]}
+    }
