@@ -9,6 +9,7 @@ needs the network).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import io
 import os
@@ -756,12 +757,13 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def browser_page(gallery: tuple[Job, Review]) -> Iterator[Page]:
+@contextlib.contextmanager
+def opened(index: Path, requests: list[str] | None = None) -> Iterator[Page]:
+    """`index` open in headless Chromium (every URL it requests added to
+    `requests`); the page must raise no error."""
     assert CHROMIUM, "chromium is missing: .ci/run installs it with apt-get"
     from playwright.sync_api import sync_playwright
 
-    _, built = gallery
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -770,11 +772,20 @@ def browser_page(gallery: tuple[Job, Review]) -> Iterator[Page]:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(built.index.as_uri())
+            if requests is not None:
+                page.on("request", lambda request: requests.append(request.url))
+            page.goto(index.as_uri())
             yield page
         finally:
             browser.close()
     assert errors == []
+
+
+@pytest.fixture
+def browser_page(gallery: tuple[Job, Review]) -> Iterator[Page]:
+    _, built = gallery
+    with opened(built.index) as page:
+        yield page
 
 
 def chip(page: Page, legend: str, value: str) -> Locator:
@@ -881,42 +892,27 @@ def test_gallery_in_chromium(
 def test_grounded_gallery_in_chromium(grounded: Review, tmp_path: Path) -> None:
     """The suggestions show, as wide as the image, inside a frame that runs none of
     its scripts and loads nothing; opening the page requests nothing but itself."""
-    assert CHROMIUM, "chromium is missing: .ci/run installs it with apt-get"
-    from playwright.sync_api import sync_playwright
-
     requests: list[str] = []
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=BROWSER_ARGS
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("request", lambda request: requests.append(request.url))
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(grounded.index.as_uri())
-            frame = page.locator("iframe.gs")
-            frame.scroll_into_view_if_needed()
-            chip = page.frame_locator("iframe.gs").locator("a.chip")
-            assert chip.inner_text() == "tram 28 lisbon"
-            assert chip.is_visible()
-            image = page.locator("td.cell").first.locator(".frame")
-            frame_box, image_box = frame.bounding_box(), image.bounding_box()
-            assert frame_box is not None and image_box is not None
-            assert frame_box["width"] >= image_box["width"]
-            assert page.locator(".ground .src a").all_inner_texts() == [
-                "carris.pt",
-                "photos",
-            ]
-            page.wait_for_load_state("networkidle")
-            assert page.evaluate("() => window.pwned") is None
-            page.screenshot(path=tmp_path / "grounded.png", full_page=True)
-            shutil.copy(tmp_path / "grounded.png", "/tmp/review-grounded.png")
-            # the compare view shows them too
-            page.locator("button.cmp").first.click()
-            assert page.locator("#compare .card .ground iframe.gs").count() == 1
-        finally:
-            browser.close()
-    assert errors == []
+    with opened(grounded.index, requests) as page:
+        frame = page.locator("iframe.gs")
+        frame.scroll_into_view_if_needed()
+        chip = page.frame_locator("iframe.gs").locator("a.chip")
+        assert chip.inner_text() == "tram 28 lisbon"
+        assert chip.is_visible()
+        image = page.locator("td.cell").first.locator(".frame")
+        frame_box, image_box = frame.bounding_box(), image.bounding_box()
+        assert frame_box is not None and image_box is not None
+        assert frame_box["width"] >= image_box["width"]
+        assert page.locator(".ground .src a").all_inner_texts() == [
+            "carris.pt",
+            "photos",
+        ]
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("() => window.pwned") is None
+        page.screenshot(path=tmp_path / "grounded.png", full_page=True)
+        shutil.copy(tmp_path / "grounded.png", "/tmp/review-grounded.png")
+        # the compare view shows them too
+        page.locator("button.cmp").first.click()
+        assert page.locator("#compare .card .ground iframe.gs").count() == 1
     loaded = [u for u in requests if not u.startswith(("file://", "about:", "data:"))]
     assert loaded == []
