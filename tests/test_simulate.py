@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import io
 import json
+import random
 import re
 import socket
 import subprocess
@@ -26,6 +27,14 @@ from runner.simulate import (
     Fault,
     SimServer,
     image_dimensions,
+)
+from tests.google_sizes import (
+    EXTREME_RATIOS,
+    FLASH_SIZES,
+    GEMINI_2_5,
+    GEMINI_3_AT_1K,
+    PRO_SIZES,
+    google_size,
 )
 
 if TYPE_CHECKING:
@@ -188,21 +197,6 @@ def test_candidate_tokens_follow_the_image_size(
     ]
 
 
-def test_prompt_tokens_count_the_text_and_258_per_reference_image(
-    client: httpx.Client,
-) -> None:
-    text = "x" * 40
-    body = request_body(text, references=[png_bytes(8, 8), png_bytes(9, 9)])
-
-    usage = client.post(GENERATE, json=body).json()["usageMetadata"]
-
-    assert usage["promptTokenCount"] == 40 // 4 + 1 + 2 * 258
-    assert usage["promptTokensDetails"] == [
-        {"modality": "TEXT", "tokenCount": 11},
-        {"modality": "IMAGE", "tokenCount": 516},
-    ]
-
-
 def test_image_dimensions_match_the_real_model_table() -> None:
     assert image_dimensions("1:1") == (1024, 1024)
     assert image_dimensions("21:9", "1K") == (1584, 672)
@@ -212,18 +206,6 @@ def test_image_dimensions_match_the_real_model_table() -> None:
     assert image_dimensions(None, None) == (1024, 1024)
     assert image_dimensions("1:1", "1K", scale=0.0625) == (64, 64)
     assert image_dimensions("8:1", "512", scale=0.001) == (8, 8)
-
-
-@pytest.mark.parametrize("ratio", ["1:4", "4:1", "1:8", "8:1"])
-def test_extreme_ratios_keep_about_a_megapixel_in_multiples_of_16(
-    ratio: str,
-) -> None:
-    width, height = image_dimensions(ratio)
-    wanted_w, wanted_h = (int(n) for n in ratio.split(":"))
-
-    assert width % 16 == 0 and height % 16 == 0
-    assert abs(width * height / 1024**2 - 1) < 0.03
-    assert abs(width / height - wanted_w / wanted_h) / (wanted_w / wanted_h) < 0.03
 
 
 @pytest.mark.parametrize("ratio", sorted(ASPECT_RATIOS))
@@ -335,15 +317,6 @@ def test_invalid_json_is_a_google_invalid_argument(client: httpx.Client) -> None
 
     assert response.status_code == 400
     assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
-
-
-def test_unsupported_aspect_ratio_is_rejected_like_the_real_api(
-    client: httpx.Client,
-) -> None:
-    response = client.post(GENERATE, json=request_body(aspect_ratio="5:3"))
-
-    assert response.status_code == 400
-    assert "5:3" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -535,6 +508,413 @@ def test_latency_delays_every_answer() -> None:
         http.post(GENERATE, json=request_body()).raise_for_status()
 
     assert time.monotonic() - started >= 0.2
+
+
+# -- models: what each one accepts -------------------------------------------------
+
+
+def test_pixel_sizes_are_googles_table_for_every_model_ratio_and_size() -> None:
+    cells = (
+        [
+            ("gemini-3.1-flash-image", ratio, size)
+            for ratio in GEMINI_3_AT_1K
+            for size in FLASH_SIZES
+        ]
+        + [
+            ("gemini-3-pro-image", ratio, size)
+            for ratio in GEMINI_3_AT_1K
+            if ratio not in EXTREME_RATIOS
+            for size in PRO_SIZES
+        ]
+        + [("gemini-2.5-flash-image", ratio, None) for ratio in GEMINI_2_5]
+    )
+
+    actual = {cell: image_dimensions(cell[1], cell[2], model=cell[0]) for cell in cells}
+
+    assert actual == {cell: google_size(*cell) for cell in cells}
+    assert image_dimensions("1:8", "1K") == (384, 3072)  # not 368x2896 any more
+
+
+@pytest.mark.parametrize(
+    ("model", "setting", "value", "message"),
+    [
+        (
+            MODEL,
+            "aspectRatio",
+            "5:3",
+            "* GenerateContentRequest.generation_config.image_config.aspect_ratio: "
+            "aspect_ratio must be one of '1:1', '1:4', '1:8', '2:3', '3:2', '3:4', "
+            "'4:1', '4:3', '4:5', '5:4', '8:1', '9:16', '16:9', or '21:9'.\n",
+        ),
+        (
+            "gemini-3-pro-image-preview",
+            "aspectRatio",
+            "8:1",
+            "* GenerateContentRequest.generation_config.image_config.aspect_ratio: "
+            "aspect_ratio must be one of '1:1', '2:3', '3:2', '3:4', '4:3', '4:5', "
+            "'5:4', '9:16', '16:9', or '21:9'.\n",
+        ),
+        (
+            "gemini-3-pro-image-preview",
+            "imageSize",
+            "512",
+            "* GenerateContentRequest.generation_config.image_config.image_size: "
+            "image_size must be one of '1K', '2K', or '4K'.\n",
+        ),
+        (
+            MODEL,
+            "imageSize",
+            "1k",
+            "* GenerateContentRequest.generation_config.image_config.image_size: "
+            "image_size must be one of '512', '1K', '2K', or '4K'.\n",
+        ),
+        (
+            "gemini-2.5-flash-image",
+            "imageSize",
+            "1K",
+            "Image size is not enabled for this model",
+        ),
+    ],
+)
+def test_a_setting_the_model_cannot_do_is_a_400(
+    client: httpx.Client, model: str, setting: str, value: str, message: str
+) -> None:
+    body = request_body()
+    body["generationConfig"]["imageConfig"][setting] = value
+    path = f"/v1beta/models/{model}:generateContent"
+
+    response = client.post(path, json=body)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+    }
+
+
+def test_more_than_one_candidate_is_refused_like_google(client: httpx.Client) -> None:
+    body = request_body()
+    body["generationConfig"]["candidateCount"] = 2
+
+    response = client.post(GENERATE, json=body)
+
+    assert response.status_code == 400
+    assert response.json() == sample("400-google-multiple-candidates.json")
+
+
+@pytest.mark.parametrize(
+    ("model", "allowed"), [(MODEL, 14), ("gemini-2.5-flash-image", 3)]
+)
+def test_more_reference_images_than_the_model_takes_is_a_400(
+    client: httpx.Client, model: str, allowed: int
+) -> None:
+    path = f"/v1beta/models/{model}:generateContent"
+    tiny = png_bytes(8, 8)
+
+    fits = client.post(path, json=request_body(references=[tiny] * allowed))
+    over = client.post(path, json=request_body(references=[tiny] * (allowed + 1)))
+
+    assert fits.status_code == 200
+    assert over.status_code == 400
+    assert f"at most {allowed}" in over.json()["error"]["message"]
+
+
+def test_grounding_on_a_model_without_it_is_a_400(client: httpx.Client) -> None:
+    body = {**request_body(), "tools": [{"google_search": {}}]}
+
+    response = client.post(
+        "/v1beta/models/gemini-2.5-flash-image:generateContent", json=body
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Search Grounding is not supported."
+
+
+def test_an_unknown_model_is_googles_404_whatever_the_header(
+    client: httpx.Client,
+) -> None:
+    path = "/v1beta/models/gemini-3.1-flash-image-previw:generateContent"
+
+    responses = [
+        client.post(path, json=request_body(), headers=headers)
+        for headers in ({"x-goog-api-key": "k"}, {"authorization": "Bearer k"})
+    ]
+
+    for response in responses:
+        assert response.status_code == 404
+        assert response.json() == sample("404-google-model-not-found.json")
+
+
+def test_extra_models_are_served_like_flash_image() -> None:
+    with (
+        SimServer(image_scale=SCALE, extra_models=["relay-banana"]) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        path = "/v1beta/models/relay-banana:generateContent"
+        answer = http.post(path, json=request_body(aspect_ratio="8:1")).json()
+
+    assert answer["modelVersion"] == "relay-banana"
+    assert answer_image(answer).size == image_dimensions("8:1", scale=SCALE)
+
+
+@pytest.mark.parametrize(
+    ("model", "tokens"),
+    [(MODEL, 1120), ("gemini-3-pro-image", 560), ("gemini-2.5-flash-image", 258)],
+)
+def test_each_input_image_is_billed_at_the_models_rate(
+    client: httpx.Client, model: str, tokens: int
+) -> None:
+    body = request_body("x" * 40, references=[png_bytes(8, 8), png_bytes(9, 9)])
+    path = f"/v1beta/models/{model}:generateContent"
+
+    usage = client.post(path, json=body).json()["usageMetadata"]
+
+    assert usage["promptTokensDetails"] == [
+        {"modality": "TEXT", "tokenCount": 11},
+        {"modality": "IMAGE", "tokenCount": 2 * tokens},
+    ]
+    assert usage["promptTokenCount"] == 11 + 2 * tokens
+
+
+def test_reference_image_tokens_overrides_every_models_rate() -> None:
+    body = request_body(references=[png_bytes(8, 8)])
+    with (
+        SimServer(image_scale=SCALE, reference_image_tokens=100) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        usage = http.post(GENERATE, json=body).json()["usageMetadata"]
+
+    assert usage["promptTokensDetails"][1] == {"modality": "IMAGE", "tokenCount": 100}
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "tokens"),
+    [
+        ("gemini-3-pro-image", "2K", 1120),
+        ("gemini-3-pro-image", "4K", 2000),
+        ("gemini-2.5-flash-image", None, 1290),
+    ],
+)
+def test_output_tokens_follow_the_models_table(
+    client: httpx.Client, model: str, size: str | None, tokens: int
+) -> None:
+    path = f"/v1beta/models/{model}:generateContent"
+
+    usage = client.post(path, json=request_body(image_size=size)).json()[
+        "usageMetadata"
+    ]
+
+    assert usage["candidatesTokenCount"] == tokens
+
+
+def test_a_text_part_in_the_answer_is_billed_as_text_output(
+    client: httpx.Client,
+) -> None:
+    body = request_body(modalities=("TEXT", "IMAGE"))
+
+    answer = client.post(GENERATE, json=body).json()
+
+    (text,) = [
+        p["text"]
+        for p in answer["candidates"][0]["content"]["parts"]
+        if "text" in p and not p.get("thought")
+    ]
+    usage = answer["usageMetadata"]
+    assert usage["candidatesTokensDetails"] == [
+        {"modality": "TEXT", "tokenCount": len(text) // 4 + 1},
+        {"modality": "IMAGE", "tokenCount": 1120},
+    ]
+    assert usage["candidatesTokenCount"] == 1120 + len(text) // 4 + 1
+
+
+# -- inline data: strict base64 in either alphabet -------------------------------------
+
+
+def noisy_png() -> bytes:
+    """A PNG whose standard base64 holds + and / (so URL-safe holds - and _)."""
+    buffer = io.BytesIO()
+    noise = random.Random(5).randbytes(32 * 18 * 3)
+    Image.frombytes("RGB", (32, 18), noise).save(buffer, "PNG")
+    data = buffer.getvalue()
+    assert {"+", "/"} <= set(base64.b64encode(data).decode())
+    return data
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda d: base64.b64encode(d).decode(),
+        lambda d: base64.urlsafe_b64encode(d).decode(),
+        lambda d: base64.urlsafe_b64encode(d).decode().rstrip("="),
+        lambda d: base64.b64encode(d).decode().rstrip("="),
+    ],
+    ids=["standard", "url-safe", "url-safe-unpadded", "standard-unpadded"],
+)
+def test_inline_data_in_either_base64_alphabet_is_accepted(
+    client: httpx.Client, encode: Any
+) -> None:
+    body = request_body(aspect_ratio=None)
+    data = noisy_png()
+    body["contents"][0]["parts"].append(
+        {"inlineData": {"mimeType": "image/png", "data": encode(data)}}
+    )
+
+    response = client.post(GENERATE, json=body)
+
+    assert response.status_code == 200, response.text
+    assert answer_image(response.json()).size == image_dimensions("16:9", scale=SCALE)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "iVBOR+w0K_GgoAAAAN",  # both alphabets in one value
+        "iVBORw0KGgo!",
+        "iVBORw0KGgoA=====",
+        "iVBOR w0KGgo",
+        "data:image/png;base64,iVBORw0KGgo",
+    ],
+)
+def test_data_that_is_not_base64_is_googles_400_naming_the_part(
+    client: httpx.Client, data: str
+) -> None:
+    body = request_body()
+    body["contents"][0]["parts"].append(
+        {"inline_data": {"mime_type": "image/png", "data": data}}
+    )
+
+    violations = google_violations(client.post(GENERATE, json=body))
+
+    path = "contents[0].parts[1].inline_data.data"
+    assert violations == [
+        {
+            "field": path,
+            "description": f"Invalid value at '{path}' (TYPE_BYTES), "
+            f'Base64 decoding failed for "{data}"',
+        }
+    ]
+
+
+# -- thoughts, signatures, turns and grounding -------------------------------------
+
+
+def thinking_body(text: str = "a routing banner") -> dict[str, Any]:
+    body = request_body(text, aspect_ratio="21:9", modalities=("TEXT", "IMAGE"))
+    body["generationConfig"]["thinkingConfig"] = {"includeThoughts": True}
+    return body
+
+
+def test_include_thoughts_brings_two_thought_images_and_signed_final_parts(
+    client: httpx.Client,
+) -> None:
+    answer = client.post(GENERATE, json=thinking_body()).json()
+
+    parts = answer["candidates"][0]["content"]["parts"]
+    real = sample("200-thought-images-and-signatures.json")
+    real_parts = real["candidates"][0]["content"]["parts"]
+    assert [sorted(p) for p in parts] == [sorted(p) for p in real_parts]
+    for part in parts[1:3]:
+        data = base64.b64decode(part["inlineData"]["data"])
+        assert decode_image(data).size == image_dimensions("21:9", scale=SCALE)
+    signatures = [p["thoughtSignature"] for p in parts if "thoughtSignature" in p]
+    assert len(set(signatures)) == 2
+    assert all(base64.b64decode(s, validate=True) for s in signatures)
+    assert answer["usageMetadata"].keys() == real["usageMetadata"].keys()
+
+
+def test_thought_images_can_be_fewer() -> None:
+    with (
+        SimServer(image_scale=SCALE, thought_images=1) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        answer = http.post(GENERATE, json=thinking_body()).json()
+
+    parts = answer["candidates"][0]["content"]["parts"]
+    assert [("inlineData" in p, p.get("thought", False)) for p in parts] == [
+        (False, True),
+        (True, True),
+        (False, False),
+        (True, False),
+    ]
+
+
+def test_a_model_that_does_not_think_sends_no_thought_images(
+    client: httpx.Client,
+) -> None:
+    path = "/v1beta/models/gemini-2.5-flash-image:generateContent"
+
+    answer = client.post(path, json=thinking_body()).json()
+
+    parts = answer["candidates"][0]["content"]["parts"]
+    assert not [p for p in parts if "thoughtSignature" in p]
+    assert len([p for p in parts if "inlineData" in p]) == 1
+
+
+def test_a_second_turn_with_the_models_signed_parts_is_answered(
+    client: httpx.Client,
+) -> None:
+    first = client.post(GENERATE, json=thinking_body()).json()
+    turn = thinking_body("now at night")
+    model_turn = first["candidates"][0]["content"]
+    turn["contents"] = [
+        {"role": "user", "parts": [{"text": "a routing banner"}]},
+        model_turn,
+        *turn["contents"],
+    ]
+
+    response = client.post(GENERATE, json=turn)
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert len(image_parts(answer)) == 3  # two thoughts, one final
+    # the model turn's three images are billed as input
+    assert answer["usageMetadata"]["promptTokensDetails"][1] == {
+        "modality": "IMAGE",
+        "tokenCount": 3 * 1120,
+    }
+
+
+def test_a_signature_that_is_not_base64_is_refused(client: httpx.Client) -> None:
+    body = request_body()
+    body["contents"].insert(
+        0, {"role": "model", "parts": [{"text": "hi", "thoughtSignature": "@@"}]}
+    )
+
+    violations = google_violations(client.post(GENERATE, json=body))
+
+    assert violations[0]["field"] == "contents[0].parts[0].thought_signature"
+
+
+@pytest.mark.parametrize("tool", [{"google_search": {}}, {"googleSearch": {}}])
+def test_a_grounded_request_gets_grounding_metadata(
+    client: httpx.Client, tool: dict[str, Any]
+) -> None:
+    body = {**request_body("a poster of today's weather in Paris"), "tools": [tool]}
+    body["generationConfig"]["responseModalities"] = ["TEXT", "IMAGE"]
+
+    answer = client.post(GENERATE, json=body).json()
+
+    grounding = answer["candidates"][0]["groundingMetadata"]
+    assert grounding["webSearchQueries"] == ["a poster of today's weather in Paris"]
+    assert all(
+        c["web"]["uri"].startswith("https://") and c["web"]["title"]
+        for c in grounding["groundingChunks"]
+    )
+    (support,) = grounding["groundingSupports"]
+    text = answer["candidates"][0]["content"]["parts"][1]["text"]
+    assert support["segment"] == {
+        "startIndex": 0,
+        "endIndex": len(text.encode()),
+        "text": text,
+    }
+    assert "<a" in grounding["searchEntryPoint"]["renderedContent"]
+
+
+def test_an_ungrounded_request_has_no_grounding_metadata(
+    client: httpx.Client,
+) -> None:
+    answer = client.post(GENERATE, json=request_body()).json()
+
+    assert "groundingMetadata" not in answer["candidates"][0]
 
 
 # -- faults: error statuses ------------------------------------------------------------
@@ -1264,6 +1644,7 @@ def test_with_an_api_key_only_the_right_key_in_either_header_is_accepted() -> No
     attempts = {
         "none": {},
         "wrong": {"authorization": "Bearer nope"},
+        "wrong-goog": {"x-goog-api-key": "nope"},
         "bearer": {"authorization": f"Bearer {secret}"},
         "goog": {"x-goog-api-key": secret},
     }
@@ -1280,13 +1661,18 @@ def test_with_an_api_key_only_the_right_key_in_either_header_is_accepted() -> No
     assert {n: r.status_code for n, r in responses.items()} == {
         "none": 401,
         "wrong": 401,
+        "wrong-goog": 400,
         "bearer": 200,
         "goog": 200,
     }
     assert responses["none"].json() == sample("401-relay.json")
+    assert responses["wrong"].json() == sample("401-relay.json")
+    # Google's own header gets Google's answer to a bad key: a 400, not a 401
+    assert responses["wrong-goog"].json() == sample("400-google-api-key-invalid.json")
     assert {b["text"]: b["auth"] for b in stats["bodies"].values()} == {
         "none": None,
         "wrong": "bearer",
+        "wrong-goog": "goog",
         "bearer": "bearer",
         "goog": "goog",
     }
@@ -1361,7 +1747,18 @@ def test_module_main_serves_until_terminated() -> None:
         "0.0625",
         "--seed",
         "1",
+        "--extra-models",
+        "relay-banana,other",
+        "--thought-images",
+        "1",
+        "--reference-image-tokens",
+        "7",
     ]
+    body = thinking_body()
+    reference = base64.b64encode(png_bytes(8, 8)).decode()
+    body["contents"][0]["parts"].append(
+        {"inlineData": {"mimeType": "image/png", "data": reference}}
+    )
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
@@ -1372,12 +1769,19 @@ def test_module_main_serves_until_terminated() -> None:
             assert found is not None, line
             with httpx.Client(base_url=found.group(1)) as http:
                 response = http.post(GENERATE, json=request_body())
+                extra = http.post(
+                    "/v1beta/models/relay-banana:generateContent", json=body
+                )
         finally:
             proc.terminate()
             returncode = proc.wait(timeout=10)
 
     assert response.status_code == 200
     assert answer_image(response.json()).size == (64, 64)
+    assert extra.status_code == 200, extra.text
+    answer = extra.json()
+    assert len(image_parts(answer)) == 2  # one thought image, one final
+    assert answer["usageMetadata"]["promptTokensDetails"][1]["tokenCount"] == 7
     assert returncode == 0
 
 

@@ -10,12 +10,6 @@ its own listening socket.
 
 from __future__ import annotations
 
-from runner.simulate.canvas import (
-    ASPECT_RATIOS,
-    IMAGE_SIZES,
-    image_dimensions,
-    nearest_aspect_ratio,
-)
 from runner.simulate.faults import (
     BAD_BASE64,
     DEFAULT_FAULT_MIX,
@@ -26,7 +20,15 @@ from runner.simulate.faults import (
     NON_JSON_BODY,
     Fault,
 )
-from runner.simulate.gemini import CANDIDATE_TOKENS, REFERENCE_IMAGE_TOKENS
+from runner.simulate.models import (
+    ASPECT_RATIOS,
+    CANDIDATE_TOKENS,
+    IMAGE_SIZES,
+    MODELS,
+    ModelSpec,
+    image_dimensions,
+    nearest_aspect_ratio,
+)
 from runner.simulate.server import SimServer
 from runner.simulate.stats import BodyStats, Stats
 from runner.simulate.wire import IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_HEAD_BYTES
@@ -44,10 +46,11 @@ __all__ = [
     "IMAGE_SIZES",
     "MAX_BODY_BYTES",
     "MAX_HEAD_BYTES",
+    "MODELS",
     "NON_JSON_BODY",
-    "REFERENCE_IMAGE_TOKENS",
     "BodyStats",
     "Fault",
+    "ModelSpec",
     "SimServer",
     "Stats",
     "image_dimensions",

@@ -38,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"comma-separated kinds out of: {', '.join(FAULT_KINDS)}",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=None, help="require this key (401 else)")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="require this key (else Google's 400 for x-goog-api-key, the relay's 401)",
+    )
     parser.add_argument(
         "--rpm-limit",
         type=float,
@@ -51,6 +55,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0,
         help="pad each PNG to about this many more bytes (realistic 4K sizes)",
     )
+    parser.add_argument(
+        "--reference-image-tokens",
+        type=int,
+        default=None,
+        help="tokens billed per input image (default: each model's own figure)",
+    )
+    parser.add_argument(
+        "--thought-images",
+        type=int,
+        default=2,
+        help="interim images a Gemini 3 model sends when asked for thoughts (0-2)",
+    )
+    parser.add_argument(
+        "--extra-models",
+        default="",
+        help="comma-separated model names to serve beyond Google's",
+    )
     args = parser.parse_args(argv)
     try:
         server = SimServer(
@@ -61,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             fault_rate=args.fault_rate,
             rpm_limit=args.rpm_limit,
             image_pad_bytes=args.image_pad_bytes,
+            reference_image_tokens=args.reference_image_tokens,
+            thought_images=args.thought_images,
+            extra_models=[m for m in args.extra_models.split(",") if m],
             fault_mix=[k for k in args.fault_mix.split(",") if k],
             seed=args.seed,
             host=args.host,

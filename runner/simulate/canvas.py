@@ -1,63 +1,23 @@
-"""The simulated model's images: pixel sizes per aspect ratio and image size, and a
-PNG per answer with its prompt drawn on it.
+"""The simulated model's images: a PNG per answer with its prompt drawn on it.
 
-Owns: the size table, drawing a prompt (colours, wrapping, fonts), the cache of drawn
-prompts, the per-answer label and the padding that makes PNGs as large as real ones.
-Must not know HTTP, Gemini bodies or faults.
+Owns: drawing a prompt (colours, wrapping, fonts), the cache of drawn prompts, the
+per-answer label and the padding that makes PNGs as large as real ones. Must not know
+HTTP, Gemini bodies, models (models.py has their pixel sizes) or faults.
 """
 
 from __future__ import annotations
 
 import colorsys
 import hashlib
-import math
 import random
 import struct
 import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import anyio
 from PIL import Image, ImageDraw, ImageFont
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-# 1K output sizes of the real model; 2K/4K/512 scale these.
-ASPECT_RATIOS: Mapping[str, tuple[int, int]] = {
-    "1:1": (1024, 1024),
-    "2:3": (848, 1264),
-    "3:2": (1264, 848),
-    "3:4": (896, 1200),
-    "4:3": (1200, 896),
-    "4:5": (928, 1152),
-    "5:4": (1152, 928),
-    "9:16": (768, 1376),
-    "16:9": (1376, 768),
-    "21:9": (1584, 672),
-    "1:4": (512, 2048),
-    "4:1": (2048, 512),
-    "1:8": (368, 2896),
-    "8:1": (2896, 368),
-}
-IMAGE_SIZES: Mapping[str, float] = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
-
-
-def image_dimensions(
-    aspect_ratio: str | None, image_size: str | None = None, *, scale: float = 1.0
-) -> tuple[int, int]:
-    """Pixel size the simulated model answers with (1:1 and 1K when not given)."""
-    width, height = ASPECT_RATIOS[aspect_ratio or "1:1"]
-    factor = IMAGE_SIZES[image_size or "1K"] * scale
-    return max(8, round(width * factor)), max(8, round(height * factor))
-
-
-def nearest_aspect_ratio(width: int, height: int) -> str:
-    """The supported ratio closest to width:height (what the model does for edits)."""
-    target = math.log(width / height)
-    return min(ASPECT_RATIOS, key=lambda r: abs(math.log(_ratio_value(r)) - target))
 
 
 class Canvases:
@@ -78,24 +38,14 @@ class Canvases:
         self._serial = 0
 
     async def png(
-        self,
-        text: str,
-        aspect_ratio: str | None,
-        image_size: str | None,
-        reference_size: tuple[int, int] | None,
-        *,
-        scale: float,
-        pad_bytes: int,
+        self, text: str, width: int, height: int, caption: str, *, pad_bytes: int
     ) -> bytes:
-        """The PNG of one answer; without a ratio, the first reference's decides."""
-        ratio = aspect_ratio
-        if ratio is None and reference_size is not None:
-            ratio = nearest_aspect_ratio(*reference_size)
-        width, height = image_dimensions(ratio, image_size, scale=scale)
+        """The PNG of one answer: `text` drawn at width x height, labelled with a
+        serial number, `caption` and the size."""
         with self._lock:
             self._serial += 1
             serial = self._serial
-        label = f"#{serial}  {ratio or '1:1'} {image_size or '1K'}  {width}x{height}"
+        label = f"#{serial}  {caption}  {width}x{height}"
         args = (text, width, height, label)
         if width * height > 300_000:
             # big images: keep the event loop free for the other connections
@@ -159,11 +109,6 @@ class _Canvas:
     @property
     def cost(self) -> int:
         return len(self.top_data) + self.width * self.strip.height * 3 + 300_000
-
-
-def _ratio_value(ratio: str) -> float:
-    width, _, height = ratio.partition(":")
-    return int(width) / int(height)
 
 
 def _make_canvas(text: str, width: int, height: int) -> _Canvas:

@@ -22,19 +22,22 @@ from runner.simulate.gemini import (
     Answer,
     dumps,
     google_error,
+    grounding_metadata,
     json_reply,
     model_not_found,
     no_image_body,
     response_id,
     retry_info,
     success_body,
+    thought_signature,
     usage,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-    from runner.simulate.gemini import Generate
+    from runner.simulate.gemini import Target
+    from runner.simulate.request import Generate
 
 FAULT_KINDS: tuple[str, ...] = (
     "429",
@@ -215,29 +218,29 @@ def directive_fault(directive: re.Match[str], received: int) -> Fault | str | No
 
 async def answer(
     gen: Generate,
-    model: str,
+    target: Target,
     fault: Fault | None,
     *,
     render: Callable[[Generate], Awaitable[bytes]],
     publish: Callable[[bytes | None], str],
-    version: str = "v1beta",
 ) -> Answer:
-    """The answer to `gen` for `model` (as named in a `version` URL) under `fault`
-    (None: a normal image answer).
+    """The answer of `target` to `gen` under `fault` (None: a normal image answer).
 
-    `render` draws the PNG; `publish` serves a PNG once and returns its URL (for
-    None, a URL that answers 404).
+    `render` draws a PNG; `publish` serves a PNG once and returns its URL (for None,
+    a URL that answers 404).
     """
     kind = fault.kind if fault is not None else "ok"
-    error = _error_reply(kind, fault, model, version)
+    error = _error_reply(kind, fault, target.model, target.version)
     if error is not None:
         return error
     if kind in ("hang", "drop"):
         return Answer(0, b"", mode=kind)
-    metadata = usage(gen)
-    base: dict[str, Any] = {"modelVersion": model, "responseId": response_id()}
+    base: dict[str, Any] = {"modelVersion": target.model, "responseId": response_id()}
     if kind in NO_IMAGE_KINDS:
-        return json_reply(200, {**no_image_body(kind, gen), **base})
+        body = no_image_body(kind, gen, target.image_tokens)
+        return json_reply(200, {**body, **base})
+    text = "Here is your image." if "TEXT" in gen.modalities else None
+    metadata = usage(gen, target.spec, image_tokens=target.image_tokens, text=text)
     png = await render(gen)
     b64 = base64.b64encode(png).decode("ascii")
     inline: dict[str, Any] = {"mimeType": "image/png", "data": b64}
@@ -261,15 +264,32 @@ async def answer(
     parts = [
         {"text": f"Planning the composition for: {gen.text[:60]}", "thought": True}
     ]
-    if "TEXT" in gen.modalities:
-        parts.append({"text": "Here is your image."})
-    parts.append({"inlineData": inline})
-    body = success_body(parts, metadata, base)
+    # Gemini 3 image models: up to two interim images, then signatures on the final
+    # parts (api-samples/200-thought-images-and-signatures.json; Google's image
+    # generation page, "Thinking process" and "Thought signatures").
+    thinking = gen.include_thoughts and target.spec.thinks
+    if thinking:
+        for _ in range(target.thought_images):
+            interim = base64.b64encode(await render(gen)).decode("ascii")
+            parts.append(
+                {
+                    "inlineData": {"mimeType": "image/png", "data": interim},
+                    "thought": True,
+                }
+            )
+    final: list[dict[str, Any]] = [{"text": text}] if text else []
+    final.append({"inlineData": inline})
+    if thinking:
+        for part in final:
+            part["thoughtSignature"] = thought_signature()
+    parts += final
+    grounding = grounding_metadata(gen.text, text) if gen.grounded else None
+    body = success_body(parts, metadata, base, grounding)
     images = 0 if kind == "bad-base64" else 1
     if kind == "huge":
-        target = fault.size if fault and fault.size is not None else DEFAULT_HUGE_SIZE
+        wanted = fault.size if fault and fault.size is not None else DEFAULT_HUGE_SIZE
         size = len(dumps(body))
-        pad = max(0, target - size - len(',{"text":""}'))
+        pad = max(0, wanted - size - len(',{"text":""}'))
         parts.insert(1, {"text": "x" * pad})
     reply = json_reply(200, body, images=images)
     if kind == "truncated":

@@ -1,37 +1,33 @@
-"""The Gemini generateContent protocol as the simulator speaks it.
+"""The Gemini generateContent answers as the simulator speaks them.
 
-Owns: the route, reading a request body (`parse_generate`), usageMetadata, image and
-no-image answer bodies, Google and relay error bodies, the API-key check and response
-ids. Must not choose faults, draw images, keep counters or touch a socket.
+Owns: the route, usageMetadata, image and no-image answer bodies, thought signatures,
+grounding metadata, Google and relay error bodies, the API-key check and response ids.
+Must not read request bodies (request.py), choose faults, draw images, keep counters
+or touch a socket.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import html
-import io
 import json
 import re
 import secrets
+import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
-from runner.simulate.canvas import ASPECT_RATIOS, IMAGE_SIZES
-from runner.simulate.schema import check, violations_body
 from runner.simulate.wire import Reply
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from runner.simulate.models import ModelSpec
+    from runner.simulate.request import Generate
     from runner.simulate.stats import Counters
 
-CANDIDATE_TOKENS: Mapping[str, int] = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
-REFERENCE_IMAGE_TOKENS = 258
 # group 1 the API version, group 2 the model
 GENERATE_PATH = re.compile(r"^/(v1(?:beta|alpha)?)/models/([^/:]+):generateContent$")
 # The answers that carry no image, each with the body the real API sends for it.
@@ -89,122 +85,115 @@ class Answer(Reply):
 
 
 @dataclass(frozen=True, slots=True)
-class Generate:
-    """The fields of a generateContent request the simulator answers from."""
+class Target:
+    """The model a request names, and what the server answers for it with."""
 
-    text: str
-    reference_count: int
-    reference_size: tuple[int, int] | None  # first reference image, if any
-    aspect_ratio: str | None
-    image_size: str | None
-    modalities: tuple[str, ...]
-
-
-def parse_generate(raw: bytes) -> Generate | Answer:
-    """The fields the simulator needs, or the 400 answer the real API would give."""
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return invalid_argument(f"Invalid JSON payload received. {exc}")
-    if isinstance(body, dict) and (violations := check(body)):
-        return json_reply(400, violations_body(violations))
-    if not isinstance(body, dict) or not isinstance(body.get("contents"), list):
-        return invalid_argument(
-            "* GenerateContentRequest.contents: contents is not specified"
-        )
-    texts: list[str] = []
-    references: list[bytes] = []
-    for content in body["contents"]:
-        parts = content.get("parts") if isinstance(content, dict) else None
-        if not isinstance(parts, list):
-            return invalid_argument(
-                "* GenerateContentRequest.contents.parts: parts is not specified"
-            )
-        for part in parts:
-            if not isinstance(part, dict):
-                return invalid_argument(
-                    "Invalid value at 'contents.parts': expected an object"
-                )
-            if isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            inline = _either(part, "inline_data", "inlineData")
-            if isinstance(inline, dict):
-                try:
-                    references.append(base64.b64decode(inline.get("data", "")))
-                except (binascii.Error, ValueError, TypeError):
-                    return invalid_argument(
-                        "Base64 decoding failed for an inline image."
-                    )
-    config = _either(body, "generationConfig", "generation_config") or {}
-    image_config = _either(config, "imageConfig", "image_config") or {}
-    ratio = _either(image_config, "aspectRatio", "aspect_ratio")
-    size = _either(image_config, "imageSize", "image_size")
-    if ratio is not None and ratio not in ASPECT_RATIOS:
-        return invalid_argument(f"Unsupported aspect ratio {ratio!r}.")
-    if size is not None and size not in IMAGE_SIZES:
-        return invalid_argument(f"Unsupported image size {size!r}.")
-    reference_size = None
-    if references:
-        try:
-            with Image.open(io.BytesIO(references[0])) as first:
-                reference_size = first.size
-        except (OSError, ValueError, Image.DecompressionBombError):
-            return invalid_argument(
-                "Unable to process input image. Please retry or report."
-            )
-    modalities = _either(config, "responseModalities", "response_modalities") or []
-    if not isinstance(modalities, list):  # a repeated field takes a single value too
-        modalities = [modalities]
-    return Generate(
-        text="\n".join(texts),
-        reference_count=len(references),
-        reference_size=reference_size,
-        aspect_ratio=ratio,
-        image_size=size,
-        modalities=tuple(str(m).upper() for m in modalities),
-    )
+    model: str
+    version: str  # the URL's API version, e.g. v1beta
+    spec: ModelSpec
+    image_tokens: int  # billed per input image
+    thought_images: int  # interim images of a thinking model asked for thoughts
 
 
-def usage(gen: Generate) -> dict[str, Any]:
-    """The usageMetadata of an image answer to `gen`."""
+def usage(
+    gen: Generate, spec: ModelSpec, *, image_tokens: int, text: str | None = None
+) -> dict[str, Any]:
+    """The usageMetadata of an image answer to `gen` by a `spec` model, billing
+    `image_tokens` per input image and `text` as a final text part, if any."""
     text_tokens = len(gen.text) // 4 + 1
-    image_tokens = REFERENCE_IMAGE_TOKENS * gen.reference_count
-    prompt = text_tokens + image_tokens
-    candidates = CANDIDATE_TOKENS[gen.image_size or "1K"]
+    input_images = image_tokens * gen.reference_count
+    prompt = text_tokens + input_images
+    image_out = spec.candidate_tokens(gen.image_size)
+    text_out = len(text) // 4 + 1 if text else 0
+    candidates = image_out + text_out
     thoughts = 64 + hashlib.sha256(gen.text.encode()).digest()[0] % 128
     details = [{"modality": "TEXT", "tokenCount": text_tokens}]
-    if image_tokens:
-        details.append({"modality": "IMAGE", "tokenCount": image_tokens})
+    if input_images:
+        details.append({"modality": "IMAGE", "tokenCount": input_images})
+    out_details = [{"modality": "TEXT", "tokenCount": text_out}] if text_out else []
+    out_details.append({"modality": "IMAGE", "tokenCount": image_out})
     return {
         "promptTokenCount": prompt,
         "candidatesTokenCount": candidates,
         "totalTokenCount": prompt + candidates + thoughts,
         "thoughtsTokenCount": thoughts,
         "promptTokensDetails": details,
-        "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": candidates}],
+        "candidatesTokensDetails": out_details,
     }
+
+
+def prompt_tokens(gen: Generate, image_tokens: int) -> int:
+    """What the prompt of `gen` is billed, at `image_tokens` per input image."""
+    return len(gen.text) // 4 + 1 + image_tokens * gen.reference_count
 
 
 def success_body(
-    parts: list[dict[str, Any]], usage: dict[str, Any], base: dict[str, Any]
+    parts: list[dict[str, Any]],
+    usage: dict[str, Any],
+    base: dict[str, Any],
+    grounding: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A finished answer with these parts; `base` adds modelVersion and responseId."""
-    return {
-        "candidates": [
-            {
-                "content": {"role": "model", "parts": parts},
-                "finishReason": "STOP",
-                "index": 0,
-            }
-        ],
-        "usageMetadata": usage,
-        **base,
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": parts},
+        "finishReason": "STOP",
+        "index": 0,
     }
+    if grounding is not None:
+        candidate["groundingMetadata"] = grounding
+    return {"candidates": [candidate], "usageMetadata": usage, **base}
 
 
-def no_image_body(kind: str, gen: Generate) -> dict[str, Any]:
+def thought_signature() -> str:
+    """An opaque signature for a final part (Google's are encrypted state). It ends
+    in "+/+/", so the URL-safe form a client like google-genai sends back differs."""
+    return base64.b64encode(secrets.token_bytes(45) + b"\xfb\xff\xbf").decode("ascii")
+
+
+def grounding_metadata(prompt: str, answer_text: str | None) -> dict[str, Any]:
+    """Plausible groundingMetadata for a Google Search grounded answer to `prompt`,
+    with field names from google-genai's types.GroundingMetadata. Supports are given
+    only for a final text part, the only text they could point into."""
+    query = " ".join(prompt.split()[:8]) or "image"
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    chunks = [
+        {
+            "web": {
+                "uri": "https://vertexaisearch.cloud.google.com/grounding-api-"
+                f"redirect/{digest[i * 16 : i * 16 + 16]}",
+                "title": title,
+            }
+        }
+        for i, title in enumerate(("wikipedia.org", "example.com", "example.org"))
+    ]
+    chip = html.escape(query)
+    search = f"https://www.google.com/search?q={urllib.parse.quote_plus(query)}"
+    metadata: dict[str, Any] = {
+        "searchEntryPoint": {
+            "renderedContent": (
+                "<style>.container{display:flex;gap:8px}.chip{border-radius:16px;"
+                "padding:4px 12px;border:1px solid #ddd}</style>"
+                f'<div class="container"><a class="chip" href="{html.escape(search)}">'
+                f"{chip}</a></div>"
+            )
+        },
+        "groundingChunks": chunks,
+        "webSearchQueries": [query],
+    }
+    if answer_text:
+        encoded = len(answer_text.encode())
+        metadata["groundingSupports"] = [
+            {
+                "segment": {"startIndex": 0, "endIndex": encoded, "text": answer_text},
+                "groundingChunkIndices": [0, 1],
+            }
+        ]
+    return metadata
+
+
+def no_image_body(kind: str, gen: Generate, image_tokens: int) -> dict[str, Any]:
     """The answer without an image for one of NO_IMAGE_KINDS."""
-    prompt = usage(gen)["promptTokenCount"]
+    prompt = prompt_tokens(gen, image_tokens)
     prompt_only = {"promptTokenCount": prompt, "totalTokenCount": prompt}
     if kind == "blocked-prompt":
         return {
@@ -261,11 +250,6 @@ def json_reply(
 def error_reply(code: int, message: str, status: str) -> Answer:
     """A Google error answer without details, e.g. 400 INVALID_ARGUMENT."""
     return json_reply(code, google_error(code, message, status))
-
-
-def invalid_argument(message: str) -> Answer:
-    """Google's 400 INVALID_ARGUMENT answer with this message."""
-    return error_reply(400, message, "INVALID_ARGUMENT")
 
 
 def google_error(
@@ -348,9 +332,3 @@ _NOT_FOUND_PAGE = """<!DOCTYPE html>
   <p>The requested URL <code>PATH</code> was not found on this server.  \
 <ins>That\u2019s all we know.</ins>
 """
-
-
-def _either(mapping: Any, camel: str, snake: str) -> Any:
-    if not isinstance(mapping, dict):
-        return None
-    return mapping[camel] if camel in mapping else mapping.get(snake)

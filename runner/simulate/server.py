@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener
@@ -35,17 +35,20 @@ from runner.simulate.faults import (
 )
 from runner.simulate.gemini import (
     GENERATE_PATH,
+    KEY_INVALID,
     RELAY_401,
     Answer,
-    Generate,
+    Target,
     auth_of,
     error_reply,
     json_reply,
     key_digest,
     key_matches,
+    model_not_found,
     not_found_page,
-    parse_generate,
 )
+from runner.simulate.models import DEFAULT_SIZE, EXTRA_MODEL_SPEC, MODELS
+from runner.simulate.request import Generate, parse_generate, refusal
 from runner.simulate.stats import BodyStats, Counters, Stats, recorder
 from runner.simulate.wire import send, serve_connection, wait_for_disconnect
 
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from anyio.abc import SocketStream, TaskGroup, TaskStatus
     from anyio.streams.buffered import BufferedByteReceiveStream
 
+    from runner.simulate.models import ModelSpec
     from runner.simulate.wire import Reply, Request
 
 logger = logging.getLogger(__name__)
@@ -84,10 +88,25 @@ class SimServer:
         port: int = 0,
         rpm_limit: float | None = None,
         image_pad_bytes: int = 0,
+        reference_image_tokens: int | None = None,
+        thought_images: int = 2,
+        extra_models: Sequence[str] = (),
     ) -> None:
         self._faults = FaultRules(rate=fault_rate, mix=fault_mix, seed=seed)
         if image_scale <= 0:
             raise ValueError("image_scale must be > 0")
+        if not 0 <= thought_images <= 2:
+            raise ValueError("thought_images must be 0, 1 or 2")
+        if reference_image_tokens is not None and reference_image_tokens < 0:
+            raise ValueError("reference_image_tokens must be >= 0")
+        # Tokens billed per input image: each model's own figure (models.py says
+        # which are unconfirmed) unless this overrides them all.
+        self.reference_image_tokens = reference_image_tokens
+        # Interim images a thinking model sends when asked for its thoughts ("up to
+        # two" in Google's image-generation page).
+        self.thought_images = thought_images
+        # Model names served beyond Google's (a relay's own), like 3.1 Flash Image.
+        self._models = dict(MODELS) | dict.fromkeys(extra_models, EXTRA_MODEL_SPEC)
         self.latency = latency
         self.latency_jitter = latency_jitter
         self.image_scale = image_scale
@@ -371,45 +390,61 @@ class SimServer:
             received = body["received"]
 
         fault: Fault | None = None
+        spec = self._models.get(model)
         if self._key_digest is not None and not key_matches(key, self._key_digest):
-            kind, reply = "unauthorized", json_reply(401, RELAY_401)
+            # Google answers a bad x-goog-api-key with a 400; the relay a 401.
+            kind = "unauthorized"
+            if auth_style == "goog":
+                reply = json_reply(400, KEY_INVALID)
+            else:
+                reply = json_reply(401, RELAY_401)
         elif not isinstance(parsed, Generate):
-            kind, reply = "invalid-request", parsed
-        elif (wait := self._over_rpm()) is not None:
-            assert gen is not None
-            kind = "rate-limited"
-            fault = Fault("429", retry_after=wait)
-            reply = await answer(
-                gen,
-                model,
-                fault,
-                render=self._png,
-                publish=self._publish,
-                version=version,
-            )
+            kind, reply = "invalid-request", _google_reply(parsed)
+        elif spec is None:
+            kind = "model-not-found"
+            reply = json_reply(404, model_not_found(model, version))
+        elif (refused := refusal(parsed, spec)) is not None:
+            kind, reply = "invalid-request", _google_reply(refused)
         else:
-            assert gen is not None
-            # a directive in the prompt wins over rules and random faults
-            directive = DIRECTIVE.search(gen.text)
-            if directive is not None:
-                chosen = directive_fault(directive, received)
-            else:
-                with self._lock:
-                    chosen = self._faults.pick(gen.text)
-            if isinstance(chosen, str):
-                kind = "invalid-request"
-                reply = error_reply(400, chosen, "INVALID_ARGUMENT")
-            else:
-                fault = chosen
-                kind = fault.kind if fault else "ok"
+            gen = parsed
+            target = Target(
+                model=model,
+                version=version,
+                spec=spec,
+                image_tokens=(
+                    spec.input_image_tokens
+                    if self.reference_image_tokens is None
+                    else self.reference_image_tokens
+                ),
+                thought_images=self.thought_images,
+            )
+
+            async def render(request: Generate) -> bytes:
+                return await self._png(request, spec)
+
+            if (wait := self._over_rpm()) is not None:
+                kind = "rate-limited"
+                fault = Fault("429", retry_after=wait)
                 reply = await answer(
-                    gen,
-                    model,
-                    fault,
-                    render=self._png,
-                    publish=self._publish,
-                    version=version,
+                    gen, target, fault, render=render, publish=self._publish
                 )
+            else:
+                # a directive in the prompt wins over rules and random faults
+                directive = DIRECTIVE.search(gen.text)
+                if directive is not None:
+                    chosen = directive_fault(directive, received)
+                else:
+                    with self._lock:
+                        chosen = self._faults.pick(gen.text)
+                if isinstance(chosen, str):
+                    kind = "invalid-request"
+                    reply = error_reply(400, chosen, "INVALID_ARGUMENT")
+                else:
+                    fault = chosen
+                    kind = fault.kind if fault else "ok"
+                    reply = await answer(
+                        gen, target, fault, render=render, publish=self._publish
+                    )
         with self._lock:
             self._stats.by_kind[kind] = self._stats.by_kind.get(kind, 0) + 1
             if reply.mode in ("full", "half"):
@@ -445,13 +480,18 @@ class SimServer:
             jitter = self._jitter_rng.uniform(-self.latency_jitter, self.latency_jitter)
         return max(0.0, self.latency + jitter)
 
-    async def _png(self, gen: Generate) -> bytes:
+    async def _png(self, gen: Generate, spec: ModelSpec) -> bytes:
+        """The PNG of one answer; without a ratio, the first reference's decides."""
+        ratio = gen.aspect_ratio
+        if ratio is None and gen.reference_size is not None:
+            ratio = spec.nearest_ratio(*gen.reference_size)
+        size = (gen.image_size or DEFAULT_SIZE) if spec.sizes else DEFAULT_SIZE
+        width, height = spec.dimensions(ratio, size, scale=self.image_scale)
         return await self._canvases.png(
             gen.text,
-            gen.aspect_ratio,
-            gen.image_size,
-            gen.reference_size,
-            scale=self.image_scale,
+            width,
+            height,
+            f"{ratio or '1:1'} {size}",
             pad_bytes=self.image_pad_bytes,
         )
 
@@ -466,6 +506,11 @@ class SimServer:
             while len(self._files) > 256:
                 self._files.popitem(last=False)
         return f"{self.url}/files/{name}"
+
+
+def _google_reply(body: dict[str, Any]) -> Answer:
+    """A Google error body as an answer with its own status code."""
+    return json_reply(int(body["error"]["code"]), body)
 
 
 def _refusal(status: int, message: str) -> Reply:

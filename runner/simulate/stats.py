@@ -30,8 +30,9 @@ class BodyStats(TypedDict):
 class Stats(TypedDict):
     """`SimServer.stats()`; over `/_sim/stats` the `by_status` keys become strings.
 
-    `by_kind` keys are fault kinds, "ok", "unauthorized" (wrong or missing key) and
-    "invalid-request" (a 400 the request earned). `usage` and `images_sent` count
+    `by_kind` keys are fault kinds, "ok", "unauthorized" (wrong or missing key),
+    "invalid-request" (a 400 the request earned) and "model-not-found" (a model the
+    server does not serve, or the fault of that name). `usage` and `images_sent` count
     answers whose body was written completely and could be parsed.
     """
 
