@@ -87,3 +87,26 @@ async def test_an_inline_image_beside_a_dead_link_is_kept_and_not_paid_again(
     assert parts[1] == {
         "inlineData": {"mimeType": "image/png", "file": row["outputs"][0]}
     }
+
+
+async def test_thought_images_are_kept_as_parts_but_never_written(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    settings = "generation: {thinkingConfig: {includeThoughts: true}}\n"
+    report, attempts = await run(tmp_path, sim, ["a lighthouse"], settings=settings)
+
+    row = item(report, tmp_path)
+    assert row["status"] == "succeeded"
+    (output,) = row["outputs"]  # the final image only
+    assert [p.name for p in (tmp_path / "out" / "t" / "images").iterdir()] == [
+        output.removeprefix("images/")
+    ]
+    (attempt,) = attempts
+    parts = json.loads(attempt["parts_json"])
+    thoughts = [p for p in parts if p.get("thought")]
+    assert {"inlineData": {"mimeType": "image/png"}, "thought": True} in thoughts
+    final = parts[-1]
+    assert final["inlineData"] == {"mimeType": "image/png", "file": output}
+    assert final["thoughtSignature"]  # kept as sent, to send back
+    assert all("thoughtSignature" not in p for p in thoughts)
+    assert PNG_BASE64_HEAD not in (tmp_path / "out" / "runner.db").read_bytes()
