@@ -6,8 +6,12 @@ groundingMetadata; relay answers keep every image they carry."""
 from __future__ import annotations
 
 import json
+from base64 import b64encode
 from typing import TYPE_CHECKING
 
+import httpx
+
+from tests.e2e import SECRET
 from tests.test_scheduler import item, run
 
 if TYPE_CHECKING:
@@ -110,3 +114,43 @@ async def test_thought_images_are_kept_as_parts_but_never_written(
     assert final["thoughtSignature"]  # kept as sent, to send back
     assert all("thoughtSignature" not in p for p in thoughts)
     assert PNG_BASE64_HEAD not in (tmp_path / "out" / "runner.db").read_bytes()
+
+
+async def test_a_stored_answer_is_enough_to_send_the_conversation_back(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """A later turn: the first turn's stored parts become the model's turn, each
+    final image's bytes read back from its file, the interim thought images (whose
+    bytes are not kept, and which carry no signature) left out."""
+    settings = "generation: {thinkingConfig: {includeThoughts: true}}\n"
+    _, attempts = await run(tmp_path, sim, ["a lighthouse"], settings=settings)
+    (attempt,) = attempts
+    model_turn = []
+    for part in json.loads(attempt["parts_json"]):
+        inline = part.get("inlineData")
+        if inline is None:
+            model_turn.append(part)
+        elif "file" in inline:
+            data = (tmp_path / "out" / "t" / inline["file"]).read_bytes()
+            image = {"mimeType": inline["mimeType"], "data": b64encode(data).decode()}
+            model_turn.append({**part, "inlineData": image})
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "a lighthouse"}]},
+            {"role": "model", "parts": model_turn},
+            {"role": "user", "parts": [{"text": "now at night"}]},
+        ],
+        "generationConfig": {"responseModalities": ["IMAGE"]},
+    }
+    url = f"{sim.url}/v1beta/models/gemini-3.1-flash-image-preview:generateContent"
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(url, json=body, headers={"x-goog-api-key": SECRET})
+
+    assert answer.status_code == 200, answer.text
+    assert any("thoughtSignature" in p for p in model_turn)
+    assert [p["inlineData"]["mimeType"] for p in model_turn if "inlineData" in p] == [
+        "image/png"
+    ]
+    # the image went back whole: the simulator counted it as input
+    details = answer.json()["usageMetadata"]["promptTokensDetails"]
+    assert "IMAGE" in {d["modality"] for d in details}
