@@ -8,7 +8,6 @@ send anything but the relay image fetches, and sees only redacted bodies.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,13 +78,13 @@ async def classify_answer(
         return Outcome(Kind.UNKNOWN, f"answer carried an error: {error.summary(200)}")
 
     usage = data.get("usageMetadata")
-    meta = Outcome(
-        Kind.UNKNOWN,
-        "",
-        usage=dict(usage) if isinstance(usage, dict) else None,
-        model_version=_str_or_none(data.get("modelVersion")),
-        response_id=_str_or_none(data.get("responseId")),
-    )
+    # What every outcome of this answer records; each return builds its Outcome
+    # once (dataclasses.replace costs microseconds per call on the hot path).
+    meta: dict[str, Any] = {
+        "usage": dict(usage) if isinstance(usage, dict) else None,
+        "model_version": _str_or_none(data.get("modelVersion")),
+        "response_id": _str_or_none(data.get("responseId")),
+    }
 
     feedback = data.get("promptFeedback")
     if not isinstance(feedback, dict):
@@ -95,9 +94,7 @@ async def classify_answer(
         reason = f"prompt blocked: {block}"
         if isinstance(detail, str) and detail:
             reason += f": {clip(detail, 120)}"
-        return dataclasses.replace(
-            meta, kind=Kind.BLOCKED, reason=reason, finish_reason=str(block)
-        )
+        return Outcome(Kind.BLOCKED, reason, finish_reason=str(block), **meta)
 
     candidates = data.get("candidates")
     if not isinstance(candidates, list):
@@ -107,23 +104,18 @@ async def classify_answer(
     finish_message = (
         _str_or_none(candidates[0].get("finishMessage")) if candidates else None
     )
-    meta = dataclasses.replace(meta, finish_reason=finish)
-
+    meta["finish_reason"] = finish
     if candidates:
         grounding = candidates[0].get("groundingMetadata")
-        meta = dataclasses.replace(
-            meta,
-            parts=tuple(_kept(part) for part in _parts(candidates[0])),
-            grounding=grounding if isinstance(grounding, dict) else None,
-        )
+        meta["grounding"] = grounding if isinstance(grounding, dict) else None
+        meta["parts"] = tuple(_kept(part) for part in _parts(candidates[0]))
 
     try:
         found = _collect(candidates, blobs)
     except ImageDataError as exc:
-        return dataclasses.replace(meta, reason=str(exc))
+        return Outcome(Kind.UNKNOWN, str(exc), **meta)
     images, urls = found.images, found.urls
-    text = "\n".join(found.texts)
-    meta = dataclasses.replace(meta, text=text)
+    text = meta["text"] = "\n".join(found.texts)
 
     # Every image the answer carries is kept: a link that cannot be fetched does
     # not cost the images that did arrive (the answer is paid for either way).
@@ -134,24 +126,18 @@ async def classify_answer(
             unfetched.append(f"could not fetch the image URL {clip(url, 120)}: {got}")
         else:
             images.append(got)
+    if urls:
+        meta["extra_urls"] = tuple(urls)
 
     if images:
-        return dataclasses.replace(
-            meta,
-            kind=Kind.SUCCESS,
-            reason="; ".join(unfetched),
-            images=tuple(images),
-            extra_urls=tuple(urls),
-        )
+        return Outcome(Kind.SUCCESS, "; ".join(unfetched), images=tuple(images), **meta)
     if unfetched:
-        return dataclasses.replace(
-            meta, reason="; ".join(unfetched), extra_urls=tuple(urls)
-        )
+        return Outcome(Kind.UNKNOWN, "; ".join(unfetched), **meta)
     if finish in BLOCKED_FINISH_REASONS:
         reason = f"finishReason {finish}"
         if finish_message:
             reason += f": {clip(finish_message, 120)}"
-        return dataclasses.replace(meta, kind=Kind.BLOCKED, reason=reason)
+        return Outcome(Kind.BLOCKED, reason, **meta)
     if not candidates:
         reason = "no candidates"
     elif finish not in (None, "STOP"):
@@ -164,7 +150,7 @@ async def classify_answer(
         reason = "answered with empty image data"
     else:
         reason = f"empty answer (finishReason {finish or 'missing'})"
-    return dataclasses.replace(meta, kind=Kind.NO_IMAGE, reason=reason)
+    return Outcome(Kind.NO_IMAGE, reason, **meta)
 
 
 _MAX_TEXT_CHARS = 4096  # of each text part, kept for reasons (clipped far shorter)
