@@ -449,6 +449,21 @@ def test_a_store_locked_by_another_program_gives_a_clear_error(
         holder.close()
 
 
+def test_a_store_that_lost_its_bookkeeping_rows_is_opened_and_recorded_again(
+    tmp_path: Path,
+) -> None:
+    Store.for_output(tmp_path).close()
+    with closing(sqlite3.connect(tmp_path / "runner.db")) as conn, conn:
+        conn.execute("DELETE FROM _runner_migrations")
+    Store.for_output(tmp_path).close()  # the tables and columns are there already
+    with closing(sqlite3.connect(tmp_path / "runner.db")) as conn:
+        names = conn.execute("SELECT name FROM _runner_migrations ORDER BY name")
+        assert [n for (n,) in names] == [
+            "m001_initial",
+            "m002_answer_parts_and_grounding",
+        ]
+
+
 def test_a_store_from_a_newer_runner_is_refused_not_damaged(tmp_path: Path) -> None:
     Store.for_output(tmp_path).close()
     with closing(sqlite3.connect(tmp_path / "runner.db")) as conn, conn:
