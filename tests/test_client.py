@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from runner import __version__, client
-from runner.client import Endpoint, Kind, Outcome
+from runner.client import Endpoint, Kind, Outcome, relay
 from runner.plan import Request
 from runner.simulate import Fault, SimServer
 from runner.spec import Reference
@@ -41,6 +41,24 @@ Handler = (
     Callable[[httpx.Request], httpx.Response]
     | Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
 )
+
+
+Resolves = dict[str, list[str]]
+
+
+@pytest.fixture
+def resolves(monkeypatch: pytest.MonkeyPatch) -> Resolves:
+    """A table of what host names resolve to, standing in for DNS (names not in
+    it do not resolve): link checks resolve every host they do not know."""
+    table: Resolves = {}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"[Errno -2] Name or service not known: {host!r}")
+        return table[host]
+
+    monkeypatch.setattr(relay, "resolve", resolve)
+    return table
 
 
 def sample(name: str) -> Any:
@@ -467,7 +485,10 @@ async def test_megabytes_of_text_only_are_a_no_image_answer_with_a_clipped_reaso
     assert len(outcome.reason) < 200
 
 
-async def test_a_relay_image_url_is_fetched_without_the_key_and_recorded():
+async def test_a_relay_image_url_is_fetched_without_the_key_and_recorded(
+    resolves: Resolves,
+):
+    resolves["cdn.relay.example"] = ["93.184.215.14"]
     image_url = "https://cdn.relay.example/out/abc.png?sig=1"
     fetches: list[httpx.Request] = []
 
@@ -540,6 +561,314 @@ async def test_a_link_that_does_not_name_an_image_is_not_fetched():
 
     assert outcome.kind is Kind.NO_IMAGE
     assert outcome.extra_urls == ()
+
+
+async def test_an_inline_image_is_kept_when_a_link_beside_it_is_dead():
+    """The answer is paid for: an image that arrived is never dropped because
+    another could not be fetched (recording it `unknown` would pay for it again)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404, text="gone")
+        parts: list[dict[str, Any]] = [
+            {"text": f"Also here: ![x]({BASE}/files/dead.png)"},
+            {"inlineData": {"mimeType": "image/png", "data": PNG_B64}},
+        ]
+        return httpx.Response(200, json=answer(parts))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.images == (client.Image("image/png", PNG, "inline"),)
+    assert outcome.reason == (
+        f"could not fetch the image URL {BASE}/files/dead.png: HTTP 404"
+    )
+    assert outcome.extra_urls == (f"{BASE}/files/dead.png",)
+
+
+async def test_every_link_is_tried_and_each_image_fetched_is_kept():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/dead.png":
+            return httpx.Response(410)
+        if request.method == "GET":
+            return httpx.Response(200, content=PNG)
+        text = f"![a]({BASE}/dead.png) ![b]({BASE}/live.png)"
+        return httpx.Response(200, json=answer([{"text": text}]))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.images == (client.Image("", PNG, "url"),)
+    assert "could not fetch the image URL" in outcome.reason
+    assert "/dead.png: HTTP 410" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("base", "link"),
+    [
+        # a relay's own files, over plain http, even on this machine
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765/files/a.png"),
+        ("http://10.1.2.3:3000/v1beta", "http://10.1.2.3:3000/files/a.png"),
+        ("https://relay.example", "https://RELAY.example:443/files/a.png"),
+        # https on a public address
+        ("https://relay.example", "https://93.184.215.14/a.png"),
+        ("https://relay.example", "https://[2606:4700::1111]/a.png"),
+    ],
+)
+async def test_links_on_the_base_urls_origin_or_public_https_are_fetched(
+    base: str, link: str
+):
+    fetched: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            fetched.append(str(request.url))
+            return httpx.Response(200, content=PNG)
+        return httpx.Response(200, json=answer([{"text": f"![x]({link})"}]))
+
+    outcome = await call(handler, endpoint=Endpoint(base, KEY))
+
+    assert outcome.kind is Kind.SUCCESS, outcome.reason
+    assert len(fetched) == 1
+
+
+@pytest.mark.parametrize(
+    ("link", "why"),
+    [
+        # plain http anywhere but the base URL's origin
+        ("http://cdn.relay.example/a.png", "fetched only over https"),
+        ("http://relay.example:8080/a.png", "fetched only over https"),
+        # this machine and private networks, written as addresses
+        ("https://127.0.0.1/a.png", "loopback, private or link-local"),
+        ("https://[::1]/a.png", "loopback, private or link-local"),
+        ("https://10.0.0.7/a.png", "loopback, private or link-local"),
+        ("https://192.168.1.1/a.png", "loopback, private or link-local"),
+        ("https://169.254.169.254/latest/meta-data", "loopback, private or link"),
+        ("https://[fe80::1]/a.png", "loopback, private or link-local"),
+        ("https://[::ffff:127.0.0.1]/a.png", "loopback, private or link-local"),
+        ("https://0.0.0.0/a.png", "loopback, private or link-local"),
+        # ... or as names that resolve there
+        ("https://localhost/a.png", "localhost (127.0.0.1) is a loopback"),
+        ("https://metadata.relay.example/a.png", "(169.254.169.254) is a loopback"),
+        ("https://nowhere.relay.example/a.png", "could not be resolved"),
+    ],
+)
+async def test_links_elsewhere_are_not_fetched_at_all(
+    resolves: Resolves, link: str, why: str
+):
+    resolves["metadata.relay.example"] = ["93.184.215.14", "169.254.169.254"]
+    resolves["localhost"] = ["127.0.0.1"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST", f"fetched {request.url}"
+        return httpx.Response(200, json=answer([{"text": f"![x]({link})"}]))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.UNKNOWN  # the answer was paid for; one resend
+    assert outcome.reason.startswith(f"could not fetch the image URL {link}")
+    assert "not fetched:" in outcome.reason and why in outcome.reason
+
+
+async def test_another_port_of_the_base_urls_host_is_another_host():
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST", f"fetched {request.url}"
+        text = "![x](http://127.0.0.1:2375/images/json)"
+        return httpx.Response(200, json=answer([{"text": text}]))
+
+    outcome = await call(handler, endpoint=Endpoint("http://127.0.0.1:8765", KEY))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert "not fetched: http:// to a host other than the base URL's" in outcome.reason
+
+
+async def test_localhost_is_checked_by_what_it_really_resolves_to():
+    """The real resolver (no table): `localhost` is in every hosts file."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST", f"fetched {request.url}"
+        text = "![x](https://localhost:9/a.png)"
+        return httpx.Response(200, json=answer([{"text": text}]))
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert "is a loopback, private or link-local address" in outcome.reason
+
+
+async def test_a_redirect_is_followed_only_where_a_link_could_go(resolves: Resolves):
+    resolves["cdn.relay.example"] = ["93.184.215.14"]
+    fetched: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            text = f"![a]({BASE}/a.png) ![b]({BASE}/b.png)"
+            return httpx.Response(200, json=answer([{"text": text}]))
+        fetched.append(str(request.url))
+        if request.url.path == "/a.png":  # to a public CDN: followed
+            return httpx.Response(
+                302, headers={"location": "https://cdn.relay.example/out/a.png"}
+            )
+        if request.url.path == "/b.png":  # to this machine's services: not
+            return httpx.Response(
+                307, headers={"location": "http://127.0.0.1:2375/images/json"}
+            )
+        return httpx.Response(200, content=PNG)
+
+    outcome = await call(handler)
+
+    assert fetched == [
+        f"{BASE}/a.png",
+        "https://cdn.relay.example/out/a.png",
+        f"{BASE}/b.png",
+    ]
+    assert outcome.kind is Kind.SUCCESS
+    assert len(outcome.images) == 1
+    assert "http://127.0.0.1:2375/images/json" not in fetched
+    assert "not fetched: http:// to a host other than the base URL's" in outcome.reason
+
+
+async def test_redirects_are_followed_a_bounded_number_of_times():
+    hops: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json=answer([{"text": f"![a]({BASE}/0.png)"}]))
+        hops.append(request.url.path)
+        n = int(request.url.path[1:].split(".")[0])
+        return httpx.Response(302, headers={"location": f"/{n + 1}.png"})
+
+    outcome = await call(handler)
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert outcome.reason.endswith("more than 5 redirects")
+    assert len(hops) == 6
+
+
+# --- the answer kept for a later turn ---------------------------------------------
+
+
+async def test_interim_thought_images_are_not_outputs_and_parts_keep_signatures():
+    body = sample("200-thought-images-and-signatures.json")
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.SUCCESS
+    # only the final image: the two interim ones are thoughts
+    assert outcome.images == (client.Image("image/png", PNG, "inline"),)
+    assert outcome.images[0].part == 4
+    assert outcome.text == "Here is the 21:9 banner."
+    # every part, in order, as the model sent it, minus image bytes
+    parts = [dict(p) for p in outcome.parts]
+    assert parts == [
+        body["candidates"][0]["content"]["parts"][0],
+        {"inlineData": {"mimeType": "image/png"}, "thought": True},
+        {"inlineData": {"mimeType": "image/png"}, "thought": True},
+        {
+            "text": "Here is the 21:9 banner.",
+            "thoughtSignature": "CpoBAb4+9vv8example0signature0bytes0base64AAAA",
+        },
+        {
+            "inlineData": {"mimeType": "image/png"},
+            "thoughtSignature": "EqUBAb4+9vtexample1signature1bytes1base64BBBB",
+        },
+    ]
+    assert PNG_B64[:40] not in json.dumps(parts)
+
+
+async def test_the_parts_of_answers_without_an_image_are_kept_too():
+    body = sample("200-no-image.json")
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.NO_IMAGE
+    assert [dict(p) for p in outcome.parts] == body["candidates"][0]["content"]["parts"]
+
+
+async def test_parts_are_kept_even_when_the_image_data_is_bad():
+    parts: list[dict[str, Any]] = [
+        {"text": "Here it is.", "thoughtSignature": "c2ln"},
+        {"inlineData": {"mimeType": "image/png", "data": "not base64!"}},
+    ]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert outcome.kind is Kind.UNKNOWN
+    assert [dict(p) for p in outcome.parts] == [
+        {"text": "Here it is.", "thoughtSignature": "c2ln"},
+        {"inlineData": {"mimeType": "image/png"}},
+    ]
+
+
+async def test_parts_keep_snake_case_keys_and_unknown_fields_as_sent():
+    parts: list[dict[str, Any]] = [
+        {"inline_data": {"mime_type": "image/png", "data": PNG_B64}, "x_new": [1]},
+        {"fileData": {"fileUri": "gs://bucket/a.png", "mimeType": "image/png"}},
+    ]
+    outcome = await call(reply(200, answer(parts)))
+
+    assert [dict(p) for p in outcome.parts] == [
+        {"inline_data": {"mime_type": "image/png"}, "x_new": [1]},
+        {"fileData": {"fileUri": "gs://bucket/a.png", "mimeType": "image/png"}},
+    ]
+
+
+async def test_a_data_uri_in_text_is_kept_without_its_base64():
+    outcome = await call(reply(200, sample("200-relay-markdown-data-uri.json")))
+
+    assert [dict(p) for p in outcome.parts] == [
+        {"text": "![image](data:image/png;base64,…)"}
+    ]
+
+
+async def test_a_relay_padding_its_text_is_kept_cut_with_its_length():
+    filler = "the relay rambles on " * 150_000
+    parts: list[dict[str, Any]] = [
+        {"text": filler},
+        {"inlineData": {"mimeType": "image/png", "data": PNG_B64}},
+    ]
+    outcome = await call(reply(200, answer(parts)))
+
+    kept = dict(outcome.parts[0])
+    assert kept["textChars"] == len(filler)
+    assert kept["text"] == filler[: 64 * 1024]
+
+
+async def test_only_the_first_candidates_parts_are_kept():
+    body = answer([{"text": "one"}])
+    body["candidates"].append({"content": {"parts": [{"text": "two"}]}})
+    outcome = await call(reply(200, body))
+
+    assert [dict(p) for p in outcome.parts] == [{"text": "one"}]
+
+
+async def test_grounding_metadata_is_kept_whole():
+    grounding = {
+        "webSearchQueries": ["tallest tower in Lisbon"],
+        "searchEntryPoint": {"renderedContent": "<div>chips</div>"},
+        "groundingChunks": [{"web": {"uri": "https://a.example/", "title": "a"}}],
+    }
+    body = sample("200-image.json")
+    body["candidates"][0]["groundingMetadata"] = grounding
+    outcome = await call(reply(200, body))
+
+    assert outcome.kind is Kind.SUCCESS
+    assert outcome.grounding == grounding
+
+
+async def test_no_grounding_is_none():
+    outcome = await call(reply(200, sample("200-image.json")))
+
+    assert outcome.grounding is None
+
+
+async def test_a_short_key_echoed_in_the_answer_is_masked_in_the_kept_parts():
+    # Keys under 8 characters are not masked in the raw bytes (they would match
+    # inside image data); every outcome field, the parts included, still is.
+    key = "k3Y5z"
+    body = answer([{"text": f"echo {key}"}])
+    body["candidates"][0]["groundingMetadata"] = {"webSearchQueries": [key]}
+    outcome = await call(reply(200, body), endpoint=Endpoint(BASE, key))
+
+    assert key not in json.dumps([dict(p) for p in outcome.parts])
+    assert key not in json.dumps(outcome.grounding)
 
 
 # --- blocked and no image ------------------------------------------------------

@@ -9,11 +9,14 @@ needs the network).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import http.server
 import io
 import os
 import re
 import shutil
+import threading
 import tomllib
 from html.parser import HTMLParser
 from importlib import resources
@@ -41,8 +44,9 @@ from runner.review import (
 )
 from runner.runs import execution
 from runner.spec import load_job
-from runner.store import Store
+from runner.store import AttemptResult, Store
 from tests.e2e import SECRET, write_job
+from tests.test_store import make_item
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -449,6 +453,163 @@ def test_a_missing_image_file_is_shown_as_such(fresh: Job) -> None:
     assert sum("image file missing" in c["text"] for c in cells) == 1
 
 
+# -- a grounded image --------------------------------------------------------------
+# The job file cannot ask for Google Search grounding yet, so this job's answers
+# are recorded through the store as a run records them.
+
+SUGGESTIONS = (
+    "<style>.chip{border:solid 1px;border-radius:16px;padding:5px 16px}</style>"
+    "<div class=container><a class=chip"
+    " href='https://www.google.com/search?q=tram+28+lisbon'>tram 28 lisbon</a></div>"
+    # what Google's snippet never holds, and what must not matter if it did
+    "<script>parent.pwned = 1</script><img src=x onerror='parent.pwned = 2'>"
+    "<img src='https://tracker.example/pixel.gif'>' \" </iframe></td></table>"
+)
+GROUNDING = {
+    "webSearchQueries": ["tram 28 lisbon"],
+    "searchEntryPoint": {"renderedContent": SUGGESTIONS},
+    "groundingChunks": [
+        {"web": {"uri": "https://vertexaisearch.example/r/1", "title": "carris.pt"}},
+        {"web": {"uri": "javascript:parent.pwned=3", "title": "evil"}},
+        {"image": {"sourceUri": "https://photos.example/tram", "domain": "photos"}},
+        {"web": {"uri": "https://vertexaisearch.example/r/1", "title": "again"}},
+    ],
+}
+
+
+def grounded_job(
+    folder: Path, grounding: dict[str, Any] = GROUNDING
+) -> tuple[Store, JobRow, Path]:
+    """A job of two items, the first succeeded with a grounded answer, the second
+    with a plain one."""
+    store = Store.for_output(folder / "out")
+    job = store.upsert_job("grounded", None, "m")
+    store.sync_plan(job, [make_item("tram 28"), make_item("a bridge", position=1)])
+    job_folder = folder / "out" / "grounded"
+    run_id = store.start_run(job, "test")
+    for n, (work, answer) in enumerate(
+        zip(store.pending_items(job), [grounding, None], strict=True)
+    ):
+        image = f"images/{n}.png"
+        (job_folder / "images").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (48, 32), (20 * n, 90, 160)).save(job_folder / image)
+        store.finish_attempt(
+            store.begin_attempt(work.id, run_id, 1),
+            work.id,
+            AttemptResult(
+                outcome="success", reason="", item_status="succeeded",
+                http_status=200, outputs=[image], grounding=answer,
+            ),
+        )  # fmt: skip
+    return store, job, job_folder
+
+
+@pytest.fixture
+def grounded(tmp_path: Path) -> Iterator[Review]:
+    store, job, job_folder = grounded_job(tmp_path)
+    try:
+        yield build_review(store, job, job_folder)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def loopback_hits() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on loopback: its URL, and the paths requested from it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _Page(HTMLParser):
+    """Every start tag of a page, with its attributes (entities decoded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def page_tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Page()
+    parser.feed(page)
+    return parser.tags
+
+
+def test_a_grounded_image_shows_its_sources_as_links(grounded: Review) -> None:
+    page = grounded.index.read_text("utf-8")
+    links = [
+        (attrs["href"], attrs.get("target"), attrs.get("rel"))
+        for tag, attrs in page_tags(page)
+        if tag == "a" and str(attrs.get("href")).startswith("http")
+    ]
+    # each source once, in order; a javascript: "source" is no link
+    assert links == [
+        ("https://vertexaisearch.example/r/1", "_blank", "noopener noreferrer"),
+        ("https://photos.example/tram", "_blank", "noopener noreferrer"),
+    ]
+    assert "javascript:" not in page
+    assert ">carris.pt</a>" in page and ">photos</a>" in page
+
+
+def test_search_suggestions_are_shown_as_given_in_a_sandboxed_frame(
+    grounded: Review,
+) -> None:
+    page = grounded.index.read_text("utf-8")
+    (frame,) = [attrs for tag, attrs in page_tags(page) if tag == "iframe"]
+    # no scripts, no access to the gallery; links open Google in a new tab
+    assert frame["sandbox"] == "allow-popups allow-popups-to-escape-sandbox"
+    assert "src" not in frame
+    doc = str(frame["srcdoc"])
+    assert SUGGESTIONS in doc  # exactly as given
+    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    assert f'<meta http-equiv="Content-Security-Policy" content="{csp}">' in doc
+    assert doc.index("Content-Security-Policy") < doc.index(SUGGESTIONS)
+    assert "<base target=_blank>" in doc
+    # the snippet never reaches the page's own markup
+    assert "<script>parent.pwned" not in page
+    assert page.count("<script>") == 1
+    assert len(parse_cells(page).cells) == 2
+
+
+def test_a_grounded_gallery_loads_nothing_from_the_network(grounded: Review) -> None:
+    page = grounded.index.read_text("utf-8")
+    for tag, attrs in page_tags(page):
+        for name in ("src", "srcset", "poster", "data"):
+            assert not str(attrs.get(name) or "").startswith(("http", "//")), tag
+        if tag == "link":
+            pytest.fail(f"a <link> on the page: {attrs}")
+
+
+def test_only_grounded_images_get_sources_and_suggestions(grounded: Review) -> None:
+    cells = parse_cells(grounded.index.read_text("utf-8")).cells
+    assert [
+        "tram 28 lisbon" in c["text"] or "carris.pt" in c["text"] for c in cells
+    ] == [
+        True,
+        False,
+    ]
+
+
 # -- contact sheets ----------------------------------------------------------------
 
 
@@ -625,12 +786,12 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def browser_page(gallery: tuple[Job, Review]) -> Iterator[Page]:
+@contextlib.contextmanager
+def opened(index: Path) -> Iterator[Page]:
+    """`index` open in headless Chromium; the page must raise no error."""
     assert CHROMIUM, "chromium is missing: .ci/run installs it with apt-get"
     from playwright.sync_api import sync_playwright
 
-    _, built = gallery
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -639,11 +800,18 @@ def browser_page(gallery: tuple[Job, Review]) -> Iterator[Page]:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(built.index.as_uri())
+            page.goto(index.as_uri())
             yield page
         finally:
             browser.close()
     assert errors == []
+
+
+@pytest.fixture
+def browser_page(gallery: tuple[Job, Review]) -> Iterator[Page]:
+    _, built = gallery
+    with opened(built.index) as page:
+        yield page
 
 
 def chip(page: Page, legend: str, value: str) -> Locator:
@@ -744,3 +912,49 @@ def test_gallery_in_chromium(
     shutil.copy(tmp_path / "compare.png", "/tmp/review-compare.png")
     page.keyboard.press("Escape")
     assert not overlay.is_visible()
+
+
+@needs_chromium
+def test_grounded_gallery_in_chromium(
+    tmp_path: Path, loopback_hits: tuple[str, list[str]]
+) -> None:
+    """The suggestions show, as wide as the image, inside a frame that runs none of
+    its scripts and loads nothing: what the snippet would load points at a server
+    on loopback that counts what reaches it (Playwright does not report every
+    request of a sandboxed frame)."""
+    url, hits = loopback_hits
+    loads = (
+        f"<img src='{url}/pixel.gif'>"
+        f"<style>.container{{background:url({url}/bg.png)}}</style>"
+    )
+    grounding = {
+        **GROUNDING,
+        "searchEntryPoint": {"renderedContent": SUGGESTIONS + loads},
+    }
+    store, job, job_folder = grounded_job(tmp_path, grounding)
+    try:
+        built = build_review(store, job, job_folder)
+    finally:
+        store.close()
+    with opened(built.index) as page:
+        frame = page.locator("iframe.gs")
+        frame.scroll_into_view_if_needed()
+        chip = page.frame_locator("iframe.gs").locator("a.chip")
+        assert chip.inner_text() == "tram 28 lisbon"
+        assert chip.is_visible()
+        image = page.locator("td.cell").first.locator(".frame")
+        frame_box, image_box = frame.bounding_box(), image.bounding_box()
+        assert frame_box is not None and image_box is not None
+        assert frame_box["width"] >= image_box["width"]
+        assert page.locator(".ground .src a").all_inner_texts() == [
+            "carris.pt",
+            "photos",
+        ]
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("() => window.pwned") is None
+        page.screenshot(path=tmp_path / "grounded.png", full_page=True)
+        shutil.copy(tmp_path / "grounded.png", "/tmp/review-grounded.png")
+        # the compare view shows them too
+        page.locator("button.cmp").first.click()
+        assert page.locator("#compare .card .ground iframe.gs").count() == 1
+    assert hits == []

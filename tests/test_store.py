@@ -76,7 +76,7 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "vars_json", "aspect_ratio", "image_size", "ref_label", "references_json",
             "sample", "request_json", "status", "attempts", "tries_used",
             "unknown_used", "finish_reason", "error", "outputs_json", "usage_json",
-            "created_at", "updated_at",
+            "created_at", "updated_at", "grounding_json",
         },
         "runs": {
             "id", "job_id", "command", "host", "pid", "started_at", "ended_at",
@@ -87,7 +87,7 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "http_status", "outcome", "reason", "finish_reason", "usage_json",
             "model_version", "response_id", "latency_ms", "retry_after",
             "outputs_json", "prompt_tokens", "candidates_tokens", "thoughts_tokens",
-            "image_tokens", "total_tokens", "images",
+            "image_tokens", "total_tokens", "images", "parts_json", "grounding_json",
         },
         "job_totals": {
             "job_id", "image_size", "attempts", "requests", "unknown", "unpriced",
@@ -104,7 +104,7 @@ def test_the_store_uses_wal_and_records_each_migration_once(tmp_path: Path) -> N
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         names = conn.exec_driver_sql("SELECT name FROM _runner_migrations").all()
     again.close()
-    assert names == [("m001_initial",)]
+    assert names == [("m001_initial",), ("m002_answer_parts_and_grounding",)]
 
 
 def describe(db: Path) -> dict[str, dict[str, Any]]:
@@ -168,11 +168,14 @@ def sqlite_master(db: Path) -> list[tuple[str, str, str, str | None]]:
 
 
 def test_m001_creates_the_schema_the_release_before_it_created(tmp_path: Path) -> None:
-    # That release ran SQLAlchemy's create_all where m001 now has literal DDL.
-    shutil.copy(STORE_M001 / "runner.db", tmp_path / "old.db")
+    # That release ran SQLAlchemy's create_all where m001 now has literal DDL; the
+    # steps after m001 then change both alike.
+    (tmp_path / "old").mkdir()
+    shutil.copy(STORE_M001 / "runner.db", tmp_path / "old" / "runner.db")
+    Store.for_output(tmp_path / "old").close()
     Store.for_output(tmp_path / "new").close()
     assert sqlite_master(tmp_path / "new" / "runner.db") == sqlite_master(
-        tmp_path / "old.db"
+        tmp_path / "old" / "runner.db"
     )
 
 
@@ -201,7 +204,18 @@ def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
             assert reader.status(job) == status
         with store.engine.connect() as conn:
             steps = conn.exec_driver_sql("SELECT * FROM _runner_migrations").all()
-        assert steps == [("m001_initial", "2026-12-02T16:00:49.142+00:00")]
+        assert steps[0] == ("m001_initial", "2026-12-02T16:00:49.142+00:00")
+        assert [name for name, _ in steps[1:]] == ["m002_answer_parts_and_grounding"]
+        inspector = sa.inspect(store.engine)
+        attempt_columns = [c["name"] for c in inspector.get_columns("attempts")]
+        assert attempt_columns[-2:] == ["parts_json", "grounding_json"]
+        item_columns = [c["name"] for c in inspector.get_columns("items")]
+        assert item_columns[-1] == "grounding_json"
+        # what the old runner recorded has no parts and no grounding: both empty
+        assert {
+            (a["parts_json"], a["grounding_json"]) for a in store.attempt_rows(job)
+        } == {(None, None)}
+        assert {row["grounding"] for row in store.manifest_rows(job)} == {None}
 
         finished = store.manifest_rows(job)
         spec = load_job(STORE_M001 / "tiny.yaml")
@@ -435,6 +449,21 @@ def test_a_store_locked_by_another_program_gives_a_clear_error(
         holder.close()
 
 
+def test_a_store_that_lost_its_bookkeeping_rows_is_opened_and_recorded_again(
+    tmp_path: Path,
+) -> None:
+    Store.for_output(tmp_path).close()
+    with closing(sqlite3.connect(tmp_path / "runner.db")) as conn, conn:
+        conn.execute("DELETE FROM _runner_migrations")
+    Store.for_output(tmp_path).close()  # the tables and columns are there already
+    with closing(sqlite3.connect(tmp_path / "runner.db")) as conn:
+        names = conn.execute("SELECT name FROM _runner_migrations ORDER BY name")
+        assert [n for (n,) in names] == [
+            "m001_initial",
+            "m002_answer_parts_and_grounding",
+        ]
+
+
 def test_a_store_from_a_newer_runner_is_refused_not_damaged(tmp_path: Path) -> None:
     Store.for_output(tmp_path).close()
     with closing(sqlite3.connect(tmp_path / "runner.db")) as conn, conn:
@@ -472,3 +501,127 @@ def test_a_resync_refreshes_labels_that_changed_and_only_those(
     renamed = replace(a, prompt_id="hero")
     store.sync_plan(job, [renamed, b])
     assert [r["prompt_id"] for r in store.manifest_rows(job)] == ["hero", "p1"]
+
+
+GROUNDING = {
+    "webSearchQueries": ["Lisbon tram 28"],
+    "groundingChunks": [{"web": {"uri": "https://a.example/28", "title": "a"}}],
+}
+PARTS: list[dict[str, Any]] = [
+    {"text": "Sketching.", "thought": True},
+    {"inlineData": {"mimeType": "image/png"}, "thought": True},
+    {"text": "Here it is.", "thoughtSignature": "c2lnLTE="},
+    {
+        "inlineData": {"mimeType": "image/png", "file": "images/a.png"},
+        "thoughtSignature": "c2lnLTI=",
+    },
+]
+
+
+def test_each_attempt_keeps_its_answers_parts_and_grounding(
+    store: Store, job: JobRow
+) -> None:
+    store.sync_plan(job, [make_item("a")])
+    (item,) = store.pending_items(job)
+    run = run_id(store, job)
+    text_only = [{"text": "No picture this time.", "thoughtSignature": "c2lnLTA="}]
+    store.finish_attempt(
+        store.begin_attempt(item.id, run, 1),
+        item.id,
+        AttemptResult(
+            outcome="no_image", reason="answered with text only",
+            item_status="pending", http_status=200, parts=text_only,
+            grounding={"webSearchQueries": ["first try"]},
+        ),
+    )  # fmt: skip
+    store.finish_attempt(
+        store.begin_attempt(item.id, run, 2),
+        item.id,
+        AttemptResult(
+            outcome="success", reason="", item_status="succeeded", http_status=200,
+            outputs=["images/a.png"], parts=PARTS, grounding=GROUNDING,
+        ),
+    )  # fmt: skip
+    first, second = store.attempt_rows(job)
+    assert json.loads(first["parts_json"]) == text_only
+    assert json.loads(first["grounding_json"]) == {"webSearchQueries": ["first try"]}
+    assert json.loads(second["parts_json"]) == PARTS
+    assert json.loads(second["grounding_json"]) == GROUNDING
+    # the item (and so the manifest) carries the grounding of its success only
+    (row,) = store.manifest_rows(job)
+    assert row["grounding"] == GROUNDING
+
+
+def test_an_answer_without_parts_or_grounding_stores_null(
+    store: Store, job: JobRow
+) -> None:
+    store.sync_plan(job, [make_item("a")])
+    (item,) = store.pending_items(job)
+    store.finish_attempt(
+        store.begin_attempt(item.id, run_id(store, job), 1),
+        item.id,
+        AttemptResult(outcome="transient", reason="503", item_status="pending"),
+    )
+    (attempt,) = store.attempt_rows(job)
+    assert (attempt["parts_json"], attempt["grounding_json"]) == (None, None)
+    (row,) = store.manifest_rows(job)
+    assert row["grounding"] is None
+
+
+def test_a_later_failure_keeps_the_items_grounding_of_its_success(
+    store: Store, job: JobRow
+) -> None:
+    store.sync_plan(job, [make_item("a")])
+    (item,) = store.pending_items(job)
+    run = run_id(store, job)
+    store.finish_attempt(
+        store.begin_attempt(item.id, run, 1),
+        item.id,
+        AttemptResult(
+            outcome="success", reason="", item_status="succeeded",
+            outputs=["images/a.png"], grounding=GROUNDING,
+        ),
+    )  # fmt: skip
+    store.requeue(job, ["succeeded"])
+    store.finish_attempt(
+        store.begin_attempt(item.id, run, 2),
+        item.id,
+        AttemptResult(outcome="fatal_item", reason="400", item_status="failed"),
+    )
+    (row,) = store.manifest_rows(job)
+    assert (row["outputs"], row["grounding"]) == (["images/a.png"], GROUNDING)
+
+
+def test_attempts_are_ended_with_the_same_statements_however_many_there_are(
+    store: Store, job: JobRow
+) -> None:
+    """The hot write path: a batch of ends costs a fixed number of statements
+    (executemany), whatever the batch size; parts and grounding ride along."""
+    store.sync_plan(job, [make_item(f"p{n}", position=n) for n in range(9)])
+    work = store.pending_items(job)
+    run = run_id(store, job)
+    started = store.record_attempts([AttemptStart(w.id, run, 1) for w in work])
+    done = AttemptResult(
+        outcome="success", reason="", item_status="succeeded", http_status=200,
+        outputs=["images/x.png"], parts=PARTS, grounding=GROUNDING,
+    )  # fmt: skip
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0])
+
+    ends = [
+        AttemptEnd(a, w.id, done)
+        for a, w in zip([a for a in started if a is not None], work, strict=True)
+    ]
+    store.record_attempts(ends[:1])  # the first makes the job's totals row
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        store.record_attempts(ends[1:2])
+        one = list(statements)
+        statements.clear()
+        store.record_attempts(ends[2:])
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+    assert statements == one
+    assert all(json.loads(a["parts_json"]) == PARTS for a in store.attempt_rows(job))

@@ -8,14 +8,21 @@ send anything but the relay image fetches, and sees only redacted bodies.
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.client import relay
 from runner.client.api_errors import classify_error, parse_error
 from runner.client.blobs import ImageDataError, decode_image_data
-from runner.client.outcome import Image, Kind, Outcome, clip
+from runner.client.outcome import (
+    CUT_KEY,
+    MAX_KEPT_TEXT_CHARS,
+    Image,
+    Kind,
+    Outcome,
+    clip,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -45,9 +52,11 @@ async def classify_answer(
     body: bytes,
     blobs: BlobExtractor | None,
     max_bytes: int,
+    base_url: str,
 ) -> Outcome:
     """The outcome of a 2xx answer: `body` is the document with its image data
-    taken out into `blobs`; relay image URLs are fetched on `http`."""
+    taken out into `blobs`; relay image URLs are fetched on `http` (those
+    `relay.fetch_image` allows for an answer from `base_url`)."""
     try:
         data: Any = json.loads(body)
     except ValueError:
@@ -69,13 +78,13 @@ async def classify_answer(
         return Outcome(Kind.UNKNOWN, f"answer carried an error: {error.summary(200)}")
 
     usage = data.get("usageMetadata")
-    meta = Outcome(
-        Kind.UNKNOWN,
-        "",
-        usage=dict(usage) if isinstance(usage, dict) else None,
-        model_version=_str_or_none(data.get("modelVersion")),
-        response_id=_str_or_none(data.get("responseId")),
-    )
+    # What every outcome of this answer records; each return builds its Outcome
+    # once (dataclasses.replace costs microseconds per call on the hot path).
+    meta: dict[str, Any] = {
+        "usage": dict(usage) if isinstance(usage, dict) else None,
+        "model_version": _str_or_none(data.get("modelVersion")),
+        "response_id": _str_or_none(data.get("responseId")),
+    }
 
     feedback = data.get("promptFeedback")
     if not isinstance(feedback, dict):
@@ -85,9 +94,7 @@ async def classify_answer(
         reason = f"prompt blocked: {block}"
         if isinstance(detail, str) and detail:
             reason += f": {clip(detail, 120)}"
-        return dataclasses.replace(
-            meta, kind=Kind.BLOCKED, reason=reason, finish_reason=str(block)
-        )
+        return Outcome(Kind.BLOCKED, reason, finish_reason=str(block), **meta)
 
     candidates = data.get("candidates")
     if not isinstance(candidates, list):
@@ -97,36 +104,40 @@ async def classify_answer(
     finish_message = (
         _str_or_none(candidates[0].get("finishMessage")) if candidates else None
     )
-    meta = dataclasses.replace(meta, finish_reason=finish)
+    meta["finish_reason"] = finish
+    if candidates:
+        grounding = candidates[0].get("groundingMetadata")
+        meta["grounding"] = grounding if isinstance(grounding, dict) else None
+        meta["parts"] = tuple(_kept(part) for part in _parts(candidates[0]))
 
     try:
-        images, texts, urls, empty = _collect(candidates, blobs)
+        found = _collect(candidates, blobs)
     except ImageDataError as exc:
-        return dataclasses.replace(meta, reason=str(exc))
-    text = "\n".join(texts)
-    meta = dataclasses.replace(meta, text=text)
+        return Outcome(Kind.UNKNOWN, str(exc), **meta)
+    images, urls = found.images, found.urls
+    text = meta["text"] = "\n".join(found.texts)
 
-    fetched: list[Image] = []
+    # Every image the answer carries is kept: a link that cannot be fetched does
+    # not cost the images that did arrive (the answer is paid for either way).
+    unfetched: list[str] = []
     for url in urls:
-        got = await relay.fetch_image(http, url, max_bytes)
+        got = await relay.fetch_image(http, url, max_bytes, base_url)
         if isinstance(got, str):
-            return dataclasses.replace(
-                meta,
-                reason=f"could not fetch the image URL {clip(url, 120)}: {got}",
-                extra_urls=tuple(urls),
-            )
-        fetched.append(got)
-    images += fetched
+            unfetched.append(f"could not fetch the image URL {clip(url, 120)}: {got}")
+        else:
+            images.append(got)
+    if urls:
+        meta["extra_urls"] = tuple(urls)
 
     if images:
-        return dataclasses.replace(
-            meta, kind=Kind.SUCCESS, images=tuple(images), extra_urls=tuple(urls)
-        )
+        return Outcome(Kind.SUCCESS, "; ".join(unfetched), images=tuple(images), **meta)
+    if unfetched:
+        return Outcome(Kind.UNKNOWN, "; ".join(unfetched), **meta)
     if finish in BLOCKED_FINISH_REASONS:
         reason = f"finishReason {finish}"
         if finish_message:
             reason += f": {clip(finish_message, 120)}"
-        return dataclasses.replace(meta, kind=Kind.BLOCKED, reason=reason)
+        return Outcome(Kind.BLOCKED, reason, **meta)
     if not candidates:
         reason = "no candidates"
     elif finish not in (None, "STOP"):
@@ -135,62 +146,99 @@ async def classify_answer(
             reason += f": {clip(text or finish_message or '', 120)}"
     elif text:
         reason = f"answered with text only: {clip(text, 120)}"
-    elif empty:
+    elif found.empty:
         reason = "answered with empty image data"
     else:
         reason = f"empty answer (finishReason {finish or 'missing'})"
-    return dataclasses.replace(meta, kind=Kind.NO_IMAGE, reason=reason)
+    return Outcome(Kind.NO_IMAGE, reason, **meta)
 
 
 _MAX_TEXT_CHARS = 4096  # of each text part, kept for reasons (clipped far shorter)
 
 
+@dataclass(slots=True)
+class _Found:
+    images: list[Image] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # non-thought, data URIs elided
+    urls: list[str] = field(default_factory=list)  # image links to fetch
+    empty: int = 0  # images with no data
+
+
 def _collect(
     candidates: Sequence[Mapping[str, Any]], blobs: BlobExtractor | None = None
-) -> tuple[list[Image], list[str], list[str], int]:
-    """Images, non-thought texts (data URIs elided), image URLs, empty images."""
-    images: list[Image] = []
-    texts: list[str] = []
-    urls: list[str] = []
-    empty = 0
-    for candidate in candidates:
-        content = candidate.get("content")
-        parts = content.get("parts") if isinstance(content, dict) else None
-        for part in parts if isinstance(parts, list) else ():
-            if not isinstance(part, dict) or part.get("thought") is True:
-                continue
+) -> _Found:
+    """The non-thought images, texts and image URLs of every candidate; an image
+    of the first candidate knows its part (`Image.part`, an index of `_parts`)."""
+    found = _Found()
+    for number, candidate in enumerate(candidates):
+        for index, part in enumerate(_parts(candidate)):
+            if part.get("thought") is True:
+                continue  # interim images and thought summaries are not outputs
             inline = part.get("inlineData", part.get("inline_data"))
             if isinstance(inline, dict):
-                payload = inline.get("data")
-                mime = inline.get("mimeType", inline.get("mime_type"))
-                if not payload:
-                    empty += 1
-                    continue
-                mime = mime if isinstance(mime, str) else ""
-                blob = blobs.blob_for(payload) if blobs is not None else None
-                if blob is None:
-                    images.append(Image(mime, decode_image_data(payload, "inlineData")))
-                elif blob.error is not None:
-                    raise ImageDataError(f"{blob.error} in inlineData")
-                elif blob.size == 0:
-                    empty += 1
-                else:
-                    images.append(Image(mime, bytes(blob.data), path=blob.path))
+                _add_inline(found, inline, blobs, index if number == 0 else None)
             file_data = part.get("fileData", part.get("file_data"))
             if isinstance(file_data, dict):
                 uri = file_data.get("fileUri", file_data.get("file_uri"))
                 if isinstance(uri, str) and uri.startswith(("http://", "https://")):
-                    _add_url(urls, uri)
+                    _add_url(found.urls, uri)
             text = part.get("text")
             if isinstance(text, str) and text:
-                found, links, blank, text = relay.images_in_text(text)
-                images += found
-                empty += blank
+                images, links, blank, text = relay.images_in_text(text)
+                found.images += images
+                found.empty += blank
                 for url in links:
-                    _add_url(urls, url)
+                    _add_url(found.urls, url)
                 # Text only ever ends up in a clipped reason.
-                texts.append(text[:_MAX_TEXT_CHARS])
-    return images, texts, urls, empty
+                found.texts.append(text[:_MAX_TEXT_CHARS])
+    return found
+
+
+def _parts(candidate: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def _add_inline(
+    found: _Found,
+    inline: Mapping[str, Any],
+    blobs: BlobExtractor | None,
+    part: int | None,
+) -> None:
+    payload = inline.get("data")
+    mime = inline.get("mimeType", inline.get("mime_type"))
+    if not payload:
+        found.empty += 1
+        return
+    mime = mime if isinstance(mime, str) else ""
+    blob = blobs.blob_for(payload) if blobs is not None else None
+    if blob is None:
+        data = decode_image_data(payload, "inlineData")
+        found.images.append(Image(mime, data, part=part))
+    elif blob.error is not None:
+        raise ImageDataError(f"{blob.error} in inlineData")
+    elif blob.size == 0:
+        found.empty += 1
+    else:
+        found.images.append(Image(mime, bytes(blob.data), path=blob.path, part=part))
+
+
+def _kept(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A part as the store keeps it (see outcome.FILE_KEY): image bytes out (also
+    a data URI's), a relay's padding cut, everything else as it came."""
+    kept = dict(part)
+    for key in ("inlineData", "inline_data"):
+        inline = kept.get(key)
+        if isinstance(inline, dict) and "data" in inline:
+            kept[key] = {k: v for k, v in inline.items() if k != "data"}
+    text = kept.get("text")
+    if isinstance(text, str):
+        if len(text) > MAX_KEPT_TEXT_CHARS:
+            kept[CUT_KEY] = len(text)
+            text = text[:MAX_KEPT_TEXT_CHARS]
+        kept["text"] = relay.without_image_data(text)
+    return kept
 
 
 def _add_url(urls: list[str], url: str) -> None:

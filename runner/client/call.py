@@ -122,7 +122,13 @@ async def _generate(
             )
         elif 200 <= reply.status < 300:
             outcome = await classify_answer(
-                http, reply.status, reply.headers, reply.body, reply.blobs, max_bytes
+                http,
+                reply.status,
+                reply.headers,
+                reply.body,
+                reply.blobs,
+                max_bytes,
+                base_url=url,
             )
         else:
             outcome = classify_error(

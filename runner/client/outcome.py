@@ -1,18 +1,19 @@
 """What one generateContent call ends as: a frozen `Outcome` of a `Kind`, with images.
 
-Owns: the outcome kinds of SPEC section 1, the `Image` and `Outcome` values, and how
-every classifier writes a reason (clipped to one short line, sizes in MiB). Must not
-send, classify or redact: the modules that do build these values.
+Owns: the outcome kinds of SPEC section 1, the `Image` and `Outcome` values, the
+answer's parts as kept for a later turn (the note at `FILE_KEY`), and how every
+classifier writes a reason (clipped to one short line, sizes in MiB). Must not send,
+classify or redact: the modules that do build these values.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 MAX_REASON_CHARS = 300
@@ -34,6 +35,9 @@ class Image:
     data: bytes  # b"" when the bytes were spilled to `path`
     source: str = "inline"  # inline | data-uri | url
     path: Path | None = None  # a temp file in the spool folder holding the bytes
+    # its index in Outcome.parts (an inlineData part); where it came from, not
+    # what it is, so not compared
+    part: int | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         # Megabytes of image bytes in a repr make every failing assert unreadable.
@@ -62,6 +66,46 @@ class Outcome:
     # No connection could be opened (refused, DNS, TLS, connect timeout): nothing
     # reached the base URL. The run loop decides whether that stops the run.
     connect_failed: bool = False
+    # The answer itself, for a later turn (SPEC section 1): see FILE_KEY.
+    parts: tuple[Mapping[str, Any], ...] = ()
+    grounding: Mapping[str, Any] | None = None  # the candidate's groundingMetadata
+
+    def with_files(self, files: Sequence[str]) -> Outcome:
+        """This outcome with `files[i]` (where `images[i]` was written) named in
+        the inlineData part that image came from (see FILE_KEY)."""
+        parts = list(self.parts)
+        for image, file in zip(self.images, files, strict=True):
+            if image.part is None:
+                continue
+            part = dict(parts[image.part])
+            key = "inlineData" if "inlineData" in part else "inline_data"
+            part[key] = {**part[key], FILE_KEY: file}
+            parts[image.part] = part
+        return replace(self, parts=tuple(parts))
+
+
+# What the store keeps of an answer: the first candidate's `content.parts` (the one
+# turn a chat sends back: google-genai's chats.py records
+# `response.candidates[0].content` as the model's turn), in order and verbatim
+# (`text`, `thought`, `thoughtSignature`, `fileData`, any other field), except:
+# - an `inlineData` part loses its `data`: a final image gets FILE_KEY, the path of
+#   its file under the job folder, from which a later turn reads the bytes back into
+#   `data`; an interim image (`thought: true`) keeps only its mime type and thought
+#   flag. Google's image-generation docs ("Thought Signatures",
+#   ai.google.dev/gemini-api/docs/image-generation): every final image part and the
+#   first text part after the thoughts carry a `thoughtSignature` to pass back
+#   exactly as received; "if inline_data parts with image mimetype are part of
+#   thoughts, they won't have signatures". So a later turn sends the kept parts
+#   back with the final images' bytes and leaves out the thought images, whose
+#   bytes are not kept (the SDK's chat would send them too; Google does not say it
+#   needs them: unconfirmed).
+# - data URIs in a relay's text lose their base64 (`data:image/png;base64,…`): the
+#   images are in the images folder, and relays carry no signatures to keep.
+# - a text longer than MAX_KEPT_TEXT_CHARS is cut there, its full length under
+#   CUT_KEY: only a relay pads an answer like that, and the store is no place for it.
+FILE_KEY = "file"
+CUT_KEY = "textChars"
+MAX_KEPT_TEXT_CHARS = 64 * 1024
 
 
 def clip(text: str, limit: int) -> str:

@@ -18,32 +18,27 @@ from runner.client.outcome import MAX_REASON_CHARS, Outcome, clip
 
 def redact(text: str, secret: str | None) -> str:
     """`text` with every occurrence of `secret` (plain or URL-encoded) masked."""
-    for form in _secret_forms(secret):
-        text = text.replace(form, _MASK)
-    return text
+    return _masked(text, _secret_forms(secret))
 
 
 def seal(outcome: Outcome, secret: str | None) -> Outcome:
     """The single choke point every outcome passes: redact, then shorten."""
+    forms = _secret_forms(secret)  # once: quoting the key for each string costs
+    if not forms:
+        return dataclasses.replace(
+            outcome, reason=clip(outcome.reason, MAX_REASON_CHARS)
+        )
     return dataclasses.replace(
         outcome,
-        reason=clip(redact(outcome.reason, secret), MAX_REASON_CHARS),
-        text=redact(outcome.text, secret),
-        finish_reason=(
-            None
-            if outcome.finish_reason is None
-            else redact(outcome.finish_reason, secret)
-        ),
-        extra_urls=tuple(redact(u, secret) for u in outcome.extra_urls),
-        usage=_redact_obj(outcome.usage, secret),
-        model_version=(
-            None
-            if outcome.model_version is None
-            else redact(outcome.model_version, secret)
-        ),
-        response_id=(
-            None if outcome.response_id is None else redact(outcome.response_id, secret)
-        ),
+        reason=clip(_masked(outcome.reason, forms), MAX_REASON_CHARS),
+        text=_masked(outcome.text, forms),
+        finish_reason=_masked_or_none(outcome.finish_reason, forms),
+        extra_urls=tuple(_masked(u, forms) for u in outcome.extra_urls),
+        usage=_redact_obj(outcome.usage, forms),
+        model_version=_masked_or_none(outcome.model_version, forms),
+        response_id=_masked_or_none(outcome.response_id, forms),
+        parts=tuple(_redact_obj(part, forms) for part in outcome.parts),
+        grounding=_redact_obj(outcome.grounding, forms),
     )
 
 
@@ -71,15 +66,23 @@ def _secret_forms(secret: str | None) -> set[str]:
     return {secret, quote(secret, safe=""), secret.replace("/", "\\/")}
 
 
-def _redact_obj(value: Any, secret: str | None) -> Any:
-    if not secret or value is None:
+def _masked(text: str, forms: set[str]) -> str:
+    for form in forms:
+        text = text.replace(form, _MASK)
+    return text
+
+
+def _masked_or_none(text: str | None, forms: set[str]) -> str | None:
+    return None if text is None else _masked(text, forms)
+
+
+def _redact_obj(value: Any, forms: set[str]) -> Any:
+    if not forms or value is None:
         return value
     if isinstance(value, str):
-        return redact(value, secret)
+        return _masked(value, forms)
     if isinstance(value, Mapping):
-        return {
-            redact(str(k), secret): _redact_obj(v, secret) for k, v in value.items()
-        }
+        return {_masked(str(k), forms): _redact_obj(v, forms) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_redact_obj(v, secret) for v in value]
+        return [_redact_obj(v, forms) for v in value]
     return value

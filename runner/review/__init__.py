@@ -5,7 +5,8 @@ usage) and the image files on disk into, under the job folder only,
 
     index.html              one self-contained page (inline CSS and JS, no network,
                             works from file://): rows = prompts, columns = the axes
-                            that vary, filters, per-prompt comparison, job totals
+                            that vary, filters, per-prompt comparison, job totals,
+                            a grounded image's sources and search suggestions
     thumbs/<image>.jpg      one JPEG per item's first image, THUMB_SIZE px at most
     contact/<prompt>.png    one labelled grid per prompt (X/Y-plot style); a grid
                             too big for one page continues in <prompt>_2.png, ...
@@ -25,7 +26,8 @@ a side and SHEET_MAX_PIXELS in all (32 Mpx, 96 MiB as RGB). A prompt whose grid 
 be larger first gets smaller cells (down to SHEET_MIN_CELL) and is then split into
 pages of whole rows (and of whole columns if even one row is too wide).
 
-Modules: `grid` (entries and per-prompt grids from store rows), `thumbnails`,
+Modules: `grid` (entries and per-prompt grids from store rows), `grounding` (a
+grounded image's sources and search suggestions), `thumbnails`,
 `sheets` (contact sheets), `page` (index.html, with the package data files
 gallery.css and gallery.js), `workers` (the thread pool). Tunables are read from the
 module that owns them (`sheets.SHEET_MAX_SIDE`, `workers.WORKERS`): change them there.

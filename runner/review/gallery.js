@@ -123,8 +123,9 @@ function card(td) {
   label.className = "lbl";
   label.textContent = td.dataset.label || "(single item)";
   fig.append(label, $(".cap", td).cloneNode(true));
-  const more = $(".more", td);
-  if (more) fig.append(more.cloneNode(true));
+  for (const extra of [$(".more", td), $(".ground", td)]) {
+    if (extra) fig.append(extra.cloneNode(true));
+  }
   return fig;
 }
 function closeCompare() {

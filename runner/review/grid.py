@@ -12,10 +12,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runner.review.grounding import read_grounding
 from runner.store import STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+
+    from runner.review.grounding import Grounding
 
 _NO_VALUE = "—"
 
@@ -32,6 +35,7 @@ class Entry:
     thumb_size: tuple[int, int] | None = None
     thumb_mtime: int = 0
     note: str | None = None  # why an item that has outputs shows no picture
+    grounding: Grounding | None = None  # the success's sources and suggestions
 
     @property
     def status(self) -> str:
@@ -172,7 +176,12 @@ def _value_label(axis: str, value: str) -> str:
 
 
 def _entry(row: Mapping[str, Any], tokens: int | None) -> Entry:
-    entry = Entry(row=row, axes=_item_axes(row), tokens=tokens)
+    entry = Entry(
+        row=row,
+        axes=_item_axes(row),
+        tokens=tokens,
+        grounding=read_grounding(row.get("grounding")),
+    )
     found = list(row.get("outputs") or [])
     if found:
         entry.image = str(found[0])

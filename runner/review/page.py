@@ -1,7 +1,8 @@
 """The gallery page: `index.html`, one self-contained file per job.
 
 Owns the page's markup: job totals, the filter bar, one section per prompt (its grid
-of cells, counts, contact-sheet links, comparison button) and the comparison overlay.
+of cells with a grounded image's sources and search suggestions, counts,
+contact-sheet links, comparison button) and the comparison overlay.
 Its style and behaviour are the package data files `gallery.css` and `gallery.js`,
 inlined into every page, so the page needs no server and makes no request (it works
 from file://). Must not read images, draw, or write anything but `index.html`.
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from runner.review.grid import Entry, Grid
+    from runner.review.grounding import Grounding
     from runner.review.sheets import ContactSheet
     from runner.store import JobRow, Status
 
@@ -227,7 +229,60 @@ def _render_cell(w: Any, grid: Grid, entry: Entry, attr_of: Mapping[str, str]) -
         for n, rel in enumerate(extra, start=2):
             w(f"<a href='{_href(str(rel))}' target=_blank rel=noopener>image {n}</a>")
         w("</div>")
+    if entry.grounding is not None:
+        _render_grounding(w, entry.grounding)
     w("</td>")
+
+
+def _render_grounding(w: Any, grounding: Grounding) -> None:
+    """The sources of a grounded image as links, and Google's search suggestions,
+    beside it: Google's terms for grounding ask that the suggestions stay visible
+    with the answer, shown exactly as given (ai.google.dev/gemini-api/docs/
+    grounding/search-suggestions), so they are not folded away."""
+    w("<div class=ground>")
+    if grounding.sources:
+        w("<ol class=src>")
+        for source in grounding.sources:
+            w(
+                f"<li><a href='{_e(source.uri)}' target=_blank"
+                f" rel='noopener noreferrer'>{_e(source.title)}</a></li>"
+            )
+        w("</ol>")
+    if grounding.suggestions is not None:
+        w(
+            "<iframe class=gs title='Google Search suggestions' loading=lazy"
+            f" sandbox='{_SUGGESTIONS_SANDBOX}'"
+            f" srcdoc='{_e(_suggestions_doc(grounding.suggestions))}'>"
+            "</iframe>"
+        )
+    elif grounding.queries:
+        w(f"<p class=gq>searched: {_e(' · '.join(grounding.queries))}</p>")
+    w("</div>")
+
+
+# Google's search suggestions come as a snippet of HTML and CSS to show as given:
+# markup from the network that must not reach into the gallery. A sandboxed iframe
+# holding it in `srcdoc` keeps it in a document of its own: without allow-scripts
+# no script in it runs, without allow-same-origin it cannot read or change this
+# page, and nothing it contains can restyle or break this page's markup (the
+# snippet is one escaped attribute value here). Its own Content-Security-Policy
+# lets it load nothing (only inline styles and data: images), so opening the
+# gallery fetches nothing. A click on a suggestion must take the user straight to
+# Google's results page: links open in a new tab (`base target`, allow-popups),
+# as an ordinary page (allow-popups-to-escape-sandbox), since Google's pages refuse
+# to be shown inside a frame.
+_SUGGESTIONS_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+_SUGGESTIONS_HEAD = (
+    "<!doctype html><html><head><meta charset=utf-8>"
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\';'
+    " style-src 'unsafe-inline'; img-src data:\">"
+    "<base target=_blank><style>body{margin:0}</style></head><body>"
+)
+_SUGGESTIONS_TAIL = "</body></html>"
+
+
+def _suggestions_doc(rendered: str) -> str:
+    return _SUGGESTIONS_HEAD + rendered + _SUGGESTIONS_TAIL
 
 
 def _e(value: object) -> str:

@@ -1,5 +1,6 @@
 """An answer's images into the job's images folder, named by their item and by the
-format their bytes show; runs in the recorder's files thread.
+format their bytes show (the answer's kept parts then name each file); runs in the
+recorder's files thread.
 
 Owns what a write failure means for the outcome: bytes that are no image make it
 UNKNOWN, a folder that refuses them (disk full, permissions) makes it FATAL_RUN.
@@ -71,7 +72,9 @@ def _save_images(
         else:
             outputs.write_atomic(target, image.data)
         saved.append(f"{outputs.IMAGES_DIR}/{name}")
-    return outcome, saved
+    # The kept answer names the file each of its images went to (a later turn
+    # reads the bytes back from there).
+    return outcome.with_files(saved), saved
 
 
 def _discard_spooled(outcome: Outcome) -> None:

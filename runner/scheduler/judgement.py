@@ -69,6 +69,8 @@ def judge(
         response_id=outcome.response_id,
         latency=outcome.latency,
         retry_after=outcome.retry_after,
+        parts=outcome.parts,
+        grounding=outcome.grounding,
     )
     max_attempts = settings.max_attempts
     kind = outcome.kind

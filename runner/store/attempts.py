@@ -68,6 +68,8 @@ class AttemptResult:
     outputs: Sequence[str] = ()
     counts_as_try: bool = True
     counts_as_unknown: bool = False
+    parts: Sequence[Mapping[str, Any]] = ()  # the answer's, without image bytes
+    grounding: Mapping[str, Any] | None = None  # its groundingMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +287,8 @@ _ATTEMPT_END = (
                 "outputs_json",
                 "images",
                 *TOKEN_COLUMNS,
+                "parts_json",
+                "grounding_json",
             )
         },  # fmt: skip
     )
@@ -305,6 +309,10 @@ _ITEM_END = (
         ),
         usage_json=sa.case(
             (_SUCCEEDED, sa.bindparam("p_usage_json")), else_=items.c.usage_json
+        ),
+        grounding_json=sa.case(
+            (_SUCCEEDED, sa.bindparam("p_grounding_json")),
+            else_=items.c.grounding_json,
         ),
     )
 )
@@ -367,6 +375,8 @@ def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> Non
         result = change.result
         usage = None if result.usage is None else json.dumps(result.usage)
         outputs = json.dumps(list(result.outputs)) if result.outputs else None
+        parts = json.dumps(list(result.parts)) if result.parts else None
+        grounding = None if result.grounding is None else json.dumps(result.grounding)
         succeeded = result.item_status == "succeeded"
         attempt_rows.append(
             _params(
@@ -384,6 +394,8 @@ def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> Non
                 outputs_json=outputs,
                 images=len(result.outputs),
                 **billed_tokens(result.usage),
+                parts_json=parts,
+                grounding_json=grounding,
             )
         )
         item_rows.append(
@@ -398,6 +410,7 @@ def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> Non
                 succeeded=int(succeeded),
                 outputs_json=outputs,
                 usage_json=usage,
+                grounding_json=grounding,
             )
         )
     conn.execute(_ATTEMPT_END, attempt_rows)

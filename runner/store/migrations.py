@@ -64,8 +64,19 @@ def m001_initial(conn: Connection) -> None:
         conn.exec_driver_sql(statement.replace("{key}", key))
 
 
+def m002_answer_parts_and_grounding(conn: Connection) -> None:
+    """What an answer was: its parts without image bytes and its groundingMetadata
+    per attempt, and the success's groundingMetadata per item (for the manifest)."""
+    for table, column, statement in _M002:
+        # A store whose bookkeeping rows were lost may have the column already;
+        # SQLite has no ADD COLUMN IF NOT EXISTS.
+        if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(statement)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", m001_initial),
+    ("m002_answer_parts_and_grounding", m002_answer_parts_and_grounding),
 ]
 # A new step goes in records.MIGRATION_NAMES too: the status reader checks a store
 # against that list.
@@ -189,4 +200,14 @@ CREATE TABLE IF NOT EXISTS attempts (
     FOREIGN KEY(run_id) REFERENCES runs (id)
 )""",
     "CREATE INDEX IF NOT EXISTS ix_attempts_item ON attempts (item_id)",
+)
+
+_M002 = (
+    ("attempts", "parts_json", "ALTER TABLE attempts ADD COLUMN parts_json TEXT"),
+    (
+        "attempts",
+        "grounding_json",
+        "ALTER TABLE attempts ADD COLUMN grounding_json TEXT",
+    ),
+    ("items", "grounding_json", "ALTER TABLE items ADD COLUMN grounding_json TEXT"),
 )

@@ -123,6 +123,7 @@ def manifest_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:
             "usage": json.loads(r.usage_json) if r.usage_json else None,
             "finish_reason": r.finish_reason,
             "error": r.error,
+            "grounding": json.loads(r.grounding_json) if r.grounding_json else None,
         }
         for r in rows
     ]

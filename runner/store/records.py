@@ -35,7 +35,7 @@ COUNTER_COLUMNS = (
 STORE_FILE = "runner.db"  # the store in the output folder when no --db is given
 # The schema steps `migrations.MIGRATIONS` applies, in order (migrations.py checks
 # the two agree): a reader trusts only a store with exactly these steps applied.
-MIGRATION_NAMES = ("m001_initial",)
+MIGRATION_NAMES = ("m001_initial", "m002_answer_parts_and_grounding")
 
 MIGRATIONS_SQL = "SELECT name FROM _runner_migrations ORDER BY name"
 JOB_SQL = "SELECT id, name, job_path, model, settings_json FROM jobs WHERE name = :name"

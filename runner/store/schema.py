@@ -66,6 +66,8 @@ items = sa.Table(
     sa.Column("usage_json", sa.Text),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
+    # m002: the groundingMetadata of the success, like usage_json (the manifest's)
+    sa.Column("grounding_json", sa.Text),
     sa.UniqueConstraint("job_id", "key", name="uq_items_job_key"),
     sa.Index("ix_items_job_status", "job_id", "active", "status"),
 )
@@ -110,6 +112,10 @@ attempts = sa.Table(
     sa.Column("image_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("total_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("images", sa.Integer, nullable=False, default=0),
+    # m002: the answer's parts without image bytes (client.outcome.FILE_KEY says
+    # what is kept) and its groundingMetadata, both JSON
+    sa.Column("parts_json", sa.Text),
+    sa.Column("grounding_json", sa.Text),
     sa.Index("ix_attempts_item", "item_id"),
 )
 
