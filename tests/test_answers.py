@@ -154,3 +154,50 @@ async def test_a_stored_answer_is_enough_to_send_the_conversation_back(
     # the image went back whole: the simulator counted it as input
     details = answer.json()["usageMetadata"]["promptTokensDetails"]
     assert "IMAGE" in {d["modality"] for d in details}
+
+
+async def test_a_grounded_job_sends_its_tools_and_keeps_and_shows_the_sources(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """The whole path: `tools:` in the job file, the request's `tools`, the
+    simulator's groundingMetadata, the attempt and item in the store, the manifest
+    and the gallery (sources as links, suggestions in a sandboxed frame)."""
+    from runner.review import build_review
+    from runner.store import Store
+
+    report, attempts = await run(
+        tmp_path,
+        sim,
+        ["a lighthouse at dusk"],
+        settings="tools: [{google_search: {}}]\n",
+    )
+
+    row = item(report, tmp_path)
+    assert row["status"] == "succeeded"
+    stored = json.loads(attempts[0]["grounding_json"])
+    assert row["grounding"] == stored
+    uris = [c["web"]["uri"] for c in stored["groundingChunks"]]
+    assert uris and all(u.startswith("https://") for u in uris)
+    assert stored["searchEntryPoint"]["renderedContent"]
+
+    store = Store.for_output(tmp_path / "out")
+    try:
+        job = store.get_job("t")
+        assert job is not None
+        built = build_review(store, job, tmp_path / "out" / "t")
+    finally:
+        store.close()
+    page = built.index.read_text("utf-8")
+    for uri in uris:
+        assert f"<a href='{uri}'" in page
+    assert "Google Search suggestions' loading=lazy sandbox='" in page
+    assert "srcdoc='" in page
+
+
+async def test_a_job_without_tools_asks_for_no_grounding(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    report, attempts = await run(tmp_path, sim, ["a lighthouse at dusk"])
+
+    assert item(report, tmp_path)["grounding"] is None
+    assert attempts[0]["grounding_json"] is None
