@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
 from runner import pricing, reports, runs
@@ -288,3 +289,45 @@ def test_a_terminal_run_over_the_cost_threshold_asks_first(
     skipped = CliRunner().invoke(cli, [*map(str, args), "--yes"], env=env)
     assert skipped.exit_code == 0, skipped.output
     assert sim.stats()["requests"] == 4
+
+
+def test_estimates_learn_from_the_answers_the_job_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from runner import cli as cli_module
+    from runner.cli import cli
+
+    with SimServer(image_scale=0.0625, thoughts_tokens=HEAVY_THOUGHTS) as sim:
+        anyio.run(lambda: submit(tmp_path, sim, many_prompts(4, concurrency=4)))
+        per_answer = server_bill(sim.stats()) / 4
+    job = write_job(tmp_path, many_prompts(8))  # four more prompts, alike
+    out = tmp_path / "out"
+    data = json.loads(invoke("plan", job, "--json", "--output", out).stdout)
+    to_send, whole = data["estimate"]["to_send"], data["estimate"]["whole_plan"]
+    assert to_send["requests"] == 4 and to_send["recorded_answers"] == 4
+    assert to_send["cost_usd"] == pytest.approx(4 * per_answer, rel=0.001)
+    assert whole["cost_usd"] == pytest.approx(8 * per_answer, rel=0.001)
+    text = " ".join(invoke("plan", job, "--output", out).output.split())
+    assert "(estimated from 4 recorded answers)" in text
+    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    declined = CliRunner().invoke(
+        cli,
+        ["submit", str(job), "--base-url", "http://127.0.0.1:9", "--output", str(out)],
+        input="n\n",
+        env={"TOKAIFY_API_KEY": SECRET, "RUNNER_CONFIRM_USD": "0.01"},
+    )
+    assert declined.exit_code == 2, declined.output
+    assert (
+        f"4 new requests, estimated ${4 * per_answer:.2f} from 4 recorded answers"
+    ) in declined.output
+
+
+def test_a_job_without_answers_is_estimated_from_the_published_figures(
+    tmp_path: Path,
+) -> None:
+    job = write_job(tmp_path, many_prompts(3))
+    data = json.loads(invoke("plan", job, "--json", "--output", tmp_path).stdout)
+    assert data["estimate"]["to_send"]["recorded_answers"] == 0
+    assert "recorded answers" not in invoke("plan", job, "--output", tmp_path).output
