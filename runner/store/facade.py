@@ -36,15 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from runner.plan import Item
+    from runner.store import JobRow, JobSummary, RecordedUsage, Spend, Status, UsageKey
     from runner.store.attempts import AttemptResult, WorkItem
-    from runner.store.records import (
-        JobRow,
-        JobSummary,
-        RecordedUsage,
-        Spend,
-        Status,
-        UsageKey,
-    )
     from runner.store.sync import SyncResult
 
 
