@@ -100,6 +100,37 @@ def spend_cost(
     return tokens_cost(tokens, price), possibly
 
 
+def mean_tokens(summed: Mapping[str, int], answers: int) -> dict[str, float]:
+    """What one of `answers` recorded answers used on average (summed
+    `billed_tokens` counts in), in usageMetadata's names."""
+    return {
+        "promptTokenCount": summed.get("prompt_tokens", 0) / answers,
+        "candidatesTokenCount": summed.get("candidates_tokens", 0) / answers,
+        "thoughtsTokenCount": summed.get("thoughts_tokens", 0) / answers,
+        "totalTokenCount": summed.get("total_tokens", 0) / answers,
+    }
+
+
+def mean_cost(summed: Mapping[str, int], answers: int, price: Price) -> float:
+    """USD one of `answers` recorded answers cost on average."""
+    return tokens_cost(summed, price) / answers
+
+
+def heaviest_cost(heaviest: Mapping[str, int], price: Price) -> float:
+    """USD of the most of each part billed at its own rate that one answer used
+    (prompt_tokens, image_tokens, text_tokens: other output and thinking): at
+    least what the dearest of those answers cost."""
+    image = heaviest.get("image_tokens", 0)
+    return tokens_cost(
+        {
+            "prompt_tokens": heaviest.get("prompt_tokens", 0),
+            "image_tokens": image,
+            "candidates_tokens": image + heaviest.get("text_tokens", 0),
+        },
+        price,
+    )
+
+
 def estimate_tokens(
     text: str, references: int, image_size: str | None
 ) -> dict[str, int]:

@@ -78,9 +78,12 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
         cost = (
             "no price known" if est["cost_usd"] is None else f"${est['cost_usd']:,.2f}"
         )
+        basis = ""
+        if est["recorded_answers"]:
+            basis = f" (estimated from {est['recorded_answers']:,} recorded answers)"
         console.print(
             f"  estimate, {label}: {est['requests']:,} requests, "
-            f"{est['tokens']['totalTokenCount']:,} tokens, {cost}",
+            f"{est['tokens']['totalTokenCount']:,} tokens, {cost}{basis}",
             highlight=False,
         )
     caps = {k: v for k, v in data["budget"].items() if v is not None}

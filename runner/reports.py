@@ -9,20 +9,20 @@ result are typed by the annotation-only protocols below.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner import pricing
 from runner.store import STATUSES
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from pathlib import Path
     from typing import Protocol
 
     from runner.plan import Item, Plan
     from runner.spec import JobSpec
-    from runner.store import JobSummary, Spend, Status
+    from runner.store import JobSummary, RecordedUsage, Spend, Status, UsageKey
 
     # Only annotations need these: the scheduler's Progress and RunResult fit them.
     class RunProgress(Protocol):
@@ -70,6 +70,50 @@ if TYPE_CHECKING:
         def budget_stop(self) -> str | None: ...
 
 
+def estimate_requests(
+    requests: Iterable[tuple[str, str, int, str | None]],
+    price: pricing.Price | None,
+    recorded: Mapping[UsageKey, RecordedUsage],
+) -> dict[str, Any]:
+    """Expected tokens and USD if each request (model, prompt text, reference
+    count, image size) succeeds on its first try: what the job's answers used on
+    average for the same model, size and reference count, where it has some
+    (`recorded_answers` says how many), else the published figures."""
+    tokens = dict.fromkeys(("promptTokenCount", "candidatesTokenCount"), 0.0)
+    tokens["totalTokenCount"] = 0.0
+    usd = 0.0
+    count = 0
+    learned: dict[UsageKey, tuple[dict[str, float], float]] = {}
+    for model, text, refs, size in requests:
+        count += 1
+        key = (model, size, refs)
+        seen = learned.get(key)
+        if seen is None and (group := recorded.get(key)) is not None and group.answers:
+            cost = 0.0
+            if price is not None:
+                cost = pricing.mean_cost(group.tokens, group.answers, price)
+            seen = learned[key] = (
+                pricing.mean_tokens(group.tokens, group.answers),
+                cost,
+            )
+        if seen is not None:
+            usage, cost = seen
+        else:
+            usage = dict(pricing.estimate_tokens(text, refs, size))
+            cost = 0.0
+            if price is not None:
+                cost = pricing.estimate_cost(text, refs, size, price)
+        for name in tokens:
+            tokens[name] += usage[name]
+        usd += cost
+    return {
+        "requests": count,
+        "tokens": {name: round(n) for name, n in tokens.items()},
+        "cost_usd": None if price is None else round(usd, 4),
+        "recorded_answers": sum(recorded[key].answers for key in learned),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class PlanPreview:
     spec: JobSpec
@@ -78,30 +122,24 @@ class PlanPreview:
     new: int  # planned items the store has never seen
     to_send: tuple[Item, ...]  # new, pending or left running
     price: pricing.Price | None
+    # What the job's answers used, per model/size/references: estimates learn it.
+    recorded: Mapping[UsageKey, RecordedUsage] = field(default_factory=dict)
 
     def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
         """Expected tokens and USD if every item succeeds on its first try."""
-        tokens = {
-            "promptTokenCount": 0,
-            "candidatesTokenCount": 0,
-            "totalTokenCount": 0,
-        }
-        usd = 0.0
-        for item in items:
-            request = item.request
-            refs = len(request.references)
-            usage = pricing.estimate_tokens(request.text, refs, request.image_size)
-            for name in tokens:
-                tokens[name] += usage[name]
-            if self.price is not None:
-                usd += pricing.estimate_cost(
-                    request.text, refs, request.image_size, self.price
+        return estimate_requests(
+            (
+                (
+                    i.request.model,
+                    i.request.text,
+                    len(i.request.references),
+                    i.request.image_size,
                 )
-        return {
-            "requests": len(items),
-            "tokens": tokens,
-            "cost_usd": None if self.price is None else round(usd, 4),
-        }
+                for i in items
+            ),
+            self.price,
+            self.recorded,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +172,7 @@ class Confirmation:
     to_send: int
     cost_usd: float | None
     max_items: int | None = None
+    recorded_answers: int = 0  # the estimate learnt from this many answers
 
     @property
     def summary(self) -> str:
@@ -144,9 +183,12 @@ class Confirmation:
                 f"{self.job} would send {self.to_send:,} requests (more than "
                 f"{self.max_items:,}); check the grid with `runner plan`"
             )
+        basis = ""
+        if self.recorded_answers:
+            basis = f" from {self.recorded_answers:,} recorded answers"
         return (
             f"{self.job}: {self.to_send:,} new requests, estimated "
-            f"${self.cost_usd or 0:,.2f} (prices as of {pricing.PRICES_AS_OF})"
+            f"${self.cost_usd or 0:,.2f}{basis} (prices as of {pricing.PRICES_AS_OF})"
         )
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
     from runner.spec import JobSpec
-    from runner.store import JobRow, Spend, Store, SyncResult, WorkItem
+    from runner.store import JobRow, Store, SyncResult, WorkItem
 
 _DEFAULT_SEND = SendOptions()
 
@@ -142,7 +142,7 @@ async def _run(
 
     owner = uuid.uuid4().hex
 
-    def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int, Spend]:
+    def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int, RunSettings]:
         folder.mkdir(parents=True, exist_ok=True)
         store.acquire_lease(job, owner, settings.lease_ttl)
         try:
@@ -151,7 +151,12 @@ async def _run(
             sync, requeued = prepare()
             work = store.pending_items(job)
             run_id = store.start_run(job, command)
-            return recovered, sync, requeued, work, run_id, store.spend(job)
+            seeded = replace(settings, spent=store.spend(job))
+            budget = settings.budget
+            if budget.max_cost_usd is not None or budget.max_images is not None:
+                # What each request in flight reserves: the dearest answer so far.
+                seeded = replace(seeded, recorded=store.recorded_usage(job))
+            return recovered, sync, requeued, work, run_id, seeded
         except BaseException:
             store.release_lease(job, owner)
             raise
@@ -164,8 +169,8 @@ async def _run(
         finally:
             store.release_lease(job, owner)
 
-    recovered, sync, requeued, work, run_id, spent = await to_thread.run_sync(start)
-    settings = replace(settings, spent=spent)
+    # The settings with what earlier runs spent and recorded, read under the lease.
+    recovered, sync, requeued, work, run_id, settings = await to_thread.run_sync(start)
     result = RunResult(progress=Progress(total=len(work)), interrupted=True)
     try:
         timeout = None

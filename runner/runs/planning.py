@@ -11,11 +11,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runner import pricing
-from runner.reports import PlanPreview
+from runner.reports import PlanPreview, estimate_requests
 from runner.runs.settings import spec_price
 
 if TYPE_CHECKING:
+    from runner import pricing
     from runner.plan import Plan
     from runner.spec import JobSpec
     from runner.store import Store
@@ -30,6 +30,7 @@ class SubmitCheck:
     to_send: int
     cost_usd: float | None
     price: pricing.Price | None  # the job's, which the estimate used
+    recorded_answers: int = 0  # the estimate learnt from this many answers
 
 
 def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
@@ -47,18 +48,26 @@ def check_submit(
     digest = plan_digest(spec)
     job = store.get_job(spec.name)
     if job is not None and store.plan_digest(job) == digest:
-        unfinished = store.unfinished(job)
-        cost = None
-        if price is not None:
-            cost = sum(
-                pricing.estimate_cost(text, refs, size, price)
-                for text, refs, size in unfinished
-            )
-        return SubmitCheck(None, digest, len(unfinished), cost, price)
-    full = _preview(spec, store, price)
-    estimate = full.estimate(full.to_send)
+        estimate = estimate_requests(
+            (
+                (spec.model, text, refs, size)
+                for text, refs, size in store.unfinished(job)
+            ),
+            price,
+            store.recorded_usage(job),
+        )
+        plan = None
+    else:
+        full = _preview(spec, store, price)
+        estimate = full.estimate(full.to_send)
+        plan = full.plan
     return SubmitCheck(
-        full.plan, digest, estimate["requests"], estimate["cost_usd"], price
+        plan,
+        digest,
+        estimate["requests"],
+        estimate["cost_usd"],
+        price,
+        estimate["recorded_answers"],
     )
 
 
@@ -68,6 +77,7 @@ def _preview(spec: JobSpec, store: Store, price: pricing.Price | None) -> PlanPr
     plan = build_plan(spec)
     job = store.get_job(spec.name)
     known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
+    recorded = store.recorded_usage(job) if job else {}
     return PlanPreview(
         spec=spec,
         plan=plan,
@@ -77,4 +87,5 @@ def _preview(spec: JobSpec, store: Store, price: pricing.Price | None) -> PlanPr
             i for i in plan.items if known.get(i.key) in (None, "pending", "running")
         ),
         price=price,
+        recorded=recorded,
     )

@@ -46,7 +46,8 @@ def confirm_submit(
         return
     threshold = float(os.environ.get(CONFIRM_USD_VARIABLE, CONFIRM_USD))
     if confirm is not None and usd is not None and usd > threshold:
-        if not confirm(Confirmation(job, to_send, usd)):
+        asked = Confirmation(job, to_send, usd, recorded_answers=check.recorded_answers)
+        if not confirm(asked):
             raise UsageError("not confirmed; nothing was sent")
 
 

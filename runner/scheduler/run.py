@@ -24,7 +24,7 @@ from runner import client, outputs
 from runner.errors import RunnerError
 from runner.plan import Request
 from runner.scheduler import images, judgement
-from runner.scheduler.budget import BudgetGuard
+from runner.scheduler.budget import BudgetGuard, Refusal
 from runner.scheduler.judgement import History
 from runner.scheduler.pacing import Pacer
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
@@ -94,12 +94,17 @@ async def run_items(
                 run.recorder.close()
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
+    budget_stop = None
+    if run.budget_stop is not None:
+        # Said again now that every request in flight has ended: the spend in it
+        # is all the run's, settled.
+        budget_stop = run.budget.describe(run.budget_stop)
     return RunResult(
         progress=run.progress,
         stopped=run.stop_reason,
         stopped_status=run.stop_status,
         interrupted=run.interrupted,
-        budget_stop=run.budget_stop,
+        budget_stop=budget_stop,
     )
 
 
@@ -160,8 +165,14 @@ class _Run:
         self.stop_reason: str | None = None
         self.stop_status: int | None = None
         self.interrupted = False
-        self.budget_stop: str | None = None
-        self.budget = BudgetGuard(settings.budget, settings.price, settings.spent)
+        self.budget_stop: Refusal | None = None
+        self.budget = BudgetGuard(
+            settings.budget, settings.price, settings.spent, settings.recorded
+        )
+        # Set (and replaced) when a reservation ends or the run stops, while some
+        # request waits for room under a cap.
+        self.budget_moved = anyio.Event()
+        self.budget_waiting = 0
         self.started = time.monotonic()
         self.progress = Progress(total=0)
         self.references = References()
@@ -219,22 +230,18 @@ class _Run:
                 await self.pacer.wait_turn(self.stop)
                 if self.stop.is_set():
                     return
-                # Checked and reserved with no await in between: no other task
-                # can take the same headroom, whatever the concurrency.
-                over = self.budget.reserve(cost)
-                if over is not None:
-                    self._halt_budget(over)
+                if not await self._reserve(cost):
                     return
                 number += 1
                 try:
                     ending = await self._attempt(item, request, refs, number, history)
                 except anyio.get_cancelled_exc_class():
-                    self.budget.settle(cost, None)
+                    self._settle(cost, None)
                     raise
             # The slot is free as soon as the answer is in: writing it down does
             # not hold up the next request (there are more workers than slots).
             result = await self._recorded(ending)
-            self.budget.settle(cost, result)
+            self._settle(cost, result)
             history = history.after(result)
             delay = judgement.next_try(result, history, self.settings)
             if delay is None:
@@ -242,6 +249,33 @@ class _Run:
             self._bump(retries=1)
             with anyio.move_on_after(delay):
                 await self.stop.wait()
+
+    async def _reserve(self, estimate: float) -> bool:
+        """Reserve room under the caps for one request, waiting while requests in
+        flight may still leave some; False if a cap is reached or the run stops.
+        Each check and its reservation have no await in between: no other task can
+        take the same room, whatever the concurrency."""
+        while (refusal := self.budget.reserve(estimate)) is not None:
+            if not refusal.wait:
+                self._halt_budget(refusal)
+                return False
+            self.budget_waiting += 1
+            try:
+                await self.budget_moved.wait()
+            finally:
+                self.budget_waiting -= 1
+            if self.stop.is_set():
+                return False
+        return True
+
+    def _settle(self, estimate: float, result: AttemptResult | None) -> None:
+        self.budget.settle(estimate, result)
+        self._wake_budget_waiters()
+
+    def _wake_budget_waiters(self) -> None:
+        if self.budget_waiting:
+            self.budget_moved.set()
+            self.budget_moved = anyio.Event()
 
     async def _attempt(
         self,
@@ -371,10 +405,10 @@ class _Run:
 
     # -- bookkeeping ------------------------------------------------------------
 
-    def _halt_budget(self, reason: str) -> None:
+    def _halt_budget(self, refusal: Refusal) -> None:
         if self.budget_stop is None:
-            self.budget_stop = reason
-        self._stop_dispatching(reason)
+            self.budget_stop = refusal
+        self._stop_dispatching(self.budget.describe(refusal))
 
     def _halt(self, reason: str, status: int | None = None) -> None:
         if self.stop_reason is None and not self.interrupted:
@@ -384,6 +418,7 @@ class _Run:
 
     def _stop_dispatching(self, reason: str) -> None:
         self.stop.set()
+        self._wake_budget_waiters()
         self.progress = replace(self.progress, stopping=reason)
         self.emit()
 

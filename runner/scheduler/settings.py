@@ -16,7 +16,10 @@ from runner.spec import Budget
 from runner.store import Spend
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from runner.pricing import Price
+    from runner.store import RecordedUsage, UsageKey
 
 DEFAULT_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled each time
 DEFAULT_BACKOFF_CAP = 60.0
@@ -41,6 +44,8 @@ class RunSettings:
     budget: Budget = field(default_factory=Budget)
     price: Price | None = None  # for max_cost_usd; None = the model has no price
     spent: Spend = field(default_factory=Spend)  # what earlier runs used
+    # What earlier answers used, per model/size/references: the budget's seed.
+    recorded: Mapping[UsageKey, RecordedUsage] = field(default_factory=dict)
     lease_ttl: float = 30.0
     handle_signals: bool = True
     fail_fast_after: int | None = DEFAULT_FAIL_FAST_AFTER  # None: --no-fail-fast

@@ -68,6 +68,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="interim images a Gemini 3 model sends when asked for thoughts (0-2)",
     )
     parser.add_argument(
+        "--thoughts-tokens",
+        type=int,
+        default=None,
+        help="thinking tokens billed per answer (default: 64-191, by the prompt)",
+    )
+    parser.add_argument(
+        "--images-per-answer",
+        type=int,
+        default=1,
+        help="final images in each image answer, each billed",
+    )
+    parser.add_argument(
         "--extra-models",
         default="",
         help="comma-separated model names to serve beyond Google's",
@@ -84,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             image_pad_bytes=args.image_pad_bytes,
             reference_image_tokens=args.reference_image_tokens,
             thought_images=args.thought_images,
+            thoughts_tokens=args.thoughts_tokens,
+            images_per_answer=args.images_per_answer,
             extra_models=[m for m in args.extra_models.split(",") if m],
             fault_mix=[k for k in args.fault_mix.split(",") if k],
             seed=args.seed,

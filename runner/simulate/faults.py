@@ -240,11 +240,19 @@ async def answer(
         body = no_image_body(kind, gen, target.image_tokens)
         return json_reply(200, {**body, **base})
     text = "Here is your image." if "TEXT" in gen.modalities else None
-    metadata = usage(gen, target.spec, image_tokens=target.image_tokens, text=text)
+    relayed = kind in ("relay-markdown", "relay-url", "relay-inline-dead-url")
+    metadata = usage(
+        gen,
+        target.spec,
+        image_tokens=target.image_tokens,
+        text=text,
+        thoughts=target.thoughts_tokens,
+        images=1 if relayed else target.images_per_answer,  # a relay links one
+    )
     png = await render(gen)
     b64 = base64.b64encode(png).decode("ascii")
     inline: dict[str, Any] = {"mimeType": "image/png", "data": b64}
-    if kind in ("relay-markdown", "relay-url", "relay-inline-dead-url"):
+    if relayed:
         if kind == "relay-markdown":
             link = f"data:image/png;base64,{b64}"
         elif kind == "relay-url":
@@ -279,13 +287,16 @@ async def answer(
             )
     final: list[dict[str, Any]] = [{"text": text}] if text else []
     final.append({"inlineData": inline})
+    # More than one final image in an answer (each billed as output): the same
+    # picture again, as a dict of its own so each part gets its own signature.
+    final += [{"inlineData": dict(inline)} for _ in range(target.images_per_answer - 1)]
     if thinking:
         for part in final:
             part["thoughtSignature"] = thought_signature()
     parts += final
     grounding = grounding_metadata(gen.text, text) if gen.grounded else None
     body = success_body(parts, metadata, base, grounding)
-    images = 0 if kind == "bad-base64" else 1
+    images = 0 if kind == "bad-base64" else target.images_per_answer
     if kind == "huge":
         wanted = fault.size if fault and fault.size is not None else DEFAULT_HUGE_SIZE
         size = len(dumps(body))

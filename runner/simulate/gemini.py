@@ -93,20 +93,30 @@ class Target:
     spec: ModelSpec
     image_tokens: int  # billed per input image
     thought_images: int  # interim images of a thinking model asked for thoughts
+    thoughts_tokens: int | None = None  # thinking billed per answer (None: 64-191)
+    images_per_answer: int = 1  # final images in one answer
 
 
 def usage(
-    gen: Generate, spec: ModelSpec, *, image_tokens: int, text: str | None = None
+    gen: Generate,
+    spec: ModelSpec,
+    *,
+    image_tokens: int,
+    text: str | None = None,
+    thoughts: int | None = None,
+    images: int = 1,
 ) -> dict[str, Any]:
     """The usageMetadata of an image answer to `gen` by a `spec` model, billing
-    `image_tokens` per input image and `text` as a final text part, if any."""
+    `image_tokens` per input image, `text` as a final text part, if any, `images`
+    final images and `thoughts` thinking tokens (None: 64 to 191, by the prompt)."""
     text_tokens = len(gen.text) // 4 + 1
     input_images = image_tokens * gen.reference_count
     prompt = text_tokens + input_images
-    image_out = spec.candidate_tokens(gen.image_size)
+    image_out = spec.candidate_tokens(gen.image_size) * images
     text_out = len(text) // 4 + 1 if text else 0
     candidates = image_out + text_out
-    thoughts = 64 + hashlib.sha256(gen.text.encode()).digest()[0] % 128
+    if thoughts is None:
+        thoughts = 64 + hashlib.sha256(gen.text.encode()).digest()[0] % 128
     details = [{"modality": "TEXT", "tokenCount": text_tokens}]
     if input_images:
         details.append({"modality": "IMAGE", "tokenCount": input_images})

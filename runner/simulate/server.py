@@ -91,6 +91,8 @@ class SimServer:
         reference_image_tokens: int | None = None,
         thought_images: int = 2,
         extra_models: Sequence[str] = (),
+        thoughts_tokens: int | None = None,
+        images_per_answer: int = 1,
     ) -> None:
         self._faults = FaultRules(rate=fault_rate, mix=fault_mix, seed=seed)
         if image_scale <= 0:
@@ -99,12 +101,25 @@ class SimServer:
             raise ValueError("thought_images must be 0, 1 or 2")
         if reference_image_tokens is not None and reference_image_tokens < 0:
             raise ValueError("reference_image_tokens must be >= 0")
+        if thoughts_tokens is not None and thoughts_tokens < 0:
+            raise ValueError("thoughts_tokens must be >= 0")
+        if images_per_answer < 1:
+            raise ValueError("images_per_answer must be >= 1")
         # Tokens billed per input image: each model's own figure (models.py says
         # which are unconfirmed) unless this overrides them all.
         self.reference_image_tokens = reference_image_tokens
         # Interim images a thinking model sends when asked for its thoughts ("up to
         # two" in Google's image-generation page).
         self.thought_images = thought_images
+        # What makes answers cost more than a runner's estimate: thinking tokens,
+        # billed as text output whether or not thoughts are returned (Google's
+        # pricing page: "Output price (including thinking tokens)"), per answer
+        # (None: 64 to 191, by the prompt); and final images per answer, each
+        # billed as image output. One image per answer is the documented default
+        # (candidateCount 1); how often a real answer holds two is unconfirmed,
+        # hence a parameter.
+        self.thoughts_tokens = thoughts_tokens
+        self.images_per_answer = images_per_answer
         # Model names served beyond Google's (a relay's own), like 3.1 Flash Image.
         self._models = dict(MODELS) | dict.fromkeys(extra_models, EXTRA_MODEL_SPEC)
         self.latency = latency
@@ -417,6 +432,8 @@ class SimServer:
                     else self.reference_image_tokens
                 ),
                 thought_images=self.thought_images,
+                thoughts_tokens=self.thoughts_tokens,
+                images_per_answer=self.images_per_answer,
             )
 
             async def render(request: Generate) -> bytes:

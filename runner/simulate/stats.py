@@ -61,6 +61,7 @@ class Counters:
         default_factory=lambda: {
             "promptTokenCount": 0,
             "candidatesTokenCount": 0,
+            "thoughtsTokenCount": 0,
             "totalTokenCount": 0,
         }
     )

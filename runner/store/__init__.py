@@ -19,8 +19,10 @@ from runner.store.records import (
     TOKEN_COLUMNS,
     JobRow,
     JobSummary,
+    RecordedUsage,
     Spend,
     Status,
+    UsageKey,
 )
 
 if TYPE_CHECKING:
@@ -45,10 +47,12 @@ __all__ = [
     "AttemptStart",
     "JobRow",
     "JobSummary",
+    "RecordedUsage",
     "Spend",
     "Status",
     "Store",
     "SyncResult",
+    "UsageKey",
     "WorkItem",
     "reader",
 ]

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from runner.plan import Item
+    from runner.store import JobRow, JobSummary, RecordedUsage, Spend, Status, UsageKey
     from runner.store.attempts import AttemptResult, WorkItem
-    from runner.store.records import JobRow, JobSummary, Spend, Status
     from runner.store.sync import SyncResult
 
 
@@ -207,6 +207,12 @@ class Store:
         """What the job's attempts used so far (every run, every item)."""
         with self._connect() as conn:
             return queries.spend(conn, job)
+
+    def recorded_usage(self, job: JobRow) -> dict[UsageKey, RecordedUsage]:
+        """What the job's billed answers used, per (model, image size, reference
+        count): the sums behind learned estimates, the heaviest answer for caps."""
+        with self._connect() as conn:
+            return queries.recorded_usage(conn, job)
 
     def manifest_rows(self, job: JobRow) -> list[dict[str, Any]]:
         """One dict per active item, in plan order, with the SPEC manifest fields."""

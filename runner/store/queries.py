@@ -21,6 +21,7 @@ from runner.store.records import (
     STATUSES,
     TOKEN_COLUMNS,
     JobSummary,
+    RecordedUsage,
     Spend,
     read_job,
     read_spend,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection
 
-    from runner.store.records import JobRow, Query, Status
+    from runner.store.records import JobRow, Query, Status, UsageKey
 
 
 def get_job(conn: Connection, name: str) -> JobRow | None:
@@ -98,6 +99,50 @@ def spend_by(conn: Connection, job: JobRow, column: Any) -> list[tuple[Any, Spen
         row = (size, *(sums[name] for name in COUNTER_COLUMNS + TOKEN_COLUMNS))
         rows.setdefault(value, []).append(row)
     return [(value, spend_from_rows(group)) for value, group in rows.items()]
+
+
+def recorded_usage(conn: Connection, job: JobRow) -> dict[UsageKey, RecordedUsage]:
+    """What the job's billed answers used, per (model, image size, reference
+    count): one row per group, however many attempts, read once per command."""
+    a = attempts.c
+    model = sa.func.json_extract(items.c.request_json, "$.model")
+    refs = sa.func.json_array_length(items.c.references_json)
+    success = a.images > 0
+
+    def of_successes(column: Any) -> Any:
+        return sa.func.sum(sa.case((success, column), else_=0))
+
+    query = (
+        sa.select(
+            model,
+            items.c.image_size,
+            refs,
+            of_successes(1),
+            *(of_successes(a[name]) for name in TOKEN_COLUMNS),
+            sa.func.max(a.prompt_tokens),
+            sa.func.max(a.image_tokens),
+            sa.func.max(a.candidates_tokens - a.image_tokens + a.thoughts_tokens),
+            sa.func.max(a.images),
+        )
+        .join_from(attempts, items, items.c.id == a.item_id)
+        .where(items.c.job_id == job.id, a.total_tokens != 0)
+        .group_by(model, items.c.image_size, refs)
+    )
+    found: dict[UsageKey, RecordedUsage] = {}
+    for row in conn.execute(query):
+        name, size, n_refs, answers, *rest = row
+        sums, (prompt, image, text, most_images) = rest[:-4], rest[-4:]
+        found[(name, size, int(n_refs))] = RecordedUsage(
+            answers=int(answers),
+            tokens={k: int(v) for k, v in zip(TOKEN_COLUMNS, sums, strict=True)},
+            heaviest={
+                "prompt_tokens": int(prompt),
+                "image_tokens": int(image),
+                "text_tokens": int(text),
+            },
+            most_images=int(most_images),
+        )
+    return found
 
 
 def manifest_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:

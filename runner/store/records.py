@@ -88,6 +88,25 @@ class Spend:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedUsage:
+    """The usage a job's answers recorded, for one (model, image size, reference
+    count): what estimates learn from, and what budget caps reserve per request."""
+
+    answers: int = 0  # answers that brought images and recorded usage
+    tokens: dict[str, int] = field(default_factory=dict)  # theirs, summed
+    # The most any one billed answer used of each part billed at its own rate
+    # (prompt_tokens, image_tokens, text_tokens: the rest of the output plus
+    # thinking), and the most images one answer held: together at least what the
+    # dearest answer cost, whatever the prices.
+    heaviest: dict[str, int] = field(default_factory=dict)
+    most_images: int = 0
+
+
+# (model, image size or None for the model's default, reference images)
+UsageKey = tuple[str | None, str | None, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     job: str
     counts: dict[str, int]
