@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from runner import pricing
+from runner import outputs, pricing
 from runner.store import STATUSES
 
 if TYPE_CHECKING:
@@ -80,15 +80,23 @@ class PlanPreview:
     price: pricing.Price | None
 
     def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
-        """Expected tokens and USD if every item succeeds on its first try."""
+        """Expected tokens and USD if every item succeeds on its first try, and the
+        bytes its images may take (one image each, see outputs.image_bytes)."""
         tokens = {
             "promptTokenCount": 0,
             "candidatesTokenCount": 0,
             "totalTokenCount": 0,
         }
         usd = 0.0
+        size_bytes: dict[str | None, int] = {}
+        written = 0
         for item in items:
             request = item.request
+            size = request.image_size
+            one = size_bytes.get(size)
+            if one is None:
+                one = size_bytes[size] = outputs.image_bytes(size)
+            written += one
             refs = len(request.references)
             usage = pricing.estimate_tokens(request.text, refs, request.image_size)
             for name in tokens:
@@ -101,6 +109,7 @@ class PlanPreview:
             "requests": len(items),
             "tokens": tokens,
             "cost_usd": None if self.price is None else round(usd, 4),
+            "bytes": written,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -241,6 +250,8 @@ class RunReport:
     recovered: int  # items a dead run had left `running`
     requeued: int  # items `retry` put back to pending
     gallery: GalleryStep | None = None  # None: not asked for (--no-review)
+    replayed: int = 0  # answers a stopped run paid for, taken from its journal
+    adopted: int = 0  # items whose images a stopped run wrote but never recorded
 
     @property
     def exit_code(self) -> int:
@@ -264,6 +275,8 @@ class RunReport:
             manifest=str(self.manifest),
             new_items=self.new_items,
             recovered=self.recovered,
+            replayed=self.replayed,
+            adopted=self.adopted,
         )
         return data
 

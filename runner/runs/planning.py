@@ -11,11 +11,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runner import pricing
+from runner import outputs, pricing
 from runner.reports import PlanPreview
 from runner.runs.settings import spec_price
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from runner.plan import Plan
     from runner.spec import JobSpec
     from runner.store import Store
@@ -30,6 +32,7 @@ class SubmitCheck:
     to_send: int
     cost_usd: float | None
     price: pricing.Price | None  # the job's, which the estimate used
+    bytes: int = 0  # what the images may take (outputs.image_bytes, one each)
 
 
 def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
@@ -54,12 +57,37 @@ def check_submit(
                 pricing.estimate_cost(text, refs, size, price)
                 for text, refs, size in unfinished
             )
-        return SubmitCheck(None, digest, len(unfinished), cost, price)
+        sizes = Counter(size for _, _, size in unfinished)
+        written = sum(outputs.image_bytes(size) * n for size, n in sizes.items())
+        return SubmitCheck(None, digest, len(unfinished), cost, price, written)
     full = _preview(spec, store, price)
     estimate = full.estimate(full.to_send)
     return SubmitCheck(
-        full.plan, digest, estimate["requests"], estimate["cost_usd"], price
+        full.plan,
+        digest,
+        estimate["requests"],
+        estimate["cost_usd"],
+        price,
+        estimate["bytes"],
     )
+
+
+def check_space(folder: Path, check: SubmitCheck) -> None:
+    """Refuse a submit whose images would not fit in the job folder's free space
+    (besides the room a run keeps free for its store and journal)."""
+    from runner.errors import NoSpaceError
+
+    free = outputs.free_bytes(folder)
+    need = check.bytes + outputs.KEEP_FREE
+    if check.to_send and free < need:
+        raise NoSpaceError(
+            f"{folder} has {outputs.describe_bytes(free)} free, "
+            f"{outputs.describe_bytes(need - free)} short of the "
+            f"{outputs.describe_bytes(need)} this submit may write "
+            f"({check.to_send:,} image(s), up to "
+            f"{outputs.describe_bytes(check.bytes)}, plus room for the store); "
+            "free space, use another --output, or send fewer items"
+        )
 
 
 def _preview(spec: JobSpec, store: Store, price: pricing.Price | None) -> PlanPreview:

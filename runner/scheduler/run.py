@@ -25,6 +25,8 @@ from runner.errors import RunnerError
 from runner.plan import Request
 from runner.scheduler import images, judgement
 from runner.scheduler.budget import BudgetGuard
+from runner.scheduler.disk import DiskGuard
+from runner.scheduler.journal import Journal
 from runner.scheduler.judgement import History
 from runner.scheduler.pacing import Pacer
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
@@ -165,7 +167,8 @@ class _Run:
         self.started = time.monotonic()
         self.progress = Progress(total=0)
         self.references = References()
-        self.recorder = Recorder(store)
+        self.disk = DiskGuard(job_folder)
+        self.recorder = Recorder(store, Journal(job_folder))
 
     # -- background tasks -------------------------------------------------------------
 
@@ -213,6 +216,7 @@ class _Run:
         history = History(item.tries_used, item.unknown_used)
         number = item.attempts
         cost = self.budget.estimate(request)
+        room = DiskGuard.answer_bytes(request.image_size)
         while not self.stop.is_set():
             async with self.pacer.limiter:
                 # Paced while holding the slot, so requests leave in slot order.
@@ -225,15 +229,26 @@ class _Run:
                 if over is not None:
                     self._halt_budget(over)
                     return
+                # Likewise the room its images may take: a full disk must never
+                # cost a paid answer, so sending stops while those in flight fit.
+                full = self.disk.reserve(room)
+                if full is not None:
+                    self.budget.settle(cost, None)
+                    self._halt(f"stopped sending: {full}")
+                    return
                 number += 1
                 try:
                     ending = await self._attempt(item, request, refs, number, history)
                 except anyio.get_cancelled_exc_class():
                     self.budget.settle(cost, None)
+                    self.disk.settle(room)
                     raise
             # The slot is free as soon as the answer is in: writing it down does
             # not hold up the next request (there are more workers than slots).
-            result = await self._recorded(ending)
+            try:
+                result = await self._recorded(ending)
+            finally:
+                self.disk.settle(room)
             self.budget.settle(cost, result)
             history = history.after(result)
             delay = judgement.next_try(result, history, self.settings)
@@ -288,7 +303,9 @@ class _Run:
         # The answer is in (and paid for): handed over with no await in between,
         # the recorder writes it whatever happens next.
         return self.recorder.end_soon(
-            functools.partial(self._save_and_judge, item, attempt_id, outcome, history)
+            functools.partial(self._save_and_judge, item, attempt_id, outcome, history),
+            key=item.key,
+            fallback=functools.partial(_unsaved, item, attempt_id, outcome),
         )
 
     async def _send(self, request: Request, refs: list[bytes]) -> Outcome:
@@ -413,3 +430,23 @@ class _Run:
     def emit(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+
+def _unsaved(
+    item: WorkItem, attempt_id: int, outcome: Outcome, error: Exception
+) -> AttemptEnd:
+    """What is recorded when writing an answer failed unexpectedly: its usage (it
+    was paid for), and the item back to pending, to be sent again."""
+    result = AttemptResult(
+        outcome="unknown",
+        reason=f"the answer could not be recorded ({error!r}); it is sent again",
+        item_status="pending",
+        http_status=outcome.http_status,
+        finish_reason=outcome.finish_reason,
+        usage=outcome.usage,
+        model_version=outcome.model_version,
+        response_id=outcome.response_id,
+        latency=outcome.latency,
+        counts_as_try=False,
+    )
+    return AttemptEnd(attempt_id, item.id, result)
