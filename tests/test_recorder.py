@@ -4,6 +4,7 @@ store even if its task is cancelled, and a failure goes to the change it concern
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import anyio
 import pytest
@@ -95,7 +96,7 @@ async def test_a_change_handed_over_is_written_even_if_its_task_is_cancelled(
     assert store.status(job).counts["succeeded"] == 1
 
 
-async def test_a_failing_prepare_fails_its_own_task_and_not_the_others(
+async def test_a_failing_prepare_fails_its_own_task_and_records_its_fallback(
     store: Store, job: JobRow
 ) -> None:
     recorder = Recorder(store)
@@ -107,11 +108,22 @@ async def test_a_failing_prepare_fails_its_own_task_and_not_the_others(
     def broken() -> tuple[AttemptEnd, None]:
         raise OSError(28, "No space left on device")
 
+    def usage_only(error: Exception) -> AttemptEnd:
+        # The answer was paid for: its usage is kept, the item is sent again.
+        unsaved = replace(
+            DONE,
+            outcome="unknown",
+            reason=str(error),
+            item_status="pending",
+            outputs=(),
+        )
+        return AttemptEnd(a1, first.id, unsaved)
+
     errors: list[BaseException] = []
 
     async def end_broken() -> None:
         try:
-            await recorder.end(broken)
+            await recorder.end_soon(broken, key=first.key, fallback=usage_only).result()
         except OSError as exc:
             errors.append(exc)
 
@@ -123,9 +135,12 @@ async def test_a_failing_prepare_fails_its_own_task_and_not_the_others(
         recorder.close()
 
     assert [str(e) for e in errors] == ["[Errno 28] No space left on device"]
+    # Not left `running` (the next run would close it as abandoned and lose its
+    # usage): pending, with the answer's usage counted once.
     statuses = store.statuses_of(job, [first.key, second.key])
-    assert statuses == {first.key: "running", second.key: "succeeded"}
-    del a1
+    assert statuses == {first.key: "pending", second.key: "succeeded"}
+    spend = store.status(job).spend
+    assert spend.tokens["total_tokens"] == 2 * 1300 and spend.images == 1
 
 
 async def test_a_store_failure_reaches_every_change_of_the_batch(
@@ -161,8 +176,6 @@ async def test_a_store_failure_reaches_every_change_of_the_batch(
 def test_one_batch_of_begins_and_ends_over_two_jobs_keeps_each_jobs_totals(
     store: Store, job: JobRow
 ) -> None:
-    from dataclasses import replace
-
     from runner.store import AttemptStart
 
     other = store.upsert_job("other", "jobs/other.yaml", "m")

@@ -21,7 +21,7 @@ import anyio
 from anyio import to_thread
 
 from runner import client, outputs
-from runner.errors import RunnerError
+from runner.errors import RunnerError, StoreError
 from runner.plan import Request
 from runner.scheduler import images, judgement
 from runner.scheduler.budget import BudgetGuard
@@ -96,6 +96,8 @@ async def run_items(
                 run.recorder.close()
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
+    if run.store_error is not None:
+        raise run.store_error
     return RunResult(
         progress=run.progress,
         stopped=run.stop_reason,
@@ -163,6 +165,9 @@ class _Run:
         self.stop_status: int | None = None
         self.interrupted = False
         self.budget_stop: str | None = None
+        # The store refused a write: the run sends nothing more, lets the answers
+        # in flight land (into the journal), then ends with this error.
+        self.store_error: StoreError | None = None
         self.budget = BudgetGuard(settings.budget, settings.price, settings.spent)
         self.started = time.monotonic()
         self.progress = Progress(total=0)
@@ -243,10 +248,19 @@ class _Run:
                     self.budget.settle(cost, None)
                     self.disk.settle(room)
                     raise
+                except StoreError as exc:  # not begun: nothing was sent
+                    self.budget.settle(cost, None)
+                    self.disk.settle(room)
+                    self._store_failed(exc)
+                    return
             # The slot is free as soon as the answer is in: writing it down does
             # not hold up the next request (there are more workers than slots).
             try:
                 result = await self._recorded(ending)
+            except StoreError as exc:  # the answer is in the journal
+                self.budget.settle(cost, None)
+                self._store_failed(exc)
+                return
             finally:
                 self.disk.settle(room)
             self.budget.settle(cost, result)
@@ -387,6 +401,11 @@ class _Run:
         self._bump(failed=1)
 
     # -- bookkeeping ------------------------------------------------------------
+
+    def _store_failed(self, error: StoreError) -> None:
+        if self.store_error is None:
+            self.store_error = error
+        self._stop_dispatching(f"the store failed: {error}")
 
     def _halt_budget(self, reason: str) -> None:
         if self.budget_stop is None:
