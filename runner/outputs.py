@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.errors import UsageError
 
@@ -69,6 +69,21 @@ def sniff_extension(data: bytes) -> str | None:
     return None
 
 
+class ItemNames(Protocol):
+    """What names an item's images (the store's WorkItem and OpenAttempt)."""
+
+    @property
+    def prompt_id(self) -> str: ...
+    @property
+    def aspect_ratio(self) -> str: ...
+    @property
+    def ref_label(self) -> str: ...
+    @property
+    def sample(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+
+
 def image_name(
     *,
     prompt_id: str,
@@ -83,6 +98,25 @@ def image_name(
     aspect = aspect_ratio.replace(":", "x")
     suffix = "" if index == 0 else f"_{index + 1}"
     return f"{prompt_id}_{aspect}_{ref_label}_s{sample}_{key[:8]}{suffix}.{ext}"
+
+
+def item_image_name(item: ItemNames, index: int, ext: str) -> str:
+    """`image_name` of one of this item's images."""
+    return image_name(
+        prompt_id=item.prompt_id,
+        aspect_ratio=item.aspect_ratio,
+        ref_label=item.ref_label,
+        sample=item.sample,
+        key=item.key,
+        index=index,
+        ext=ext,
+    )
+
+
+def image_stem(item: ItemNames) -> str:
+    """What every image name of this item starts with: its first image's name
+    without the extension (a second image adds `_2`)."""
+    return item_image_name(item, 0, "x")[: -len(".x")]
 
 
 def image_bytes(image_size: str | None) -> int:

@@ -9,17 +9,13 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import pytest
 
 from runner import outputs
 from runner.errors import StoreError
 from runner.scheduler.journal import Journal
-from runner.scheduler.recorder import Recorder
-from runner.store import AttemptEnd, JobRow, Store
+from runner.store import AttemptEnd, Store
 from tests.e2e import submit_prompts
-from tests.test_recorder import DONE
-from tests.test_store import make_item
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -50,8 +46,7 @@ def received(sim: SimServer) -> Counter[str]:
 
 
 def journal_keys(tmp_path: Path) -> list[str]:
-    path = tmp_path / "out" / "t" / outputs.JOURNAL
-    return [json.loads(line)["key"] for line in path.read_text("utf-8").splitlines()]
+    return journal_keys_in(tmp_path / "out" / "t" / outputs.JOURNAL)
 
 
 def fail_store_writes_of_answers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,40 +138,23 @@ async def test_a_journal_the_store_already_has_is_not_counted_twice(
     assert not (tmp_path / "out" / "t" / outputs.JOURNAL).exists()
 
 
-@pytest.fixture
-def job(store: Store) -> JobRow:
-    job = store.upsert_job("demo", "jobs/demo.yaml", "m")
-    store.sync_plan(job, [make_item(f"p{n}", position=n) for n in range(20)])
-    return job
-
-
-async def test_a_batch_of_answers_is_one_journal_append_emptied_once_stored(
-    store: Store, job: JobRow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_journal_that_never_empties_is_rewritten_with_what_still_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from runner.scheduler import journal as journal_module
+    from tests.test_recorder import DONE
+
+    monkeypatch.setattr(journal_module, "COMPACT_AT", 1)
     journal = Journal(tmp_path)
-    appended: list[int] = []
-    real_append = Journal.append
+    journal.append([("k1", AttemptEnd(1, 1, DONE)), ("k2", AttemptEnd(2, 2, DONE))])
+    journal.stored([1])  # a busy run: attempt 2 still waits for the store
+    journal.append([("k3", AttemptEnd(3, 3, DONE))])
+    assert journal_keys_in(journal.path) == ["k2", "k3"]
+    journal.stored([2, 3])
+    assert journal.path.read_text() == ""
+    journal.close()
+    assert not journal.path.exists()
 
-    def counting(self: Journal, answers: Sequence[tuple[str, AttemptEnd]]) -> None:
-        appended.append(len(answers))
-        real_append(self, answers)
-        assert self.path.read_text().count("\n") >= len(answers)  # before the store
 
-    monkeypatch.setattr(Journal, "append", counting)
-    recorder = Recorder(store, journal)
-    work = store.pending_items(job)
-    run_id = store.start_run(job, "submit")
-    begun = {item.id: store.begin_attempt(item.id, run_id, 1) for item in work}
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(recorder.serve)
-        async with anyio.create_task_group() as tasks:
-            for item in work:
-                end = AttemptEnd(begun[item.id], item.id, DONE)
-                tasks.start_soon(recorder.end, lambda end=end: (end, None))
-        recorder.close()
-
-    # 20 answers handed over in one turn: one write and one fsync, not 20.
-    assert appended == [20]
-    assert store.status(job).counts["succeeded"] == 20
-    assert not journal.path.exists()  # emptied, then removed at the end
+def journal_keys_in(path: Path) -> list[str]:
+    return [json.loads(line)["key"] for line in path.read_text("utf-8").splitlines()]

@@ -1,19 +1,26 @@
 """The recorder: a run's attempts are written in batches, each change reaches the
-store even if its task is cancelled, and a failure goes to the change it concerns."""
+store even if its task is cancelled, a failure goes to the change it concerns, and
+each batch of paid answers is one journal append before the store write."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 from runner.errors import StoreError
+from runner.scheduler.journal import Journal
 from runner.scheduler.recorder import Recorder
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store
 
 from .test_store import make_item
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 DONE = AttemptResult(
     outcome="success",
@@ -204,3 +211,35 @@ def test_one_batch_of_begins_and_ends_over_two_jobs_keeps_each_jobs_totals(
     assert mine_status.spend.attempts == 2 and mine_status.spend.unknown == 1
     assert mine_status.spend.tokens["total_tokens"] == 1300
     assert theirs_status.counts["running"] == 2 and theirs_status.spend.attempts == 0
+
+
+async def test_a_batch_of_answers_is_one_journal_append_emptied_once_stored(
+    store: Store, job: JobRow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path)
+    appended: list[int] = []
+    real_append = Journal.append
+
+    def counting(self: Journal, answers: Sequence[tuple[str, AttemptEnd]]) -> None:
+        appended.append(len(answers))
+        real_append(self, answers)
+        assert self.path.read_text().count("\n") >= len(answers)  # before the store
+
+    monkeypatch.setattr(Journal, "append", counting)
+    recorder = Recorder(store, journal)
+    work = store.pending_items(job)
+    run_id = store.start_run(job, "submit")
+    begun = {item.id: store.begin_attempt(item.id, run_id, 1) for item in work}
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.serve)
+        async with anyio.create_task_group() as tasks:
+            for item in work:
+                end = AttemptEnd(begun[item.id], item.id, DONE)
+                tasks.start_soon(recorder.end, lambda end=end: (end, None))
+        recorder.close()
+
+    # 20 answers handed over in one turn: one write and one fsync, not 20.
+    assert appended == [20]
+    assert store.status(job).counts["succeeded"] == 20
+    assert not journal.path.exists()  # emptied, then removed at the end

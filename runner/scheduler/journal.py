@@ -160,7 +160,7 @@ def _adopt(job_folder: Path, open_attempts: Sequence[OpenAttempt]) -> list[Attem
     folder = job_folder / outputs.IMAGES_DIR
     if not open_attempts or not folder.is_dir():
         return []
-    prefixes = {_stem(a): a for a in open_attempts}
+    prefixes = {outputs.image_stem(a): a for a in open_attempts}
     found: dict[int, list[tuple[int, str]]] = {}
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -186,20 +186,6 @@ def _adopt(job_folder: Path, open_attempts: Sequence[OpenAttempt]) -> list[Attem
         )
         ends.append(AttemptEnd(attempt.attempt_id, attempt.item_id, result))
     return ends
-
-
-def _stem(attempt: OpenAttempt) -> str:
-    """The part of `outputs.image_name` before the index and extension."""
-    name = outputs.image_name(
-        prompt_id=attempt.prompt_id,
-        aspect_ratio=attempt.aspect_ratio,
-        ref_label=attempt.ref_label,
-        sample=attempt.sample,
-        key=attempt.key,
-        index=0,
-        ext="x",
-    )
-    return name[: -len(".x")]
 
 
 def _match(

@@ -319,7 +319,9 @@ class _Run:
         return self.recorder.end_soon(
             functools.partial(self._save_and_judge, item, attempt_id, outcome, history),
             key=item.key,
-            fallback=functools.partial(_unsaved, item, attempt_id, outcome),
+            fallback=functools.partial(
+                self._unsaved, item, attempt_id, outcome, history
+            ),
         )
 
     async def _send(self, request: Request, refs: list[bytes]) -> Outcome:
@@ -385,6 +387,28 @@ class _Run:
         result = judgement.judge(outcome, saved, history, self.settings)
         return AttemptEnd(attempt_id, item.id, result), result
 
+    def _unsaved(
+        self,
+        item: WorkItem,
+        attempt_id: int,
+        outcome: Outcome,
+        history: History,
+        error: Exception,
+    ) -> AttemptEnd:
+        """What is recorded when writing an answer failed unexpectedly: its usage
+        (it was paid for), and the item back to pending, to be sent again."""
+        answer = judgement.judge(outcome, (), history, self.settings)
+        result = replace(
+            answer,
+            outcome="unknown",
+            reason=f"the answer could not be recorded ({error!r}); it is sent again",
+            item_status="pending",
+            outputs=(),
+            counts_as_try=False,
+            counts_as_unknown=False,
+        )
+        return AttemptEnd(attempt_id, item.id, result)
+
     async def _finish_without_attempt(self, item: WorkItem, reason: str) -> None:
         attempt_id = await self.recorder.begin(item.id, self.run_id, item.attempts + 1)
         end = AttemptEnd(
@@ -449,23 +473,3 @@ class _Run:
     def emit(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.progress)
-
-
-def _unsaved(
-    item: WorkItem, attempt_id: int, outcome: Outcome, error: Exception
-) -> AttemptEnd:
-    """What is recorded when writing an answer failed unexpectedly: its usage (it
-    was paid for), and the item back to pending, to be sent again."""
-    result = AttemptResult(
-        outcome="unknown",
-        reason=f"the answer could not be recorded ({error!r}); it is sent again",
-        item_status="pending",
-        http_status=outcome.http_status,
-        finish_reason=outcome.finish_reason,
-        usage=outcome.usage,
-        model_version=outcome.model_version,
-        response_id=outcome.response_id,
-        latency=outcome.latency,
-        counts_as_try=False,
-    )
-    return AttemptEnd(attempt_id, item.id, result)
