@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runner import outputs, pricing
+from runner.errors import NoSpaceError
 from runner.reports import PlanPreview
 from runner.runs.settings import spec_price
 
@@ -75,8 +76,6 @@ def check_submit(
 def check_space(folder: Path, check: SubmitCheck) -> None:
     """Refuse a submit whose images would not fit in the job folder's free space
     (besides the room a run keeps free for its store and journal)."""
-    from runner.errors import NoSpaceError
-
     free = outputs.free_bytes(folder)
     need = check.bytes + outputs.KEEP_FREE
     if check.to_send and free < need:

@@ -97,7 +97,11 @@ async def run_items(
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
     if run.store_error is not None:
-        raise run.store_error
+        kept = job_folder / outputs.JOURNAL
+        raise StoreError(
+            f"{run.store_error.message}; the answers already paid for are kept in "
+            f"{kept}, and the next submit records them without sending them again"
+        ) from run.store_error
     return RunResult(
         progress=run.progress,
         stopped=run.stop_reason,
