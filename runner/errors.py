@@ -4,6 +4,8 @@
     ├── UsageError (2)            bad command-line usage, unknown job
     ├── JobSpecError (2)          invalid job file: path, line, what to change
     ├── StoreError (1)            database unreadable, locked or corrupt
+    ├── OutputError (1)           the results folder cannot be written
+    │   └── NoSpaceError (2)      a submit's images would not fit on the disk
     │   └── JobBusyError (1)      another live process is running this job
     ├── RunStopped (3)            a run-level upstream problem stopped the run
     └── Interrupted (130)         Ctrl-C / SIGTERM; in-flight items left resumable
@@ -54,6 +56,12 @@ class OutputError(RunnerError):
     """The results folder cannot be written (disk full, permissions)."""
 
     exit_code = 1
+
+
+class NoSpaceError(OutputError):
+    """The job folder's disk has less free space than a submit may write."""
+
+    exit_code = 2
 
 
 class JobBusyError(StoreError):

@@ -2,16 +2,18 @@
 
 Owns: `output/<job>/` layout, the image file name of SPEC section 4, the extension
 sniffed from the bytes, atomic (temp file + rename) writes of images and of
-`manifest.jsonl`. Must not use the network or make scheduling decisions.
+`manifest.jsonl`, and disk space: what an image may take, what a folder has free.
+Must not use the network or make scheduling decisions.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.errors import UsageError
 
@@ -20,6 +22,21 @@ if TYPE_CHECKING:
 
 IMAGES_DIR = "images"
 MANIFEST = "manifest.jsonl"
+JOURNAL = "journal.jsonl"  # answers not yet in the store (runner.scheduler.journal)
+
+# Bytes an image may take on disk, from its pixels. Pixels: the largest cell of
+# Google's table per size class (ai.google.dev/gemini-api/docs/image-generation
+# #aspect_ratios_and_image_size: 384x3072 at 1K for 1:8, the other ratios about
+# 1 MP; 512, 2K and 4K halve, double and quadruple each side). Bytes per pixel:
+# unconfirmed, so a parameter here. Answers come as PNG (gemini-2.5-flash-image) or
+# as JPEG at a quality near 100 (3 Pro Image, googleapis/python-genai#1824; 3.1
+# Flash Image, python-genai#2346: 3.5 MB for one image); a photographic PNG takes
+# about half its 3 raw bytes a pixel, such a JPEG about 1 or less. 1.5 covers both,
+# so an estimate errs on the side of more bytes: 1.8 MB at 1K, 28 MB at 4K.
+BYTES_PER_PIXEL = 1.5
+KEEP_FREE = 64 * 1024 * 1024  # besides images: room for the store, journal, manifest
+_PIXELS_1K = 384 * 3072
+_SIDE_FACTOR = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
 
 # Magic numbers of the formats the API returns; the declared mime type is not trusted.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -52,6 +69,21 @@ def sniff_extension(data: bytes) -> str | None:
     return None
 
 
+class ItemNames(Protocol):
+    """What names an item's images (the store's WorkItem and OpenAttempt)."""
+
+    @property
+    def prompt_id(self) -> str: ...
+    @property
+    def aspect_ratio(self) -> str: ...
+    @property
+    def ref_label(self) -> str: ...
+    @property
+    def sample(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+
+
 def image_name(
     *,
     prompt_id: str,
@@ -66,6 +98,49 @@ def image_name(
     aspect = aspect_ratio.replace(":", "x")
     suffix = "" if index == 0 else f"_{index + 1}"
     return f"{prompt_id}_{aspect}_{ref_label}_s{sample}_{key[:8]}{suffix}.{ext}"
+
+
+def item_image_name(item: ItemNames, index: int, ext: str) -> str:
+    """`image_name` of one of this item's images."""
+    return image_name(
+        prompt_id=item.prompt_id,
+        aspect_ratio=item.aspect_ratio,
+        ref_label=item.ref_label,
+        sample=item.sample,
+        key=item.key,
+        index=index,
+        ext=ext,
+    )
+
+
+def image_stem(item: ItemNames) -> str:
+    """What every image name of this item starts with: its first image's name
+    without the extension (a second image adds `_2`)."""
+    return item_image_name(item, 0, "x")[: -len(".x")]
+
+
+def image_bytes(image_size: str | None) -> int:
+    """The most bytes one image of this size class is expected to take (1K when
+    the request names no size; see BYTES_PER_PIXEL)."""
+    factor = _SIDE_FACTOR.get(image_size or "1K", 4.0)  # unknown: the largest
+    return int(_PIXELS_1K * factor * factor * BYTES_PER_PIXEL)
+
+
+def describe_bytes(n: int) -> str:
+    """A byte count for a message: "1.8 MB"."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes free for this process on the file system holding `folder` (or its
+    nearest existing parent)."""
+    path = folder
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def write_atomic(path: Path, data: bytes) -> None:

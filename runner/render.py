@@ -17,6 +17,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from runner import outputs
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
@@ -83,7 +85,8 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
             basis = f" (estimated from {est['recorded_answers']:,} recorded answers)"
         console.print(
             f"  estimate, {label}: {est['requests']:,} requests, "
-            f"{est['tokens']['totalTokenCount']:,} tokens, {cost}{basis}",
+            f"{est['tokens']['totalTokenCount']:,} tokens, {cost}{basis}, "
+            f"up to {outputs.describe_bytes(est['bytes'])} of images",
             highlight=False,
         )
     caps = {k: v for k, v in data["budget"].items() if v is not None}
@@ -112,6 +115,11 @@ def run(report: RunReport, as_json: bool) -> None:
         f"item(s) in {p.elapsed:.1f}s; manifest {report.manifest}",
         highlight=False,
     )
+    if report.replayed or report.adopted:
+        console.print(
+            f"recorded {report.replayed + report.adopted} answer(s) a stopped run "
+            "was paid for but had not stored (from its journal and image files)"
+        )
     if report.recovered:
         console.print(f"resumed {report.recovered} item(s) a stopped run left open")
     _status_tables(console, report.status.as_dict())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runner import pricing
+from runner import outputs, pricing
 from runner.store import STATUSES
 
 if TYPE_CHECKING:
@@ -83,9 +83,15 @@ def estimate_requests(
     tokens["totalTokenCount"] = 0.0
     usd = 0.0
     count = 0
+    written = 0  # bytes the images may take (one each, see outputs.image_bytes)
+    size_bytes: dict[str | None, int] = {}
     learned: dict[UsageKey, tuple[dict[str, float], float]] = {}
     for model, text, refs, size in requests:
         count += 1
+        one = size_bytes.get(size)
+        if one is None:
+            one = size_bytes[size] = outputs.image_bytes(size)
+        written += one
         key = (model, size, refs)
         seen = learned.get(key)
         if seen is None and (group := recorded.get(key)) is not None and group.answers:
@@ -111,6 +117,7 @@ def estimate_requests(
         "tokens": {name: round(n) for name, n in tokens.items()},
         "cost_usd": None if price is None else round(usd, 4),
         "recorded_answers": sum(recorded[key].answers for key in learned),
+        "bytes": written,
     }
 
 
@@ -283,6 +290,8 @@ class RunReport:
     recovered: int  # items a dead run had left `running`
     requeued: int  # items `retry` put back to pending
     gallery: GalleryStep | None = None  # None: not asked for (--no-review)
+    replayed: int = 0  # answers a stopped run paid for, taken from its journal
+    adopted: int = 0  # items whose images a stopped run wrote but never recorded
 
     @property
     def exit_code(self) -> int:
@@ -306,6 +315,8 @@ class RunReport:
             manifest=str(self.manifest),
             new_items=self.new_items,
             recovered=self.recovered,
+            replayed=self.replayed,
+            adopted=self.adopted,
         )
         return data
 

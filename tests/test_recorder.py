@@ -1,18 +1,26 @@
 """The recorder: a run's attempts are written in batches, each change reaches the
-store even if its task is cancelled, and a failure goes to the change it concerns."""
+store even if its task is cancelled, a failure goes to the change it concerns, and
+each batch of paid answers is one journal append before the store write."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 from runner.errors import StoreError
+from runner.scheduler.journal import Journal
 from runner.scheduler.recorder import Recorder
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store
 
 from .test_store import make_item
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 DONE = AttemptResult(
     outcome="success",
@@ -95,7 +103,7 @@ async def test_a_change_handed_over_is_written_even_if_its_task_is_cancelled(
     assert store.status(job).counts["succeeded"] == 1
 
 
-async def test_a_failing_prepare_fails_its_own_task_and_not_the_others(
+async def test_a_failing_prepare_fails_its_own_task_and_records_its_fallback(
     store: Store, job: JobRow
 ) -> None:
     recorder = Recorder(store)
@@ -107,11 +115,22 @@ async def test_a_failing_prepare_fails_its_own_task_and_not_the_others(
     def broken() -> tuple[AttemptEnd, None]:
         raise OSError(28, "No space left on device")
 
+    def usage_only(error: Exception) -> AttemptEnd:
+        # The answer was paid for: its usage is kept, the item is sent again.
+        unsaved = replace(
+            DONE,
+            outcome="unknown",
+            reason=str(error),
+            item_status="pending",
+            outputs=(),
+        )
+        return AttemptEnd(a1, first.id, unsaved)
+
     errors: list[BaseException] = []
 
     async def end_broken() -> None:
         try:
-            await recorder.end(broken)
+            await recorder.end_soon(broken, key=first.key, fallback=usage_only).result()
         except OSError as exc:
             errors.append(exc)
 
@@ -123,9 +142,12 @@ async def test_a_failing_prepare_fails_its_own_task_and_not_the_others(
         recorder.close()
 
     assert [str(e) for e in errors] == ["[Errno 28] No space left on device"]
+    # Not left `running` (the next run would close it as abandoned and lose its
+    # usage): pending, with the answer's usage counted once.
     statuses = store.statuses_of(job, [first.key, second.key])
-    assert statuses == {first.key: "running", second.key: "succeeded"}
-    del a1
+    assert statuses == {first.key: "pending", second.key: "succeeded"}
+    spend = store.status(job).spend
+    assert spend.tokens["total_tokens"] == 2 * 1300 and spend.images == 1
 
 
 async def test_a_store_failure_reaches_every_change_of_the_batch(
@@ -161,8 +183,6 @@ async def test_a_store_failure_reaches_every_change_of_the_batch(
 def test_one_batch_of_begins_and_ends_over_two_jobs_keeps_each_jobs_totals(
     store: Store, job: JobRow
 ) -> None:
-    from dataclasses import replace
-
     from runner.store import AttemptStart
 
     other = store.upsert_job("other", "jobs/other.yaml", "m")
@@ -191,3 +211,35 @@ def test_one_batch_of_begins_and_ends_over_two_jobs_keeps_each_jobs_totals(
     assert mine_status.spend.attempts == 2 and mine_status.spend.unknown == 1
     assert mine_status.spend.tokens["total_tokens"] == 1300
     assert theirs_status.counts["running"] == 2 and theirs_status.spend.attempts == 0
+
+
+async def test_a_batch_of_answers_is_one_journal_append_emptied_once_stored(
+    store: Store, job: JobRow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path)
+    appended: list[int] = []
+    real_append = Journal.append
+
+    def counting(self: Journal, answers: Sequence[tuple[str, AttemptEnd]]) -> None:
+        appended.append(len(answers))
+        real_append(self, answers)
+        assert self.path.read_text().count("\n") >= len(answers)  # before the store
+
+    monkeypatch.setattr(Journal, "append", counting)
+    recorder = Recorder(store, journal)
+    work = store.pending_items(job)
+    run_id = store.start_run(job, "submit")
+    begun = {item.id: store.begin_attempt(item.id, run_id, 1) for item in work}
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.serve)
+        async with anyio.create_task_group() as tasks:
+            for item in work:
+                end = AttemptEnd(begun[item.id], item.id, DONE)
+                tasks.start_soon(recorder.end, lambda end=end: (end, None))
+        recorder.close()
+
+    # 20 answers handed over in one turn: one write and one fsync, not 20.
+    assert appended == [20]
+    assert store.status(job).counts["succeeded"] == 20
+    assert not journal.path.exists()  # emptied, then removed at the end

@@ -1,8 +1,10 @@
 """One run of a job: the job lease, the scheduler, the manifest.
 
 Owns: wiring a spec (or a stored job) and an open store to the scheduler for
-`submit` and `retry`: the lease around the run, recovery of items a dead run left
-behind, and the manifest rewrite after every run (also after Ctrl-C). Async, for
+`submit` and `retry`: the free-space check before a submit, the lease around the
+run, recovery of what a stopped run left behind (its journal's answers and image
+files first, then its open attempts), and the manifest rewrite after every run
+(also after Ctrl-C). Async, for
 callers that hold a store and an endpoint (the commands, tests, benchmarks). Must
 not print, ask or exit.
 """
@@ -65,6 +67,9 @@ async def submit_spec(
         from runner.runs.planning import check_submit
 
         check = await to_thread.run_sync(check_submit, spec, store, spec_price(spec))
+    from runner.runs.planning import check_space
+
+    check_space(workspace.job_folder(spec.name), check)
     plan, digest = check.plan, check.digest
     saved = job_settings(spec)
     settings = run_settings(saved, check.price, send, overrides)
@@ -138,15 +143,20 @@ async def _run(
     from anyio import to_thread
 
     from runner import client
-    from runner.scheduler import Progress, RunResult, run_items
+    from runner.scheduler import Progress, Recovered, RunResult, recover, run_items
 
     owner = uuid.uuid4().hex
 
-    def start() -> tuple[int, SyncResult | None, int, list[WorkItem], int, RunSettings]:
+    def start() -> tuple[
+        Recovered, int, SyncResult | None, int, list[WorkItem], int, RunSettings
+    ]:
         folder.mkdir(parents=True, exist_ok=True)
         store.acquire_lease(job, owner, settings.lease_ttl)
         try:
             outputs.remove_stale_temp_files(folder)
+            # Before the open attempts are closed as abandoned: those whose answer
+            # the journal or the images folder holds were paid for and are kept.
+            found = recover(store, job, folder)
             recovered = store.recover_abandoned(job)
             sync, requeued = prepare()
             work = store.pending_items(job)
@@ -156,7 +166,7 @@ async def _run(
             if budget.max_cost_usd is not None or budget.max_images is not None:
                 # What each request in flight reserves: the dearest answer so far.
                 seeded = replace(seeded, recorded=store.recorded_usage(job))
-            return recovered, sync, requeued, work, run_id, seeded
+            return found, recovered, sync, requeued, work, run_id, seeded
         except BaseException:
             store.release_lease(job, owner)
             raise
@@ -170,7 +180,9 @@ async def _run(
             store.release_lease(job, owner)
 
     # The settings with what earlier runs spent and recorded, read under the lease.
-    recovered, sync, requeued, work, run_id, settings = await to_thread.run_sync(start)
+    found, recovered, sync, requeued, work, run_id, settings = await to_thread.run_sync(
+        start
+    )
     result = RunResult(progress=Progress(total=len(work)), interrupted=True)
     try:
         timeout = None
@@ -209,6 +221,8 @@ async def _run(
         new_items=sync.new if sync else 0,
         recovered=recovered,
         requeued=requeued,
+        replayed=found.replayed,
+        adopted=found.adopted,
     )
 
 

@@ -11,10 +11,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runner import outputs
+from runner.errors import NoSpaceError
 from runner.reports import PlanPreview, estimate_requests
 from runner.runs.settings import spec_price
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from runner import pricing
     from runner.plan import Plan
     from runner.spec import JobSpec
@@ -31,6 +35,7 @@ class SubmitCheck:
     cost_usd: float | None
     price: pricing.Price | None  # the job's, which the estimate used
     recorded_answers: int = 0  # the estimate learnt from this many answers
+    bytes: int = 0  # what the images may take (outputs.image_bytes, one each)
 
 
 def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
@@ -68,7 +73,24 @@ def check_submit(
         estimate["cost_usd"],
         price,
         estimate["recorded_answers"],
+        estimate["bytes"],
     )
+
+
+def check_space(folder: Path, check: SubmitCheck) -> None:
+    """Refuse a submit whose images would not fit in the job folder's free space
+    (besides the room a run keeps free for its store and journal)."""
+    free = outputs.free_bytes(folder)
+    need = check.bytes + outputs.KEEP_FREE
+    if check.to_send and free < need:
+        raise NoSpaceError(
+            f"{folder} has {outputs.describe_bytes(free)} free, "
+            f"{outputs.describe_bytes(need - free)} short of the "
+            f"{outputs.describe_bytes(need)} this submit may write "
+            f"({check.to_send:,} image(s), up to "
+            f"{outputs.describe_bytes(check.bytes)}, plus room for the store); "
+            "free space, use another --output, or send fewer items"
+        )
 
 
 def _preview(spec: JobSpec, store: Store, price: pricing.Price | None) -> PlanPreview:

@@ -54,15 +54,7 @@ def _save_images(
             declared = image.mime_type or "no mime type"
             reason = f"the answer's image data is not an image (declared {declared})"
             return replace(outcome, kind=Kind.UNKNOWN, reason=reason, images=()), []
-        name = outputs.image_name(
-            prompt_id=item.prompt_id,
-            aspect_ratio=item.aspect_ratio,
-            ref_label=item.ref_label,
-            sample=item.sample,
-            key=item.key,
-            index=index,
-            ext=ext,
-        )
+        name = outputs.item_image_name(item, index, ext)
         named.append((name, image))
     saved = []
     for name, image in named:

@@ -10,7 +10,9 @@ the batches. When the run is idle a change is written at once.
 
 Two lanes: an answer's images are written (and synced) in the files lane, then its
 attempt goes to the store lane with the requests about to be sent, so a request
-never waits behind another answer's disk writes.
+never waits behind another answer's disk writes. The files lane also appends each
+batch's paid answers to the job's journal (one write, one fsync), so an answer is
+kept even if the store write then fails; the next run replays it.
 
 A change handed over is always written, even if its task is cancelled meanwhile:
 the answer it records was paid for. `serve` must therefore run in a task group
@@ -21,18 +23,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import anyio
 from anyio import to_thread
 
 from runner.store import AttemptEnd, AttemptStart, Store
 
+if TYPE_CHECKING:
+    from runner.scheduler.journal import Journal
+
 T = TypeVar("T")
 
 # Runs in the files thread: whatever must be on disk first (images into place),
 # then the change to record and a value for the task that handed it over.
 Prepare = Callable[[], tuple[AttemptStart | AttemptEnd, object]]
+# What to record instead when `prepare` raised: the answer was paid for all the same.
+Fallback = Callable[[Exception], AttemptEnd]
 
 
 @dataclass(slots=True)
@@ -43,6 +50,9 @@ class _Ticket:
     attempt_id: int | None = None
     value: object = None
     error: BaseException | None = None
+    key: str = ""  # the item's, for the journal
+    fallback: Fallback | None = None
+    journaled: bool = False
 
 
 class _Lane:
@@ -102,8 +112,9 @@ class Recorder:
     request about to go out waits only for the store lane, never behind another
     answer's image being written and synced."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, journal: Journal | None = None) -> None:
         self._store = store
+        self._journal = journal
         self._db = _Lane(self._write, _release)
         self._files = _Lane(self._prepare, self._to_db)
 
@@ -124,10 +135,19 @@ class Recorder:
         returns; its second value is returned here."""
         return await self.end_soon(prepare).result()
 
-    def end_soon(self, prepare: Callable[[], tuple[AttemptEnd, T]]) -> Ending[T]:
+    def end_soon(
+        self,
+        prepare: Callable[[], tuple[AttemptEnd, T]],
+        *,
+        key: str = "",
+        fallback: Fallback | None = None,
+    ) -> Ending[T]:
         """Hand an attempt's end over now, without awaiting anything (so nothing
-        can come between an answer and its handover); await `result()` later."""
-        ticket = _Ticket(prepare)
+        can come between an answer and its handover); await `result()` later.
+
+        `key` is the item's (the journal names answers by it); if `prepare`
+        raises, `fallback(error)` is recorded instead and the task gets the error."""
+        ticket = _Ticket(prepare, key=key, fallback=fallback)
         self._files.put([ticket])
         return Ending(ticket)
 
@@ -140,29 +160,55 @@ class Recorder:
         self._files.close()
 
     async def serve(self) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._db.serve)
-            try:
-                await self._files.serve()
-            finally:
-                self._db.close()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._db.serve)
+                try:
+                    await self._files.serve()
+                finally:
+                    self._db.close()
+        finally:
+            if self._journal is not None:
+                self._journal.close()  # kept if the store did not take everything
 
     # -- stages ---------------------------------------------------------------------
 
-    @staticmethod
-    def _prepare(batch: list[_Ticket]) -> None:
-        """Files thread: each ticket's `prepare`; a failure stays with its ticket."""
+    def _prepare(self, batch: list[_Ticket]) -> None:
+        """Files thread: each ticket's `prepare` (a failure stays with its ticket,
+        which records its fallback), then the batch's paid answers to the journal."""
         for ticket in batch:
             assert ticket.prepare is not None
             try:
                 ticket.change, ticket.value = ticket.prepare()
             except Exception as exc:
                 ticket.error = exc
+                if ticket.fallback is not None:
+                    ticket.change = ticket.fallback(exc)
+        if self._journal is not None:
+            self._journal_batch(self._journal, batch)
+
+    @staticmethod
+    def _journal_batch(journal: Journal, batch: list[_Ticket]) -> None:
+        paid = [
+            ticket
+            for ticket in batch
+            if isinstance(ticket.change, AttemptEnd)
+            and (ticket.change.result.usage is not None or ticket.change.result.outputs)
+        ]
+        if not paid:
+            return
+        try:
+            journal.append([(t.key, cast("AttemptEnd", t.change)) for t in paid])
+        except OSError:
+            # The store write still follows; if it fails too, the images on disk
+            # are what the next run adopts (journal.recover).
+            return
+        for ticket in paid:
+            ticket.journaled = True
 
     def _to_db(self, batch: list[_Ticket]) -> None:
-        failed = [ticket for ticket in batch if ticket.error is not None]
-        _release(failed)
-        self._db.put([ticket for ticket in batch if ticket.error is None])
+        _release([ticket for ticket in batch if ticket.change is None])
+        self._db.put([ticket for ticket in batch if ticket.change is not None])
 
     def _write(self, batch: list[_Ticket]) -> None:
         """Store thread: every change of the batch in one transaction."""
@@ -178,6 +224,12 @@ class Recorder:
             return
         for ticket, attempt_id in zip(batch, ids, strict=True):
             ticket.attempt_id = attempt_id
+        stored = [cast("AttemptEnd", t.change).attempt_id for t in batch if t.journaled]
+        if stored and self._journal is not None:
+            try:
+                self._journal.stored(stored)
+            except OSError:
+                pass  # left in the journal: a replay skips what the store has
 
 
 class Ending(Generic[T]):

@@ -21,10 +21,12 @@ import anyio
 from anyio import to_thread
 
 from runner import client, outputs
-from runner.errors import RunnerError
+from runner.errors import RunnerError, StoreError
 from runner.plan import Request
 from runner.scheduler import images, judgement
 from runner.scheduler.budget import BudgetGuard, Refusal
+from runner.scheduler.disk import DiskGuard
+from runner.scheduler.journal import Journal
 from runner.scheduler.judgement import History
 from runner.scheduler.pacing import Pacer
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
@@ -94,6 +96,12 @@ async def run_items(
                 run.recorder.close()
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
+    if run.store_error is not None:
+        kept = job_folder / outputs.JOURNAL
+        raise StoreError(
+            f"{run.store_error.message}; the answers already paid for are kept in "
+            f"{kept}, and the next submit records them without sending them again"
+        ) from run.store_error
     budget_stop = None
     if run.budget_stop is not None:
         # Said again now that every request in flight has ended: the spend in it
@@ -166,6 +174,9 @@ class _Run:
         self.stop_status: int | None = None
         self.interrupted = False
         self.budget_stop: Refusal | None = None
+        # The store refused a write: the run sends nothing more, lets the answers
+        # in flight land (into the journal), then ends with this error.
+        self.store_error: StoreError | None = None
         self.budget = BudgetGuard(
             settings.budget, settings.price, settings.spent, settings.recorded
         )
@@ -176,7 +187,8 @@ class _Run:
         self.started = time.monotonic()
         self.progress = Progress(total=0)
         self.references = References()
-        self.recorder = Recorder(store)
+        self.disk = DiskGuard(job_folder)
+        self.recorder = Recorder(store, Journal(job_folder))
 
     # -- background tasks -------------------------------------------------------------
 
@@ -224,6 +236,7 @@ class _Run:
         history = History(item.tries_used, item.unknown_used)
         number = item.attempts
         cost = self.budget.estimate(request)
+        room = DiskGuard.answer_bytes(request.image_size)
         while not self.stop.is_set():
             async with self.pacer.limiter:
                 # Paced while holding the slot, so requests leave in slot order.
@@ -232,15 +245,35 @@ class _Run:
                     return
                 if not await self._reserve(cost):
                     return
+                # Likewise the room its images may take: a full disk must never
+                # cost a paid answer, so sending stops while those in flight fit.
+                full = self.disk.reserve(room)
+                if full is not None:
+                    self._settle(cost, None)
+                    self._halt(f"stopped sending: {full}")
+                    return
                 number += 1
                 try:
                     ending = await self._attempt(item, request, refs, number, history)
                 except anyio.get_cancelled_exc_class():
                     self._settle(cost, None)
+                    self.disk.settle(room)
                     raise
+                except StoreError as exc:  # not begun: nothing was sent
+                    self._settle(cost, None)
+                    self.disk.settle(room)
+                    self._store_failed(exc)
+                    return
             # The slot is free as soon as the answer is in: writing it down does
             # not hold up the next request (there are more workers than slots).
-            result = await self._recorded(ending)
+            try:
+                result = await self._recorded(ending)
+            except StoreError as exc:  # the answer is in the journal
+                self._settle(cost, None)
+                self._store_failed(exc)
+                return
+            finally:
+                self.disk.settle(room)
             self._settle(cost, result)
             history = history.after(result)
             delay = judgement.next_try(result, history, self.settings)
@@ -322,7 +355,11 @@ class _Run:
         # The answer is in (and paid for): handed over with no await in between,
         # the recorder writes it whatever happens next.
         return self.recorder.end_soon(
-            functools.partial(self._save_and_judge, item, attempt_id, outcome, history)
+            functools.partial(self._save_and_judge, item, attempt_id, outcome, history),
+            key=item.key,
+            fallback=functools.partial(
+                self._unsaved, item, attempt_id, outcome, history
+            ),
         )
 
     async def _send(self, request: Request, refs: list[bytes]) -> Outcome:
@@ -388,6 +425,28 @@ class _Run:
         result = judgement.judge(outcome, saved, history, self.settings)
         return AttemptEnd(attempt_id, item.id, result), result
 
+    def _unsaved(
+        self,
+        item: WorkItem,
+        attempt_id: int,
+        outcome: Outcome,
+        history: History,
+        error: Exception,
+    ) -> AttemptEnd:
+        """What is recorded when writing an answer failed unexpectedly: its usage
+        (it was paid for), and the item back to pending, to be sent again."""
+        answer = judgement.judge(outcome, (), history, self.settings)
+        result = replace(
+            answer,
+            outcome="unknown",
+            reason=f"the answer could not be recorded ({error!r}); it is sent again",
+            item_status="pending",
+            outputs=(),
+            counts_as_try=False,
+            counts_as_unknown=False,
+        )
+        return AttemptEnd(attempt_id, item.id, result)
+
     async def _finish_without_attempt(self, item: WorkItem, reason: str) -> None:
         attempt_id = await self.recorder.begin(item.id, self.run_id, item.attempts + 1)
         end = AttemptEnd(
@@ -404,6 +463,11 @@ class _Run:
         self._bump(failed=1)
 
     # -- bookkeeping ------------------------------------------------------------
+
+    def _store_failed(self, error: StoreError) -> None:
+        if self.store_error is None:
+            self.store_error = error
+        self._stop_dispatching(f"the store failed: {error}")
 
     def _halt_budget(self, refusal: Refusal) -> None:
         if self.budget_stop is None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         WorkItem,
     )
     from runner.store.facade import Store
+    from runner.store.leases import OpenAttempt
     from runner.store.sync import SyncResult
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "AttemptStart",
     "JobRow",
     "JobSummary",
+    "OpenAttempt",
     "RecordedUsage",
     "Spend",
     "Status",
@@ -63,6 +65,7 @@ _LAZY = {
     "AttemptEnd": "runner.store.attempts",
     "AttemptResult": "runner.store.attempts",
     "AttemptStart": "runner.store.attempts",
+    "OpenAttempt": "runner.store.leases",
     "Store": "runner.store.facade",
     "SyncResult": "runner.store.sync",
     "WorkItem": "runner.store.attempts",

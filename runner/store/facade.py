@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from runner.plan import Item
     from runner.store import JobRow, JobSummary, RecordedUsage, Spend, Status, UsageKey
     from runner.store.attempts import AttemptResult, WorkItem
+    from runner.store.leases import OpenAttempt
     from runner.store.sync import SyncResult
 
 
@@ -153,6 +154,12 @@ class Store:
         while holding the job's lease."""
         with self._begin() as conn:
             return leases.recover_abandoned(conn, job)
+
+    def open_attempts(self, job: JobRow) -> list[OpenAttempt]:
+        """Attempts of `running` items never ended: what a stopped run left open
+        (its journal and image files may say how they ended)."""
+        with self._connect() as conn:
+            return leases.open_attempts(conn, job)
 
     def requeue(self, job: JobRow, statuses: Sequence[str]) -> int:
         """Put items with these statuses back to pending, with fresh tries."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -26,6 +27,20 @@ if TYPE_CHECKING:
     from runner.store.records import JobRow
 
 DEFAULT_LEASE_TTL = 30.0  # seconds; renewed every TTL/3 while a run is alive
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAttempt:
+    """An attempt a run began and never ended, with what names its item's images."""
+
+    attempt_id: int
+    item_id: int
+    key: str
+    prompt_id: str
+    aspect_ratio: str
+    ref_label: str
+    sample: int
+    started_at: str
 
 
 def acquire_lease(conn: Connection, job: JobRow, owner: str, ttl: float) -> None:
@@ -98,6 +113,28 @@ def end_run(conn: Connection, run_id: int, result: str) -> None:
         .where(runs.c.id == run_id)
         .values(ended_at=timestamp(), result=result)
     )
+
+
+def open_attempts(conn: Connection, job: JobRow) -> list[OpenAttempt]:
+    query = (
+        sa.select(
+            attempts.c.id.label("attempt_id"),
+            items.c.id.label("item_id"),
+            items.c.key,
+            items.c.prompt_id,
+            items.c.aspect_ratio,
+            items.c.ref_label,
+            items.c.sample,
+            attempts.c.started_at,
+        )
+        .join_from(items, attempts, attempts.c.item_id == items.c.id)
+        .where(
+            items.c.job_id == job.id,
+            items.c.status == "running",
+            attempts.c.ended_at.is_(None),
+        )
+    )
+    return [OpenAttempt(**row._mapping) for row in conn.execute(query)]
 
 
 def recover_abandoned(conn: Connection, job: JobRow) -> int:
