@@ -301,3 +301,27 @@ def test_a_second_submit_of_a_running_job_refuses_and_sends_nothing(
         code, _, err = first.finish()
         assert code == 0, err
         assert sim.stats()["requests"] == 12
+
+
+def test_a_grid_of_ten_billion_is_refused_at_once_even_with_yes(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    listed = ", ".join(str(i) for i in range(100))
+    axes = "".join(f"  {v}: [{listed}]\n" for v in "abcde")
+    prompt = "'{a} {b} {c} {d} {e}'"
+    job = write_job(tmp_path, f"name: huge\nprompts: [{prompt}]\nvars:\n{axes}")
+    out = tmp_path / "out"
+    for command in (("plan",), ("submit", "--yes", "--base-url", sim.url)):
+        started = time.perf_counter()
+        result = invoke(*command, job, "--output", out, env={"TOKAIFY_API_KEY": SECRET})
+        # Generous for a slow CI machine; expanding first took minutes.
+        assert time.perf_counter() - started < 5.0
+        assert result.exit_code == 2, result.output
+        assert result.output == (
+            f"error: {job}: this job file makes 10,000,000,000 items (1 prompt x 100 "
+            "values of 'a' x 100 values of 'b' x 100 values of 'c' x 100 values of "
+            "'d' x 100 values of 'e'); the limit is 1,000,000 items per job: remove "
+            "values from the largest axes, or split the job into several job files\n"
+        )
+    assert not out.exists()
+    assert sim.stats()["requests"] == 0

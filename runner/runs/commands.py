@@ -55,6 +55,7 @@ def submit(
 ) -> RunReport:
     """Load, plan and store the job, ask if the policy says so (`confirm` None:
     nobody to ask), send what is not finished, rebuild the gallery."""
+    from runner.plan import check_grid_size
     from runner.runs import policy
     from runner.runs.endpoint import open_endpoint
     from runner.runs.execution import submit_spec
@@ -62,6 +63,9 @@ def submit(
     from runner.spec import load_job
 
     spec = load_job(job_file)
+    # Before the store is opened or the simulator started: a grid past the limit
+    # is refused with nothing written, and however large, at once.
+    check_grid_size(spec)
     if warn is not None:
         for warning in spec.warnings:
             warn(warning)
@@ -128,10 +132,12 @@ def retry(
 
 def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
     """The job's grid compared with the store; sends and writes nothing."""
+    from runner.plan import check_grid_size
     from runner.runs.planning import preview_spec
     from runner.spec import load_job
 
     spec = load_job(job_file)
+    check_grid_size(spec)
     store = workspace.open_store()
     try:
         return preview_spec(spec, store)
