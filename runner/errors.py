@@ -4,7 +4,10 @@
     ├── UsageError (2)            bad command-line usage, unknown job
     ├── JobSpecError (2)          invalid job file: path, line, what to change
     ├── StoreError (1)            database unreadable, locked or corrupt
+    │   ├── StoreFileError (2)    the store's file cannot be opened: fix a path
     │   └── JobBusyError (1)      another live process is running this job
+    ├── OutputError (1)           the results folder cannot be written mid-run
+    │   └── OutputFolderError (2) --output cannot be made or written: before a run
     ├── RunStopped (3)            a run-level upstream problem stopped the run
     └── Interrupted (130)         Ctrl-C / SIGTERM; in-flight items left resumable
 
@@ -50,10 +53,23 @@ class StoreError(RunnerError):
     exit_code = 1
 
 
+class StoreFileError(StoreError):
+    """The store's file cannot be opened (a folder, not a database, no permission,
+    its folder missing): a path to fix before anything runs."""
+
+    exit_code = 2
+
+
 class OutputError(RunnerError):
     """The results folder cannot be written (disk full, permissions)."""
 
     exit_code = 1
+
+
+class OutputFolderError(OutputError):
+    """`--output` cannot be created or written, found before anything is sent."""
+
+    exit_code = 2
 
 
 class JobBusyError(StoreError):
