@@ -3,6 +3,7 @@
     RunnerError (1)
     ├── UsageError (2)            bad command-line usage, unknown job
     ├── JobSpecError (2)          invalid job file: path, line, what to change
+    │   └── JobSpecErrors (2)     several of them, reported at once, one per line
     ├── StoreError (1)            database unreadable, locked or corrupt
     │   ├── StoreFileError (2)    the store's file cannot be opened: fix a path
     │   └── JobBusyError (1)      another live process is running this job
@@ -18,6 +19,12 @@ Messages never contain an API key: `client` redacts before any string is built.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+MAX_SHOWN_PROBLEMS = 20  # problems of one job file listed; the rest are counted
 
 
 class RunnerError(Exception):
@@ -47,6 +54,26 @@ class JobSpecError(RunnerError):
         self.problem = message
         where = f"{path} line {line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {message}")
+
+
+class JobSpecErrors(JobSpecError):
+    """Several problems in one job file: `errors` in line order, one line each in
+    the message (at most `shown` of them, then how many more)."""
+
+    def __init__(
+        self, errors: Sequence[JobSpecError], *, shown: int = MAX_SHOWN_PROBLEMS
+    ) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        lines = [error.message for error in self.errors[:shown]]
+        hidden = len(self.errors) - len(lines)
+        if hidden:
+            lines.append(
+                f"{first.path}: {hidden} more problem{'s' if hidden != 1 else ''} "
+                "not shown; fix these first"
+            )
+        RunnerError.__init__(self, "\n".join(lines))
+        self.path, self.line, self.problem = first.path, first.line, first.problem
 
 
 class StoreError(RunnerError):

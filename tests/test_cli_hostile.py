@@ -325,3 +325,29 @@ def test_a_grid_of_ten_billion_is_refused_at_once_even_with_yes(
         )
     assert not out.exists()
     assert sim.stats()["requests"] == 0
+
+
+def test_several_problems_are_one_error_line_each(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(
+        tmp_path,
+        "prompts: ['A {stlye} cat']\nvars: {style: [flat]}\nsamples: 0\n"
+        "references: [[gone.png]]\n",
+    )
+    result = invoke(
+        "submit", job, "--base-url", sim.url, "--output", tmp_path / "out",
+        env={"TOKAIFY_API_KEY": SECRET},
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: {job} line 1: prompt 'p1' uses {{stlye}} but there is no var "
+        "'stlye'; did you mean {style}? (known vars: style); declare it under "
+        "'vars:', fix the name, or write {{stlye}} for literal braces",
+        f"error: {job} line 3: samples must be a whole number from 1 to 1000, got 0",
+        f"error: {job} line 4: reference image 'gone.png' not found (looked for "
+        f"'{tmp_path}/gone.png'); paths are relative to the job file's folder: fix "
+        "the path or add the file",
+    ]
+    assert not (tmp_path / "out").exists()
+    assert sim.stats()["requests"] == 0

@@ -306,3 +306,17 @@ def test_a_failing_gallery_never_hides_the_summary_or_the_exit_code(
     )
     assert lines[warning + 1].startswith("small: sent 2 request(s) for 2 item(s)")
     assert any("succeeded" in line for line in lines[warning + 2 :])
+
+
+@pytest.mark.skipif(
+    not Path("/proc/sys/vm/drop_caches").exists(), reason="needs Linux /proc"
+)
+def test_a_store_file_nobody_may_read_is_one_line_even_as_root() -> None:
+    # A write-only sysctl: procfs denies reading it to root as well (mode 0200).
+    store = Path("/proc/sys/vm/drop_caches")
+    code, output = run("list", "--db", f"sqlite:///{store}")
+    assert (code, output) == (
+        2,
+        f"error: the store file {store} cannot be read (permission denied); fix "
+        f"its permissions, {STORE_FIX}\n",
+    )
