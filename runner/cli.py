@@ -1,10 +1,11 @@
 """The `runner` command line: click commands over the runs layer.
 
-Owns: arguments and environment defaults (shared option decorators), the act of
+Owns: arguments and environment defaults (shared option decorators; RUNNER_DEBUG
+checked here, the other RUNNER_* variables where they are used), the act of
 asking a question at a terminal, starting the simulated API for --simulate, and
-turning a `RunnerError` into one readable line and its exit code. Each command
-parses, calls one entry point of `runner.runs`, and renders its report with
-`runner.render`. The only module that exits; holds no business logic.
+turning a `RunnerError` into readable lines (one per problem) and its exit code.
+Each command parses, calls one entry point of `runner.runs`, and renders its report
+with `runner.render`. The only module that exits; holds no business logic.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from runner import __version__, render, runs
-from runner.errors import RunnerError, RunStopped
+from runner.errors import RunnerError, RunStopped, UsageError
 
 if TYPE_CHECKING:
     from runner.reports import Confirmation, RunReport
@@ -35,9 +36,10 @@ class _RunnerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RunnerError as exc:
-            if os.environ.get("RUNNER_DEBUG"):
+            if _debug():
                 raise
-            render.err(f"error: {exc.message}")
+            for line in exc.message.splitlines():
+                render.err(f"error: {line}")
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             render.err(render.INTERRUPTED)
@@ -56,6 +58,20 @@ def cli() -> None:
 
     Example: runner submit jobs/demo.yaml --simulate
     """
+    written = os.environ.get(DEBUG_VARIABLE, "")
+    if written.strip().lower() not in (*_ON, *_OFF):
+        raise UsageError(
+            f"{DEBUG_VARIABLE}={written[:40]!r} is not a yes/no value; set it to 1 "
+            "to show tracebacks, 0 or nothing for one-line errors"
+        )
+
+
+DEBUG_VARIABLE = "RUNNER_DEBUG"  # set: errors keep their traceback
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() in _ON
 
 
 def main() -> None:
@@ -80,7 +96,9 @@ def store_options(f: F) -> F:
         envvar="RUNNER_OUTPUT",
         default="output",
         show_default=True,
-        type=click.Path(file_okay=False, path_type=Path),
+        # Not file_okay=False: Workspace.check_output names the folder, the
+        # variable it may come from, and the fix, like every other folder problem.
+        type=click.Path(path_type=Path),
         help="Results root; each job writes to <output>/<job>/ (env RUNNER_OUTPUT).",
     )(f)
     return f

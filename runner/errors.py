@@ -3,10 +3,13 @@
     RunnerError (1)
     ├── UsageError (2)            bad command-line usage, unknown job
     ├── JobSpecError (2)          invalid job file: path, line, what to change
+    │   └── JobSpecErrors (2)     several of them, reported at once, one per line
     ├── StoreError (1)            database unreadable, locked or corrupt
-    ├── OutputError (1)           the results folder cannot be written
-    │   └── NoSpaceError (2)      a submit's images would not fit on the disk
+    │   ├── StoreFileError (2)    the store's file cannot be opened: fix a path
     │   └── JobBusyError (1)      another live process is running this job
+    ├── OutputError (1)           the results folder cannot be written mid-run
+    │   ├── OutputFolderError (2) --output cannot be made or written: before a run
+    │   └── NoSpaceError (2)      a submit's images would not fit on the disk
     ├── RunStopped (3)            a run-level upstream problem stopped the run
     └── Interrupted (130)         Ctrl-C / SIGTERM; in-flight items left resumable
 
@@ -17,6 +20,12 @@ Messages never contain an API key: `client` redacts before any string is built.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+MAX_SHOWN_PROBLEMS = 20  # problems of one job file listed; the rest are counted
 
 
 class RunnerError(Exception):
@@ -48,8 +57,35 @@ class JobSpecError(RunnerError):
         super().__init__(f"{where}: {message}")
 
 
+class JobSpecErrors(JobSpecError):
+    """Several problems in one job file: `errors` in line order, one line each in
+    the message (at most `shown` of them, then how many more)."""
+
+    def __init__(
+        self, errors: Sequence[JobSpecError], *, shown: int = MAX_SHOWN_PROBLEMS
+    ) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        lines = [error.message for error in self.errors[:shown]]
+        hidden = len(self.errors) - len(lines)
+        if hidden:
+            lines.append(
+                f"{first.path}: {hidden} more problem{'s' if hidden != 1 else ''} "
+                "not shown; fix these first"
+            )
+        RunnerError.__init__(self, "\n".join(lines))
+        self.path, self.line, self.problem = first.path, first.line, first.problem
+
+
 class StoreError(RunnerError):
     exit_code = 1
+
+
+class StoreFileError(StoreError):
+    """The store's file cannot be opened (a folder, not a database, no permission,
+    its folder missing): a path to fix before anything runs."""
+
+    exit_code = 2
 
 
 class OutputError(RunnerError):
@@ -60,6 +96,12 @@ class OutputError(RunnerError):
 
 class NoSpaceError(OutputError):
     """The job folder's disk has less free space than a submit may write."""
+
+    exit_code = 2
+
+
+class OutputFolderError(OutputError):
+    """`--output` cannot be created or written, found before anything is sent."""
 
     exit_code = 2
 

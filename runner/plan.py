@@ -1,9 +1,10 @@
 """Pure expansion of a `JobSpec` into frozen `Item`s with deterministic keys.
 
 Owns: the grid product (prompts x their vars x aspect ratios x image sizes x
-reference sets x samples), GitHub-Actions-style `exclude`/`include`, the canonical
-request that an item key hashes (`tools` in it only when set). Must not do I/O or
-import anyio, httpx or sqlalchemy.
+reference sets x samples), its size counted from the axes before anything is
+expanded (a job past MAX_ITEMS is refused), GitHub-Actions-style `exclude`/`include`,
+the canonical request that an item key hashes (`tools` in it only when set). Must
+not do I/O or import anyio, httpx or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.spec import JobSpec, MatrixEntry, Reference
+from runner.errors import JobSpecError
+from runner.spec import MAX_ITEMS, JobSpec, MatrixEntry, Reference
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -142,8 +145,62 @@ class Plan:
         return {axis: dict(c) for axis, c in counts.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class GridSize:
+    """How many items a job makes at most, counted from its axes alone."""
+
+    cells: int  # the grid before exclude
+    included: int  # cells include entries name, at most (some may exist already)
+    factors: str  # how `cells` multiplies out, e.g. "4 prompts x 3 aspect ratios"
+    excludes: bool  # exclude entries may drop some of `cells`
+
+    @property
+    def bound(self) -> int:
+        """No plan of this job has more items than this."""
+        return self.cells + self.included
+
+
+def grid_size(spec: JobSpec) -> GridSize:
+    """The grid's size by arithmetic: fast whatever the size, nothing expanded."""
+    groups: dict[tuple[str, ...], int] = {}
+    for prompt in spec.prompts:
+        groups[prompt.placeholders] = groups.get(prompt.placeholders, 0) + 1
+    shared = {
+        "aspect ratio": len(spec.aspect_ratios),
+        "image size": len(spec.image_sizes),
+        "reference set": len(spec.references),
+        "sample": spec.samples,
+    }
+    per_prompt = sum(
+        count * math.prod(len(spec.vars[n]) for n in names)
+        for names, count in groups.items()
+    )
+    cells = per_prompt * math.prod(shared.values())
+    included = sum(_include_size(spec, entry) for entry in spec.include)
+    return GridSize(cells, included, _factors(spec, groups, shared), bool(spec.exclude))
+
+
+def check_grid_size(spec: JobSpec) -> GridSize:
+    """The grid's size; JobSpecError when it could pass MAX_ITEMS (SPEC section 2)."""
+    size = grid_size(spec)
+    if size.bound <= MAX_ITEMS:
+        return size
+    made = f"makes {size.cells:,} items"
+    if size.excludes:
+        made = f"makes up to {size.cells:,} items before exclude"
+    added = f", plus up to {size.included:,} from include" if size.included else ""
+    raise JobSpecError(
+        spec.path,
+        f"this job file {made} ({size.factors}){added}; the limit is "
+        f"{MAX_ITEMS:,} items per job: remove values from the largest axes, or "
+        "split the job into several job files",
+    )
+
+
 def build_plan(spec: JobSpec) -> Plan:
-    """Expand the grid, drop `exclude` matches, add `include` cells, key each item."""
+    """Expand the grid, drop `exclude` matches, add `include` cells, key each item.
+    A grid that could pass MAX_ITEMS is refused before anything is expanded."""
+    check_grid_size(spec)
     cells = [c for c in _grid(spec) if not _excluded(c, spec)]
     seen_cells = {_cell_id(c) for c in cells}
     for entry in spec.include:
@@ -247,6 +304,55 @@ def _include_cells(spec: JobSpec, entry: MatrixEntry) -> Iterator[_Cell]:
                 ratios, sizes, refs, samples
             ):
                 yield _Cell(p_index, tuple(combo), ratio, size, ref_set, sample)
+
+
+def _include_size(spec: JobSpec, entry: MatrixEntry) -> int:
+    """How many cells `_include_cells` yields for `entry`, without yielding them."""
+    fixed = (
+        1 if entry.aspect_ratio else len(spec.aspect_ratios),
+        1 if entry.image_size else len(spec.image_sizes),
+        1 if entry.references is not None else len(spec.references),
+        1 if entry.sample else spec.samples,
+    )
+    per_prompt = sum(
+        math.prod(1 if n in entry.vars else len(spec.vars[n]) for n in p.placeholders)
+        for p in spec.prompts
+        if entry.prompt in (None, p.id)
+    )
+    return per_prompt * math.prod(fixed)
+
+
+def _factors(
+    spec: JobSpec, groups: Mapping[tuple[str, ...], int], shared: Mapping[str, int]
+) -> str:
+    """'4 prompts x 3,000 values of 'style' x 2 aspect ratios': axes of one value
+    left out; prompts that use different vars are summed in brackets."""
+
+    def counted(number: int, what: str) -> str:
+        return f"{number:,} {what}{'' if number == 1 else 's'}"
+
+    terms = []
+    largest = sorted(
+        groups.items(),
+        key=lambda g: -g[1] * math.prod(len(spec.vars[n]) for n in g[0]),
+    )
+    for names, count in largest[:_SHOWN_PROMPT_GROUPS]:
+        parts = [counted(count, "prompt")]
+        parts += [
+            f"{len(spec.vars[n]):,} values of '{n}'"
+            for n in names
+            if len(spec.vars[n]) > 1
+        ]
+        terms.append(" x ".join(parts))
+    rest = sum(count for _, count in largest[_SHOWN_PROMPT_GROUPS:])
+    if rest:
+        terms.append(counted(rest, "more prompt"))
+    prompts = terms[0] if len(terms) == 1 else f"({' + '.join(terms)})"
+    axes = [counted(n, what) for what, n in shared.items() if n > 1]
+    return " x ".join([prompts, *axes])
+
+
+_SHOWN_PROMPT_GROUPS = 3  # groups of prompts (by the vars they use) a message names
 
 
 def _make_item(spec: JobSpec, cell: _Cell, *, position: int) -> Item:

@@ -301,3 +301,53 @@ def test_a_second_submit_of_a_running_job_refuses_and_sends_nothing(
         code, _, err = first.finish()
         assert code == 0, err
         assert sim.stats()["requests"] == 12
+
+
+def test_a_grid_of_ten_billion_is_refused_at_once_even_with_yes(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    listed = ", ".join(str(i) for i in range(100))
+    axes = "".join(f"  {v}: [{listed}]\n" for v in "abcde")
+    prompt = "'{a} {b} {c} {d} {e}'"
+    job = write_job(tmp_path, f"name: huge\nprompts: [{prompt}]\nvars:\n{axes}")
+    out = tmp_path / "out"
+    for command in (("plan",), ("submit", "--yes", "--base-url", sim.url)):
+        started = time.perf_counter()
+        result = invoke(*command, job, "--output", out, env={"TOKAIFY_API_KEY": SECRET})
+        # Generous for a slow CI machine; expanding first took minutes.
+        assert time.perf_counter() - started < 5.0
+        assert result.exit_code == 2, result.output
+        assert result.output == (
+            f"error: {job}: this job file makes 10,000,000,000 items (1 prompt x 100 "
+            "values of 'a' x 100 values of 'b' x 100 values of 'c' x 100 values of "
+            "'d' x 100 values of 'e'); the limit is 1,000,000 items per job: remove "
+            "values from the largest axes, or split the job into several job files\n"
+        )
+    assert not out.exists()
+    assert sim.stats()["requests"] == 0
+
+
+def test_several_problems_are_one_error_line_each(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(
+        tmp_path,
+        "prompts: ['A {stlye} cat']\nvars: {style: [flat]}\nsamples: 0\n"
+        "references: [[gone.png]]\n",
+    )
+    result = invoke(
+        "submit", job, "--base-url", sim.url, "--output", tmp_path / "out",
+        env={"TOKAIFY_API_KEY": SECRET},
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: {job} line 1: prompt 'p1' uses {{stlye}} but there is no var "
+        "'stlye'; did you mean {style}? (known vars: style); declare it under "
+        "'vars:', fix the name, or write {{stlye}} for literal braces",
+        f"error: {job} line 3: samples must be a whole number from 1 to 1000, got 0",
+        f"error: {job} line 4: reference image 'gone.png' not found (looked for "
+        f"'{tmp_path}/gone.png'); paths are relative to the job file's folder: fix "
+        "the path or add the file",
+    ]
+    assert not (tmp_path / "out").exists()
+    assert sim.stats()["requests"] == 0

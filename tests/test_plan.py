@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import TYPE_CHECKING
 
+import pytest
 from PIL import Image
 
-from runner.plan import Request, build_plan, plan_digest
+from runner.errors import JobSpecError
+from runner.plan import Request, build_plan, grid_size, plan_digest
 from runner.spec import load_job
 from tests.e2e import REPO, write_job
 
@@ -231,3 +234,75 @@ def test_tools_are_in_the_canonical_request_only_when_set(tmp_path: Path) -> Non
     assert "tools" not in json.loads(plain.request.to_json())
     # A request stored before tools existed reads back without them.
     assert Request.from_json(plain.request.to_json()).tools is None
+
+
+# -- the grid's size, counted before anything is expanded ---------------------------
+
+
+def test_the_counted_size_is_the_expanded_size_without_exclude_or_include(
+    tmp_path: Path,
+) -> None:
+    make_refs(tmp_path)
+    spec = load_job(write_job(tmp_path, GRID))
+    size = grid_size(spec)
+    assert size.cells == len(build_plan(spec).items) == (2 + 6 + 1) * 16
+    assert size.included == 0 and not size.excludes
+
+
+def test_the_counted_include_cells_are_the_cells_include_names(tmp_path: Path) -> None:
+    make_refs(tmp_path)
+    body = GRID + (
+        "    include:\n"
+        "      - {prompt: cat, aspect_ratio: '4:3'}\n"
+        "      - {style: neon, references: [refs/b.png], sample: 1}\n"
+    )
+    spec = load_job(write_job(tmp_path, body))
+    size = grid_size(spec)
+    # cat x 6 var combos x 1 ratio x 2 sizes x 2 sets x 2 samples; then banner and
+    # cat with style fixed (1 and 3 combos) x 2 ratios x 2 sizes x 1 set x 1 sample,
+    # and plain (no vars) x the same 4: none of them on the grid before.
+    assert size.included == 6 * 2 * 2 * 2 + (1 + 3 + 1) * 2 * 2
+    assert len(build_plan(spec).items) == size.cells + size.included
+
+
+def huge_job(folder: Path, values: int = 100, extra: str = "") -> Path:
+    """1 prompt x five vars of `values` values x 2 ratios: 2 * values**5 cells."""
+    listed = ", ".join(str(i) for i in range(values))
+    axes = "".join(f"  {v}: [{listed}]\n" for v in "abcde")
+    return write_job(
+        folder,
+        "name: huge\nprompts: ['{a} {b} {c} {d} {e}', 'plain']\n"
+        f"vars:\n{axes}aspect_ratios: ['1:1', '16:9']\n{extra}",
+    )
+
+
+def test_a_grid_past_the_limit_is_refused_with_its_count_and_axes(
+    tmp_path: Path,
+) -> None:
+    spec = load_job(huge_job(tmp_path))
+    started = time.perf_counter()
+    with pytest.raises(JobSpecError) as refused:
+        build_plan(spec)
+    assert time.perf_counter() - started < 1.0
+    assert refused.value.message == (
+        f"{spec.path}: this job file makes 20,000,000,002 items ((1 prompt x 100 "
+        "values of 'a' x 100 values of 'b' x 100 values of 'c' x 100 values of 'd' "
+        "x 100 values of 'e' + 1 prompt) x 2 aspect ratios); the limit is 1,000,000 "
+        "items per job: remove values from the largest axes, or split the job into "
+        "several job files"
+    )
+
+
+def test_the_limit_counts_the_grid_before_exclude_and_every_include_cell(
+    tmp_path: Path,
+) -> None:
+    # 8 * (10**5 + 1) cells are under the limit; include adds as many again.
+    at_most = "include: [{aspect_ratio: '4:3'}, {aspect_ratio: '3:4'}]\n"
+    with pytest.raises(
+        JobSpecError, match="makes 800,008 items .*, plus up to 800,008 from include"
+    ):
+        build_plan(load_job(huge_job(tmp_path, 10, at_most + "samples: 4\n")))
+    excluded = "samples: 6\nexclude: [{a: '1'}]\n"
+    with pytest.raises(JobSpecError, match=r"makes up to 1,200,012 items before ex"):
+        build_plan(load_job(huge_job(tmp_path, 10, excluded)))
+    assert grid_size(load_job(huge_job(tmp_path, 10, at_most))).bound == 400_004

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from runner import reports, runs
-from runner.errors import StoreError
+from runner.errors import StoreError, StoreFileError
 from runner.plan import Item, Request, item_key
 from runner.store import AttemptResult, Spend, Store
 from runner.store.reader import StoreReader, Unreadable, store_file
@@ -428,8 +428,8 @@ def test_a_file_that_is_not_a_store_is_left_to_the_store_path(
     assert runs.quick_status(runs.Workspace(out), "demo") is None
     result = invoke("status", "demo", "--output", out)
     if content:
-        assert result.exit_code == StoreError.exit_code
-        assert "file is not a database" in result.output
-        assert "damaged or is not a runner store" in result.output
+        assert result.exit_code == StoreFileError.exit_code == 2
+        assert "is not a SQLite database" in result.output
+        assert "move it aside" in result.output
     else:  # an empty file is an empty SQLite database: the store sets it up
         assert result.exit_code == 2 and "no job named 'demo'" in result.output

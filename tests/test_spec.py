@@ -24,6 +24,7 @@ from runner.spec import (
     DEFAULT_MODEL,
     MAX_REFERENCE_BYTES,
     SUPPORTED_ASPECT_RATIOS,
+    TOP_LEVEL_KEYS,
     Budget,
     MatrixEntry,
     Prompt,
@@ -1447,3 +1448,107 @@ def test_messages_never_show_tracebacks_or_exception_class_names(
     assert 'File "' not in message
     assert re.search(r"\b[A-Z]\w*(Error|Exception|Warning)\b", message) is None
     assert "\n" not in message
+
+
+# -- every problem at once -------------------------------------------------------
+
+
+def test_every_problem_in_a_job_file_is_reported_at_once_in_line_order(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "refs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "refs" / "logos.png")
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            prompts:
+              - "A {stlye} banner"
+              - "A {colour} cat, {style}"
+            vars:
+              style: [flat, iso, flat]
+            aspect_ratios: ["1:1", "5:3"]
+            references:
+              - [refs/logo.png]
+              - [ref/logos.png]
+            samples: two
+            sampels: 3
+            concurrency: 0
+            """
+        ),
+        encoding="utf-8",
+    )
+    error = refused(path)
+    assert error.exit_code == 2 and error.line == 2
+    at = f"{path} line"
+    assert error.message.splitlines() == [
+        f"{at} 2: prompt 'p1' uses {{stlye}} but there is no var 'stlye'; did you "
+        "mean {style}? (known vars: style); declare it under 'vars:', fix the name, "
+        "or write {{stlye}} for literal braces",
+        f"{at} 3: prompt 'p2' uses {{colour}} but there is no var 'colour' (known "
+        "vars: style); declare it under 'vars:', fix the name, or write {{colour}} "
+        "for literal braces",
+        f"{at} 5: var 'style' lists 'flat' twice (first on line 5); remove one",
+        f"{at} 6: aspect ratio '5:3' is not supported; use one of 1:1, 1:4, 1:8, "
+        "2:3, 3:2, 3:4, 4:1, 4:3, 4:5, 5:4, 8:1, 9:16, 16:9, 21:9, auto",
+        f"{at} 8: reference image 'refs/logo.png' not found (looked for "
+        f"'{tmp_path}/refs/logo.png'); did you mean 'refs/logos.png'? Paths are "
+        "relative to the job file's folder: fix the path or add the file",
+        f"{at} 9: reference image 'ref/logos.png' not found (looked for "
+        f"'{tmp_path}/ref/logos.png'); did you mean 'refs/logos.png'? Paths are "
+        "relative to the job file's folder: fix the path or add the file",
+        f"{at} 10: samples must be a whole number from 1 to 1000, got 'two'",
+        f"{at} 11: unknown key 'sampels'; did you mean 'samples'? Valid keys are: "
+        + ", ".join(TOP_LEVEL_KEYS),
+        f"{at} 12: concurrency must be a whole number from 1 to 256, got 0",
+    ]
+
+
+def test_past_twenty_problems_the_rest_are_counted(tmp_path: Path) -> None:
+    listed = "\n".join(f"  - 'A {{nope{i}}}'" for i in range(25))
+    path = tmp_path / "job.yaml"
+    path.write_text(f"prompts:\n{listed}\n", encoding="utf-8")
+    lines = refused(path).message.splitlines()
+    assert len(lines) == 21
+    assert lines[19].startswith(f"{path} line 21: prompt 'p20' uses {{nope19}}")
+    assert lines[20] == f"{path}: 5 more problems not shown; fix these first"
+
+
+def test_a_misspelt_prompts_key_is_one_problem_not_two(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("promts: ['A cat']\n", encoding="utf-8")
+    assert refused(path).message == (
+        f"{path} line 1: unknown key 'promts'; did you mean 'prompts'? Valid keys "
+        f"are: {', '.join(TOP_LEVEL_KEYS)}"
+    )
+
+
+def test_a_vars_key_that_cannot_be_read_hides_no_other_problem(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "prompts: ['A {style} cat']\nvars: [flat, iso]\nsamples: 0\n", encoding="utf-8"
+    )
+    # Its placeholders are not reported as undeclared: the vars are unknown.
+    assert [line.split(": ")[1] for line in refused(path).message.splitlines()] == [
+        "vars must be a mapping of var name to a list of values, e.g. 'vars",
+        "samples must be a whole number from 1 to 1000, got 0",
+    ]
+
+
+def test_a_missing_reference_in_a_misspelt_folder_gets_a_did_you_mean(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "logo.png")
+    path = tmp_path / "job.yaml"
+    for written, meant in (
+        ("imagse/logo.png", "images/logo.png"),
+        ("./images/log.png", "./images/logo.png"),
+        ("pics/logo.png", None),
+        ("images/palette.png", None),
+    ):
+        path.write_text(minimal(f"references: [[{written}]]\n"), encoding="utf-8")
+        hint = f"; did you mean '{meant}'? Paths" if meant else "; paths"
+        assert f"){hint} are relative" in refused(path).message, written

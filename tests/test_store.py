@@ -431,7 +431,7 @@ def test_requeue_gives_failed_items_fresh_tries(store: Store, job: JobRow) -> No
 
 def test_a_file_that_is_not_a_database_gives_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "runner.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match=r"runner\.db failed: file is not a database"):
+    with pytest.raises(StoreError, match=r"runner\.db is not a SQLite database"):
         Store.for_output(tmp_path)
 
 

@@ -55,6 +55,7 @@ def submit(
 ) -> RunReport:
     """Load, plan and store the job, ask if the policy says so (`confirm` None:
     nobody to ask), send what is not finished, rebuild the gallery."""
+    from runner.plan import check_grid_size
     from runner.runs import policy
     from runner.runs.endpoint import open_endpoint
     from runner.runs.execution import submit_spec
@@ -62,6 +63,11 @@ def submit(
     from runner.spec import load_job
 
     spec = load_job(job_file)
+    # Before the store is opened or the simulator started: a grid past the limit
+    # is refused with nothing written, and however large, at once.
+    check_grid_size(spec)
+    policy.confirm_threshold()  # a bad RUNNER_CONFIRM_USD is refused before any work
+    workspace.check_output()  # images go there, whichever --db holds the store
     if warn is not None:
         for warning in spec.warnings:
             warn(warning)
@@ -103,6 +109,7 @@ def retry(
     from runner.runs.endpoint import open_endpoint
     from runner.runs.execution import retry_job
 
+    workspace.check_output()
     store = workspace.open_store()
     try:
         row = find_job(store, job)
@@ -128,10 +135,12 @@ def retry(
 
 def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
     """The job's grid compared with the store; sends and writes nothing."""
+    from runner.plan import check_grid_size
     from runner.runs.planning import preview_spec
     from runner.spec import load_job
 
     spec = load_job(job_file)
+    check_grid_size(spec)
     store = workspace.open_store()
     try:
         return preview_spec(spec, store)
@@ -156,6 +165,7 @@ def review(job: str, *, workspace: Workspace) -> ReviewReport:
     """(Re)build a stored job's gallery, thumbnails and contact sheets."""
     from runner.review import build_review
 
+    workspace.check_output()
     store = workspace.open_store()
     try:
         row = find_job(store, job)
@@ -200,15 +210,29 @@ def _with_gallery(store: Store, report: RunReport, workspace: Workspace) -> RunR
     from runner.review import build_review
     from runner.runs import policy
 
-    job = store.get_job(report.job)
-    if job is None:
-        return report
     items = sum(report.status.counts.values())
     step = GalleryStep(items=items, limit=policy.REVIEW_AUTO_MAX)
     if not policy.gallery_due(items):
         return replace(report, gallery=step)
     try:
+        job = store.get_job(report.job)
+        if job is None:
+            return report
         built = build_review(store, job, workspace.job_folder(job.name))
-    except (OSError, RunnerError) as exc:
-        return replace(report, gallery=replace(step, error=str(exc)))
+    # Anything at all (a store error, Pillow on a damaged image, a bug, Ctrl-C while
+    # thumbnails are made): the run's summary and exit code must still come out,
+    # with this as a warning line.
+    except (Exception, KeyboardInterrupt) as exc:
+        return replace(report, gallery=replace(step, error=_gallery_error(exc)))
     return replace(report, gallery=replace(step, index=built.index))
+
+
+def _gallery_error(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, RunnerError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return str(exc)  # "[Errno 28] No space left on device" says it all
+    detail = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

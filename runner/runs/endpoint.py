@@ -38,7 +38,8 @@ def open_endpoint(send: SendOptions) -> Iterator[Endpoint]:
     parsed = urlparse(base)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise UsageError(
-            f"base URL {base!r} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}"
+            f"base URL {base!r} is not an http(s) URL; fix --base-url (or "
+            f"RUNNER_BASE_URL), e.g. {DEFAULT_BASE_URL}"
         )
     if parsed.hostname == GOOGLE_HOST:
         key, auth, var = os.environ.get("GEMINI_API_KEY"), "goog", "GEMINI_API_KEY"

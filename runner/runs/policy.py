@@ -1,13 +1,15 @@
 """When a command asks before sending, and when a run rebuilds the gallery.
 
 Owns: the thresholds (a grid over MAX_ITEMS_UNCONFIRMED requests, an estimate over
-CONFIRM_USD or RUNNER_CONFIRM_USD, a gallery over REVIEW_AUTO_MAX items) and the
-rule "off a terminal never wait". Asking is the caller's: it passes `confirm`, or
-None when nobody can answer. Must not print or read input.
+CONFIRM_USD or RUNNER_CONFIRM_USD (checked: a non-negative number), a gallery over
+REVIEW_AUTO_MAX items) and the rule "off a terminal never wait". Asking is the
+caller's: it passes `confirm`, or None when nobody can answer. Must not print or
+read input.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -34,6 +36,7 @@ def confirm_submit(
     """Ask before a very large grid or a costly run (`confirm` None: nobody can be
     asked, so a large grid needs `yes` and a costly run goes ahead); raise
     UsageError unless the run may go ahead."""
+    threshold = confirm_threshold()
     if yes:
         return
     to_send, usd = check.to_send, check.cost_usd
@@ -44,11 +47,29 @@ def confirm_submit(
         if not confirm(question):
             raise UsageError("not confirmed; nothing was sent")
         return
-    threshold = float(os.environ.get(CONFIRM_USD_VARIABLE, CONFIRM_USD))
     if confirm is not None and usd is not None and usd > threshold:
         asked = Confirmation(job, to_send, usd, recorded_answers=check.recorded_answers)
         if not confirm(asked):
             raise UsageError("not confirmed; nothing was sent")
+
+
+def confirm_threshold() -> float:
+    """The estimate in USD past which a submit asks: RUNNER_CONFIRM_USD when set,
+    else CONFIRM_USD; UsageError naming the variable when it is not a number >= 0."""
+    written = os.environ.get(CONFIRM_USD_VARIABLE, "").strip()
+    if not written:
+        return CONFIRM_USD
+    try:
+        usd = float(written)
+    except ValueError:
+        usd = math.nan
+    if not math.isfinite(usd) or usd < 0:
+        raise UsageError(
+            f"{CONFIRM_USD_VARIABLE}={written[:40]!r} is not an amount in USD; set "
+            f"it to a number >= 0, e.g. {CONFIRM_USD_VARIABLE}=5 to be asked before "
+            "a run estimated above $5, or unset it"
+        )
+    return usd
 
 
 def gallery_due(items: int) -> bool:

@@ -1,17 +1,22 @@
 """Where a command's results and store live, and how it names a job.
 
-Owns: `Workspace` (`--output`, `--db`), the job folder, telling a job file from a
-job name, and finding a stored job by either. Must not send, run or render.
+Owns: `Workspace` (`--output`, `--db`), the check that the output folder can be
+made and written (OutputFolderError naming the folder and the fix, before anything
+else happens), the job folder, telling a job file from a job name, and finding a
+stored job by either. Must not send, run or render.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner import outputs
-from runner.errors import UsageError
+from runner.errors import OutputFolderError, UsageError
 
 if TYPE_CHECKING:
     from runner.store import JobRow, Store
@@ -27,12 +32,72 @@ class Workspace:
     db_url: str | None = None
 
     def open_store(self) -> Store:
+        """The store; without --db it lives in the output folder, checked first."""
         from runner.store import Store
 
+        if not self.db_url:
+            self.check_output()
         return Store.for_output(self.output_root, self.db_url)
+
+    def check_output(self) -> None:
+        """Make the output folder if needed and prove a file can be written in it;
+        OutputFolderError, naming the folder and the fix, otherwise."""
+        root = self.output_root
+        named = f"the output folder {root} (--output or RUNNER_OUTPUT)"
+        fix = "choose another --output, e.g. --output ./output"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = _first_file(root)
+            raise OutputFolderError(
+                f"{named} cannot be made: {blocker} is a file, not a folder; {fix}"
+            ) from None
+        except OSError as exc:
+            parent = _first_existing(root)
+            raise OutputFolderError(
+                f"{named} cannot be made in {parent} ({_why(exc)}); "
+                + _advice(exc, "that folder's", fix)
+            ) from None
+        try:
+            # A real write, not os.access: root passes access() checks on files it
+            # still cannot create (read-only mounts answer EROFS, /proc ENOENT).
+            handle, probe = tempfile.mkstemp(prefix=".runner-write-check-", dir=root)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as exc:
+            raise OutputFolderError(
+                f"{named} is not writable ({_why(exc)}); {_advice(exc, 'its', fix)}"
+            ) from None
 
     def job_folder(self, name: str) -> Path:
         return outputs.job_dir(self.output_root, name)
+
+
+def _first_existing(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def _first_file(path: Path) -> Path:
+    """The nearest of `path` and its ancestors that exists and is not a folder."""
+    for candidate in reversed((path, *path.parents)):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return path
+
+
+def _why(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def _advice(exc: OSError, whose: str, fix: str) -> str:
+    """Permissions a user can change; a read-only or special file system not."""
+    if isinstance(exc, PermissionError) and exc.errno == errno.EACCES:
+        return f"fix {whose} permissions (chmod), or {fix}"
+    return fix
 
 
 def is_job_file(job: str) -> bool:

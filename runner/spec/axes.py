@@ -9,6 +9,7 @@ axis value. Must not know prompts, references or exclude/include.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import TYPE_CHECKING
 
 import yaml
@@ -99,12 +100,18 @@ def _axis(
         )
     seen: dict[str, int | None] = {}
     for item in items:
-        value = read(item)
+        # Each value's problem is noted and the next value read.
+        value = nodes.attempt(partial(read, item), None)
+        if value is None:
+            continue
         if value in seen:
-            raise nodes.fail(
-                f"{key} lists '{value}' twice (first on line {seen[value]}); "
-                "remove one",
-                item,
+            nodes.note(
+                nodes.fail(
+                    f"{key} lists '{value}' twice (first on line {seen[value]}); "
+                    "remove one",
+                    item,
+                )
             )
+            continue
         seen[value] = line_of(item)
     return tuple(seen)

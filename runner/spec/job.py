@@ -2,15 +2,18 @@
 
 Owns: `load_job`, the top-level keys (unknown ones refused, `key:` with nothing
 after it meaning the default), the order keys are read in (the model before what
-it must take, vars before prompts, axes before exclude/include) and the defaults of
-the numeric settings. Must not open the store, use the network or write anything.
+it must take, vars before prompts, axes before exclude/include), reading on past a
+key's problem so that all are reported at once, and the defaults of the numeric
+settings. Must not open the store, use the network or write anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -28,7 +31,11 @@ from runner.spec.types import (
     MAX_CONCURRENCY,
     MAX_SAMPLES,
     MAX_UNKNOWN_RETRIES_LIMIT,
+    Budget,
     JobSpec,
+    MatrixEntry,
+    Prompt,
+    Reference,
 )
 
 TOP_LEVEL_KEYS = (
@@ -51,7 +58,9 @@ def load_job(path: Path | str) -> JobSpec:
 
 
 def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
-    """Turns the composed node tree into a JobSpec, one key at a time."""
+    """Turns the composed node tree into a JobSpec, one key at a time. A key that
+    fails is noted and reading goes on (keys that depend on it are not checked),
+    so that every problem in the file is reported at once."""
     nodes = NodeReader(shown)
     if root is None or (is_null(root) and not root.value):
         raise nodes.fail(
@@ -65,10 +74,13 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
             root,
         )
     given_keys: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    misspelt: set[str] = set()  # known keys that an unknown one is close to
     for key, key_node, value_node in nodes.pairs(root):
         if key not in TOP_LEVEL_KEYS:
-            raise nodes.unknown_key(key, key_node, TOP_LEVEL_KEYS, "key")
-        given_keys[key] = (key_node, value_node)
+            nodes.note(nodes.unknown_key(key, key_node, TOP_LEVEL_KEYS, "key"))
+            misspelt.update(difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1))
+        else:
+            given_keys[key] = (key_node, value_node)
 
     def value(key: str) -> yaml.Node | None:
         pair = given_keys.get(key)
@@ -76,26 +88,59 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         # commenting out every line under a key does not break the file.
         return None if pair is None or is_null(pair[1]) else pair[1]
 
-    if "prompts" not in given_keys:
-        raise nodes.fail(
-            "the job has no 'prompts:' list; add one with at least one prompt"
+    def number(key: str, lo: int, hi: int, default: int) -> int:
+        return nodes.attempt(
+            lambda: nodes.integer(value(key), key, lo, hi, default), default
         )
-    name = settings.read_name(nodes, value("name"), path)
-    model = settings.read_model(nodes, value("model"))
+
+    # A misspelt 'prompts:' is reported once, as the unknown key it is.
+    if "prompts" not in given_keys and "prompts" not in misspelt:
+        nodes.note(
+            nodes.fail(
+                "the job has no 'prompts:' list; add one with at least one prompt"
+            )
+        )
+    name = nodes.attempt(lambda: settings.read_name(nodes, value("name"), path), "")
+    model = nodes.attempt(lambda: settings.read_model(nodes, value("model")), "")
     capabilities = Capabilities.of(nodes, model, value("model"))
-    vars_, var_nodes = prompts.read_vars(nodes, value("vars"))
+    # Problems so far cannot spoil the grid's keys; a problem from here on does
+    # make exclude/include unreadable (their values are checked against the grid).
+    before_grid = len(nodes.problems)
+    read_vars = nodes.attempt(lambda: prompts.read_vars(nodes, value("vars")), None)
+    # `vars:` unreadable as a whole: its names are unknown, so placeholders are
+    # not checked against it (each would be reported as undeclared).
+    vars_read = read_vars is not None
+    vars_, var_nodes = read_vars or ({}, {})
     prompts_node = value("prompts")
-    if prompts_node is None:
-        raise nodes.fail(
-            "prompts is empty; add at least one prompt", given_keys["prompts"][0]
+    job_prompts: tuple[Prompt, ...] = ()
+    if prompts_node is None and "prompts" in given_keys:
+        nodes.note(
+            nodes.fail(
+                "prompts is empty; add at least one prompt", given_keys["prompts"][0]
+            )
         )
-    job_prompts = prompts.read_prompts(nodes, prompts_node, vars_)
+    elif prompts_node is not None:
+        job_prompts = nodes.attempt(
+            lambda: prompts.read_prompts(
+                nodes, prompts_node, vars_ if vars_read else None
+            ),
+            (),
+        )
     prompts.warn_unused_vars(nodes, job_prompts, var_nodes)
-    aspect_ratios = axes.read_aspect_ratios(nodes, value("aspect_ratios"), capabilities)
-    image_sizes = axes.read_image_sizes(nodes, value("image_sizes"), capabilities)
+    default_ratios: tuple[str, ...] = ("1:1",)
+    aspect_ratios = nodes.attempt(
+        lambda: axes.read_aspect_ratios(nodes, value("aspect_ratios"), capabilities),
+        default_ratios,
+    )
+    no_sizes: tuple[str | None, ...] = (None,)
+    image_sizes = nodes.attempt(
+        lambda: axes.read_image_sizes(nodes, value("image_sizes"), capabilities),
+        no_sizes,
+    )
     sets = ReferenceSets(nodes, path.absolute().parent, capabilities)
-    references = sets.axis(value("references"))
-    samples = nodes.integer(value("samples"), "samples", 1, MAX_SAMPLES, 1)
+    no_references: tuple[tuple[Reference, ...], ...] = ((),)
+    references = nodes.attempt(lambda: sets.axis(value("references")), no_references)
+    samples = number("samples", 1, MAX_SAMPLES, 1)
     grid = Axes(
         job_prompts,
         vars_,
@@ -105,8 +150,37 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         samples,
         capabilities,
     )
-    exclude = matrix.read_matrix(nodes, sets, value("exclude"), "exclude", grid)
-    include = matrix.read_matrix(nodes, sets, value("include"), "include", grid)
+    exclude: tuple[MatrixEntry, ...] = ()
+    include: tuple[MatrixEntry, ...] = ()
+    if len(nodes.problems) == before_grid:
+        exclude = matrix.read_matrix(nodes, sets, value("exclude"), "exclude", grid)
+        include = matrix.read_matrix(nodes, sets, value("include"), "include", grid)
+    no_generation: dict[str, Any] = {}
+    generation_config = nodes.attempt(
+        lambda: generation.read_generation(nodes, value("generation")), no_generation
+    )
+    system_instruction = nodes.attempt(
+        lambda: settings.read_system_instruction(nodes, value("system_instruction")),
+        None,
+    )
+    safety_settings = nodes.attempt(
+        lambda: settings.read_safety_settings(nodes, value("safety_settings")), None
+    )
+    concurrency = number("concurrency", 1, MAX_CONCURRENCY, DEFAULT_CONCURRENCY)
+    max_attempts = number("max_attempts", 1, MAX_ATTEMPTS_LIMIT, DEFAULT_MAX_ATTEMPTS)
+    max_unknown_retries = number(
+        "max_unknown_retries",
+        0,
+        MAX_UNKNOWN_RETRIES_LIMIT,
+        DEFAULT_MAX_UNKNOWN_RETRIES,
+    )
+    budget = nodes.attempt(lambda: settings.read_budget(nodes, value("budget")), None)
+    rpm = nodes.attempt(lambda: settings.read_rpm(nodes, value("rpm")), None)
+    pricing = nodes.attempt(
+        lambda: settings.read_pricing(nodes, value("pricing")), None
+    )
+    tools = nodes.attempt(lambda: settings.read_tools(nodes, value("tools")), None)
+    nodes.raise_problems()
     return JobSpec(
         path=path.absolute(),
         name=name,
@@ -118,37 +192,17 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         references=references,
         extra_reference_sets=tuple(sets.extra),
         samples=samples,
-        generation=generation.read_generation(nodes, value("generation")),
-        system_instruction=settings.read_system_instruction(
-            nodes, value("system_instruction")
-        ),
-        safety_settings=settings.read_safety_settings(nodes, value("safety_settings")),
         exclude=exclude,
         include=include,
-        concurrency=nodes.integer(
-            value("concurrency"),
-            "concurrency",
-            1,
-            MAX_CONCURRENCY,
-            DEFAULT_CONCURRENCY,
-        ),
-        max_attempts=nodes.integer(
-            value("max_attempts"),
-            "max_attempts",
-            1,
-            MAX_ATTEMPTS_LIMIT,
-            DEFAULT_MAX_ATTEMPTS,
-        ),
-        max_unknown_retries=nodes.integer(
-            value("max_unknown_retries"),
-            "max_unknown_retries",
-            0,
-            MAX_UNKNOWN_RETRIES_LIMIT,
-            DEFAULT_MAX_UNKNOWN_RETRIES,
-        ),
-        budget=settings.read_budget(nodes, value("budget")),
-        rpm=settings.read_rpm(nodes, value("rpm")),
-        pricing=settings.read_pricing(nodes, value("pricing")),
-        tools=settings.read_tools(nodes, value("tools")),
+        generation=generation_config,
+        system_instruction=system_instruction,
+        safety_settings=safety_settings,
+        concurrency=concurrency,
+        max_attempts=max_attempts,
+        max_unknown_retries=max_unknown_retries,
+        budget=budget or Budget(),
+        rpm=rpm,
+        pricing=pricing,
+        tools=tools,
         warnings=tuple(nodes.warnings),
     )

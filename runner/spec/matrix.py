@@ -9,6 +9,7 @@ names. Must not match entries against cells: `runner.plan` applies them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
@@ -61,7 +62,12 @@ def read_matrix(
             f"got {given(node)}",
             node,
         )
-    return tuple(_entry(nodes, sets, item, kind, axes) for item in node.value)
+    # Each entry's problem is noted and the next entry read.
+    entries = (
+        nodes.attempt(partial(_entry, nodes, sets, item, kind, axes), None)
+        for item in node.value
+    )
+    return tuple(entry for entry in entries if entry is not None)
 
 
 def _entry(

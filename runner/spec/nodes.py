@@ -3,18 +3,20 @@
 Owns: what a node says about itself (line, null, how to describe it in "got ..."),
 and `NodeReader`, the generic readers every key uses: mappings without duplicate
 keys, unknown keys with a "did you mean", text, whole numbers, numbers, plain JSON
-values, and the job's warnings. Must not know which keys a job file has.
+values, the job's warnings, and its problems: a reader that fails is noted and
+reading goes on, so that every problem is reported at once. Must not know which
+keys a job file has.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from runner.errors import JobSpecError
+from runner.errors import JobSpecError, JobSpecErrors
 from runner.spec.document import (
     BOOL_TAG,
     FLOAT_TAG,
@@ -26,7 +28,9 @@ from runner.spec.document import (
 from runner.spec.messages import show
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+T = TypeVar("T")
 
 
 def line_of(node: yaml.Node | None) -> int | None:
@@ -69,6 +73,32 @@ class NodeReader:
     def __init__(self, shown: str) -> None:
         self.shown = shown
         self.warnings: list[str] = []
+        self.problems: list[JobSpecError] = []
+
+    def attempt(self, read: Callable[[], T], fallback: T) -> T:
+        """`read()`; if it fails, its problem is noted and `fallback` stands in, so
+        that reading goes on and finds the file's other problems too."""
+        try:
+            return read()
+        except JobSpecErrors as several:
+            self.problems.extend(several.errors)
+        except JobSpecError as problem:
+            self.problems.append(problem)
+        return fallback
+
+    def note(self, problem: JobSpecError) -> None:
+        """A problem found without stopping (see `attempt`)."""
+        self.problems.append(problem)
+
+    def raise_problems(self) -> None:
+        """Raise what was noted: one problem as itself, several at once in line
+        order (JobSpecErrors)."""
+        if len(self.problems) == 1:
+            raise self.problems[0]
+        if self.problems:
+            # Line order; problems of the whole file (no line) last.
+            ordered = sorted(self.problems, key=lambda p: (p.line is None, p.line or 0))
+            raise JobSpecErrors(ordered)
 
     def fail(self, message: str, node: yaml.Node | None = None) -> JobSpecError:
         return JobSpecError(self.shown, message, line=line_of(node))
@@ -77,23 +107,30 @@ class NodeReader:
         self.warnings.append(f"{self.shown} line {line_of(node)}: {message}")
 
     def pairs(self, node: yaml.MappingNode) -> list[tuple[str, yaml.Node, yaml.Node]]:
-        """(key text, key node, value node) of a mapping; duplicate keys refused."""
+        """(key text, key node, value node) of a mapping. A key that is not text,
+        or repeats one, is noted as a problem and left out."""
         seen: dict[str, int | None] = {}
         out: list[tuple[str, yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise self.fail(
-                    f"a key must be plain text, got {given(key_node)}; "
-                    "check the indentation",
-                    key_node,
+                self.note(
+                    self.fail(
+                        f"a key must be plain text, got {given(key_node)}; "
+                        "check the indentation",
+                        key_node,
+                    )
                 )
+                continue
             key = key_node.value
             if key in seen:
-                raise self.fail(
-                    f"duplicate key {show(key)} (first given on line {seen[key]}); "
-                    "keep only one of them",
-                    key_node,
+                self.note(
+                    self.fail(
+                        f"duplicate key {show(key)} (first given on line "
+                        f"{seen[key]}); keep only one of them",
+                        key_node,
+                    )
                 )
+                continue
             seen[key] = line_of(key_node)
             out.append((key, key_node, value_node))
         return out

@@ -8,10 +8,12 @@ open files itself: `references` reads and checks them.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import yaml
 
+from runner.errors import JobSpecError
 from runner.spec.messages import show
 from runner.spec.nodes import line_of
 from runner.spec.references import (
@@ -58,7 +60,11 @@ class ReferenceSets:
         sets: list[tuple[Reference, ...]] = []
         seen: dict[tuple[Path, ...], int | None] = {}
         for item in items:
-            refs = self.reference_set(item)
+            # A set with a problem is noted and left out; the next set is read.
+            problems = len(self.nodes.problems)
+            refs = self.nodes.attempt(partial(self.reference_set, item), None)
+            if refs is None or len(self.nodes.problems) > problems:
+                continue
             key = tuple(r.abs_path for r in refs)
             if key in seen:
                 raise self.nodes.fail(
@@ -71,12 +77,19 @@ class ReferenceSets:
         return tuple(sets)
 
     def reference_set(self, node: yaml.Node) -> tuple[Reference, ...]:
+        """A set's images; each image's problem is noted, and the set raises none
+        of its own but the image count's (then the set is not read further)."""
         paths = self.paths(node)
         self.capabilities.references(len(paths), node)
-        return tuple(self.reference(item, abs_path) for item, abs_path in paths)
+        refs = (
+            self.nodes.attempt(partial(self.reference, item, abs_path), None)
+            for item, abs_path in paths
+        )
+        return tuple(ref for ref in refs if ref is not None)
 
     def paths(self, node: yaml.Node) -> list[tuple[yaml.Node, Path]]:
-        """A set's path nodes with their resolved paths, before reading any file."""
+        """A set's path nodes with their resolved paths, before reading any file;
+        a path with a problem is noted and left out."""
         if isinstance(node, yaml.MappingNode):
             raise self.nodes.fail(
                 "a reference set must be a list of image paths (or one path), "
@@ -86,17 +99,25 @@ class ReferenceSets:
         out: list[tuple[yaml.Node, Path]] = []
         seen: dict[Path, int | None] = {}
         for item in self.nodes.items(node):
-            written = self.nodes.text(item, "a reference image path")
+            # Each path's problem is noted, and the path left out.
             try:
+                written = self.nodes.text(item, "a reference image path")
                 abs_path = locate(self.base_dir, written)
             except ReferenceProblem as exc:
-                raise self.nodes.fail(str(exc), item) from None
+                self.nodes.note(self.nodes.fail(str(exc), item))
+                continue
+            except JobSpecError as exc:
+                self.nodes.note(exc)
+                continue
             if abs_path in seen:
-                raise self.nodes.fail(
-                    f"reference image {show(written)} is listed twice in this set "
-                    f"(first on line {seen[abs_path]}); remove one",
-                    item,
+                self.nodes.note(
+                    self.nodes.fail(
+                        f"reference image {show(written)} is listed twice in this "
+                        f"set (first on line {seen[abs_path]}); remove one",
+                        item,
+                    )
                 )
+                continue
             seen[abs_path] = line_of(item)
             out.append((item, abs_path))
         return out

@@ -8,8 +8,11 @@ with the whole message, and the caller adds the file and line.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
+import itertools
+import os
 import re
 import stat
 import warnings
@@ -61,10 +64,11 @@ def inspect_reference(written: str, abs_path: Path) -> ImageFacts:
         else:
             data = b""
     except (FileNotFoundError, NotADirectoryError):
+        close = near_miss(written, abs_path)
+        hint = f"; did you mean {show(close)}? Paths" if close else "; paths"
         raise ReferenceProblem(
-            f"{ref} not found (looked for {quote(str(abs_path))}); paths are "
-            "relative to the "
-            "job file's folder: fix the path or add the file"
+            f"{ref} not found (looked for {quote(str(abs_path))}){hint} are "
+            "relative to the job file's folder: fix the path or add the file"
         ) from None
     except PermissionError:
         raise ReferenceProblem(
@@ -99,6 +103,26 @@ def inspect_reference(written: str, abs_path: Path) -> ImageFacts:
     except _ImageProblem as exc:
         raise ReferenceProblem(f"{ref} {exc}") from None
     return hashlib.sha256(data).hexdigest(), mime_type, width, height, len(data)
+
+
+def near_miss(written: str, abs_path: Path) -> str | None:
+    """The path `written` probably meant ('refs/logos.png' for 'refs/logo.png'): a
+    file of a close name where it points, or in a folder of a close name."""
+    folder, name = abs_path.parent, abs_path.name
+    head = written.replace("\\", "/").rpartition("/")[0]
+    if folder.is_dir():
+        close = _close_name(folder, name)
+        return None if close is None else _join(head, close)
+    # The folder is misspelt: the same file name, or a close one, in a folder of a
+    # close name beside it.
+    near_folder = _close_name(folder.parent, folder.name)
+    if near_folder is None:
+        return None
+    candidate = folder.parent / near_folder
+    close = name if (candidate / name).is_file() else _close_name(candidate, name)
+    if close is None:
+        return None
+    return _join(_join(head.rpartition("/")[0], near_folder), close)
 
 
 def inspect_image(data: bytes) -> tuple[str, int, int]:
@@ -149,6 +173,21 @@ def inspect_image(data: bytes) -> tuple[str, int, int]:
     return _MIME_BY_FORMAT[kind], width, height
 
 
+def _close_name(folder: Path, name: str) -> str | None:
+    """The name in `folder` closest to `name` (difflib), among its first entries."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in itertools.islice(entries, _NAMES_COMPARED)]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(name, names, n=1, cutoff=_CLOSE_NAME)
+    return close[0] if close else None
+
+
+def _join(head: str, name: str) -> str:
+    return f"{head}/{name}" if head else name
+
+
 class _ImageProblem(Exception):
     """Why bytes are not a usable reference image, phrased to follow its path."""
 
@@ -163,3 +202,5 @@ _MIME_BY_FORMAT = {
 }
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _MIB = 1024 * 1024
+_NAMES_COMPARED = 10_000  # a huge folder is not read whole for a suggestion
+_CLOSE_NAME = 0.8  # difflib ratio: logo.png ~ logos.png, not ~ photo.jpg

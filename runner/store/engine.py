@@ -1,23 +1,28 @@
 """Opening a database: the SQLAlchemy engine and, on SQLite, its connection set-up.
 
 Owns: engine creation, the SQLite pragmas (busy timeout, WAL and the retried switch
-to it, synchronous, foreign keys), BEGIN IMMEDIATE for write transactions, and the
-wording of database errors (a URL without its password, the reason with advice).
-Must not know the tables or run any statement but the set-up's.
+to it, synchronous, foreign keys), BEGIN IMMEDIATE for write transactions, the
+check that a SQLite store's file can be opened at all (a folder, not a database, no
+permission: StoreFileError before any connection), and the wording of database
+errors (a URL without its password, the reason with advice). Must not know the
+tables or run any statement but the set-up's.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
+import stat
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
-from runner.errors import StoreError
+from runner.errors import StoreFileError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -27,20 +32,89 @@ if TYPE_CHECKING:
 DEFAULT_BUSY_TIMEOUT = 15.0  # seconds a writer waits for another process's lock
 # The execution option that makes a connection's transactions BEGIN IMMEDIATE.
 IMMEDIATE = "runner_begin_immediate"
+# The first bytes of every SQLite 3 database file (sqlite.org/fileformat.html 1.3).
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def open_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     """An engine for `url` (no connection yet); StoreError if the URL is unusable."""
+    example = "e.g. sqlite:///path/to/runner.db"
     try:
         engine = sa.create_engine(url)
+    except sa.exc.ArgumentError:
+        raise StoreFileError(
+            f"the store URL {safe_url(url)} is not a database URL; fix --db (or "
+            f"RUNNER_DB), {example}"
+        ) from None
     except SQLAlchemyError as exc:
-        raise StoreError(
+        raise StoreFileError(
             f"cannot open the store {safe_url(url)}: {db_reason(exc)}; check "
-            "the --db URL"
+            f"the --db URL (or RUNNER_DB), {example}"
         ) from exc
+    except ImportError as exc:
+        # SQLAlchemy imports the URL's database driver here (psycopg, pymysql...).
+        raise StoreFileError(
+            f"the store URL {safe_url(url)} needs the Python package "
+            f"'{exc.name or exc}', which is not installed; install it, or use "
+            f"{example}"
+        ) from None
     if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            check_store_file(Path(database))
         _sqlite_setup(engine, busy_timeout)
     return engine
+
+
+def check_store_file(path: Path) -> None:
+    """StoreFileError, naming the file and the fix, unless `path` can be opened as
+    a SQLite store (or created: its folder exists and can be written)."""
+    fix = "or use another --output (or --db)"
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        info = None
+    except OSError as exc:
+        raise StoreFileError(
+            f"the store file {path} cannot be opened ({_why(exc)}); {fix}"
+        ) from None
+    if info is None:
+        folder = path.parent
+        if not folder.is_dir():
+            raise StoreFileError(
+                f"the store file {path} cannot be created: its folder {folder} does "
+                f"not exist or is not a folder; create the folder, {fix}"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreFileError(
+                f"the store file {path} cannot be created: the folder {folder} is "
+                f"not writable; fix its permissions, {fix}"
+            )
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreFileError(
+            f"the store file {path} is a folder, not a database; move it aside, {fix}"
+        )
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreFileError(
+            f"the store file {path} cannot be read ({_why(exc)}); fix its "
+            f"permissions, {fix}"
+        ) from None
+    if header and header != SQLITE_HEADER[: len(header)]:
+        raise StoreFileError(
+            f"the store file {path} is not a SQLite database (another program's "
+            f"file?); move it aside, {fix}"
+        )
+    # SQLite writes the store and, in WAL mode, its -wal and -shm files beside it.
+    for target, what in ((path, "file"), (path.parent, "folder")):
+        if not os.access(target, os.W_OK):
+            raise StoreFileError(
+                f"the store file {path} cannot be written: its {what} is read-only; "
+                f"fix the permissions, {fix}"
+            )
 
 
 def safe_url(url: str) -> str:
@@ -64,6 +138,10 @@ def db_reason(exc: SQLAlchemyError) -> str:
             "submit again, or point --output elsewhere)"
         )
     return reason
+
+
+def _why(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
