@@ -23,7 +23,7 @@ from runner import __version__, render, runs
 from runner.errors import RunnerError, RunStopped
 
 if TYPE_CHECKING:
-    from runner.reports import Confirmation, RunReport
+    from runner.reports import Confirmation, RemovalQuestion, RunReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -199,6 +199,12 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
     is_flag=True,
     help="Do not ask before a costly run or a grid of over 10,000 items.",
 )
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Make this file the job's file when its name: belongs to a job made from "
+    "another job file.",
+)
 def submit(
     job_file: Path,
     send: runs.SendOptions,
@@ -206,8 +212,11 @@ def submit(
     db_url: str | None,
     as_json: bool,
     yes: bool,
+    take_over: bool,
 ) -> None:
     """Plan, store and run a job; submitting again resumes and skips finished items.
+
+    Items done by --simulate are sent again by a submit without it.
 
     Example: runner submit jobs/demo.yaml --concurrency 16
     """
@@ -216,6 +225,7 @@ def submit(
         workspace=runs.Workspace(output, db_url),
         send=send,
         yes=yes,
+        take_over=take_over,
         confirm=_ask if _interactive() else None,
         progress=functools.partial(render.progress, as_json),
         warn=render.warning,
@@ -327,6 +337,65 @@ def list_jobs(output: Path, db_url: str | None, as_json: bool) -> None:
     render.job_list(runs.list_jobs(workspace=runs.Workspace(output, db_url)), as_json)
 
 
+def removal_options(f: F) -> F:
+    f = click.option(
+        "--yes", "-y", is_flag=True, help="Do not ask (needed off a terminal)."
+    )(f)
+    f = click.option("--images", is_flag=True, help="Delete their image files too.")(f)
+    return f
+
+
+@cli.command(name="rm")
+@click.argument("job", metavar="JOB")
+@removal_options
+@store_options
+@json_option
+def rm(
+    job: str, images: bool, yes: bool, output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """Remove a job from the store: its items, attempts, runs and totals.
+
+    Its folder is left alone unless --images (then its images, thumbnails,
+    contact sheets, gallery and manifest go too). Asks first on a terminal.
+    JOB is a job name or a job file.
+
+    Example: runner rm routing-banners --images
+    """
+    report = runs.remove(
+        job,
+        workspace=runs.Workspace(output, db_url),
+        images=images,
+        yes=yes,
+        confirm=_ask_removal if _interactive() else None,
+    )
+    render.removal(report, as_json)
+
+
+@cli.command()
+@click.argument("job", metavar="JOB")
+@removal_options
+@store_options
+@json_option
+def prune(
+    job: str, images: bool, yes: bool, output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """Remove a job's stale items: those its job file no longer has.
+
+    Their cost stays in the job's totals and budget. With --images their image
+    files go too. Asks first on a terminal. JOB is a job name or a job file.
+
+    Example: runner prune routing-banners --images
+    """
+    report = runs.prune(
+        job,
+        workspace=runs.Workspace(output, db_url),
+        images=images,
+        yes=yes,
+        confirm=_ask_removal if _interactive() else None,
+    )
+    render.removal(report, as_json)
+
+
 # -- the edge: questions, the simulator, exit codes -------------------------------
 
 
@@ -345,6 +414,10 @@ def _interactive() -> bool:
 
 def _ask(confirmation: Confirmation) -> bool:
     return click.confirm(render.question(confirmation), err=True)
+
+
+def _ask_removal(question: RemovalQuestion) -> bool:
+    return click.confirm(f"{question.summary}?", err=True)
 
 
 @contextmanager

@@ -29,11 +29,17 @@ Confirm: TypeAlias = "Callable[[Confirmation], bool]"
 
 
 def confirm_submit(
-    job: str, check: SubmitCheck, *, yes: bool, confirm: Confirm | None
+    job: str,
+    check: SubmitCheck,
+    *,
+    yes: bool,
+    confirm: Confirm | None,
+    simulated: bool = False,
 ) -> None:
     """Ask before a very large grid or a costly run (`confirm` None: nobody can be
     asked, so a large grid needs `yes` and a costly run goes ahead); raise
-    UsageError unless the run may go ahead."""
+    UsageError unless the run may go ahead. A simulated run costs nothing: it is
+    never asked about cost (SPEC 5), only about a very large grid."""
     if yes:
         return
     to_send, usd = check.to_send, check.cost_usd
@@ -43,6 +49,8 @@ def confirm_submit(
             raise UsageError(f"{question.summary}, then pass --yes to send them")
         if not confirm(question):
             raise UsageError("not confirmed; nothing was sent")
+        return
+    if simulated:
         return
     threshold = float(os.environ.get(CONFIRM_USD_VARIABLE, CONFIRM_USD))
     if confirm is not None and usd is not None and usd > threshold:
