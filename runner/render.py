@@ -118,11 +118,7 @@ def run(report: RunReport, as_json: bool) -> None:
 
 
 def run_notes(report: RunReport) -> None:
-    """Why a run ended early, when a budget cap or Ctrl-C ended it, and the stale
-    items the job file left behind (stderr)."""
-    stale = report.status.status.stale
-    if stale:
-        warning(stale_note(report.job, stale))
+    """Why a run ended early, when a budget cap or Ctrl-C ended it (stderr)."""
     if report.result.budget_stop:
         err(
             f"stopped: {report.result.budget_stop}; nothing past it was sent. Raise "
