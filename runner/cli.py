@@ -23,7 +23,7 @@ from runner import __version__, render, runs
 from runner.errors import RunnerError, RunStopped
 
 if TYPE_CHECKING:
-    from runner.reports import Confirmation, RemovalQuestion, RunReport
+    from runner.reports import Confirmation, Removal, RemovalQuestion, RunReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -361,14 +361,7 @@ def rm(
 
     Example: runner rm routing-banners --images
     """
-    report = runs.remove(
-        job,
-        workspace=runs.Workspace(output, db_url),
-        images=images,
-        yes=yes,
-        confirm=_ask_removal if _interactive() else None,
-    )
-    render.removal(report, as_json)
+    _remove(runs.remove, job, images, yes, runs.Workspace(output, db_url), as_json)
 
 
 @cli.command()
@@ -386,9 +379,21 @@ def prune(
 
     Example: runner prune routing-banners --images
     """
-    report = runs.prune(
+    _remove(runs.prune, job, images, yes, runs.Workspace(output, db_url), as_json)
+
+
+def _remove(
+    entry: Callable[..., Removal],
+    job: str,
+    images: bool,
+    yes: bool,
+    workspace: runs.Workspace,
+    as_json: bool,
+) -> None:
+    """`rm` and `prune`: ask on a terminal, never wait off one."""
+    report = entry(
         job,
-        workspace=runs.Workspace(output, db_url),
+        workspace=workspace,
         images=images,
         yes=yes,
         confirm=_ask_removal if _interactive() else None,

@@ -40,29 +40,7 @@ def remove(
     confirm: ConfirmRemoval | None,
 ) -> Removal:
     """Delete a job from the store (and its images with `images`)."""
-    store = workspace.open_store()
-    try:
-        row = find_job(store, job)
-        folder = workspace.job_folder(row.name)
-        question = RemovalQuestion(
-            row.name, "job", store.item_count(row), folder if images else None
-        )
-        _ask(question, yes, confirm)
-        removed = store.remove_job(row)
-    finally:
-        store.close()
-    deleted = _delete_images(folder, removed.outputs) if images else 0
-    if images:
-        for name in _BUILT_FOLDERS:
-            shutil.rmtree(folder / name, ignore_errors=True)
-        for name in _BUILT_FILES:
-            (folder / name).unlink(missing_ok=True)
-        for empty in (folder / "images", folder):
-            try:
-                empty.rmdir()  # only if nothing else is left in it
-            except OSError:
-                pass
-    return Removal(row.name, "job", removed.items, removed.attempts, deleted)
+    return _removal(job, "job", workspace, images, yes, confirm)
 
 
 def prune(
@@ -75,20 +53,34 @@ def prune(
 ) -> Removal:
     """Delete a job's stale items (no longer in its job file) from the store, and
     their images with `images`."""
+    return _removal(job, "stale", workspace, images, yes, confirm)
+
+
+def _removal(
+    job: str,
+    what: str,
+    workspace: Workspace,
+    images: bool,
+    yes: bool,
+    confirm: ConfirmRemoval | None,
+) -> Removal:
+    """`remove` (`what` "job") or `prune` ("stale")."""
     store = workspace.open_store()
     try:
         row = find_job(store, job)
         folder = workspace.job_folder(row.name)
-        stale = store.stale_count(row)
-        if not stale:
-            return Removal(row.name, "stale", 0, 0, 0)
-        question = RemovalQuestion(row.name, "stale", stale, folder if images else None)
+        count = store.item_count(row) if what == "job" else store.stale_count(row)
+        if not count and what == "stale":
+            return Removal(row.name, what, 0, 0, 0)
+        question = RemovalQuestion(row.name, what, count, folder if images else None)
         _ask(question, yes, confirm)
-        removed = store.prune_stale(row)
+        removed = store.remove_job(row) if what == "job" else store.prune_stale(row)
     finally:
         store.close()
     deleted = _delete_images(folder, removed.outputs) if images else 0
-    return Removal(row.name, "stale", removed.items, removed.attempts, deleted)
+    if images and what == "job":
+        _delete_built(folder)
+    return Removal(row.name, what, removed.items, removed.attempts, deleted)
 
 
 def _ask(question: RemovalQuestion, yes: bool, confirm: ConfirmRemoval | None) -> None:
@@ -116,3 +108,17 @@ def _delete_images(folder: Path, outputs: Iterable[str]) -> int:
             deleted += 1
         (folder / "thumbs" / f"{path.stem}.jpg").unlink(missing_ok=True)
     return deleted
+
+
+def _delete_built(folder: Path) -> None:
+    """The gallery and manifest of a removed job; its folder if nothing else is in
+    it."""
+    for name in _BUILT_FOLDERS:
+        shutil.rmtree(folder / name, ignore_errors=True)
+    for name in _BUILT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    for empty in (folder / "images", folder):
+        try:
+            empty.rmdir()  # only if nothing else is left in it
+        except OSError:
+            pass
