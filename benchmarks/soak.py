@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 JOB_NAME = "soak"
 API_KEY = "sk-soak-SECRET-5f0c2b9e7a41d386"
 TERMINAL = ("succeeded", "failed", "blocked")
-STATUSES = ("pending", "running", *TERMINAL)
+# as `runner status --json` counts them ("simulated": none here, the runs are real)
+STATUSES = ("pending", "running", *TERMINAL, "simulated")
 
 # Faults a run survives (none stops the whole run), each with an equal share of
 # `fault_rate`. Hints are short so a soak takes seconds, not minutes.

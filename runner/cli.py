@@ -24,7 +24,7 @@ from runner import __version__, render, runs
 from runner.errors import RunnerError, RunStopped, UsageError
 
 if TYPE_CHECKING:
-    from runner.reports import Confirmation, RunReport
+    from runner.reports import Confirmation, Removal, RemovalQuestion, RunReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -217,6 +217,12 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
     is_flag=True,
     help="Do not ask before a costly run or a grid of over 10,000 items.",
 )
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Make this file the job's file when its name: belongs to a job made from "
+    "another job file.",
+)
 def submit(
     job_file: Path,
     send: runs.SendOptions,
@@ -224,8 +230,11 @@ def submit(
     db_url: str | None,
     as_json: bool,
     yes: bool,
+    take_over: bool,
 ) -> None:
     """Plan, store and run a job; submitting again resumes and skips finished items.
+
+    Items done by --simulate are sent again by a submit without it.
 
     Example: runner submit jobs/demo.yaml --concurrency 16
     """
@@ -234,6 +243,7 @@ def submit(
         workspace=runs.Workspace(output, db_url),
         send=send,
         yes=yes,
+        take_over=take_over,
         confirm=_ask if _interactive() else None,
         progress=functools.partial(render.progress, as_json),
         warn=render.warning,
@@ -345,6 +355,70 @@ def list_jobs(output: Path, db_url: str | None, as_json: bool) -> None:
     render.job_list(runs.list_jobs(workspace=runs.Workspace(output, db_url)), as_json)
 
 
+def removal_options(f: F) -> F:
+    f = click.option(
+        "--yes", "-y", is_flag=True, help="Do not ask (needed off a terminal)."
+    )(f)
+    f = click.option("--images", is_flag=True, help="Delete their image files too.")(f)
+    return f
+
+
+@cli.command(name="rm")
+@click.argument("job", metavar="JOB")
+@removal_options
+@store_options
+@json_option
+def rm(
+    job: str, images: bool, yes: bool, output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """Remove a job from the store: its items, attempts, runs and totals.
+
+    Its folder is left alone unless --images (then its images, thumbnails,
+    contact sheets, gallery and manifest go too). Asks first on a terminal.
+    JOB is a job name or a job file.
+
+    Example: runner rm routing-banners --images
+    """
+    _remove(runs.remove, job, images, yes, runs.Workspace(output, db_url), as_json)
+
+
+@cli.command()
+@click.argument("job", metavar="JOB")
+@removal_options
+@store_options
+@json_option
+def prune(
+    job: str, images: bool, yes: bool, output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """Remove a job's stale items: those its job file no longer has.
+
+    Their cost stays in the job's totals and budget. With --images their image
+    files go too. Asks first on a terminal. JOB is a job name or a job file.
+
+    Example: runner prune routing-banners --images
+    """
+    _remove(runs.prune, job, images, yes, runs.Workspace(output, db_url), as_json)
+
+
+def _remove(
+    entry: Callable[..., Removal],
+    job: str,
+    images: bool,
+    yes: bool,
+    workspace: runs.Workspace,
+    as_json: bool,
+) -> None:
+    """`rm` and `prune`: ask on a terminal, never wait off one."""
+    report = entry(
+        job,
+        workspace=workspace,
+        images=images,
+        yes=yes,
+        confirm=_ask_removal if _interactive() else None,
+    )
+    render.removal(report, as_json)
+
+
 # -- the edge: questions, the simulator, exit codes -------------------------------
 
 
@@ -363,6 +437,10 @@ def _interactive() -> bool:
 
 def _ask(confirmation: Confirmation) -> bool:
     return click.confirm(render.question(confirmation), err=True)
+
+
+def _ask_removal(question: RemovalQuestion) -> bool:
+    return click.confirm(f"{question.summary}?", err=True)
 
 
 @contextmanager

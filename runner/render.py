@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runner import outputs
+from runner.reports import stale_note
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
         Confirmation,
         JobList,
         PlanPreview,
+        Removal,
         ReviewReport,
         RunProgress,
         RunReport,
@@ -146,6 +148,25 @@ def review(report: ReviewReport, as_json: bool) -> None:
     click.echo(f"contact sheets: {len(report.contact_sheets)} in {sheets}")
 
 
+def removal(report: Removal, as_json: bool) -> None:
+    if as_json:
+        print_json(report.as_dict())
+        return
+    images = f", {report.images:,} image file(s) deleted" if report.images else ""
+    if report.what == "job":
+        click.echo(
+            f"removed job {report.job}: {report.items:,} item(s), "
+            f"{report.attempts:,} attempt(s){images}"
+        )
+    elif report.items:
+        click.echo(
+            f"pruned {report.items:,} stale item(s) of {report.job} with "
+            f"{report.attempts:,} attempt(s){images}"
+        )
+    else:
+        click.echo(f"{report.job} has no stale items")
+
+
 def job_list(jobs: JobList, as_json: bool) -> None:
     if as_json:
         print_json(jobs.as_dict())
@@ -158,10 +179,11 @@ def job_list(jobs: JobList, as_json: bool) -> None:
     )
     for s in jobs.jobs:
         c = s.counts
+        simulated = f" (+{c['simulated']} sim.)" if c["simulated"] else ""
         table.add_row(
             s.name,
             str(sum(c.values())),
-            str(c["succeeded"]),
+            f"{c['succeeded']}{simulated}",
             str(c["failed"]),
             str(c["blocked"]),
             str(c["pending"] + c["running"]),
@@ -238,11 +260,20 @@ def _status_tables(
 ) -> None:
     counts = data["counts"]
     table = Table(title=f"job {data['job']}", title_justify="left")
-    shown = ("succeeded", "failed", "blocked", "pending", "running")
+    shown = ("succeeded", "simulated", "failed", "blocked", "pending", "running")
     for name in ("items", *shown):
         table.add_column(name, justify="right")
     table.add_row(str(data["total"]), *(str(counts[name]) for name in shown))
     console.print(table)
+    if counts["simulated"]:
+        console.print(
+            f"simulated: {counts['simulated']:,} item(s) done by --simulate only, "
+            "not billed and in no total below; a submit without --simulate sends "
+            "them",
+            highlight=False,
+        )
+    if data["stale"]:
+        console.print(stale_note(data["job"], data["stale"]), highlight=False)
     usage = data["usage"]
     req = data["requests"]
     console.print(

@@ -127,10 +127,12 @@ class PlanPreview:
     plan: Plan
     stored: dict[str, int]  # planned items already in the store, by status
     new: int  # planned items the store has never seen
-    to_send: tuple[Item, ...]  # new, pending or left running
+    to_send: tuple[Item, ...]  # new, pending, left running or simulated
     price: pricing.Price | None
     # What the job's answers used, per model/size/references: estimates learn it.
     recorded: Mapping[UsageKey, RecordedUsage] = field(default_factory=dict)
+    stale: int = 0  # stored items this job file no longer has
+    other_file: str | None = None  # another existing job file made this job
 
     def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
         """Expected tokens and USD if every item succeeds on its first try."""
@@ -166,8 +168,31 @@ class PlanPreview:
                 "source": pricing.PRICES_SOURCE,
             },
             "budget": asdict(self.spec.budget),
-            "warnings": list(self.spec.warnings),
+            "stale": self.stale,
+            "warnings": [*self.spec.warnings, *self.notes],
         }
+
+    @property
+    def notes(self) -> list[str]:
+        """What a submit of this file would also do: take over a job name, leave
+        stale items out."""
+        notes = []
+        if self.other_file is not None:
+            notes.append(
+                f"job name '{self.spec.name}' belongs to a job made from "
+                f"{self.other_file}; `runner submit` refuses it unless --take-over"
+            )
+        if self.stale:
+            notes.append(stale_note(self.spec.name, self.stale))
+        return notes
+
+
+def stale_note(job: str, stale: int) -> str:
+    """What stale items are and how to remove them."""
+    return (
+        f"{stale:,} stored item(s) of {job} are no longer in the job file; they are "
+        f"left out of its counts (`runner prune {job}` removes them)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,13 +250,17 @@ class StatusReport:
         succeeded = s.counts["succeeded"]
         return {
             "job": s.job,
+            # "simulated": done by --simulate only; never part of "succeeded", of
+            # usage, requests or cost (SPEC 5)
             "counts": s.counts,
             "total": sum(s.counts.values()),
+            "stale": s.stale,
             "usage": s.usage,
             "requests": s.requests,
             "images": s.spend.images,
+            # of the items the job file has now: stale items are left out
             "attempts_per_success": (
-                round(s.spend.requests / succeeded, 3) if succeeded else None
+                round(s.current_requests / succeeded, 3) if succeeded else None
             ),
             "cost": self.cost(s.spend),
             "price": None
@@ -303,7 +332,9 @@ class RunReport:
         if self.result.budget_stop:
             return 1
         counts = self.status.counts
-        return 0 if counts["succeeded"] == sum(counts.values()) else 1
+        # a simulated run's successes are `simulated`
+        done = counts["succeeded"] + counts["simulated"]
+        return 0 if done == sum(counts.values()) else 1
 
     def as_dict(self) -> dict[str, Any]:
         """The job's status and how the run ended."""
@@ -339,6 +370,42 @@ class ReviewReport:
             "thumbnails": self.thumbnails,
             "seconds": dict(self.seconds),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalQuestion:
+    """What `runner rm` (`what` "job") or `runner prune` ("stale") is about to
+    remove; `images_in`: the job folder whose images go too."""
+
+    job: str
+    what: str
+    items: int
+    images_in: Path | None
+
+    @property
+    def summary(self) -> str:
+        files = (
+            f", with their images in {self.images_in}"
+            if self.images_in is not None
+            else " (image files are kept; --images removes them)"
+        )
+        if self.what == "job":
+            return f"remove job {self.job} and its {self.items:,} item(s){files}"
+        return f"remove {self.items:,} stale item(s) of {self.job}{files}"
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What `runner rm` or `runner prune` removed."""
+
+    job: str
+    what: str  # "job" or "stale"
+    items: int
+    attempts: int
+    images: int  # image files deleted
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,9 +48,14 @@ def test_the_demo_job_leaves_images_and_a_manifest_that_status_agrees_with(
     rows = manifest(out, "demo")
     status = status_json("demo", out)
     images = sorted((out / "demo" / "images").iterdir())
-    assert len(rows) == 12 == status["total"] == status["counts"]["succeeded"]
+    # simulated results are never counted as real ones, nor their usage as spent
+    assert len(rows) == 12 == status["total"] == status["counts"]["simulated"]
+    assert (
+        status["counts"]["succeeded"] == 0 and status["usage"]["totalTokenCount"] == 0
+    )
     assert len(images) == 12
-    assert status["usage"]["candidatesTokenCount"] == 12 * 1120
+    assert sum(r["usage"]["candidatesTokenCount"] for r in rows) == 12 * 1120
+    assert {r["simulated"] for r in rows} == {True}
     for row in rows:
         (output,) = row["outputs"]
         with Image.open(out / "demo" / output) as image:
@@ -289,6 +294,7 @@ def counts(succeeded: int, failed: int, blocked: int, pending: int) -> dict[str,
         "pending": pending,
         "running": 0,
         "succeeded": succeeded,
+        "simulated": 0,
         "failed": failed,
         "blocked": blocked,
     }
@@ -324,4 +330,4 @@ def test_the_simulated_demo_ignores_a_proxy_named_in_the_environment(
         "submit", REPO / "jobs" / "demo.yaml", "--simulate", "--output", out
     )
     assert result.exit_code == 0, result.output
-    assert status_json("demo", out)["counts"]["succeeded"] == 12
+    assert status_json("demo", out)["counts"]["simulated"] == 12

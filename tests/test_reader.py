@@ -148,7 +148,14 @@ def normal_status(store: Store, name: str = "demo") -> reports.StatusReport:
 # every attempt that ended counts, the dropped item's too; the one still running
 # does not. Tokens: a (12+1120+40), b (9+1120), the blocked answer (7), c (5+1680).
 DEMO = {
-    "counts": {"pending": 2, "running": 1, "succeeded": 2, "failed": 3, "blocked": 1},
+    "counts": {
+        "pending": 2,
+        "running": 1,
+        "succeeded": 2,
+        "simulated": 0,
+        "failed": 3,
+        "blocked": 1,
+    },  # fmt: skip
     "total": 9,
     "usage": {
         "promptTokenCount": 33,
@@ -163,7 +170,14 @@ DEMO = {
     "unpriced": {"1K": 1, "2K": 1, "4K": 1},  # possibly billed, with no usage
 }
 OTHER = {  # the other job in the same store: its one success, and nothing of demo's
-    "counts": {"pending": 0, "running": 0, "succeeded": 1, "failed": 0, "blocked": 0},
+    "counts": {
+        "pending": 0,
+        "running": 0,
+        "succeeded": 1,
+        "simulated": 0,
+        "failed": 0,
+        "blocked": 0,
+    },  # fmt: skip
     "total": 1,
     "usage": {
         "promptTokenCount": 3,

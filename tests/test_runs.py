@@ -3,7 +3,6 @@ from the spec's defaults, and one price lookup per command."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,7 +16,7 @@ from runner.runs import policy
 from runner.runs.planning import SubmitCheck
 from runner.runs.settings import job_settings, run_settings
 from runner.spec import load_job
-from tests.e2e import write_job
+from tests.e2e import SECRET, write_job
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,6 +27,13 @@ if TYPE_CHECKING:
     from runner.simulate import SimServer
 
 JOB = "name: small\nprompts: ['one', 'two', 'three [sim:400]']\n"
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs here talk to the session simulator as to a real API (a --simulate run
+    records simulated results, SPEC 5)."""
+    monkeypatch.setenv("TOKAIFY_API_KEY", SECRET)
 
 
 def check(to_send: int, cost_usd: float | None) -> SubmitCheck:
@@ -120,7 +126,7 @@ def submit(sim: SimServer, tmp_path: Path, *, review: bool = True) -> RunReport:
     return runs.submit(
         write_job(tmp_path, JOB),
         workspace=runs.Workspace(tmp_path / "out"),
-        send=runs.SendOptions(simulator=lambda: nullcontext(sim.url), review=review),
+        send=runs.SendOptions(base_url=sim.url, review=review),
     )
 
 
@@ -174,7 +180,7 @@ def test_each_command_looks_the_price_up_once(
     workspace = runs.Workspace(tmp_path / "out")
     report = submit(sim, tmp_path)
     assert report.status.price is not None and len(lookups) == 1
-    send = runs.SendOptions(simulator=lambda: nullcontext(sim.url))
+    send = runs.SendOptions(base_url=sim.url)
     runs.retry("small", workspace=workspace, send=send)
     assert len(lookups) == 2
     runs.status("small", workspace=workspace, by=("prompt",))
@@ -198,7 +204,7 @@ def test_warnings_come_before_the_question_and_a_no_sends_nothing(
         runs.submit(
             job,
             workspace=runs.Workspace(tmp_path / "out"),
-            send=runs.SendOptions(simulator=lambda: nullcontext(sim.url)),
+            send=runs.SendOptions(base_url=sim.url),
             confirm=ask,
             warn=lambda message: events.append(f"warn: {message}"),
         )

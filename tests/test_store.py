@@ -69,7 +69,7 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
         "jobs": {
             "id", "name", "job_path", "model", "settings_json", "plan_digest",
             "created_at", "updated_at", "lease_owner", "lease_host", "lease_pid",
-            "lease_expires",
+            "lease_expires", "pruned_requests",
         },
         "items": {
             "id", "job_id", "key", "active", "position", "prompt_id", "prompt",
@@ -80,7 +80,7 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
         },
         "runs": {
             "id", "job_id", "command", "host", "pid", "started_at", "ended_at",
-            "result",
+            "result", "simulated",
         },
         "attempts": {
             "id", "item_id", "run_id", "number", "started_at", "ended_at",
@@ -88,6 +88,7 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "model_version", "response_id", "latency_ms", "retry_after",
             "outputs_json", "prompt_tokens", "candidates_tokens", "thoughts_tokens",
             "image_tokens", "total_tokens", "images", "parts_json", "grounding_json",
+            "simulated",
         },
         "job_totals": {
             "job_id", "image_size", "attempts", "requests", "unknown", "unpriced",
@@ -104,7 +105,11 @@ def test_the_store_uses_wal_and_records_each_migration_once(tmp_path: Path) -> N
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         names = conn.exec_driver_sql("SELECT name FROM _runner_migrations").all()
     again.close()
-    assert names == [("m001_initial",), ("m002_answer_parts_and_grounding",)]
+    assert names == [
+        ("m001_initial",),
+        ("m002_answer_parts_and_grounding",),
+        ("m003_simulated_runs_and_pruned_requests",),
+    ]
 
 
 def describe(db: Path) -> dict[str, dict[str, Any]]:
@@ -191,7 +196,8 @@ def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
         job = store.get_job("tiny")
         assert job is not None
         status = store.status(job)
-        assert status.counts == printed["counts"]
+        # m003 added the `simulated` count: that release simulated nothing
+        assert status.counts == {**printed["counts"], "simulated": 0}
         assert sum(status.counts.values()) == printed["total"]
         assert status.usage == printed["usage"]
         assert status.requests == printed["requests"]
@@ -205,10 +211,13 @@ def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
         with store.engine.connect() as conn:
             steps = conn.exec_driver_sql("SELECT * FROM _runner_migrations").all()
         assert steps[0] == ("m001_initial", "2026-12-02T16:00:49.142+00:00")
-        assert [name for name, _ in steps[1:]] == ["m002_answer_parts_and_grounding"]
+        assert [name for name, _ in steps[1:]] == [
+            "m002_answer_parts_and_grounding",
+            "m003_simulated_runs_and_pruned_requests",
+        ]
         inspector = sa.inspect(store.engine)
         attempt_columns = [c["name"] for c in inspector.get_columns("attempts")]
-        assert attempt_columns[-2:] == ["parts_json", "grounding_json"]
+        assert attempt_columns[-3:] == ["parts_json", "grounding_json", "simulated"]
         item_columns = [c["name"] for c in inspector.get_columns("items")]
         assert item_columns[-1] == "grounding_json"
         # what the old runner recorded has no parts and no grounding: both empty
@@ -461,6 +470,7 @@ def test_a_store_that_lost_its_bookkeeping_rows_is_opened_and_recorded_again(
         assert [n for (n,) in names] == [
             "m001_initial",
             "m002_answer_parts_and_grounding",
+            "m003_simulated_runs_and_pruned_requests",
         ]
 
 

@@ -219,9 +219,16 @@ def _render_cell(w: Any, grid: Grid, entry: Entry, attr_of: Mapping[str, str]) -
     meta = f"{attempts} attempt{'s' if attempts != 1 else ''}"
     if entry.tokens is not None:
         meta += f" · {entry.tokens:,} tok"
+    # a --simulate result is never mistaken for a real one (SPEC 5)
+    simulated = (
+        "<span class='badge s-simulated' title='made by --simulate, not the API'>"
+        "simulated</span>"
+        if row.get("simulated")
+        else ""
+    )
     w(
         f"<div class=cap><span class='badge s-{_e(status)}'>{_e(status)}</span>"
-        f"<span class=meta>{_e(meta)}</span></div>"
+        f"{simulated}<span class=meta>{_e(meta)}</span></div>"
     )
     extra = list(row.get("outputs") or [])[1:]
     if extra:

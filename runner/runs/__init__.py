@@ -1,10 +1,11 @@
 """The runs layer: what each command does, from parsed inputs to one report.
 
-`submit`, `retry`, `preview`, `status`, `review` and `list_jobs` are the CLI's entry
-points (in `commands`); each opens the store, does the whole command and returns a
-report from `runner.reports`. `execution.submit_spec` and `execution.retry_job` run
-a loaded spec or a stored job on an open store (async; tests and benchmarks). The
-only layer that imports the scheduler. Must not print, read input or exit.
+`submit`, `retry`, `preview`, `status`, `review`, `list_jobs` (in `commands`),
+`remove` and `prune` (in `removal`) are the CLI's entry points; each opens the
+store, does the whole command and returns a report from `runner.reports`.
+`execution.submit_spec` and `execution.retry_job` run a loaded spec or a stored
+job on an open store (async; tests and benchmarks). The only layer that imports
+the scheduler. Must not print, read input or exit.
 
     commands    one entry point per command, in one pass
     execution   one run: lease, scheduler, manifest
@@ -13,6 +14,7 @@ only layer that imports the scheduler. Must not print, read input or exit.
     settings    SendOptions and the one way a run's settings are made
     endpoint    the API to call and its key (URL check, key by host)
     job_status  a job's status, through the fast reader where it can
+    removal     rm and prune: a job or its stale items out of the store
     workspace   output root and store, finding a job by name or file
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from runner.runs.commands import list_jobs, preview, retry, review, status, submit
 from runner.runs.job_status import quick_status, read_status
+from runner.runs.removal import prune, remove
 from runner.runs.settings import DEFAULT_BASE_URL, SendOptions
 from runner.runs.workspace import Workspace, find_job, is_job_file
 
@@ -31,8 +34,10 @@ __all__ = [
     "is_job_file",
     "list_jobs",
     "preview",
+    "prune",
     "quick_status",
     "read_status",
+    "remove",
     "retry",
     "review",
     "status",

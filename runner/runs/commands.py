@@ -49,17 +49,20 @@ def submit(
     workspace: Workspace,
     send: SendOptions = _DEFAULT_SEND,
     yes: bool = False,
+    take_over: bool = False,
     confirm: Confirm | None = None,
     progress: ProgressDisplay | None = None,
     warn: Warn | None = None,
 ) -> RunReport:
     """Load, plan and store the job, ask if the policy says so (`confirm` None:
-    nobody to ask), send what is not finished, rebuild the gallery."""
+    nobody to ask), send what is not finished, rebuild the gallery. A job name
+    made from another existing job file is refused unless `take_over`."""
     from runner.plan import check_grid_size
     from runner.runs import policy
     from runner.runs.endpoint import open_endpoint
     from runner.runs.execution import submit_spec
     from runner.runs.planning import check_submit
+    from runner.runs.workspace import claim_name
     from runner.spec import load_job
 
     spec = load_job(job_file)
@@ -75,8 +78,11 @@ def submit(
     with open_endpoint(send) as endpoint:
         store = workspace.open_store()
         try:
-            check = check_submit(spec, store, price)
-            policy.confirm_submit(spec.name, check, yes=yes, confirm=confirm)
+            claim_name(store.get_job(spec.name), spec, take_over)
+            check = check_submit(spec, store, price, send.simulated)
+            policy.confirm_submit(
+                spec.name, check, yes=yes, confirm=confirm, simulated=send.simulated
+            )
             return _send(
                 store,
                 workspace,

@@ -82,6 +82,7 @@ async def submit_spec(
         settings,
         on_progress,
         command="submit",
+        simulated=send.simulated,
         prepare=lambda: (
             None if plan is None else store.sync_plan(job, plan.items, digest),
             0,
@@ -111,8 +112,32 @@ async def retry_job(
         settings,
         on_progress,
         command="retry",
+        simulated=send.simulated,
         prepare=lambda: (None, store.requeue(job, statuses)),
     )
+
+
+def remove_superseded(
+    store: Store, job: JobRow, folder: Path, superseded: Mapping[int, list[str]]
+) -> int:
+    """Delete the simulated images of items that now have a real success and no
+    longer name them (a real image of the same name has already replaced its file);
+    an item without a real answer keeps them. How many files went."""
+    removed = 0
+    now = store.outputs_of(job, list(superseded))
+    for item_id, old in superseded.items():
+        status, current = now.get(item_id, ("", []))
+        if status != "succeeded":
+            continue
+        for name in set(old) - set(current):
+            path = folder / name
+            if path.parent.parent == folder:  # images/<file>, nothing else
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    continue  # an image left behind must not hide the run
+                removed += 1
+    return removed
 
 
 def write_manifest(store: Store, job: JobRow, folder: Path) -> Path:
@@ -136,6 +161,7 @@ async def _run(
     on_progress: ProgressCallback | None,
     *,
     command: str,
+    simulated: bool,
     prepare: Callable[[], tuple[SyncResult | None, int]],
 ) -> RunReport:
     import anyio
@@ -146,6 +172,9 @@ async def _run(
     from runner.scheduler import Progress, Recovered, RunResult, recover, run_items
 
     owner = uuid.uuid4().hex
+
+    # item id -> the simulated images a real answer is to replace (SPEC 5)
+    superseded: dict[int, list[str]] = {}
 
     def start() -> tuple[
         Recovered, int, SyncResult | None, int, list[WorkItem], int, RunSettings
@@ -159,8 +188,10 @@ async def _run(
             found = recover(store, job, folder)
             recovered = store.recover_abandoned(job)
             sync, requeued = prepare()
+            if command == "submit" and not simulated:
+                superseded.update(store.requeue_simulated(job))
             work = store.pending_items(job)
-            run_id = store.start_run(job, command)
+            run_id = store.start_run(job, command, simulated)
             seeded = replace(settings, spent=store.spend(job))
             budget = settings.budget
             if budget.max_cost_usd is not None or budget.max_images is not None:
@@ -174,6 +205,8 @@ async def _run(
     def wrap_up(result: RunResult) -> tuple[Path, StatusReport]:
         try:
             store.end_run(run_id, _run_outcome(result))
+            if superseded:
+                remove_superseded(store, job, folder, superseded)
             final = StatusReport(store.status(job), settings.price)
             return write_manifest(store, job, folder), final
         finally:

@@ -15,6 +15,7 @@ from runner import outputs
 from runner.errors import NoSpaceError
 from runner.reports import PlanPreview, estimate_requests
 from runner.runs.settings import spec_price
+from runner.runs.workspace import owner_conflict
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,18 +37,21 @@ class SubmitCheck:
     price: pricing.Price | None  # the job's, which the estimate used
     recorded_answers: int = 0  # the estimate learnt from this many answers
     bytes: int = 0  # what the images may take (outputs.image_bytes, one each)
+    stale: int = 0  # stored items the job file no longer has
 
 
 def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
-    """Expand the job and compare with the store; sends and writes nothing."""
-    return _preview(spec, store, spec_price(spec))
+    """Expand the job and compare with the store, as a real (not simulated)
+    submit would send it; sends and writes nothing."""
+    return _preview(spec, store, spec_price(spec), simulated=False)
 
 
 def check_submit(
-    spec: JobSpec, store: Store, price: pricing.Price | None
+    spec: JobSpec, store: Store, price: pricing.Price | None, simulated: bool = False
 ) -> SubmitCheck:
     """Count what a submit would send; an unchanged job file is not planned again
-    (its digest matches the stored plan), so resuming a big job starts at once."""
+    (its digest matches the stored plan), so resuming a big job starts at once.
+    A real submit sends the simulated successes too (SPEC 5)."""
     from runner.plan import plan_digest
 
     digest = plan_digest(spec)
@@ -56,16 +60,18 @@ def check_submit(
         estimate = estimate_requests(
             (
                 (spec.model, text, refs, size)
-                for text, refs, size in store.unfinished(job)
+                for text, refs, size in store.unfinished(job, _to_send(simulated))
             ),
             price,
             store.recorded_usage(job),
         )
         plan = None
+        stale = store.stale_count(job)
     else:
-        full = _preview(spec, store, price)
+        full = _preview(spec, store, price, simulated=simulated)
         estimate = full.estimate(full.to_send)
         plan = full.plan
+        stale = full.stale
     return SubmitCheck(
         plan,
         digest,
@@ -74,6 +80,7 @@ def check_submit(
         price,
         estimate["recorded_answers"],
         estimate["bytes"],
+        stale,
     )
 
 
@@ -93,21 +100,29 @@ def check_space(folder: Path, check: SubmitCheck) -> None:
         )
 
 
-def _preview(spec: JobSpec, store: Store, price: pricing.Price | None) -> PlanPreview:
+def _to_send(simulated: bool) -> tuple[str, ...]:
+    """The stored statuses of items a submit sends."""
+    return ("pending", "running") if simulated else ("pending", "running", "simulated")
+
+
+def _preview(
+    spec: JobSpec, store: Store, price: pricing.Price | None, *, simulated: bool
+) -> PlanPreview:
     from runner.plan import build_plan
 
     plan = build_plan(spec)
     job = store.get_job(spec.name)
     known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
     recorded = store.recorded_usage(job) if job else {}
+    sending = (None, *_to_send(simulated))
     return PlanPreview(
         spec=spec,
         plan=plan,
         stored=dict(Counter(known.values())),
         new=len(plan.items) - len(known),
-        to_send=tuple(
-            i for i in plan.items if known.get(i.key) in (None, "pending", "running")
-        ),
+        to_send=tuple(i for i in plan.items if known.get(i.key) in sending),
         price=price,
         recorded=recorded,
+        stale=store.item_count(job) - len(known) if job else 0,
+        other_file=owner_conflict(job, spec),
     )

@@ -31,11 +31,17 @@ Confirm: TypeAlias = "Callable[[Confirmation], bool]"
 
 
 def confirm_submit(
-    job: str, check: SubmitCheck, *, yes: bool, confirm: Confirm | None
+    job: str,
+    check: SubmitCheck,
+    *,
+    yes: bool,
+    confirm: Confirm | None,
+    simulated: bool = False,
 ) -> None:
     """Ask before a very large grid or a costly run (`confirm` None: nobody can be
     asked, so a large grid needs `yes` and a costly run goes ahead); raise
-    UsageError unless the run may go ahead."""
+    UsageError unless the run may go ahead. A simulated run costs nothing: it is
+    never asked about cost (SPEC 5), only about a very large grid."""
     threshold = confirm_threshold()
     if yes:
         return
@@ -46,6 +52,8 @@ def confirm_submit(
             raise UsageError(f"{question.summary}, then pass --yes to send them")
         if not confirm(question):
             raise UsageError("not confirmed; nothing was sent")
+        return
+    if simulated:
         return
     if confirm is not None and usd is not None and usd > threshold:
         asked = Confirmation(job, to_send, usd, recorded_answers=check.recorded_answers)

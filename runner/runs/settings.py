@@ -40,6 +40,11 @@ class SendOptions:
     review: bool = True  # rebuild the gallery after the run
     fail_fast: bool = True  # False (--no-fail-fast): no systematic-failure stop
 
+    @property
+    def simulated(self) -> bool:
+        """Whatever this run records is simulated (SPEC 5)."""
+        return self.simulator is not None
+
     def overrides(self) -> dict[str, Any]:
         """The RunSettings fields these flags set directly."""
         fields: dict[str, Any] = {}

@@ -2,8 +2,9 @@
 
 Owns: `Workspace` (`--output`, `--db`), the check that the output folder can be
 made and written (OutputFolderError naming the folder and the fix, before anything
-else happens), the job folder, telling a job file from a job name, and finding a
-stored job by either. Must not send, run or render.
+else happens), the job folder, telling a job file from a job name, finding a
+stored job by either, and who owns a job name (the file it was made from). Must not
+send, run or render.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from runner import outputs
 from runner.errors import OutputFolderError, UsageError
 
 if TYPE_CHECKING:
+    from runner.spec import JobSpec
     from runner.store import JobRow, Store
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
@@ -116,3 +118,31 @@ def find_job(store: Store, job: str) -> JobRow:
             "jobs there (check --output/--db), or submit the job file first"
         )
     return row
+
+
+def owner_conflict(job: JobRow | None, spec: JobSpec) -> str | None:
+    """The other job file that made the stored job of this spec's name, if that
+    file still exists (a job made from a file that is gone is adopted silently)."""
+    if job is None or not job.job_path:
+        return None
+    other = Path(job.job_path)
+    if other.absolute() == spec.path.absolute():
+        return None
+    try:
+        if other.resolve() == spec.path.resolve() or not other.is_file():
+            return None
+    except OSError:
+        return None
+    return job.job_path
+
+
+def claim_name(job: JobRow | None, spec: JobSpec, take_over: bool) -> None:
+    """UsageError if the job of this name was made from another job file that still
+    exists, unless `take_over` (`submit --take-over`)."""
+    other = None if take_over else owner_conflict(job, spec)
+    if other is not None:
+        raise UsageError(
+            f"job name '{spec.name}' belongs to a job made from {other}, not "
+            f"{spec.path}; give this file another `name:`, or pass --take-over to "
+            "make it the job's file (its items then replace that file's)"
+        )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from runner.store import reader
 from runner.store.records import (
     COUNTER_COLUMNS,
+    POSSIBLY_PAID,
     STATUSES,
     STORE_FILE,
     TOKEN_COLUMNS,
@@ -27,7 +28,6 @@ from runner.store.records import (
 
 if TYPE_CHECKING:
     from runner.store.attempts import (
-        POSSIBLY_PAID,
         AttemptEnd,
         AttemptResult,
         AttemptStart,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from runner.store.facade import Store
     from runner.store.leases import OpenAttempt
+    from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "JobSummary",
     "OpenAttempt",
     "RecordedUsage",
+    "Removed",
     "Spend",
     "Status",
     "Store",
@@ -61,11 +63,11 @@ __all__ = [
 
 # name -> the module that defines it; imported on first use (see the docstring).
 _LAZY = {
-    "POSSIBLY_PAID": "runner.store.attempts",
     "AttemptEnd": "runner.store.attempts",
     "AttemptResult": "runner.store.attempts",
     "AttemptStart": "runner.store.attempts",
     "OpenAttempt": "runner.store.leases",
+    "Removed": "runner.store.removal",
     "Store": "runner.store.facade",
     "SyncResult": "runner.store.sync",
     "WorkItem": "runner.store.attempts",

@@ -1,9 +1,11 @@
 """Attempts: the work handed to a run, each request's record, and the running totals.
 
 Owns: the items a run may send, requeueing for a retry, the batched write path that
-begins and ends attempts (statements built once, at import), and the one home of the
-running-totals rule, `attempt_counters`: the write path applies it to each attempt,
-`summed_totals` to stored attempts. Works inside a transaction its caller opened.
+begins and ends attempts (statements built once, at import), and the application
+of the running-totals rule (`records.attempt_counters`, stdlib so the status reader
+applies it too): the write path applies it to each attempt, `summed_totals` to
+stored attempts. Attempts of a simulated run add to no totals (SPEC 5). Works
+inside a transaction its caller opened.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from runner.pricing import billed_tokens
-from runner.store.records import COUNTER_COLUMNS, TOKEN_COLUMNS
-from runner.store.schema import attempts, items, job_totals, timestamp
+from runner.store.engine import chunks
+from runner.store.records import (
+    COUNTER_COLUMNS,
+    TOKEN_COLUMNS,
+    attempt_counters,
+)
+from runner.store.schema import attempts, items, job_totals, runs, timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -25,14 +32,6 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import ColumnElement
 
     from runner.store.records import JobRow
-
-# Attempt outcomes that mean "the request went out and may have been billed, but
-# nothing usable came back": counted as possibly paid.
-POSSIBLY_PAID = ("unknown", "abandoned")
-# Outcomes of attempts that may have failed before anything was sent: with no HTTP
-# status they never reached the API, so they are not counted as requests (a
-# run-fatal one: a base URL that could not be reached, or one no request can use).
-NOT_SENT = ("transient", "not_sent", "fatal_run")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +126,50 @@ def requeue(conn: Connection, job: JobRow, statuses: Sequence[str]) -> int:
     return int(result.rowcount)
 
 
+def requeue_simulated(conn: Connection, job: JobRow) -> dict[int, list[str]]:
+    """Put the job's simulated successes back to pending with fresh tries, without
+    their outputs, usage and grounding (no row names a simulated result as the
+    item's); their images (item id -> outputs), which stay on disk until a real
+    answer replaces them."""
+    simulated = sa.and_(
+        items.c.job_id == job.id, items.c.active == 1, items.c.status == "simulated"
+    )
+    rows = conn.execute(
+        sa.select(items.c.id, items.c.outputs_json).where(simulated)
+    ).all()
+    if rows:
+        conn.execute(
+            items.update()
+            .where(simulated)
+            .values(
+                status="pending",
+                tries_used=0,
+                unknown_used=0,
+                outputs_json=None,
+                usage_json=None,
+                grounding_json=None,
+                finish_reason=None,
+                updated_at=timestamp(),
+            )
+        )
+    return {item_id: json.loads(outputs or "[]") for item_id, outputs in rows}
+
+
+def outputs_of(
+    conn: Connection, job: JobRow, item_ids: Sequence[int]
+) -> dict[int, tuple[str, list[str]]]:
+    """item id -> (status, outputs) of these items of the job."""
+    found: dict[int, tuple[str, list[str]]] = {}
+    for chunk in chunks(list(item_ids), 500):
+        for item_id, status, outputs in conn.execute(
+            sa.select(items.c.id, items.c.status, items.c.outputs_json).where(
+                items.c.job_id == job.id, items.c.id.in_(chunk)
+            )
+        ):
+            found[item_id] = (status, json.loads(outputs or "[]"))
+    return found
+
+
 def record_attempts(
     conn: Connection, changes: Sequence[AttemptStart | AttemptEnd]
 ) -> list[int | None]:
@@ -143,24 +186,6 @@ def record_attempts(
 
 
 # -- the running-totals rule --------------------------------------------------------
-
-
-def attempt_counters(
-    outcome: str | None, answered: bool, billed: bool
-) -> dict[str, int]:
-    """The running-totals rule: what one attempt adds to each counter of its job's
-    totals, besides its images and tokens (which are added as they are).
-
-    `answered`: an HTTP status came back; `billed`: its usage counts tokens. An
-    attempt still open has no outcome yet."""
-    possibly_paid = outcome in POSSIBLY_PAID
-    return {
-        "attempts": 1,
-        "requests": int(answered or outcome not in NOT_SENT),
-        "unknown": int(possibly_paid),
-        "unpriced": int(possibly_paid and not billed),
-        "paid_failed": int(billed and outcome != "success"),
-    }
 
 
 def abandoned_totals(n: int) -> dict[str, int]:
@@ -193,7 +218,7 @@ def summed_totals(
     by: Sequence[ColumnElement[Any]],
     *where: ColumnElement[bool],
 ) -> dict[tuple[Any, ...], dict[str, int]]:
-    """The job's totals summed from its stored attempts (those matching `where`),
+    """The job's totals summed from its real stored attempts (those matching `where`),
     grouped by the item columns `by`: each group's COUNTER_COLUMNS and TOKEN_COLUMNS.
 
     SQL counts the attempts of each group by the facts `attempt_counters` reads, and
@@ -214,7 +239,7 @@ def summed_totals(
             *(sa.func.sum(attempts.c[name]) for name in TOKEN_COLUMNS),
         )
         .join_from(attempts, items, items.c.id == attempts.c.item_id)
-        .where(items.c.job_id == job.id, *where)
+        .where(items.c.job_id == job.id, attempts.c.simulated == 0, *where)
         .group_by(*by, *facts)
     )
     totals: dict[tuple[Any, ...], dict[str, int]] = {}
@@ -266,6 +291,10 @@ _ATTEMPT_START = attempts.insert().values(
     run_id=sa.bindparam("p_run_id"),
     number=sa.bindparam("p_number"),
     started_at=sa.bindparam("p_now"),
+    # the run's flag, looked up by its primary key inside the insert
+    simulated=sa.select(runs.c.simulated)
+    .where(runs.c.id == sa.bindparam("p_run_id"))
+    .scalar_subquery(),
 )
 _ATTEMPT_END = (
     attempts.update()
@@ -316,8 +345,10 @@ _ITEM_END = (
         ),
     )
 )
-_ITEMS_JOB_SIZE = sa.select(items.c.id, items.c.job_id, items.c.image_size).where(
-    items.c.id.in_(sa.bindparam("p_item_ids", expanding=True))
+_ATTEMPTS_JOB_SIZE = (
+    sa.select(attempts.c.id, items.c.job_id, items.c.image_size, attempts.c.simulated)
+    .join_from(attempts, items, items.c.id == attempts.c.item_id)
+    .where(attempts.c.id.in_(sa.bindparam("p_attempt_ids", expanding=True)))
 )
 _TOTALS_ADD = (
     job_totals.update()
@@ -368,7 +399,15 @@ def _start_attempts(
 
 def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> None:
     """Close the attempts, move their items and add to their jobs' totals (each
-    statement run once for the whole batch)."""
+    statement run once for the whole batch). A simulated attempt adds to no
+    totals, and its success leaves the item `simulated` (SPEC 5)."""
+    attempt_ids = sorted({c.attempt_id for c in ends})
+    where: dict[int, tuple[int, str | None, bool]] = {
+        attempt_id: (job_id, size, bool(simulated))
+        for attempt_id, job_id, size, simulated in conn.execute(
+            _ATTEMPTS_JOB_SIZE, {"p_attempt_ids": attempt_ids}
+        )
+    }
     attempt_rows = []
     item_rows = []
     for change in ends:
@@ -398,10 +437,13 @@ def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> Non
                 grounding_json=grounding,
             )
         )
+        status = result.item_status
+        if succeeded and where[change.attempt_id][2]:
+            status = "simulated"
         item_rows.append(
             _params(
                 item_id=change.item_id,
-                status=result.item_status,
+                status=status,
                 now=now,
                 finish_reason=result.finish_reason,
                 error=None if succeeded else result.reason,
@@ -415,17 +457,13 @@ def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> Non
         )
     conn.execute(_ATTEMPT_END, attempt_rows)
     conn.execute(_ITEM_END, item_rows)
-    item_ids = sorted({c.item_id for c in ends})
-    where: dict[int, tuple[int, str | None]] = {
-        item_id: (job_id, size)
-        for item_id, job_id, size in conn.execute(
-            _ITEMS_JOB_SIZE, {"p_item_ids": item_ids}
-        )
-    }
     totals: dict[tuple[int, str | None], dict[str, int]] = {}
     for change in ends:
+        job_id, size, simulated = where[change.attempt_id]
+        if simulated:
+            continue
         deltas = _attempt_totals(change.result)
-        into = totals.setdefault(where[change.item_id], dict.fromkeys(deltas, 0))
+        into = totals.setdefault((job_id, size), dict.fromkeys(deltas, 0))
         for name, value in deltas.items():
             into[name] += value
     for (job_id, size), deltas in totals.items():

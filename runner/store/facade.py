@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 
 from runner.errors import StoreError
-from runner.store import attempts, leases, queries, sync
+from runner.store import attempts, leases, queries, removal, sync
 from runner.store.attempts import AttemptEnd, AttemptStart
 from runner.store.engine import (
     DEFAULT_BUSY_TIMEOUT,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from runner.store import JobRow, JobSummary, RecordedUsage, Spend, Status, UsageKey
     from runner.store.attempts import AttemptResult, WorkItem
     from runner.store.leases import OpenAttempt
+    from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
 
@@ -87,6 +88,18 @@ class Store:
         with self._connect() as conn:
             return queries.list_jobs(conn)
 
+    def remove_job(self, job: JobRow) -> Removed:
+        """Delete a job and everything the store holds of it (JobBusyError while a
+        live process runs it); the image files its rows named."""
+        with self._begin() as conn:
+            return removal.remove_job(conn, job)
+
+    def prune_stale(self, job: JobRow) -> Removed:
+        """Delete the items the job file no longer has, with their attempts (their
+        cost stays in the job's totals); the image files they named."""
+        with self._begin() as conn:
+            return removal.prune_stale(conn, job)
+
     # -- lease: one live process per job --------------------------------------------
 
     def acquire_lease(
@@ -128,10 +141,23 @@ class Store:
         with self._connect() as conn:
             return sync.plan_digest(conn, job)
 
-    def unfinished(self, job: JobRow) -> list[tuple[str, int, str | None]]:
-        """(prompt, reference count, image size) of each item still to send."""
+    def unfinished(
+        self, job: JobRow, statuses: Sequence[str] = ("pending", "running")
+    ) -> list[tuple[str, int, str | None]]:
+        """(prompt, reference count, image size) of each item still to send: the
+        active items with these statuses."""
         with self._connect() as conn:
-            return sync.unfinished(conn, job)
+            return sync.unfinished(conn, job, statuses)
+
+    def item_count(self, job: JobRow) -> int:
+        """Items stored for the job, active or not."""
+        with self._connect() as conn:
+            return sync.item_count(conn, job)
+
+    def stale_count(self, job: JobRow) -> int:
+        """Stored items the job's last synced plan no longer has."""
+        with self._connect() as conn:
+            return sync.item_count(conn, job, active=False)
 
     def statuses_of(self, job: JobRow, keys: Iterable[str]) -> dict[str, str]:
         """key -> status of the given keys the store already has."""
@@ -140,9 +166,11 @@ class Store:
 
     # -- runs and dispatch -----------------------------------------------------------
 
-    def start_run(self, job: JobRow, command: str) -> int:
+    def start_run(self, job: JobRow, command: str, simulated: bool = False) -> int:
+        """A new run; `simulated` (--simulate): its attempts add to no totals and its
+        successes leave their items `simulated` (SPEC 5)."""
         with self._begin() as conn:
-            return leases.start_run(conn, job, command)
+            return leases.start_run(conn, job, command, simulated)
 
     def end_run(self, run_id: int, result: str) -> None:
         with self._begin() as conn:
@@ -165,6 +193,19 @@ class Store:
         """Put items with these statuses back to pending, with fresh tries."""
         with self._begin() as conn:
             return attempts.requeue(conn, job, statuses)
+
+    def requeue_simulated(self, job: JobRow) -> dict[int, list[str]]:
+        """Put simulated successes back to pending for a real run; item id -> the
+        simulated images, left on disk until a real answer replaces them."""
+        with self._begin() as conn:
+            return attempts.requeue_simulated(conn, job)
+
+    def outputs_of(
+        self, job: JobRow, item_ids: Sequence[int]
+    ) -> dict[int, tuple[str, list[str]]]:
+        """item id -> (status, outputs) of these items."""
+        with self._connect() as conn:
+            return attempts.outputs_of(conn, job, item_ids)
 
     def pending_items(self, job: JobRow) -> list[WorkItem]:
         with self._connect() as conn:

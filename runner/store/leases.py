@@ -92,11 +92,14 @@ def release_lease(conn: Connection, job: JobRow, owner: str) -> None:
     )
 
 
-def start_run(conn: Connection, job: JobRow, command: str) -> int:
+def start_run(
+    conn: Connection, job: JobRow, command: str, simulated: bool = False
+) -> int:
     result = conn.execute(
         runs.insert().values(
             job_id=job.id,
             command=command,
+            simulated=int(simulated),
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=timestamp(),
@@ -151,7 +154,11 @@ def recover_abandoned(conn: Connection, job: JobRow) -> int:
         open_attempts = (
             sa.select(items.c.image_size, sa.func.count())
             .join(items, items.c.id == attempts.c.item_id)
-            .where(attempts.c.item_id.in_(chunk), attempts.c.ended_at.is_(None))
+            .where(
+                attempts.c.item_id.in_(chunk),
+                attempts.c.ended_at.is_(None),
+                attempts.c.simulated == 0,  # simulated ones add to no totals
+            )
             .group_by(items.c.image_size)
         )
         for size, n in conn.execute(open_attempts).all():

@@ -18,7 +18,7 @@ from runner.store.records import MIGRATION_NAMES
 from runner.store.schema import migrations_table, timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from contextlib import AbstractContextManager
 
     from sqlalchemy.engine import Connection
@@ -67,20 +67,35 @@ def m001_initial(conn: Connection) -> None:
 def m002_answer_parts_and_grounding(conn: Connection) -> None:
     """What an answer was: its parts without image bytes and its groundingMetadata
     per attempt, and the success's groundingMetadata per item (for the manifest)."""
-    for table, column, statement in _M002:
-        # A store whose bookkeeping rows were lost may have the column already;
-        # SQLite has no ADD COLUMN IF NOT EXISTS.
-        if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
-            conn.exec_driver_sql(statement)
+    _add_columns(conn, _M002)
+
+
+def m003_simulated_runs_and_pruned_requests(conn: Connection) -> None:
+    """Which runs (and so attempts) were simulated, and the requests of items
+    `runner prune` removed (SPEC 5, issue 12)."""
+    _add_columns(conn, _M003)
 
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", m001_initial),
     ("m002_answer_parts_and_grounding", m002_answer_parts_and_grounding),
+    (
+        "m003_simulated_runs_and_pruned_requests",
+        m003_simulated_runs_and_pruned_requests,
+    ),
 ]
 # A new step goes in records.MIGRATION_NAMES too: the status reader checks a store
 # against that list.
 assert tuple(name for name, _ in MIGRATIONS) == MIGRATION_NAMES, MIGRATION_NAMES
+
+
+def _add_columns(conn: Connection, steps: Sequence[tuple[str, str, str]]) -> None:
+    for table, column, statement in steps:
+        # A store whose bookkeeping rows were lost may have the column already;
+        # SQLite has no ADD COLUMN IF NOT EXISTS.
+        if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(statement)
+
 
 _MIGRATIONS_DDL = """\
 CREATE TABLE IF NOT EXISTS _runner_migrations (
@@ -210,4 +225,22 @@ _M002 = (
         "ALTER TABLE attempts ADD COLUMN grounding_json TEXT",
     ),
     ("items", "grounding_json", "ALTER TABLE items ADD COLUMN grounding_json TEXT"),
+)
+
+_M003 = (
+    (
+        "runs",
+        "simulated",
+        "ALTER TABLE runs ADD COLUMN simulated INTEGER DEFAULT 0 NOT NULL",
+    ),
+    (
+        "attempts",
+        "simulated",
+        "ALTER TABLE attempts ADD COLUMN simulated INTEGER DEFAULT 0 NOT NULL",
+    ),
+    (
+        "jobs",
+        "pruned_requests",
+        "ALTER TABLE jobs ADD COLUMN pruned_requests INTEGER DEFAULT 0 NOT NULL",
+    ),
 )

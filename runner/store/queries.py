@@ -125,7 +125,8 @@ def recorded_usage(conn: Connection, job: JobRow) -> dict[UsageKey, RecordedUsag
             sa.func.max(a.images),
         )
         .join_from(attempts, items, items.c.id == a.item_id)
-        .where(items.c.job_id == job.id, a.total_tokens != 0)
+        # Simulated answers count toward no estimate and no cap (SPEC 5).
+        .where(items.c.job_id == job.id, a.total_tokens != 0, a.simulated == 0)
         .group_by(model, items.c.image_size, refs)
     )
     found: dict[UsageKey, RecordedUsage] = {}
@@ -151,27 +152,30 @@ def manifest_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:
         .where(items.c.job_id == job.id, items.c.active == 1)
         .order_by(items.c.position)
     ).all()
-    return [
-        {
-            "key": r.key,
-            "status": r.status,
-            "prompt_id": r.prompt_id,
-            "prompt": r.prompt,
-            "vars": json.loads(r.vars_json),
-            "aspect_ratio": r.aspect_ratio,
-            "image_size": r.image_size,
-            "references": json.loads(r.references_json),
-            "ref_set": r.ref_label,
-            "sample": r.sample,
-            "outputs": json.loads(r.outputs_json) if r.outputs_json else [],
-            "attempts": r.attempts,
-            "usage": json.loads(r.usage_json) if r.usage_json else None,
-            "finish_reason": r.finish_reason,
-            "error": r.error,
-            "grounding": json.loads(r.grounding_json) if r.grounding_json else None,
-        }
-        for r in rows
-    ]
+    return [_manifest_row(r) for r in rows]
+
+
+def _manifest_row(r: Any) -> dict[str, Any]:
+    simulated = r.status == "simulated"
+    return {
+        "key": r.key,
+        "status": "succeeded" if simulated else r.status,
+        "simulated": simulated,
+        "prompt_id": r.prompt_id,
+        "prompt": r.prompt,
+        "vars": json.loads(r.vars_json),
+        "aspect_ratio": r.aspect_ratio,
+        "image_size": r.image_size,
+        "references": json.loads(r.references_json),
+        "ref_set": r.ref_label,
+        "sample": r.sample,
+        "outputs": json.loads(r.outputs_json) if r.outputs_json else [],
+        "attempts": r.attempts,
+        "usage": json.loads(r.usage_json) if r.usage_json else None,
+        "finish_reason": r.finish_reason,
+        "error": r.error,
+        "grounding": json.loads(r.grounding_json) if r.grounding_json else None,
+    }
 
 
 def attempt_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:

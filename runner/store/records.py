@@ -1,10 +1,11 @@
 """What the store hands out, and the read queries of `runner status` as SQL text.
 
 Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`), the status and
-counter names, the names of the schema's migrations, and the SQL (named `:params`) of
-the job lookup and the status queries with the pure functions that turn their rows
-into records. `queries` runs this SQL through SQLAlchemy, `reader` through sqlite3,
-so both answer alike. Stdlib only: must not import SQLAlchemy or open a database.
+counter names, the running-totals rule (`attempt_counters`), the names of the
+schema's migrations, and the SQL (named `:params`) of the job lookup and the status
+queries with the pure functions that turn their rows into records. `queries` runs
+this SQL through SQLAlchemy, `reader` through sqlite3, so both answer alike.
+Stdlib only: must not import SQLAlchemy or open a database.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     # Runs one statement of this module with its parameters; returns its rows.
     Query = Callable[[str, Mapping[str, Any]], Iterable[Sequence[Any]]]
 
-STATUSES = ("pending", "running", "succeeded", "failed", "blocked")
+# "simulated": succeeded in a --simulate run; a real submit sends it again (SPEC 5)
+STATUSES = ("pending", "running", "succeeded", "simulated", "failed", "blocked")
 TOKEN_COLUMNS = (
     "prompt_tokens", "candidates_tokens", "thoughts_tokens", "image_tokens",
     "total_tokens",
@@ -35,7 +37,18 @@ COUNTER_COLUMNS = (
 STORE_FILE = "runner.db"  # the store in the output folder when no --db is given
 # The schema steps `migrations.MIGRATIONS` applies, in order (migrations.py checks
 # the two agree): a reader trusts only a store with exactly these steps applied.
-MIGRATION_NAMES = ("m001_initial", "m002_answer_parts_and_grounding")
+MIGRATION_NAMES = (
+    "m001_initial",
+    "m002_answer_parts_and_grounding",
+    "m003_simulated_runs_and_pruned_requests",
+)
+# Attempt outcomes that mean "the request went out and may have been billed, but
+# nothing usable came back": counted as possibly paid.
+POSSIBLY_PAID = ("unknown", "abandoned")
+# Outcomes of attempts that may have failed before anything was sent: with no HTTP
+# status they never reached the API, so they are not counted as requests (a
+# run-fatal one: a base URL that could not be reached, or one no request can use).
+NOT_SENT = ("transient", "not_sent", "fatal_run")
 
 MIGRATIONS_SQL = "SELECT name FROM _runner_migrations ORDER BY name"
 JOB_SQL = "SELECT id, name, job_path, model, settings_json FROM jobs WHERE name = :name"
@@ -47,6 +60,17 @@ TOTALS_SQL = (
     f"SELECT image_size, {', '.join(COUNTER_COLUMNS + TOKEN_COLUMNS)} "
     "FROM job_totals WHERE job_id = :job_id ORDER BY image_size"
 )
+# Items a job file no longer has (deactivated by a sync), and the facts the
+# running-totals rule reads of their real attempts: their requests are left out
+# of the job's current ratios (the money stays in its totals).
+STALE_SQL = "SELECT count(*) FROM items WHERE job_id = :job_id AND active = 0"
+STALE_ATTEMPTS_SQL = (
+    "SELECT a.outcome, a.http_status IS NOT NULL, a.total_tokens != 0, count(*) "
+    "FROM items i JOIN attempts a ON a.item_id = i.id "
+    "WHERE i.job_id = :job_id AND i.active = 0 AND a.simulated = 0 "
+    "GROUP BY 1, 2, 3"
+)
+PRUNED_SQL = "SELECT pruned_requests FROM jobs WHERE id = :job_id"
 FAILURES_SQL = (
     "SELECT status, error, count(*) AS n FROM items "
     "WHERE job_id = :job_id AND active = 1 AND status IN ('failed', 'blocked') "
@@ -113,6 +137,13 @@ class Status:
     spend: Spend
     failures: list[dict[str, Any]] = field(default_factory=list)
     by_axis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    stale: int = 0  # stored items the job file no longer has (`runner prune`)
+    stale_requests: int = 0  # requests of stale and pruned items
+
+    @property
+    def current_requests(self) -> int:
+        """Requests of the items the job file has now (for ratios)."""
+        return self.spend.requests - self.stale_requests
 
     @property
     def usage(self) -> dict[str, int]:
@@ -150,12 +181,39 @@ def read_spend(query: Query, job: JobRow) -> Spend:
 
 
 def read_status(query: Query, job: JobRow) -> Status:
-    """Counts of active items, spend and failures by reason (no `by` axes)."""
+    """Counts of active items, spend and failures by reason (no `by` axes), and
+    the stale items with their requests."""
     params = {"job_id": job.id}
     counts = counts_from_rows(query(COUNTS_SQL, params))
     spend = read_spend(query, job)
     failures = failures_from_rows(query(FAILURES_SQL, params))
-    return Status(job.name, counts, spend, failures)
+    stale = sum(n for (n,) in query(STALE_SQL, params))
+    requests = sum(n for (n,) in query(PRUNED_SQL, params))
+    if stale:
+        for outcome, answered, billed, n in query(STALE_ATTEMPTS_SQL, params):
+            counters = attempt_counters(outcome, bool(answered), bool(billed))
+            requests += counters["requests"] * n
+    return Status(
+        job.name, counts, spend, failures, stale=stale, stale_requests=requests
+    )
+
+
+def attempt_counters(
+    outcome: str | None, answered: bool, billed: bool
+) -> dict[str, int]:
+    """The running-totals rule: what one attempt adds to each counter of its job's
+    totals, besides its images and tokens (which are added as they are).
+
+    `answered`: an HTTP status came back; `billed`: its usage counts tokens. An
+    attempt still open has no outcome yet."""
+    possibly_paid = outcome in POSSIBLY_PAID
+    return {
+        "attempts": 1,
+        "requests": int(answered or outcome not in NOT_SENT),
+        "unknown": int(possibly_paid),
+        "unpriced": int(possibly_paid and not billed),
+        "paid_failed": int(billed and outcome != "success"),
+    }
 
 
 def job_from_row(row: Sequence[Any]) -> JobRow:

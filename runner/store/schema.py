@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from runner.store.records import TOKEN_COLUMNS
 
 metadata = sa.MetaData()
+_ZERO = sa.text("0")  # a server default, as the migrations' DDL writes it
 
 migrations_table = sa.Table(
     "_runner_migrations",
@@ -37,6 +38,9 @@ jobs = sa.Table(
     sa.Column("lease_host", sa.Text),
     sa.Column("lease_pid", sa.Integer),
     sa.Column("lease_expires", sa.Float),
+    # m003: requests of items `runner prune` removed (left out of current ratios;
+    # their money stays in job_totals)
+    sa.Column("pruned_requests", sa.Integer, nullable=False, server_default=_ZERO),
 )
 
 items = sa.Table(
@@ -83,6 +87,8 @@ runs = sa.Table(
     sa.Column("started_at", sa.Text, nullable=False),
     sa.Column("ended_at", sa.Text),
     sa.Column("result", sa.Text),
+    # m003: 1 for a --simulate run: its attempts are simulated (SPEC 5)
+    sa.Column("simulated", sa.Integer, nullable=False, server_default=_ZERO),
 )
 
 attempts = sa.Table(
@@ -116,6 +122,9 @@ attempts = sa.Table(
     # what is kept) and its groundingMetadata, both JSON
     sa.Column("parts_json", sa.Text),
     sa.Column("grounding_json", sa.Text),
+    # m003: its run's `simulated`: such attempts add to no totals, and their item
+    # is left `simulated` rather than `succeeded`
+    sa.Column("simulated", sa.Integer, nullable=False, server_default=_ZERO),
     sa.Index("ix_attempts_item", "item_id"),
 )
 

@@ -150,15 +150,25 @@ def plan_digest(conn: Connection, job: JobRow) -> str | None:
     return None if value is None else str(value)
 
 
-def unfinished(conn: Connection, job: JobRow) -> list[tuple[str, int, str | None]]:
+def unfinished(
+    conn: Connection, job: JobRow, statuses: Sequence[str]
+) -> list[tuple[str, int, str | None]]:
     rows = conn.execute(
         sa.select(items.c.prompt, items.c.references_json, items.c.image_size).where(
             items.c.job_id == job.id,
             items.c.active == 1,
-            items.c.status.in_(("pending", "running")),
+            items.c.status.in_(statuses),
         )
     ).all()
     return [(p, len(json.loads(r)), size) for p, r, size in rows]
+
+
+def item_count(conn: Connection, job: JobRow, active: bool | None = None) -> int:
+    """The job's items; only the active (or only the stale) ones if `active` says."""
+    query = sa.select(sa.func.count()).where(items.c.job_id == job.id)
+    if active is not None:
+        query = query.where(items.c.active == int(active))
+    return int(conn.execute(query).scalar_one())
 
 
 def statuses_of(conn: Connection, job: JobRow, keys: Iterable[str]) -> dict[str, str]:

@@ -1,0 +1,99 @@
+"""Taking things out of the store: a whole job (`runner rm`), or the items its job
+file no longer has (`runner prune`).
+
+Owns: the deletes, each under the job's lease (never while a live run holds it),
+and what they hand back: the image files the removed rows named, for the caller to
+delete if asked. Works inside a transaction its caller opened; must not touch files.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from runner.store.attempts import summed_totals
+from runner.store.engine import chunks
+from runner.store.leases import acquire_lease
+from runner.store.schema import attempts, items, job_totals, jobs, runs
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.sql import ColumnElement
+
+    from runner.store.records import JobRow
+
+# Long enough for the deletes; the lease goes with the job row, or is released.
+_LEASE_TTL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What a removal took out of the store."""
+
+    items: int
+    attempts: int
+    outputs: tuple[str, ...]  # image files (relative to the job folder) they named
+
+
+def remove_job(conn: Connection, job: JobRow) -> Removed:
+    """Delete the job with its items, attempts, runs and totals."""
+    acquire_lease(conn, job, uuid.uuid4().hex, _LEASE_TTL)  # JobBusyError if live
+    removed = _remove_items(conn, job, items.c.job_id == job.id)
+    conn.execute(runs.delete().where(runs.c.job_id == job.id))
+    conn.execute(job_totals.delete().where(job_totals.c.job_id == job.id))
+    conn.execute(jobs.delete().where(jobs.c.id == job.id))
+    return removed
+
+
+def prune_stale(conn: Connection, job: JobRow) -> Removed:
+    """Delete the job's stale items (no longer in its job file) and their attempts.
+
+    The money they cost stays in the job's totals (budget caps cover the job's
+    whole life); their requests are remembered as pruned, so the job's current
+    ratios still leave them out."""
+    owner = uuid.uuid4().hex
+    acquire_lease(conn, job, owner, _LEASE_TTL)
+    stale = sa.and_(items.c.job_id == job.id, items.c.active == 0)
+    # Marks on images do not exist yet: once they do, marked images are never
+    # pruned (issue 12): leave out here the stale items with a marked image.
+    totals = summed_totals(conn, job, [], items.c.active == 0)
+    requests = sum(group["requests"] for group in totals.values())
+    removed = _remove_items(conn, job, stale)
+    conn.execute(
+        jobs.update()
+        .where(jobs.c.id == job.id)
+        .values(
+            pruned_requests=jobs.c.pruned_requests + requests,
+            lease_owner=None,
+            lease_host=None,
+            lease_pid=None,
+            lease_expires=None,
+        )
+    )
+    return removed
+
+
+def _remove_items(conn: Connection, job: JobRow, where: ColumnElement[bool]) -> Removed:
+    ids = [i for (i,) in conn.execute(sa.select(items.c.id).where(where))]
+    outputs: set[str] = set()
+    for (named,) in conn.execute(
+        sa.select(items.c.outputs_json).where(where, items.c.outputs_json.is_not(None))
+    ):
+        outputs.update(json.loads(named))
+    attempt_count = 0
+    for chunk in chunks(ids, 500):
+        for (named,) in conn.execute(
+            sa.select(attempts.c.outputs_json).where(
+                attempts.c.item_id.in_(chunk), attempts.c.outputs_json.is_not(None)
+            )
+        ):
+            outputs.update(json.loads(named))
+        attempt_count += conn.execute(
+            attempts.delete().where(attempts.c.item_id.in_(chunk))
+        ).rowcount
+        conn.execute(items.delete().where(items.c.id.in_(chunk)))
+    return Removed(len(ids), attempt_count, tuple(sorted(outputs)))
