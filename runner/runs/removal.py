@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 # Puts the question to the user; True means remove.
 ConfirmRemoval: TypeAlias = "Callable[[RemovalQuestion], bool]"
 
-# What `rm --images` removes besides the images: what the gallery and the runs
-# built from them (review's and outputs' names).
-_BUILT_FOLDERS = ("thumbs", "contact")
-_BUILT_FILES = ("index.html", "manifest.jsonl")
-
 
 def remove(
     job: str,
@@ -98,6 +93,8 @@ def _ask(question: RemovalQuestion, yes: bool, confirm: ConfirmRemoval | None) -
 def _delete_images(folder: Path, outputs: Iterable[str]) -> int:
     """Delete these images (paths relative to the job folder, under images/) and
     their thumbnails; how many images went."""
+    from runner.review.thumbnails import THUMBS_DIR
+
     deleted = 0
     for name in outputs:
         path = folder / name
@@ -106,18 +103,24 @@ def _delete_images(folder: Path, outputs: Iterable[str]) -> int:
         if path.is_file():
             path.unlink()
             deleted += 1
-        (folder / "thumbs" / f"{path.stem}.jpg").unlink(missing_ok=True)
+        (folder / THUMBS_DIR / f"{path.stem}.jpg").unlink(missing_ok=True)
     return deleted
 
 
 def _delete_built(folder: Path) -> None:
     """The gallery and manifest of a removed job; its folder if nothing else is in
-    it."""
-    for name in _BUILT_FOLDERS:
+    it: what the gallery and the runs built from the images, by the names review
+    and outputs give them."""
+    from runner import outputs
+    from runner.review.page import INDEX
+    from runner.review.sheets import CONTACT_DIR
+    from runner.review.thumbnails import THUMBS_DIR
+
+    for name in (THUMBS_DIR, CONTACT_DIR):
         shutil.rmtree(folder / name, ignore_errors=True)
-    for name in _BUILT_FILES:
+    for name in (INDEX, outputs.MANIFEST):
         (folder / name).unlink(missing_ok=True)
-    for empty in (folder / "images", folder):
+    for empty in (folder / outputs.IMAGES_DIR, folder):
         try:
             empty.rmdir()  # only if nothing else is left in it
         except OSError:
