@@ -161,15 +161,7 @@ def make_job(
                 http_status=400,
             )
         else:
-            name = outputs.image_name(
-                prompt_id=item.prompt_id,
-                aspect_ratio=item.aspect_ratio,
-                ref_label=item.ref_label,
-                sample=item.sample,
-                key=item.key,
-                index=0,
-                ext="png",
-            )
+            name = outputs.item_image_name(item, 0, "png")
             path = folder / outputs.IMAGES_DIR / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(rng.choice(pictures[item.aspect_ratio]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from benchmarks.harness import MODEL
-from runner.outputs import IMAGES_DIR, image_name
+from runner.outputs import IMAGES_DIR, item_image_name
 from runner.store import AttemptEnd, AttemptResult, AttemptStart
 
 if TYPE_CHECKING:
@@ -107,15 +107,7 @@ def _result(position: int, item: WorkItem, number: int) -> AttemptResult:
         return _LEFT_FAILURE
     if number <= len(_DONE_FAILURES):
         return _DONE_FAILURES[number - 1]
-    name = image_name(
-        prompt_id=item.prompt_id,
-        aspect_ratio=item.aspect_ratio,
-        ref_label=item.ref_label,
-        sample=item.sample,
-        key=item.key,
-        index=0,
-        ext="png",
-    )
+    name = item_image_name(item, 0, "png")
     return AttemptResult(
         outcome="success",
         reason="",
