@@ -79,7 +79,8 @@ def submit(
         store = workspace.open_store()
         try:
             claim_name(store.get_job(spec.name), spec, take_over)
-            check = check_submit(spec, store, price, send.simulated)
+            # The estimate is read only where a question may show it.
+            check = check_submit(spec, store, price, send.simulated, learn=not yes)
             policy.confirm_submit(
                 spec.name, check, yes=yes, confirm=confirm, simulated=send.simulated
             )

@@ -11,6 +11,7 @@ not print, ask or exit.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,10 @@ async def submit_spec(
 
         from runner.runs.planning import check_submit
 
-        check = await to_thread.run_sync(check_submit, spec, store, spec_price(spec))
+        # Nobody is asked here: the cost estimate is not read, nor learnt.
+        check = await to_thread.run_sync(
+            functools.partial(check_submit, learn=False), spec, store, spec_price(spec)
+        )
     from runner.runs.planning import check_space
 
     check_space(workspace.job_folder(spec.name), check)

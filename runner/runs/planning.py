@@ -43,15 +43,22 @@ class SubmitCheck:
 def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
     """Expand the job and compare with the store, as a real (not simulated)
     submit would send it; sends and writes nothing."""
-    return _preview(spec, store, spec_price(spec), simulated=False)
+    return _preview(spec, store, spec_price(spec), simulated=False, learn=True)
 
 
 def check_submit(
-    spec: JobSpec, store: Store, price: pricing.Price | None, simulated: bool = False
+    spec: JobSpec,
+    store: Store,
+    price: pricing.Price | None,
+    simulated: bool = False,
+    *,
+    learn: bool = True,
 ) -> SubmitCheck:
     """Count what a submit would send; an unchanged job file is not planned again
     (its digest matches the stored plan), so resuming a big job starts at once.
-    A real submit sends the simulated successes too (SPEC 5)."""
+    A real submit sends the simulated successes too (SPEC 5). `learn`: estimate
+    the cost from the job's recorded answers; a submit whose estimate nobody will
+    read (`--yes`) skips that read of every attempt (0.3 s at 300,000)."""
     from runner.plan import plan_digest
 
     digest = plan_digest(spec)
@@ -63,12 +70,12 @@ def check_submit(
                 for text, refs, size in store.unfinished(job, _to_send(simulated))
             ),
             price,
-            store.recorded_usage(job),
+            store.recorded_usage(job) if learn else {},
         )
         plan = None
         stale = store.stale_count(job)
     else:
-        full = _preview(spec, store, price, simulated=simulated)
+        full = _preview(spec, store, price, simulated=simulated, learn=learn)
         estimate = full.estimate(full.to_send)
         plan = full.plan
         stale = full.stale
@@ -106,14 +113,19 @@ def _to_send(simulated: bool) -> tuple[str, ...]:
 
 
 def _preview(
-    spec: JobSpec, store: Store, price: pricing.Price | None, *, simulated: bool
+    spec: JobSpec,
+    store: Store,
+    price: pricing.Price | None,
+    *,
+    simulated: bool,
+    learn: bool,
 ) -> PlanPreview:
     from runner.plan import build_plan
 
     plan = build_plan(spec)
     job = store.get_job(spec.name)
     known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
-    recorded = store.recorded_usage(job) if job else {}
+    recorded = store.recorded_usage(job) if job and learn else {}
     sending = (None, *_to_send(simulated))
     return PlanPreview(
         spec=spec,
