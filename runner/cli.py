@@ -419,6 +419,97 @@ def _remove(
     render.removal(report, as_json)
 
 
+# -- curation: marks and export (SPEC 6) ---------------------------------------------
+
+
+@cli.command()
+@click.argument("job", metavar="JOB")
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True)
+@click.option("--star", is_flag=True, help="Star the images.")
+@click.option("--reject", is_flag=True, help="Reject the images.")
+@click.option(
+    "--clear", is_flag=True, help="Remove their mark, and their note unless --note."
+)
+@click.option(
+    "--note",
+    metavar="TEXT",
+    help="Set their note (alone: the mark stays; an empty TEXT removes the note).",
+)
+@store_options
+@json_option
+def mark(
+    job: str,
+    images: tuple[str, ...],
+    star: bool,
+    reject: bool,
+    clear: bool,
+    note: str | None,
+    output: Path,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
+    """Star, reject or clear images of a job, or note them; the manifest follows.
+
+    IMAGE is an image's file name (as in the manifest and gallery; a path to it
+    or the name without its extension work too) or the start of an item's key,
+    which names all of that item's images. Nothing is changed unless every IMAGE
+    names something. JOB is a job name or a job file.
+
+    Example: runner mark routing-banners hero_16x9_noref_s1_3f2a9c1b.png --star
+    """
+    chosen = [name for name, on in (("star", star), ("reject", reject)) if on]
+    if clear:
+        chosen.append("clear")
+    if len(chosen) > 1:
+        raise UsageError(
+            f"--{' and --'.join(chosen)} contradict each other; give one of them"
+        )
+    report = runs.mark(
+        job,
+        images,
+        workspace=runs.Workspace(output, db_url),
+        change=chosen[0] if chosen else None,
+        note=note,
+    )
+    render.marking(report, as_json)
+
+
+@cli.command()
+@click.argument("job", metavar="JOB")
+@click.argument("dest", metavar="DEST", type=click.Path(path_type=Path))
+@click.option(
+    "--marked",
+    type=click.Choice(runs.MARK_FILTERS),
+    help="Only images marked so (any: starred or rejected; none: neither) "
+    "[default: every image].",
+)
+@store_options
+@json_option
+def export(
+    job: str,
+    dest: Path,
+    marked: str | None,
+    output: Path,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
+    """Copy a job's images into DEST, each with a JSON sidecar (<image>.json).
+
+    The sidecar holds the job, item key, prompt, settings, usage, mark, note and
+    lineage. Images are copied, never moved; a file already in DEST is never
+    overwritten (an identical one is left as it is). Exit 1 if an image file is
+    missing. JOB is a job name or a job file.
+
+    Example: runner export routing-banners ./picked --marked star
+    """
+    report = runs.export(
+        job, dest, workspace=runs.Workspace(output, db_url), marked=marked
+    )
+    render.export(report, as_json)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
 # -- the edge: questions, the simulator, exit codes -------------------------------
 
 

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
     from runner.reports import (
         Confirmation,
+        ExportReport,
         JobList,
+        MarkReport,
         PlanPreview,
         Removal,
         ReviewReport,
@@ -163,8 +165,13 @@ def removal(report: Removal, as_json: bool) -> None:
             f"pruned {report.items:,} stale item(s) of {report.job} with "
             f"{report.attempts:,} attempt(s){images}"
         )
-    else:
+    elif not report.kept:
         click.echo(f"{report.job} has no stale items")
+    if report.kept:
+        click.echo(
+            f"kept {report.kept:,} stale item(s) of {report.job}: an image of theirs "
+            f"is marked (`runner mark {report.job} IMAGE --clear` lets prune take it)"
+        )
 
 
 def job_list(jobs: JobList, as_json: bool) -> None:
@@ -190,6 +197,41 @@ def job_list(jobs: JobList, as_json: bool) -> None:
             s.updated_at[:19].replace("T", " "),
         )
     Console().print(table)
+
+
+_DONE = {"star": "starred", "reject": "rejected", "clear": "cleared", "note": "noted"}
+
+
+def marking(report: MarkReport, as_json: bool) -> None:
+    """What `runner mark` changed: a line, then each image with its mark now."""
+    if as_json:
+        print_json(report.as_dict())
+        return
+    click.echo(f"{report.job}: {_DONE[report.change]} {len(report.marks):,} image(s)")
+    for m in report.marks:
+        note = f"  {m.note}" if m.note else ""
+        click.echo(f"  {m.mark or '-':<6} {m.image}{note}")
+
+
+def export(report: ExportReport, as_json: bool) -> None:
+    """What `runner export` copied (stdout), and the images it could not (stderr)."""
+    data = report.as_dict()
+    if as_json:
+        print_json(data)
+    elif not report.exported and not report.missing:
+        chosen = f" marked {report.marked}" if report.marked else ""
+        click.echo(f"{report.job} has no images{chosen} to export")
+    else:
+        same, updated = data["unchanged"], data["sidecars_updated"]
+        unchanged = f", {same:,} already there" if same else ""
+        if updated:
+            unchanged += f" ({updated:,} sidecar(s) updated)"
+        click.echo(
+            f"{report.job}: copied {data['copied']:,} image(s) with JSON sidecars to "
+            f"{report.dest}{unchanged}"
+        )
+    for image in report.missing:
+        warning(f"{image} is missing from the job folder; not exported")
 
 
 @contextmanager
@@ -274,6 +316,13 @@ def _status_tables(
         )
     if data["stale"]:
         console.print(stale_note(data["job"], data["stale"]), highlight=False)
+    marks = data["marks"]
+    if any(marks.values()):
+        console.print(
+            f"marks: {marks['star']:,} starred, {marks['reject']:,} rejected, "
+            f"{marks['noted']:,} with a note",
+            highlight=False,
+        )
     usage = data["usage"]
     req = data["requests"]
     console.print(

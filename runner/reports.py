@@ -1,7 +1,8 @@
 """What the CLI renders: the reports the runs layer returns, and their `--json` data.
 
 Owns: one frozen dataclass per answer (plan preview, confirmation question, status,
-run, gallery step, review, job list), each with `as_dict()` for `--json`. Pure: no
+run, gallery step, review, job list, marks set, export), each with `as_dict()` for
+`--json`. Pure: no
 I/O and no decisions. Imports neither the store nor the scheduler: the CLI imports
 this module (`runner status` must start fast); the scheduler's progress and
 result are typed by the annotation-only protocols below.
@@ -22,7 +23,14 @@ if TYPE_CHECKING:
 
     from runner.plan import Item, Plan
     from runner.spec import JobSpec
-    from runner.store import JobSummary, RecordedUsage, Spend, Status, UsageKey
+    from runner.store import (
+        JobSummary,
+        Mark,
+        RecordedUsage,
+        Spend,
+        Status,
+        UsageKey,
+    )
 
     # Only annotations need these: the scheduler's Progress and RunResult fit them.
     class RunProgress(Protocol):
@@ -255,6 +263,8 @@ class StatusReport:
             "counts": s.counts,
             "total": sum(s.counts.values()),
             "stale": s.stale,
+            # images of the job's items by mark, and with a note (SPEC 6)
+            "marks": s.marks,
             "usage": s.usage,
             "requests": s.requests,
             "images": s.spend.images,
@@ -403,6 +413,8 @@ class Removal:
     items: int
     attempts: int
     images: int  # image files deleted
+    marks: int = 0  # marks on the removed items' images
+    kept: int = 0  # stale items prune left because an image of theirs is marked
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -425,3 +437,76 @@ class JobList:
             }
             for s in self.jobs
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkReport:
+    """What `runner mark` did: `change` is star, reject, clear or note; `marks`
+    are the named images' marks now (mark and note None where cleared)."""
+
+    job: str
+    change: str
+    marks: Sequence[Mark]
+    manifest: Path | None  # rewritten with the marks; None: the job has no folder
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "change": self.change,
+            "images": [
+                {"key": m.key, "image": m.image, **m.as_dict()} for m in self.marks
+            ],
+            "manifest": None if self.manifest is None else str(self.manifest),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedImage:
+    """One image `runner export` chose: its copy and sidecar in DEST."""
+
+    image: str  # in the job folder
+    file: Path  # the copy
+    sidecar: Path
+    copied: bool  # False: an identical copy was there already
+    sidecar_written: bool  # False: an identical sidecar was there already
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    """What `runner export` copied; `marked`: the mark filter (None: every image);
+    `missing`: chosen images whose files are gone from the job folder."""
+
+    job: str
+    dest: Path
+    marked: str | None
+    exported: Sequence[ExportedImage]
+    missing: Sequence[str] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a chosen image's file was missing, else 0."""
+        return 1 if self.missing else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "dest": str(self.dest),
+            "marked": self.marked,
+            "copied": sum(e.copied for e in self.exported),
+            "unchanged": sum(not e.copied for e in self.exported),
+            # sidecars of images already there, rewritten: their mark or note changed
+            "sidecars_updated": sum(
+                e.sidecar_written and not e.copied for e in self.exported
+            ),
+            "images": [
+                {
+                    "image": e.image,
+                    "file": str(e.file),
+                    "sidecar": str(e.sidecar),
+                    "copied": e.copied,
+                    "sidecar_written": e.sidecar_written,
+                }
+                for e in self.exported
+            ],
+            "missing": list(self.missing),
+        }

@@ -95,6 +95,7 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "paid_failed", "images", "prompt_tokens", "candidates_tokens",
             "thoughts_tokens", "image_tokens", "total_tokens",
         },
+        "marks": {"item_id", "image", "mark", "note", "updated_at"},
     }  # fmt: skip
 
 
@@ -109,6 +110,7 @@ def test_the_store_uses_wal_and_records_each_migration_once(tmp_path: Path) -> N
         ("m001_initial",),
         ("m002_answer_parts_and_grounding",),
         ("m003_simulated_runs_and_pruned_requests",),
+        ("m004_marks",),
     ]
 
 
@@ -155,7 +157,8 @@ def test_a_store_migrated_from_blank_has_exactly_the_declared_tables(
     engine.dispose()
     migrated = describe(tmp_path / "migrated" / "runner.db")
     assert set(migrated) == {
-        "_runner_migrations", "jobs", "items", "runs", "attempts", "job_totals"
+        "_runner_migrations", "jobs", "items", "runs", "attempts", "job_totals",
+        "marks",
     }  # fmt: skip
     assert migrated == describe(tmp_path / "declared.db")
 
@@ -214,6 +217,7 @@ def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
         assert [name for name, _ in steps[1:]] == [
             "m002_answer_parts_and_grounding",
             "m003_simulated_runs_and_pruned_requests",
+            "m004_marks",
         ]
         inspector = sa.inspect(store.engine)
         attempt_columns = [c["name"] for c in inspector.get_columns("attempts")]
@@ -471,6 +475,7 @@ def test_a_store_that_lost_its_bookkeeping_rows_is_opened_and_recorded_again(
             "m001_initial",
             "m002_answer_parts_and_grounding",
             "m003_simulated_runs_and_pruned_requests",
+            "m004_marks",
         ]
 
 

@@ -2,7 +2,8 @@
 
 Owns turning store rows (manifest rows, attempt rows) into `Entry` values, laying
 each prompt's entries out as a `Grid` (which axis runs across, which down), how an
-axis and its values are labelled, and the counts behind the page's filters. Pure:
+axis and its values are labelled, the counts behind the page's filters, and each
+item's marks (SPEC 6: per image, read from its manifest row). Pure:
 must not read files, draw, or render HTML.
 """
 
@@ -40,6 +41,18 @@ class Entry:
     @property
     def status(self) -> str:
         return str(self.row["status"])
+
+    @property
+    def marks(self) -> Mapping[str, Mapping[str, Any]]:
+        """image -> {mark, note, updated_at} for the item's marked images."""
+        marks: Mapping[str, Mapping[str, Any]] = self.row.get("marks") or {}
+        return marks
+
+    @property
+    def mark(self) -> str | None:
+        """The mark (star, reject) of the image the entry shows, if any."""
+        shown = self.marks.get(self.image or "")
+        return None if shown is None else shown.get("mark")
 
     @property
     def reason(self) -> str:
@@ -148,6 +161,17 @@ def filter_counts(entries: Sequence[Entry]) -> list[tuple[str, list[tuple[str, i
         if axis != "status" and len(bucket) > 1:
             result.append((axis, list(bucket.items())))
     return result
+
+
+def mark_counts(entries: Iterable[Entry]) -> dict[str, int]:
+    """Images by mark over these entries: star, reject, and unmarked ones ("none"),
+    for a filter by mark."""
+    counts = {"star": 0, "reject": 0, "none": 0}
+    for entry in entries:
+        for image in entry.row.get("outputs") or []:
+            mark = (entry.marks.get(image) or {}).get("mark")
+            counts[mark if mark in counts else "none"] += 1
+    return counts
 
 
 def _item_axes(row: Mapping[str, Any]) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The runs layer: what each command does, from parsed inputs to one report.
 
 `submit`, `retry`, `preview`, `status`, `review`, `list_jobs` (in `commands`),
-`remove` and `prune` (in `removal`) are the CLI's entry points; each opens the
+`remove` and `prune` (in `removal`), `mark` (in `marking`) and `export` are the
+CLI's entry points; each opens the
 store, does the whole command and returns a report from `runner.reports`.
 `execution.submit_spec` and `execution.retry_job` run a loaded spec or a stored
 job on an open store (async; tests and benchmarks). The only layer that imports
@@ -15,24 +16,31 @@ the scheduler. Must not print, read input or exit.
     endpoint    the API to call and its key (URL check, key by host)
     job_status  a job's status, through the fast reader where it can
     removal     rm and prune: a job or its stale items out of the store
+    marking     mark: star, reject, clear or annotate images named by the user
+    export      export: chosen images copied out with JSON sidecars
     workspace   output root and store, finding a job by name or file
 """
 
 from __future__ import annotations
 
 from runner.runs.commands import list_jobs, preview, retry, review, status, submit
+from runner.runs.export import MARK_FILTERS, export
 from runner.runs.job_status import quick_status, read_status
+from runner.runs.marking import mark
 from runner.runs.removal import prune, remove
 from runner.runs.settings import DEFAULT_BASE_URL, SendOptions
 from runner.runs.workspace import Workspace, find_job, is_job_file
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MARK_FILTERS",
     "SendOptions",
     "Workspace",
     "find_job",
+    "export",
     "is_job_file",
     "list_jobs",
+    "mark",
     "preview",
     "prune",
     "quick_status",

@@ -2,7 +2,8 @@
 their image files out of the job folder when asked.
 
 Owns: the question before removing (asked through the caller's `confirm`; nobody to
-ask means `--yes` is needed), the store call, and deleting only the files the
+ask means `--yes` is needed; prune counts only the stale items it may take: those
+with a marked image stay), the store call, and deleting only the files the
 removed rows named (with their thumbnails), or for a whole job also the gallery
 files built from them. Must not print, read input or exit.
 """
@@ -64,9 +65,15 @@ def _removal(
     try:
         row = find_job(store, job)
         folder = workspace.job_folder(row.name)
-        count = store.item_count(row) if what == "job" else store.stale_count(row)
+        kept = 0
+        if what == "job":
+            count = store.item_count(row)
+        else:
+            # marked images are never pruned: their items stay (store.prune_stale)
+            kept = store.marked_stale(row)
+            count = store.stale_count(row) - kept
         if not count and what == "stale":
-            return Removal(row.name, what, 0, 0, 0)
+            return Removal(row.name, what, 0, 0, 0, kept=kept)
         question = RemovalQuestion(row.name, what, count, folder if images else None)
         _ask(question, yes, confirm)
         removed = store.remove_job(row) if what == "job" else store.prune_stale(row)
@@ -75,7 +82,15 @@ def _removal(
     deleted = _delete_images(folder, removed.outputs) if images else 0
     if images and what == "job":
         _delete_built(folder)
-    return Removal(row.name, what, removed.items, removed.attempts, deleted)
+    return Removal(
+        row.name,
+        what,
+        removed.items,
+        removed.attempts,
+        deleted,
+        marks=removed.marks,
+        kept=removed.kept,
+    )
 
 
 def _ask(question: RemovalQuestion, yes: bool, confirm: ConfirmRemoval | None) -> None:

@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING, Any
 from runner.store import reader
 from runner.store.records import (
     COUNTER_COLUMNS,
+    KEEP,
+    MARKS,
     POSSIBLY_PAID,
     STATUSES,
     STORE_FILE,
     TOKEN_COLUMNS,
     JobRow,
     JobSummary,
+    Keep,
+    Mark,
     RecordedUsage,
     Spend,
     Status,
@@ -35,11 +39,14 @@ if TYPE_CHECKING:
     )
     from runner.store.facade import Store
     from runner.store.leases import OpenAttempt
+    from runner.store.marks import ItemImages
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
 __all__ = [
     "COUNTER_COLUMNS",
+    "KEEP",
+    "MARKS",
     "POSSIBLY_PAID",
     "STATUSES",
     "STORE_FILE",
@@ -47,8 +54,11 @@ __all__ = [
     "AttemptEnd",
     "AttemptResult",
     "AttemptStart",
+    "ItemImages",
     "JobRow",
     "JobSummary",
+    "Keep",
+    "Mark",
     "OpenAttempt",
     "RecordedUsage",
     "Removed",
@@ -66,6 +76,7 @@ _LAZY = {
     "AttemptEnd": "runner.store.attempts",
     "AttemptResult": "runner.store.attempts",
     "AttemptStart": "runner.store.attempts",
+    "ItemImages": "runner.store.marks",
     "OpenAttempt": "runner.store.leases",
     "Removed": "runner.store.removal",
     "Store": "runner.store.facade",

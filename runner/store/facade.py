@@ -2,7 +2,8 @@
 
 Owns: the engine and the transactions (one writer at a time in this process, BEGIN
 IMMEDIATE across processes; database errors become StoreError), and hands each
-call to the module that owns its concept: `sync`, `leases`, `attempts`, `queries`.
+call to the module that owns its concept: `sync`, `leases`, `attempts`, `queries`,
+`marks`, `removal`.
 Synchronous; the scheduler calls it from worker threads. Must not know HTTP, YAML
 or file formats, and never sees the API key.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 
 from runner.errors import StoreError
-from runner.store import attempts, leases, queries, removal, sync
+from runner.store import attempts, leases, marks, queries, removal, sync
 from runner.store.attempts import AttemptEnd, AttemptStart
 from runner.store.engine import (
     DEFAULT_BUSY_TIMEOUT,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from runner.store import JobRow, JobSummary, RecordedUsage, Spend, Status, UsageKey
     from runner.store.attempts import AttemptResult, WorkItem
     from runner.store.leases import OpenAttempt
+    from runner.store.marks import ItemImages
+    from runner.store.records import Keep, Mark
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
@@ -196,9 +199,12 @@ class Store:
 
     def requeue_simulated(self, job: JobRow) -> dict[int, list[str]]:
         """Put simulated successes back to pending for a real run; item id -> the
-        simulated images, left on disk until a real answer replaces them."""
+        simulated images, left on disk until a real answer replaces them. Marks on
+        those images go: a real answer is another picture."""
         with self._begin() as conn:
-            return attempts.requeue_simulated(conn, job)
+            requeued = attempts.requeue_simulated(conn, job)
+            marks.drop_marks(conn, requeued)
+            return requeued
 
     def outputs_of(
         self, job: JobRow, item_ids: Sequence[int]
@@ -270,6 +276,48 @@ class Store:
     def attempt_rows(self, job: JobRow) -> list[dict[str, Any]]:
         with self._connect() as conn:
             return queries.attempt_rows(conn, job)
+
+    def item_requests(
+        self, job: JobRow, keys: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        """item key -> the request (as stored, references with paths and hashes)
+        of these keys of the job."""
+        with self._connect() as conn:
+            return queries.item_requests(conn, job, keys)
+
+    # -- marks (SPEC 6) ---------------------------------------------------------------
+
+    def images_of(self, job: JobRow) -> list[ItemImages]:
+        """The job's items that have images: the active ones in plan order, then
+        the stale ones."""
+        with self._connect() as conn:
+            return marks.images_of(conn, job)
+
+    def set_marks(
+        self,
+        job: JobRow,
+        targets: Sequence[tuple[int, str]],
+        mark: str | None | Keep,
+        note: str | None | Keep,
+    ) -> list[Mark]:
+        """Set the mark and note of each (item id, image) in one transaction: None
+        clears one, KEEP leaves it; the marks as they are now, in order."""
+        with self._begin() as conn:
+            return marks.set_marks(conn, job, targets, mark, note)
+
+    def marks(
+        self, job: JobRow, which: Iterable[str | None] | None = None
+    ) -> list[Mark]:
+        """Marks on the images of the job's active items, in plan order; only the
+        marks in `which` (None: a note only) when given."""
+        with self._connect() as conn:
+            return marks.job_marks(conn, job, which)
+
+    def marked_stale(self, job: JobRow) -> int:
+        """Stale items that `prune_stale` keeps because an image of theirs is
+        marked."""
+        with self._connect() as conn:
+            return marks.marked_stale(conn, job)
 
     # -- plumbing ---------------------------------------------------------------------
 

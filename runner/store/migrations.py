@@ -76,6 +76,11 @@ def m003_simulated_runs_and_pruned_requests(conn: Connection) -> None:
     _add_columns(conn, _M003)
 
 
+def m004_marks(conn: Connection) -> None:
+    """Marks on images: star or reject and a note, per image of an item (SPEC 6)."""
+    conn.exec_driver_sql(_M004)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", m001_initial),
     ("m002_answer_parts_and_grounding", m002_answer_parts_and_grounding),
@@ -83,6 +88,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
         "m003_simulated_runs_and_pruned_requests",
         m003_simulated_runs_and_pruned_requests,
     ),
+    ("m004_marks", m004_marks),
 ]
 # A new step goes in records.MIGRATION_NAMES too: the status reader checks a store
 # against that list.
@@ -244,3 +250,14 @@ _M003 = (
         "ALTER TABLE jobs ADD COLUMN pruned_requests INTEGER DEFAULT 0 NOT NULL",
     ),
 )
+
+_M004 = """\
+CREATE TABLE IF NOT EXISTS marks (
+    item_id INTEGER NOT NULL,
+    image TEXT NOT NULL,
+    mark TEXT,
+    note TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, image),
+    FOREIGN KEY(item_id) REFERENCES items (id)
+)"""

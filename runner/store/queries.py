@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from runner.store.attempts import summed_totals
+from runner.store.marks import marks_by_key
 from runner.store.records import (
     COUNTER_COLUMNS,
     STATUSES,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection
 
-    from runner.store.records import JobRow, Query, Status, UsageKey
+    from runner.store.records import JobRow, Mark, Query, Status, UsageKey
 
 
 def get_job(conn: Connection, name: str) -> JobRow | None:
@@ -152,10 +153,28 @@ def manifest_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:
         .where(items.c.job_id == job.id, items.c.active == 1)
         .order_by(items.c.position)
     ).all()
-    return [_manifest_row(r) for r in rows]
+    marks = marks_by_key(conn, job)
+    return [_manifest_row(r, marks.get(r.key, {})) for r in rows]
 
 
-def _manifest_row(r: Any) -> dict[str, Any]:
+def item_requests(
+    conn: Connection, job: JobRow, keys: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """item key -> the request its item sends (model, text, references with their
+    paths and hashes, generation settings...), for these keys of the job."""
+    found: dict[str, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), 500):
+        for key, request in conn.execute(
+            sa.select(items.c.key, items.c.request_json).where(
+                items.c.job_id == job.id, items.c.key.in_(wanted[start : start + 500])
+            )
+        ):
+            found[key] = json.loads(request)
+    return found
+
+
+def _manifest_row(r: Any, marks: Mapping[str, Mark]) -> dict[str, Any]:
     simulated = r.status == "simulated"
     return {
         "key": r.key,
@@ -175,6 +194,8 @@ def _manifest_row(r: Any) -> dict[str, Any]:
         "finish_reason": r.finish_reason,
         "error": r.error,
         "grounding": json.loads(r.grounding_json) if r.grounding_json else None,
+        # image -> {mark, note, updated_at}, for its marked images only (SPEC 6)
+        "marks": {image: mark.as_dict() for image, mark in marks.items()},
     }
 
 

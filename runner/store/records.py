@@ -1,15 +1,17 @@
 """What the store hands out, and the read queries of `runner status` as SQL text.
 
-Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`), the status and
-counter names, the running-totals rule (`attempt_counters`), the names of the
-schema's migrations, and the SQL (named `:params`) of the job lookup and the status
-queries with the pure functions that turn their rows into records. `queries` runs
-this SQL through SQLAlchemy, `reader` through sqlite3, so both answer alike.
+Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`, `Mark`), the
+status, counter and mark names, the running-totals rule (`attempt_counters`), the
+names of the schema's migrations, and the SQL (named `:params`) of the job lookup
+and the status queries with the pure functions that turn their rows into records.
+`queries` runs this SQL through SQLAlchemy, `reader` through sqlite3, so both
+answer alike.
 Stdlib only: must not import SQLAlchemy or open a database.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +43,20 @@ MIGRATION_NAMES = (
     "m001_initial",
     "m002_answer_parts_and_grounding",
     "m003_simulated_runs_and_pruned_requests",
+    "m004_marks",
 )
+# What a user may mark an image (SPEC 6); an image with neither has no mark (a
+# note alone may still be kept).
+MARKS = ("star", "reject")
+
+
+class Keep(enum.Enum):
+    """A part of a mark (the mark, the note) that a change leaves as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 # Attempt outcomes that mean "the request went out and may have been billed, but
 # nothing usable came back": counted as possibly paid.
 POSSIBLY_PAID = ("unknown", "abandoned")
@@ -71,6 +86,13 @@ STALE_ATTEMPTS_SQL = (
     "GROUP BY 1, 2, 3"
 )
 PRUNED_SQL = "SELECT pruned_requests FROM jobs WHERE id = :job_id"
+# Marks of the images of active items: by mark (NULL: a note only), with a note or
+# not. An image's mark row goes when its mark and note are both cleared.
+MARKS_SQL = (
+    "SELECT m.mark, m.note IS NOT NULL, count(*) FROM marks m "
+    "JOIN items i ON i.id = m.item_id WHERE i.job_id = :job_id AND i.active = 1 "
+    "GROUP BY 1, 2"
+)
 FAILURES_SQL = (
     "SELECT status, error, count(*) AS n FROM items "
     "WHERE job_id = :job_id AND active = 1 AND status IN ('failed', 'blocked') "
@@ -139,6 +161,8 @@ class Status:
     by_axis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     stale: int = 0  # stored items the job file no longer has (`runner prune`)
     stale_requests: int = 0  # requests of stale and pruned items
+    # images of active items by mark ("star", "reject") and with a note ("noted")
+    marks: dict[str, int] = field(default_factory=dict)
 
     @property
     def current_requests(self) -> int:
@@ -158,6 +182,20 @@ class Status:
             "not_sent": s.attempts - s.requests,
             "paid_failed": s.paid_failed,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A user's mark on one image of an item (SPEC 6)."""
+
+    key: str  # the item's key
+    image: str  # the image, relative to the job folder, as in the item's outputs
+    mark: str | None  # one of MARKS, or None: a note only
+    note: str | None
+    updated_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mark": self.mark, "note": self.note, "updated_at": self.updated_at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +225,7 @@ def read_status(query: Query, job: JobRow) -> Status:
     counts = counts_from_rows(query(COUNTS_SQL, params))
     spend = read_spend(query, job)
     failures = failures_from_rows(query(FAILURES_SQL, params))
+    marks = marks_from_rows(query(MARKS_SQL, params))
     stale = sum(n for (n,) in query(STALE_SQL, params))
     requests = sum(n for (n,) in query(PRUNED_SQL, params))
     if stale:
@@ -194,7 +233,13 @@ def read_status(query: Query, job: JobRow) -> Status:
             counters = attempt_counters(outcome, bool(answered), bool(billed))
             requests += counters["requests"] * n
     return Status(
-        job.name, counts, spend, failures, stale=stale, stale_requests=requests
+        job.name,
+        counts,
+        spend,
+        failures,
+        stale=stale,
+        stale_requests=requests,
+        marks=marks,
     )
 
 
@@ -258,3 +303,14 @@ def failures_from_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
         {"status": status, "reason": error or "(no reason recorded)", "count": n}
         for status, error, n in rows
     ]
+
+
+def marks_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
+    """Marked images by mark, and those with a note (MARKS_SQL); every key present."""
+    counts = dict.fromkeys((*MARKS, "noted"), 0)
+    for mark, noted, n in rows:
+        if mark in counts:
+            counts[mark] += n
+        if noted:
+            counts["noted"] += n
+    return counts

@@ -2,15 +2,16 @@
 file no longer has (`runner prune`).
 
 Owns: the deletes, each under the job's lease (never while a live run holds it),
-and what they hand back: the image files the removed rows named, for the caller to
-delete if asked. Works inside a transaction its caller opened; must not touch files.
+marks with their items (prune leaves a stale item with a marked image), and what
+they hand back: the image files the removed rows named, for the caller to delete
+if asked. Works inside a transaction its caller opened; must not touch files.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from runner.store.attempts import summed_totals
 from runner.store.engine import chunks
 from runner.store.leases import acquire_lease
+from runner.store.marks import drop_marks, marked_items, marked_stale
 from runner.store.schema import attempts, items, job_totals, jobs, runs
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ class Removed:
     items: int
     attempts: int
     outputs: tuple[str, ...]  # image files (relative to the job folder) they named
+    marks: int = 0  # marks on their images
+    kept: int = 0  # stale items prune left: an image of theirs is marked
 
 
 def remove_job(conn: Connection, job: JobRow) -> Removed:
@@ -54,13 +58,14 @@ def prune_stale(conn: Connection, job: JobRow) -> Removed:
 
     The money they cost stays in the job's totals (budget caps cover the job's
     whole life); their requests are remembered as pruned, so the job's current
-    ratios still leave them out."""
+    ratios still leave them out. A stale item with a marked image stays, marks and
+    all: marked images are never pruned (issue 12); `runner mark --clear` first."""
     owner = uuid.uuid4().hex
     acquire_lease(conn, job, owner, _LEASE_TTL)
-    stale = sa.and_(items.c.job_id == job.id, items.c.active == 0)
-    # Marks on images do not exist yet: once they do, marked images are never
-    # pruned (issue 12): leave out here the stale items with a marked image.
-    totals = summed_totals(conn, job, [], items.c.active == 0)
+    unmarked = items.c.id.not_in(marked_items())
+    stale = sa.and_(items.c.job_id == job.id, items.c.active == 0, unmarked)
+    kept = marked_stale(conn, job)
+    totals = summed_totals(conn, job, [], sa.and_(items.c.active == 0, unmarked))
     requests = sum(group["requests"] for group in totals.values())
     removed = _remove_items(conn, job, stale)
     conn.execute(
@@ -74,7 +79,7 @@ def prune_stale(conn: Connection, job: JobRow) -> Removed:
             lease_expires=None,
         )
     )
-    return removed
+    return replace(removed, kept=kept)
 
 
 def _remove_items(conn: Connection, job: JobRow, where: ColumnElement[bool]) -> Removed:
@@ -85,6 +90,7 @@ def _remove_items(conn: Connection, job: JobRow, where: ColumnElement[bool]) -> 
     ):
         outputs.update(json.loads(named))
     attempt_count = 0
+    marks = drop_marks(conn, ids)
     for chunk in chunks(ids, 500):
         for (named,) in conn.execute(
             sa.select(attempts.c.outputs_json).where(
@@ -96,4 +102,4 @@ def _remove_items(conn: Connection, job: JobRow, where: ColumnElement[bool]) -> 
             attempts.delete().where(attempts.c.item_id.in_(chunk))
         ).rowcount
         conn.execute(items.delete().where(items.c.id.in_(chunk)))
-    return Removed(len(ids), attempt_count, tuple(sorted(outputs)))
+    return Removed(len(ids), attempt_count, tuple(sorted(outputs)), marks)

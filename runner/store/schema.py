@@ -146,6 +146,21 @@ job_totals = sa.Table(
     *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in TOKEN_COLUMNS),
 )
 
+# m004: a user's marks on images (SPEC 6), one row per marked image of an item. The
+# image is named as the item's outputs name it (relative to the job folder); the
+# row goes when both its mark and its note are cleared. `mark` is not constrained
+# in SQL (a CHECK would need a table rebuild on SQLite to allow a new mark):
+# `records.MARKS` says what is written.
+marks = sa.Table(
+    "marks",
+    metadata,
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), primary_key=True),
+    sa.Column("image", sa.Text, primary_key=True),
+    sa.Column("mark", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+
 # Axes that status groups by, and the item column holding each.
 AXIS_COLUMNS = {
     "prompt": items.c.prompt_id,
