@@ -534,10 +534,24 @@ def _ask_removal(question: RemovalQuestion) -> bool:
     return click.confirm(f"{question.summary}?", err=True)
 
 
+SIMULATE_FAULTS_VARIABLE = "RUNNER_SIMULATE_FAULTS"  # --simulate's fault rules
+
+
 @contextmanager
 def _simulator() -> Iterator[str]:
-    """The simulated API on loopback (--simulate), for the length of a run."""
-    from runner.simulate import SimServer
+    """The simulated API on loopback (--simulate), for the length of a run, with
+    the fault rules RUNNER_SIMULATE_FAULTS holds (JSON: a rule or a list)."""
+    from runner.simulate import SimServer, parse_rules
 
+    raw = os.environ.get(SIMULATE_FAULTS_VARIABLE, "").strip()
+    try:
+        faults = parse_rules(raw.encode()) if raw else []
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"{SIMULATE_FAULTS_VARIABLE} is not a fault rule ({exc}); give JSON "
+            """such as '{"kind": "503", "match": "nebula"}', or unset it"""
+        ) from None
     with SimServer(latency=0.15, latency_jitter=0.1) as sim:
+        for fault in faults:
+            sim.add_fault(fault)
         yield sim.url

@@ -1,24 +1,28 @@
 """The results folder: file names, image files and the manifest.
 
-Owns: `output/<job>/` layout, the image file name of SPEC section 4, the extension
-sniffed from the bytes, atomic (temp file + rename) writes of images and of
-`manifest.jsonl`, and disk space: what an image may take, what a folder has free.
-Must not use the network or make scheduling decisions.
+Owns: `output/<job>/` layout, the image file name of SPEC section 4 (with the
+earlier name, without var values, that files written before still have), the
+extension sniffed from the bytes, atomic (temp file + rename) writes of images and
+of `manifest.jsonl` with the permissions of any tool's output (the umask's), and
+disk space: what an image may take, what a folder has free. Must not use the
+network or make scheduling decisions.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from pathlib import Path
+import unicodedata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
+    from pathlib import Path
 
 IMAGES_DIR = "images"
 MANIFEST = "manifest.jsonl"
@@ -37,6 +41,22 @@ BYTES_PER_PIXEL = 1.5
 KEEP_FREE = 64 * 1024 * 1024  # besides images: room for the store, journal, manifest
 _PIXELS_1K = 384 * 3072
 _SIDE_FACTOR = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
+
+# Var values in image names: each slugged to at most VAR_VALUE_CHARS, all of them
+# to at most VAR_PART_CHARS, so a name stays near 200 bytes at worst (a 100-char
+# prompt id, the rest of the fields, a temp file's `.<name>.<16 hex>.tmp`), well
+# under the 255 most file systems allow.
+VAR_VALUE_CHARS = 24
+VAR_PART_CHARS = 60
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+# Files are created as open() creates them, mode 0o666 less the process umask
+# (0644 under the usual 022, SPEC 4), not mkstemp's 0600: a gallery is meant to be
+# shared or served. The kernel applies the umask (or a folder's default ACL) when
+# the file is created, so nothing reads or sets the process-wide umask, which
+# os.umask can only read by changing it, racing every other thread.
+FILE_MODE = 0o666
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 # Magic numbers of the formats the API returns; the declared mime type is not trusted.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -75,6 +95,8 @@ class ItemNames(Protocol):
     @property
     def prompt_id(self) -> str: ...
     @property
+    def var_values(self) -> Sequence[str]: ...
+    @property
     def aspect_ratio(self) -> str: ...
     @property
     def ref_label(self) -> str: ...
@@ -87,6 +109,7 @@ class ItemNames(Protocol):
 def image_name(
     *,
     prompt_id: str,
+    var_values: Sequence[str] = (),
     aspect_ratio: str,
     ref_label: str,
     sample: int,
@@ -94,16 +117,44 @@ def image_name(
     index: int,
     ext: str,
 ) -> str:
-    """`<prompt-id>_<aspect>_<ref-set>_s<sample>_<key8>[_<n>].<ext>`, n from 2."""
+    """`<prompt-id>[_<var values>]_<aspect>_<ref-set>_s<sample>_<key8>[_<n>].<ext>`,
+    n from 2; var values as `var_part` writes them, in the order given."""
     aspect = aspect_ratio.replace(":", "x")
     suffix = "" if index == 0 else f"_{index + 1}"
-    return f"{prompt_id}_{aspect}_{ref_label}_s{sample}_{key[:8]}{suffix}.{ext}"
+    values = var_part(var_values)
+    head = f"{prompt_id}_{values}" if values else prompt_id
+    return f"{head}_{aspect}_{ref_label}_s{sample}_{key[:8]}{suffix}.{ext}"
 
 
-def item_image_name(item: ItemNames, index: int, ext: str) -> str:
-    """`image_name` of one of this item's images."""
+def var_part(values: Sequence[str]) -> str:
+    """Var values for a file name: each slugged (lowercase ASCII letters and
+    digits, any run of anything else one '-', accents dropped) and cut to
+    VAR_VALUE_CHARS, joined by '_'; a value with nothing left is skipped; past
+    VAR_PART_CHARS every value gets an equal share."""
+    slugs = [s for s in (slug(v)[:VAR_VALUE_CHARS].rstrip("-") for v in values) if s]
+    part = "_".join(slugs)
+    if len(part) > VAR_PART_CHARS:
+        share = max(1, (VAR_PART_CHARS + 1) // len(slugs) - 1)
+        part = "_".join(s[:share].rstrip("-") for s in slugs)
+        part = part[:VAR_PART_CHARS].rstrip("-_")
+    return part
+
+
+def slug(text: str) -> str:
+    """`text` as lowercase ASCII letters, digits and single '-': "Café au lait!"
+    is "cafe-au-lait"."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore")
+    return _NOT_SLUG.sub("-", ascii_text.decode("ascii").lower()).strip("-")
+
+
+def item_image_name(
+    item: ItemNames, index: int, ext: str, *, with_vars: bool = True
+) -> str:
+    """`image_name` of one of this item's images (without `with_vars`: the name
+    written before var values were in names)."""
     return image_name(
         prompt_id=item.prompt_id,
+        var_values=item.var_values if with_vars else (),
         aspect_ratio=item.aspect_ratio,
         ref_label=item.ref_label,
         sample=item.sample,
@@ -113,10 +164,14 @@ def item_image_name(item: ItemNames, index: int, ext: str) -> str:
     )
 
 
-def image_stem(item: ItemNames) -> str:
+def image_stems(item: ItemNames) -> tuple[str, ...]:
     """What every image name of this item starts with: its first image's name
-    without the extension (a second image adds `_2`)."""
-    return item_image_name(item, 0, "x")[: -len(".x")]
+    without the extension (a second image adds `_2`). The first stem is today's;
+    an item with var values also has the stem without them, which files written
+    before var values were in names still carry (names already written stay
+    valid, SPEC 4)."""
+    stems = (item_image_name(item, 0, "x", with_vars=v)[:-2] for v in (True, False))
+    return tuple(dict.fromkeys(stems))
 
 
 def image_bytes(image_size: str | None) -> int:
@@ -144,9 +199,11 @@ def free_bytes(folder: Path) -> int:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a reader sees the old file or the whole new one."""
+    """Write `data` to `path` so a reader sees the old file or the whole new one;
+    a new file and its folders follow the umask (FILE_MODE)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, _NEW_FILE, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -154,7 +211,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

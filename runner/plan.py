@@ -102,7 +102,7 @@ class Item:
     key: str
     position: int  # order in the plan, for stable dispatch and display
     prompt_id: str
-    vars: Mapping[str, str]
+    vars: Mapping[str, str]  # in the order the prompt first uses each var
     aspect_ratio: str  # as in the job file, "auto" included
     image_size: str | None
     ref_set: int  # index into JobSpec.all_reference_sets
@@ -113,6 +113,11 @@ class Item:
     @property
     def prompt(self) -> str:
         return self.request.text
+
+    @property
+    def var_values(self) -> tuple[str, ...]:
+        """In the order the prompt first uses each var (its image file name's)."""
+        return tuple(self.vars.values())
 
     @property
     def reference_paths(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from click.testing import CliRunner, Result
 
-from runner import runs
+from runner import outputs, runs
 from runner.cli import cli
 from runner.client import Endpoint
 from runner.runs import execution
@@ -65,6 +65,15 @@ async def submit_prompts(
         return report, read(store, row)
     finally:
         store.close()
+
+
+EARLIER_ITEM_IMAGE_NAME = outputs.item_image_name
+
+
+def earlier_image_name(item: outputs.ItemNames, index: int, ext: str) -> str:
+    """How runner named image files before var values were in names: patch it in
+    for `outputs.item_image_name` to write files as an earlier runner did."""
+    return EARLIER_ITEM_IMAGE_NAME(item, index, ext, with_vars=False)
 
 
 def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:

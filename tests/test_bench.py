@@ -93,7 +93,8 @@ def test_the_scale_fixture_is_a_99_percent_done_job_in_the_stores_records(
     assert [w.key for w in left] == [plan.items[p].key for p in (99, 199, 299)]
     assert {(w.attempts, w.tries_used) for w in left} == {(3, 3)}
     first = store.manifest_rows(job)[0]
-    assert first["outputs"] == [f"images/p1_1x1_noref_s1_{first['key'][:8]}.png"]
+    name = f"p1_subject00_style000_1x1_noref_s1_{first['key'][:8]}.png"
+    assert first["outputs"] == [f"images/{name}"]  # vars in the prompt's order
     assert (first["attempts"], first["finish_reason"]) == (3, "STOP")
 
 

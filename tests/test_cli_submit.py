@@ -232,6 +232,21 @@ def test_without_a_key_submit_says_which_variable_to_set(tmp_path: Path) -> None
     assert "TOKAIFY_API_KEY" in result.output and "--simulate" in result.output
 
 
+@pytest.mark.parametrize(
+    "rules", ["{kind: 503}", '{"kind": "overload"}', '[{"kind": "503", "when": 1}]']
+)
+def test_simulate_refuses_fault_rules_it_cannot_read_in_one_line(
+    tmp_path: Path, rules: str
+) -> None:
+    job = write_job(tmp_path, THREE_PROMPTS)
+    env = {"RUNNER_SIMULATE_FAULTS": rules}
+    result = invoke("submit", job, "--simulate", "--output", tmp_path / "out", env=env)
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.startswith("error: RUNNER_SIMULATE_FAULTS is not a fault rule (")
+    assert line.endswith("or unset it")
+
+
 def test_status_of_an_unknown_job_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke("status", "nope", "--output", tmp_path / "out")
     assert result.exit_code == 2

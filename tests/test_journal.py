@@ -15,7 +15,7 @@ from runner import outputs
 from runner.errors import StoreError
 from runner.scheduler.journal import Journal
 from runner.store import AttemptEnd, Store
-from tests.e2e import submit_prompts
+from tests.e2e import earlier_image_name, submit_prompts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,6 +47,11 @@ def received(sim: SimServer) -> Counter[str]:
 
 def journal_keys(tmp_path: Path) -> list[str]:
     return journal_keys_in(tmp_path / "out" / "t" / outputs.JOURNAL)
+
+
+def no_journal(self: Journal, answers: object) -> None:
+    """Journal.append on a full disk."""
+    raise OSError(28, "No space left on device")
 
 
 def fail_store_writes_of_answers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,9 +97,6 @@ async def test_answers_paid_for_while_the_store_fails_are_not_sent_again(
 async def test_an_answer_no_store_nor_journal_took_is_adopted_from_its_images(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_journal(self: Journal, answers: object) -> None:
-        raise OSError(28, "No space left on device")
-
     with monkeypatch.context() as patch:
         fail_store_writes_of_answers(patch)
         patch.setattr(Journal, "append", no_journal)
@@ -119,6 +121,40 @@ async def test_an_answer_no_store_nor_journal_took_is_adopted_from_its_images(
     for row in rows:
         (path,) = row["outputs"]
         assert (tmp_path / "out" / "t" / path).is_file()
+
+
+async def test_image_files_named_before_var_values_were_in_names_are_adopted(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    prompts, settings = ["a {animal} at noon"], "vars:\n  animal: [fox, owl]\n"
+
+    async def submit_vars() -> tuple[RunReport, Status]:
+        return await submit_prompts(
+            tmp_path, sim.url, prompts, settings, FAST, Store.status
+        )
+
+    # An earlier runner, which named files without var values, stopped before the
+    # store or the journal had its answers.
+    with monkeypatch.context() as patch:
+        fail_store_writes_of_answers(patch)
+        patch.setattr(Journal, "append", no_journal)
+        patch.setattr(outputs, "item_image_name", earlier_image_name)
+        with pytest.raises(StoreError):
+            await submit_vars()
+    images = tmp_path / "out" / "t" / outputs.IMAGES_DIR
+    written = sorted(p.name for p in images.iterdir())
+    assert len(written) == 2 and not any("fox" in n or "owl" in n for n in written)
+
+    report, status = await submit_vars()
+
+    assert sim.stats()["requests"] == 2  # nothing paid twice
+    assert report.adopted == 2 and status.counts["succeeded"] == 2
+    lines = (images.parent / "manifest.jsonl").read_text("utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert sorted(row["outputs"][0] for row in rows) == [
+        f"{outputs.IMAGES_DIR}/{name}" for name in written
+    ]
 
 
 async def test_a_journal_the_store_already_has_is_not_counted_twice(

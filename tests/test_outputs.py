@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import signal
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
@@ -49,6 +50,64 @@ def test_image_names_follow_the_spec_and_number_extra_images_from_2() -> None:
 
     assert name(0) == "banner_21x9_r1_s2_01234567.png"
     assert name(1) == "banner_21x9_r1_s2_01234567_2.png"
+
+
+def test_var_values_come_after_the_prompt_id_slugged_in_the_order_given() -> None:
+    name = outputs.image_name(
+        prompt_id="banner", var_values=["Flat Vector!", "Café au lait", "3D"],
+        aspect_ratio="21:9", ref_label="r1", sample=2, key="0123456789abcdef",
+        index=0, ext="png",
+    )  # fmt: skip
+    assert name == "banner_flat-vector_cafe-au-lait_3d_21x9_r1_s2_01234567.png"
+
+
+@pytest.mark.parametrize(
+    ("values", "part"),
+    [
+        ((), ""),
+        (("  --Hello,   World--  ",), "hello-world"),
+        (("猫", "dog"), "dog"),  # nothing left of a value: it is skipped
+        (("a/b\\c:d", "../x"), "a-b-c-d_x"),  # nothing that names a folder
+        (("a" * 30 + " tail",), "a" * 24),
+        (("one two three four five six seven",), "one-two-three-four-five"),
+    ],
+)
+def test_a_var_value_is_a_bounded_slug(values: tuple[str, ...], part: str) -> None:
+    assert outputs.var_part(values) == part
+
+
+def test_many_long_var_values_share_the_bound_and_each_is_still_named() -> None:
+    part = outputs.var_part([f"value number {n} is long" for n in range(6)])
+    assert len(part) <= outputs.VAR_PART_CHARS
+    assert part.split("_") == ["value-num"] * 6
+
+
+def test_the_longest_possible_name_fits_a_file_system_with_its_temp_file() -> None:
+    name = outputs.image_name(
+        prompt_id="p" * 100, var_values=["v" * 200] * 20, aspect_ratio="21:9",
+        ref_label="r999", sample=1_000_000, key="f" * 64, index=13, ext="webp",
+    )  # fmt: skip
+    temp = f".{name}.{'0' * 16}.tmp"  # what write_atomic writes first
+    assert len(temp.encode()) <= 230 < 255
+
+
+def test_an_item_with_var_values_also_answers_to_its_earlier_name() -> None:
+    @dataclass
+    class Named:
+        prompt_id: str = "banner"
+        var_values: tuple[str, ...] = ("Warm",)
+        aspect_ratio: str = "1:1"
+        ref_label: str = "noref"
+        sample: int = 1
+        key: str = "0123456789abcdef"
+
+    assert outputs.image_stems(Named()) == (
+        "banner_warm_1x1_noref_s1_01234567",
+        "banner_1x1_noref_s1_01234567",  # as written before var values were in names
+    )
+    assert outputs.image_stems(Named(var_values=())) == (
+        "banner_1x1_noref_s1_01234567",
+    )
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -17,10 +17,11 @@ import binascii
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_SPILL_BYTES = 1 << 20  # decoded bytes kept in memory before spilling to disk
 # A "data" string shorter than this stays in the document untouched: only image
@@ -28,6 +29,7 @@ DEFAULT_SPILL_BYTES = 1 << 20  # decoded bytes kept in memory before spilling to
 MIN_BLOB_CHARS = 512
 _KEY = re.compile(rb'"data"\s*:\s*"')
 _KEY_TAIL = 32  # bytes kept back between chunks so a split key is still found
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(slots=True)
@@ -206,12 +208,14 @@ def decode_image_data(payload: Any, where: str) -> bytes:
 
 class _SpoolFile:
     """A hidden temp file next to where the image will live, so that saving it is
-    a rename; a crash leaves only `.*.tmp` files, which the next run removes."""
+    a rename; a crash leaves only `.*.tmp` files, which the next run removes.
+    Created as open() would (mode 0o666 less the umask), not 0600 as by mkstemp:
+    renamed, it is a result file a user shares (SPEC 4)."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".blob-", suffix=".tmp", dir=folder)
-        self.path = Path(name)
+        self.path = folder / f".blob-{secrets.token_hex(8)}.tmp"
+        fd = os.open(self.path, _NEW_FILE, 0o666)
         self._fh = os.fdopen(fd, "wb")
 
     def write(self, data: bytes | bytearray) -> None:

@@ -148,11 +148,12 @@ def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
 
     spec = load_job(job_file)
     check_grid_size(spec)
-    store = workspace.open_store()
+    store = workspace.store_to_read()  # None: not there yet, and not made
     try:
         return preview_spec(spec, store)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def status(job: str, *, workspace: Workspace, by: Sequence[str] = ()) -> StatusReport:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from runner import pricing
     from runner.plan import Plan
     from runner.spec import JobSpec
-    from runner.store import Store
+    from runner.store import RecordedUsage, Store, UsageKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +40,10 @@ class SubmitCheck:
     stale: int = 0  # stored items the job file no longer has
 
 
-def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
-    """Expand the job and compare with the store, as a real (not simulated)
-    submit would send it; sends and writes nothing."""
+def preview_spec(spec: JobSpec, store: Store | None) -> PlanPreview:
+    """Expand the job and compare with the store (None: there is none yet, so
+    nothing is stored), as a real (not simulated) submit would send it; sends and
+    writes nothing."""
     return _preview(spec, store, spec_price(spec), simulated=False, learn=True)
 
 
@@ -114,7 +115,7 @@ def _to_send(simulated: bool) -> tuple[str, ...]:
 
 def _preview(
     spec: JobSpec,
-    store: Store,
+    store: Store | None,
     price: pricing.Price | None,
     *,
     simulated: bool,
@@ -123,9 +124,14 @@ def _preview(
     from runner.plan import build_plan
 
     plan = build_plan(spec)
-    job = store.get_job(spec.name)
-    known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
-    recorded = store.recorded_usage(job) if job and learn else {}
+    job = store.get_job(spec.name) if store is not None else None
+    known: dict[str, str] = {}
+    recorded: dict[UsageKey, RecordedUsage] = {}
+    stale = 0
+    if store is not None and job is not None:
+        known = store.statuses_of(job, (i.key for i in plan.items))
+        recorded = store.recorded_usage(job) if learn else {}
+        stale = store.item_count(job) - len(known)
     sending = (None, *_to_send(simulated))
     return PlanPreview(
         spec=spec,
@@ -135,6 +141,6 @@ def _preview(
         to_send=tuple(i for i in plan.items if known.get(i.key) in sending),
         price=price,
         recorded=recorded,
-        stale=store.item_count(job) - len(known) if job else 0,
+        stale=stale,
         other_file=owner_conflict(job, spec),
     )

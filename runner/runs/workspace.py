@@ -41,14 +41,36 @@ class Workspace:
             self.check_output()
         return Store.for_output(self.output_root, self.db_url)
 
-    def check_output(self) -> None:
+    def store_to_read(self) -> Store | None:
+        """The store for a command that only reads it (`plan`), or None when there
+        is none yet (read it as empty): nothing is created, and the output folder
+        is only checked as `check_output(create=False)` does."""
+        from runner.store.reader import store_file
+
+        path = store_file(self.output_root, self.db_url)
+        if path is None or path.exists():  # another database: opening creates none
+            return self.open_store()
+        if not self.db_url:
+            self.check_output(create=False)
+        return None
+
+    def check_output(self, *, create: bool = True) -> None:
         """Make the output folder if needed and prove a file can be written in it;
-        OutputFolderError, naming the folder and the fix, otherwise."""
+        OutputFolderError, naming the folder and the fix, otherwise. Without
+        `create`, a folder not there yet is proved makeable instead (a file can
+        be written where it would go); nothing is left behind."""
         root = self.output_root
         named = f"the output folder {root} (--output or RUNNER_OUTPUT)"
         fix = "choose another --output, e.g. --output ./output"
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            if create:
+                root.mkdir(parents=True, exist_ok=True)
+            elif not root.is_dir():
+                parent = _first_existing(root)
+                if not parent.is_dir():
+                    raise NotADirectoryError(parent)
+                _write_probe(parent)
+                return
         except (FileExistsError, NotADirectoryError):
             blocker = _first_file(root)
             raise OutputFolderError(
@@ -61,11 +83,7 @@ class Workspace:
                 + _advice(exc, "that folder's", fix)
             ) from None
         try:
-            # A real write, not os.access: root passes access() checks on files it
-            # still cannot create (read-only mounts answer EROFS, /proc ENOENT).
-            handle, probe = tempfile.mkstemp(prefix=".runner-write-check-", dir=root)
-            os.close(handle)
-            os.unlink(probe)
+            _write_probe(root)
         except OSError as exc:
             raise OutputFolderError(
                 f"{named} is not writable ({_why(exc)}); {_advice(exc, 'its', fix)}"
@@ -73,6 +91,15 @@ class Workspace:
 
     def job_folder(self, name: str) -> Path:
         return outputs.job_dir(self.output_root, name)
+
+
+def _write_probe(folder: Path) -> None:
+    """Create and remove a file in `folder`; OSError if it cannot be. A real write,
+    not os.access: root passes access() checks on files it still cannot create
+    (read-only mounts answer EROFS, /proc ENOENT)."""
+    handle, probe = tempfile.mkstemp(prefix=".runner-write-check-", dir=folder)
+    os.close(handle)
+    os.unlink(probe)
 
 
 def _first_existing(path: Path) -> Path:

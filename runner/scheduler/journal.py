@@ -62,9 +62,8 @@ class Journal:
         data = "".join(lines.values()).encode("utf-8")
         with self._lock:
             if self._fd is None:
-                self._fd = os.open(
-                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-                )
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                self._fd = os.open(self.path, flags, outputs.FILE_MODE)
             os.write(self._fd, data)
             os.fsync(self._fd)
             self._waiting.update(lines)
@@ -160,7 +159,9 @@ def _adopt(job_folder: Path, open_attempts: Sequence[OpenAttempt]) -> list[Attem
     folder = job_folder / outputs.IMAGES_DIR
     if not open_attempts or not folder.is_dir():
         return []
-    prefixes = {outputs.image_stem(a): a for a in open_attempts}
+    # Today's names and, for items with var values, the names without them that
+    # an earlier runner gave the files of an answer it never recorded.
+    prefixes = {stem: a for a in open_attempts for stem in outputs.image_stems(a)}
     found: dict[int, list[tuple[int, str]]] = {}
     with os.scandir(folder) as entries:
         for entry in entries:

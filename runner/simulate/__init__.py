@@ -19,6 +19,7 @@ from runner.simulate.faults import (
     FAULT_KINDS,
     NON_JSON_BODY,
     Fault,
+    parse_rules,
 )
 from runner.simulate.models import (
     ASPECT_RATIOS,
@@ -55,4 +56,5 @@ __all__ = [
     "Stats",
     "image_dimensions",
     "nearest_aspect_ratio",
+    "parse_rules",
 ]

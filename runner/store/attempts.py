@@ -41,6 +41,7 @@ class WorkItem:
     id: int
     key: str
     prompt_id: str
+    vars_json: str
     aspect_ratio: str
     ref_label: str
     sample: int
@@ -48,6 +49,10 @@ class WorkItem:
     attempts: int
     tries_used: int
     unknown_used: int
+
+    @property
+    def var_values(self) -> tuple[str, ...]:
+        return var_values_of(self.vars_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +94,19 @@ class AttemptEnd:
     result: AttemptResult
 
 
+def var_values_of(vars_json: str) -> tuple[str, ...]:
+    """An item's var values (its `vars_json`), in the order its prompt first uses
+    each var: the order the plan wrote them in."""
+    return tuple(json.loads(vars_json).values())
+
+
 def pending_items(conn: Connection, job: JobRow) -> list[WorkItem]:
     rows = conn.execute(
         sa.select(
             items.c.id,
             items.c.key,
             items.c.prompt_id,
+            items.c.vars_json,
             items.c.aspect_ratio,
             items.c.ref_label,
             items.c.sample,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from runner.errors import JobBusyError
-from runner.store.attempts import abandoned_totals, add_totals
+from runner.store.attempts import abandoned_totals, add_totals, var_values_of
 from runner.store.engine import chunks
 from runner.store.schema import attempts, items, jobs, runs, timestamp
 
@@ -37,10 +37,15 @@ class OpenAttempt:
     item_id: int
     key: str
     prompt_id: str
+    vars_json: str
     aspect_ratio: str
     ref_label: str
     sample: int
     started_at: str
+
+    @property
+    def var_values(self) -> tuple[str, ...]:
+        return var_values_of(self.vars_json)
 
 
 def acquire_lease(conn: Connection, job: JobRow, owner: str, ttl: float) -> None:
@@ -125,6 +130,7 @@ def open_attempts(conn: Connection, job: JobRow) -> list[OpenAttempt]:
             items.c.id.label("item_id"),
             items.c.key,
             items.c.prompt_id,
+            items.c.vars_json,
             items.c.aspect_ratio,
             items.c.ref_label,
             items.c.sample,
