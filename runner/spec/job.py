@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import yaml
 from runner.spec import axes, generation, matrix, prompts, settings
 from runner.spec.capabilities import Capabilities
 from runner.spec.document import compose, read_job_text
+from runner.spec.lists import ListFiles
 from runner.spec.matrix import Axes
 from runner.spec.nodes import NodeReader, given, is_null
 from runner.spec.reference_sets import ReferenceSets
@@ -52,16 +54,30 @@ def load_job(path: Path | str) -> JobSpec:
     shown = str(path)
     text = read_job_text(job_path, shown)
     root = compose(text, shown)
-    spec = _read(root, job_path, shown)
+    nodes = NodeReader(shown)
+    lists = ListFiles(nodes, job_path.absolute().parent)
+    spec = _read(root, job_path, nodes, lists)
+    return dataclasses.replace(spec, source_sha256=source_digest(text, lists))
+
+
+def source_digest(text: str, lists: ListFiles) -> str:
+    """SHA-256 of the job file's text and, when it reads list files, of theirs:
+    an edited prompts file is a changed job (planned again). A job file without
+    list files keeps the plain hash of its text, as stored plans recorded it."""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return dataclasses.replace(spec, source_sha256=digest)
+    if not lists.digests:
+        return digest
+    files = [[str(path), sha256] for path, sha256 in lists.digests.items()]
+    blob = json.dumps([digest, files], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
+def _read(
+    root: yaml.Node | None, path: Path, nodes: NodeReader, lists: ListFiles
+) -> JobSpec:
     """Turns the composed node tree into a JobSpec, one key at a time. A key that
     fails is noted and reading goes on (keys that depend on it are not checked),
     so that every problem in the file is reported at once."""
-    nodes = NodeReader(shown)
     if root is None or (is_null(root) and not root.value):
         raise nodes.fail(
             "the job file is empty; it needs at least a 'prompts:' list, e.g. "
@@ -106,7 +122,9 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
     # Problems so far cannot spoil the grid's keys; a problem from here on does
     # make exclude/include unreadable (their values are checked against the grid).
     before_grid = len(nodes.problems)
-    read_vars = nodes.attempt(lambda: prompts.read_vars(nodes, value("vars")), None)
+    read_vars = nodes.attempt(
+        lambda: prompts.read_vars(nodes, lists, value("vars")), None
+    )
     # `vars:` unreadable as a whole: its names are unknown, so placeholders are
     # not checked against it (each would be reported as undeclared).
     vars_read = read_vars is not None
@@ -122,7 +140,7 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
     elif prompts_node is not None:
         job_prompts = nodes.attempt(
             lambda: prompts.read_prompts(
-                nodes, prompts_node, vars_ if vars_read else None
+                nodes, lists, prompts_node, vars_ if vars_read else None
             ),
             (),
         )
