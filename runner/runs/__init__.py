@@ -16,14 +16,18 @@ the scheduler. Must not print, read input or exit.
     job_status  a job's status, through the fast reader where it can
     removal     rm and prune: a job or its stale items out of the store
     workspace   output root and store, finding a job by name or file
+    starter     init (a starter job folder) and schema (the job-file JSON Schema)
+    completion  job names for shell completion, from the store file
 """
 
 from __future__ import annotations
 
 from runner.runs.commands import list_jobs, preview, retry, review, status, submit
+from runner.runs.completion import job_names
 from runner.runs.job_status import quick_status, read_status
 from runner.runs.removal import prune, remove
 from runner.runs.settings import DEFAULT_BASE_URL, SendOptions
+from runner.runs.starter import init, schema_text
 from runner.runs.workspace import Workspace, find_job, is_job_file
 
 __all__ = [
@@ -31,7 +35,9 @@ __all__ = [
     "SendOptions",
     "Workspace",
     "find_job",
+    "init",
     "is_job_file",
+    "job_names",
     "list_jobs",
     "preview",
     "prune",
@@ -40,6 +46,7 @@ __all__ = [
     "remove",
     "retry",
     "review",
+    "schema_text",
     "status",
     "submit",
 ]

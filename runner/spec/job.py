@@ -1,10 +1,10 @@
 """Job file (YAML) -> frozen, validated `JobSpec`: the top level, key by key.
 
-Owns: `load_job`, the top-level keys (unknown ones refused, `key:` with nothing
+Owns: `load_job`, refusing top-level keys not in `keys.KEYS` (`key:` with nothing
 after it meaning the default), the order keys are read in (the model before what
 it must take, vars before prompts, axes before exclude/include), reading on past a
-key's problem so that all are reported at once, and the defaults of the numeric
-settings. Must not open the store, use the network or write anything.
+key's problem so that all are reported at once, and the job's source hash. Must
+not open the store, use the network or write anything.
 """
 
 from __future__ import annotations
@@ -21,31 +21,18 @@ import yaml
 from runner.spec import axes, generation, matrix, prompts, settings
 from runner.spec.capabilities import Capabilities
 from runner.spec.document import compose, read_job_text
+from runner.spec.keys import TOP_LEVEL_KEYS, WHOLE_NUMBERS
 from runner.spec.lists import ListFiles
 from runner.spec.matrix import Axes
 from runner.spec.nodes import NodeReader, given, is_null
 from runner.spec.reference_sets import ReferenceSets
 from runner.spec.types import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_UNKNOWN_RETRIES,
-    MAX_ATTEMPTS_LIMIT,
-    MAX_CONCURRENCY,
-    MAX_SAMPLES,
-    MAX_UNKNOWN_RETRIES_LIMIT,
     Budget,
     JobSpec,
     MatrixEntry,
     Prompt,
     Reference,
 )
-
-TOP_LEVEL_KEYS = (
-    "name", "model", "prompts", "vars", "aspect_ratios", "image_sizes", "references",
-    "samples", "generation", "system_instruction", "safety_settings", "exclude",
-    "include", "concurrency", "max_attempts", "max_unknown_retries", "budget", "rpm",
-    "pricing", "tools",
-)  # fmt: skip
 
 
 def load_job(path: Path | str) -> JobSpec:
@@ -104,9 +91,13 @@ def _read(
         # commenting out every line under a key does not break the file.
         return None if pair is None or is_null(pair[1]) else pair[1]
 
-    def number(key: str, lo: int, hi: int, default: int) -> int:
+    def number(key: str) -> int:
+        limits = WHOLE_NUMBERS[key]
         return nodes.attempt(
-            lambda: nodes.integer(value(key), key, lo, hi, default), default
+            lambda: nodes.integer(
+                value(key), key, limits.lo, limits.hi, limits.default
+            ),
+            limits.default,
         )
 
     # A misspelt 'prompts:' is reported once, as the unknown key it is.
@@ -158,7 +149,7 @@ def _read(
     sets = ReferenceSets(nodes, path.absolute().parent, capabilities)
     no_references: tuple[tuple[Reference, ...], ...] = ((),)
     references = nodes.attempt(lambda: sets.axis(value("references")), no_references)
-    samples = number("samples", 1, MAX_SAMPLES, 1)
+    samples = number("samples")
     grid = Axes(
         job_prompts,
         vars_,
@@ -184,14 +175,9 @@ def _read(
     safety_settings = nodes.attempt(
         lambda: settings.read_safety_settings(nodes, value("safety_settings")), None
     )
-    concurrency = number("concurrency", 1, MAX_CONCURRENCY, DEFAULT_CONCURRENCY)
-    max_attempts = number("max_attempts", 1, MAX_ATTEMPTS_LIMIT, DEFAULT_MAX_ATTEMPTS)
-    max_unknown_retries = number(
-        "max_unknown_retries",
-        0,
-        MAX_UNKNOWN_RETRIES_LIMIT,
-        DEFAULT_MAX_UNKNOWN_RETRIES,
-    )
+    concurrency = number("concurrency")
+    max_attempts = number("max_attempts")
+    max_unknown_retries = number("max_unknown_retries")
     budget = nodes.attempt(lambda: settings.read_budget(nodes, value("budget")), None)
     rpm = nodes.attempt(lambda: settings.read_rpm(nodes, value("rpm")), None)
     pricing = nodes.attempt(
