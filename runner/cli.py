@@ -474,7 +474,7 @@ def _simulator() -> Iterator[str]:
 @click.argument("folder", metavar="[DIR]", default=".", type=click.Path(path_type=Path))
 @json_option
 def init(folder: Path, as_json: bool) -> None:
-    """Write a commented starter job file, its JSON Schema and a refs/ folder.
+    """Write a commented starter job file, its schema and refs/.
 
     DIR (default: the current folder) gets job.yaml, which `runner plan` accepts
     as written, job.schema.json, which the job file's first line points editors
@@ -487,7 +487,7 @@ def init(folder: Path, as_json: bool) -> None:
 
 @cli.command()
 def schema() -> None:
-    """Print the job-file JSON Schema (draft 2020-12) for editors and tools.
+    """Print the job-file JSON Schema (draft 2020-12), for editors.
 
     A job file whose first line is `# yaml-language-server: $schema=PATH` gets
     key completion and checks in editors (VS Code's YAML extension). `runner

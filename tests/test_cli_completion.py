@@ -35,6 +35,18 @@ def make_store(output: Path, *names: str) -> Path:
     return output / "runner.db"
 
 
+def python_m_runner(**env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m runner` with these environment variables added, as a shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "runner"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+
 def complete(*args: str, incomplete: str = "") -> list[tuple[str, str]]:
     """What the shell is offered after `runner ARGS... INCOMPLETE<TAB>`."""
     shell = ShellComplete(cli, {}, "runner", "_RUNNER_COMPLETE")
@@ -106,19 +118,10 @@ def test_the_shell_protocol_completes_job_names(tmp_path: Path) -> None:
     """What bash runs on TAB once `_RUNNER_COMPLETE=bash_source runner` is loaded."""
     out = tmp_path / "out"
     make_store(out, "acme-launch", "banner")
-    env = {
-        **os.environ,
-        "_RUNNER_COMPLETE": "bash_complete",
-        "COMP_WORDS": f"runner retry --output {out} ac",
-        "COMP_CWORD": "4",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "runner"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
+    result = python_m_runner(
+        _RUNNER_COMPLETE="bash_complete",
+        COMP_WORDS=f"runner retry --output {out} ac",
+        COMP_CWORD="4",
     )
     assert (result.returncode, result.stdout, result.stderr) == (
         0,
@@ -127,15 +130,7 @@ def test_the_shell_protocol_completes_job_names(tmp_path: Path) -> None:
     )
 
 
-def test_the_bash_script_loads(tmp_path: Path) -> None:
-    env = {**os.environ, "_RUNNER_COMPLETE": "bash_source"}
-    result = subprocess.run(
-        [sys.executable, "-m", "runner"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+def test_the_bash_script_loads() -> None:
+    result = python_m_runner(_RUNNER_COMPLETE="bash_source")
     assert result.returncode == 0
     assert "_runner_completion" in result.stdout

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING
 
 import jsonschema
-import pytest
 import yaml
 
 from runner.spec import TOP_LEVEL_KEYS
@@ -15,6 +14,8 @@ from tests.e2e import invoke, status_json
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
 
 def test_init_writes_a_job_its_schema_and_a_refs_folder(tmp_path: Path) -> None:
