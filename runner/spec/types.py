@@ -47,7 +47,7 @@ class Prompt:
     id: str
     text: str  # the template, with {placeholders}
     placeholders: tuple[str, ...]  # names used, in first-use order, no duplicates
-    line: int | None = None
+    line: int | None = None  # in the job file, or in the list file it came from
 
     def render(self, values: Mapping[str, str]) -> str:
         """Substitute {name} placeholders; '{{' and '}}' are literal braces."""
