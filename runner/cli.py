@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 
 from runner import __version__, render, runs
 from runner.errors import RunnerError, RunStopped, UsageError
@@ -102,6 +103,20 @@ def store_options(f: F) -> F:
         help="Results root; each job writes to <output>/<job>/ (env RUNNER_OUTPUT).",
     )(f)
     return f
+
+
+def complete_job(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of a JOB argument: the names of the jobs in the store that
+    --output/--db (or RUNNER_OUTPUT/RUNNER_DB) on the line name; file names when
+    none matches (JOB may be a job file). Never creates a store, never fails."""
+    output = ctx.params.get("output") or os.environ.get("RUNNER_OUTPUT") or "output"
+    workspace = runs.Workspace(Path(output), ctx.params.get("db_url"))
+    names = runs.job_names(workspace, incomplete)
+    return [CompletionItem(name) for name in names] or [
+        CompletionItem(incomplete, type="file")
+    ]
 
 
 def json_option(f: F) -> F:
@@ -252,7 +267,7 @@ def submit(
 
 
 @cli.command()
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
 @click.option("--blocked", is_flag=True, help="Also send blocked items again.")
 @send_options
 @store_options
@@ -299,7 +314,7 @@ def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> Non
 
 
 @cli.command()
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
 @click.option(
     "--by",
     "by",
@@ -324,7 +339,7 @@ def status(
 
 
 @cli.command()
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
 @click.option("--open", "open_", is_flag=True, help="Open the gallery in a browser.")
 @store_options
 @json_option
@@ -364,7 +379,7 @@ def removal_options(f: F) -> F:
 
 
 @cli.command(name="rm")
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
 @removal_options
 @store_options
 @json_option
@@ -383,7 +398,7 @@ def rm(
 
 
 @cli.command()
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
 @removal_options
 @store_options
 @json_option
@@ -423,7 +438,7 @@ def _remove(
 
 
 @cli.command()
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
 @click.argument("images", metavar="IMAGE...", nargs=-1, required=True)
 @click.option("--star", is_flag=True, help="Star the images.")
 @click.option("--reject", is_flag=True, help="Reject the images.")
@@ -475,7 +490,7 @@ def mark(
 
 
 @cli.command()
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
 @click.argument("dest", metavar="DEST", type=click.Path(path_type=Path))
 @click.option(
     "--marked",
@@ -555,3 +570,34 @@ def _simulator() -> Iterator[str]:
         for fault in faults:
             sim.add_fault(fault)
         yield sim.url
+
+
+# -- starting out: init, schema, completion of job names ----------------------------
+
+
+@cli.command()
+@click.argument("folder", metavar="[DIR]", default=".", type=click.Path(path_type=Path))
+@json_option
+def init(folder: Path, as_json: bool) -> None:
+    """Write a commented starter job file, its schema and refs/.
+
+    DIR (default: the current folder) gets job.yaml, which `runner plan` accepts
+    as written, job.schema.json, which the job file's first line points editors
+    at, and refs/ for reference images. Never overwrites a file (exit 2).
+
+    Example: runner init acme-launch
+    """
+    render.starter(runs.init(folder), as_json)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the job-file JSON Schema (draft 2020-12), for editors.
+
+    A job file whose first line is `# yaml-language-server: $schema=PATH` gets
+    key completion and checks in editors (VS Code's YAML extension). `runner
+    plan` checks what the schema cannot (placeholders, files, the model's limits).
+
+    Example: runner schema > job.schema.json
+    """
+    click.echo(runs.schema_text(), nl=False)

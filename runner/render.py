@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ReviewReport,
         RunProgress,
         RunReport,
+        Starter,
         StatusReport,
     )
 
@@ -388,3 +389,16 @@ def _eta(p: RunProgress) -> str:
         return ""
     remaining = p.elapsed / p.finished * (p.total - p.finished)
     return f" | eta {int(remaining // 60)}:{int(remaining % 60):02d}"
+
+
+def starter(report: Starter, as_json: bool) -> None:
+    """What `runner init` wrote, and the commands to run next."""
+    if as_json:
+        print_json(report.as_dict())
+        return
+    click.echo(f"wrote {report.job_file}")
+    click.echo(f"      {report.schema_file} (its JSON Schema, for editors)")
+    click.echo(f"      {report.refs}/ (reference images go here)")
+    click.echo("next:")
+    click.echo(f"  runner plan {report.job_file}")
+    click.echo(f"  runner submit {report.job_file} --simulate")

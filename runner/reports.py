@@ -510,3 +510,15 @@ class ExportReport:
             ],
             "missing": list(self.missing),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Starter:
+    """What `runner init` wrote: a job file, its JSON Schema and a refs/ folder."""
+
+    job_file: Path
+    schema_file: Path
+    refs: Path
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: str(path) for name, path in asdict(self).items()}

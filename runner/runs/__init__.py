@@ -19,16 +19,20 @@ the scheduler. Must not print, read input or exit.
     marking     mark: star, reject, clear or annotate images named by the user
     export      export: chosen images copied out with JSON sidecars
     workspace   output root and store, finding a job by name or file
+    starter     init (a starter job folder) and schema (the job-file JSON Schema)
+    completion  job names for shell completion, from the store file
 """
 
 from __future__ import annotations
 
 from runner.runs.commands import list_jobs, preview, retry, review, status, submit
+from runner.runs.completion import job_names
 from runner.runs.export import MARK_FILTERS, export
 from runner.runs.job_status import quick_status, read_status
 from runner.runs.marking import mark
 from runner.runs.removal import prune, remove
 from runner.runs.settings import DEFAULT_BASE_URL, SendOptions
+from runner.runs.starter import init, schema_text
 from runner.runs.workspace import Workspace, find_job, is_job_file
 
 __all__ = [
@@ -38,7 +42,9 @@ __all__ = [
     "Workspace",
     "find_job",
     "export",
+    "init",
     "is_job_file",
+    "job_names",
     "list_jobs",
     "mark",
     "preview",
@@ -48,6 +54,7 @@ __all__ = [
     "remove",
     "retry",
     "review",
+    "schema_text",
     "status",
     "submit",
 ]

@@ -7,7 +7,8 @@ Owns nothing itself: it re-exports the package's public names. Reading starts in
 from __future__ import annotations
 
 from runner.spec.document import MAX_JOB_FILE_BYTES, MAX_NESTING
-from runner.spec.job import TOP_LEVEL_KEYS, load_job
+from runner.spec.job import load_job
+from runner.spec.keys import TOP_LEVEL_KEYS
 from runner.spec.prompts import PROMPT_KEYS
 from runner.spec.references import MAX_REFERENCE_BYTES, MAX_REFERENCE_PIXELS
 from runner.spec.settings import BUDGET_KEYS

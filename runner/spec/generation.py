@@ -54,13 +54,13 @@ NESTED_FIELDS = {
 CLOSE_MATCH = 0.8
 
 # Request fields beside generationConfig that have a job-file key of their own.
-_REQUEST_FIELDS = {
+REQUEST_FIELDS = {
     "tools": "tools",
     "safetySettings": "safety_settings",
     "systemInstruction": "system_instruction",
 }
 # imageConfig fields runner sets per cell from an axis.
-_AXIS_FIELDS = {"aspectRatio": "aspect_ratios", "imageSize": "image_sizes"}
+AXIS_FIELDS = {"aspectRatio": "aspect_ratios", "imageSize": "image_sizes"}
 
 
 def read_generation(nodes: NodeReader, node: yaml.Node | None) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def read_generation(nodes: NodeReader, node: yaml.Node | None) -> dict[str, Any]
             where = f"generation.{key}"
             for inner, inner_node, _ in nodes.pairs(value_node):
                 inner_field = _field(nodes, inner, inner_node, nested, where, field)
-                axis = _AXIS_FIELDS.get(inner_field or "")
+                axis = AXIS_FIELDS.get(inner_field or "")
                 if field == "imageConfig" and axis is not None:
                     raise nodes.fail(
                         f"{where}.{inner} is set per cell by runner; use the "
@@ -146,14 +146,14 @@ def _refuse_misplaced(
     nodes: NodeReader, key: str, node: yaml.Node, letters: str
 ) -> None:
     """A request field, an axis, or a nested config's field written at the top."""
-    for name, job_key in _REQUEST_FIELDS.items():
+    for name, job_key in REQUEST_FIELDS.items():
         if letters == _letters(name):
             raise nodes.fail(
                 f"generation.{key} is a request field, not a generationConfig one; "
                 f"use the top-level '{job_key}:' key instead",
                 node,
             )
-    for name, axis in _AXIS_FIELDS.items():
+    for name, axis in AXIS_FIELDS.items():
         if letters == _letters(name):
             raise nodes.fail(
                 f"generation.{key} is set per cell by runner; use the '{axis}:' "

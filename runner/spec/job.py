@@ -1,10 +1,10 @@
 """Job file (YAML) -> frozen, validated `JobSpec`: the top level, key by key.
 
-Owns: `load_job`, the top-level keys (unknown ones refused, `key:` with nothing
+Owns: `load_job`, refusing top-level keys not in `keys.KEYS` (`key:` with nothing
 after it meaning the default), the order keys are read in (the model before what
 it must take, vars before prompts, axes before exclude/include), reading on past a
-key's problem so that all are reported at once, and the defaults of the numeric
-settings. Must not open the store, use the network or write anything.
+key's problem so that all are reported at once, and the job's source hash. Must
+not open the store, use the network or write anything.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +21,18 @@ import yaml
 from runner.spec import axes, generation, matrix, prompts, settings
 from runner.spec.capabilities import Capabilities
 from runner.spec.document import compose, read_job_text
+from runner.spec.keys import TOP_LEVEL_KEYS, WHOLE_NUMBERS
+from runner.spec.lists import ListFiles
 from runner.spec.matrix import Axes
 from runner.spec.nodes import NodeReader, given, is_null
 from runner.spec.reference_sets import ReferenceSets
 from runner.spec.types import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_UNKNOWN_RETRIES,
-    MAX_ATTEMPTS_LIMIT,
-    MAX_CONCURRENCY,
-    MAX_SAMPLES,
-    MAX_UNKNOWN_RETRIES_LIMIT,
     Budget,
     JobSpec,
     MatrixEntry,
     Prompt,
     Reference,
 )
-
-TOP_LEVEL_KEYS = (
-    "name", "model", "prompts", "vars", "aspect_ratios", "image_sizes", "references",
-    "samples", "generation", "system_instruction", "safety_settings", "exclude",
-    "include", "concurrency", "max_attempts", "max_unknown_retries", "budget", "rpm",
-    "pricing", "tools",
-)  # fmt: skip
 
 
 def load_job(path: Path | str) -> JobSpec:
@@ -52,16 +41,30 @@ def load_job(path: Path | str) -> JobSpec:
     shown = str(path)
     text = read_job_text(job_path, shown)
     root = compose(text, shown)
-    spec = _read(root, job_path, shown)
+    nodes = NodeReader(shown)
+    lists = ListFiles(nodes, job_path.absolute().parent)
+    spec = _read(root, job_path, nodes, lists)
+    return dataclasses.replace(spec, source_sha256=source_digest(text, lists))
+
+
+def source_digest(text: str, lists: ListFiles) -> str:
+    """SHA-256 of the job file's text and, when it reads list files, of theirs:
+    an edited prompts file is a changed job (planned again). A job file without
+    list files keeps the plain hash of its text, as stored plans recorded it."""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return dataclasses.replace(spec, source_sha256=digest)
+    if not lists.digests:
+        return digest
+    files = [[str(path), sha256] for path, sha256 in lists.digests.items()]
+    blob = json.dumps([digest, files], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
+def _read(
+    root: yaml.Node | None, path: Path, nodes: NodeReader, lists: ListFiles
+) -> JobSpec:
     """Turns the composed node tree into a JobSpec, one key at a time. A key that
     fails is noted and reading goes on (keys that depend on it are not checked),
     so that every problem in the file is reported at once."""
-    nodes = NodeReader(shown)
     if root is None or (is_null(root) and not root.value):
         raise nodes.fail(
             "the job file is empty; it needs at least a 'prompts:' list, e.g. "
@@ -88,9 +91,13 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
         # commenting out every line under a key does not break the file.
         return None if pair is None or is_null(pair[1]) else pair[1]
 
-    def number(key: str, lo: int, hi: int, default: int) -> int:
+    def number(key: str) -> int:
+        limits = WHOLE_NUMBERS[key]
         return nodes.attempt(
-            lambda: nodes.integer(value(key), key, lo, hi, default), default
+            lambda: nodes.integer(
+                value(key), key, limits.lo, limits.hi, limits.default
+            ),
+            limits.default,
         )
 
     # A misspelt 'prompts:' is reported once, as the unknown key it is.
@@ -106,7 +113,9 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
     # Problems so far cannot spoil the grid's keys; a problem from here on does
     # make exclude/include unreadable (their values are checked against the grid).
     before_grid = len(nodes.problems)
-    read_vars = nodes.attempt(lambda: prompts.read_vars(nodes, value("vars")), None)
+    read_vars = nodes.attempt(
+        lambda: prompts.read_vars(nodes, lists, value("vars")), None
+    )
     # `vars:` unreadable as a whole: its names are unknown, so placeholders are
     # not checked against it (each would be reported as undeclared).
     vars_read = read_vars is not None
@@ -122,7 +131,7 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
     elif prompts_node is not None:
         job_prompts = nodes.attempt(
             lambda: prompts.read_prompts(
-                nodes, prompts_node, vars_ if vars_read else None
+                nodes, lists, prompts_node, vars_ if vars_read else None
             ),
             (),
         )
@@ -140,7 +149,7 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
     sets = ReferenceSets(nodes, path.absolute().parent, capabilities)
     no_references: tuple[tuple[Reference, ...], ...] = ((),)
     references = nodes.attempt(lambda: sets.axis(value("references")), no_references)
-    samples = number("samples", 1, MAX_SAMPLES, 1)
+    samples = number("samples")
     grid = Axes(
         job_prompts,
         vars_,
@@ -166,14 +175,9 @@ def _read(root: yaml.Node | None, path: Path, shown: str) -> JobSpec:
     safety_settings = nodes.attempt(
         lambda: settings.read_safety_settings(nodes, value("safety_settings")), None
     )
-    concurrency = number("concurrency", 1, MAX_CONCURRENCY, DEFAULT_CONCURRENCY)
-    max_attempts = number("max_attempts", 1, MAX_ATTEMPTS_LIMIT, DEFAULT_MAX_ATTEMPTS)
-    max_unknown_retries = number(
-        "max_unknown_retries",
-        0,
-        MAX_UNKNOWN_RETRIES_LIMIT,
-        DEFAULT_MAX_UNKNOWN_RETRIES,
-    )
+    concurrency = number("concurrency")
+    max_attempts = number("max_attempts")
+    max_unknown_retries = number("max_unknown_retries")
     budget = nodes.attempt(lambda: settings.read_budget(nodes, value("budget")), None)
     rpm = nodes.attempt(lambda: settings.read_rpm(nodes, value("rpm")), None)
     pricing = nodes.attempt(

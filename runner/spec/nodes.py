@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
@@ -96,8 +97,18 @@ class NodeReader:
         if len(self.problems) == 1:
             raise self.problems[0]
         if self.problems:
-            # Line order; problems of the whole file (no line) last.
-            ordered = sorted(self.problems, key=lambda p: (p.line is None, p.line or 0))
+            # The job file's first, then each list file's (prompts from a file);
+            # in line order within a file, problems of a whole file (no line) last.
+            job_file = Path(self.shown)
+            ordered = sorted(
+                self.problems,
+                key=lambda p: (
+                    p.path != job_file,
+                    str(p.path),
+                    p.line is None,
+                    p.line or 0,
+                ),
+            )
             raise JobSpecErrors(ordered)
 
     def fail(self, message: str, node: yaml.Node | None = None) -> JobSpecError:

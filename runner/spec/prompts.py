@@ -2,7 +2,9 @@
 
 Owns: prompt ids (given or p1, p2, ...), prompt text, the placeholders each prompt
 uses (each must be a declared var), var names and their distinct values, and the
-warning for a var no prompt uses. Must not expand the grid: `runner.plan` does.
+warning for a var no prompt uses; the same rules for prompts and values read from a
+list file (`{file: PATH}`, read by `lists`), whose problems are reported at the
+list file's lines. Must not expand the grid: `runner.plan` does.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from runner.spec.templates import TemplateError, scan_template
 from runner.spec.types import MATRIX_AXIS_KEYS, NAME_RULE, Prompt, valid_name
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
+    from runner.spec.lists import ListFiles
     from runner.spec.nodes import NodeReader
 
 PROMPT_KEYS = ("id", "text")
 
 
 def read_vars(
-    nodes: NodeReader, node: yaml.Node | None
+    nodes: NodeReader, lists: ListFiles, node: yaml.Node | None
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, yaml.Node]]:
     """Each var's values, and its key node (for warnings about its use)."""
     if node is None:
@@ -36,7 +39,8 @@ def read_vars(
     if not isinstance(node, yaml.MappingNode):
         raise nodes.fail(
             "vars must be a mapping of var name to a list of values, e.g. "
-            f"'vars: {{style: [flat, 3D]}}', got {given(node)}",
+            f"'vars: {{style: [flat, 3D]}}' or 'vars: {{style: {{file: styles.txt}}}}'"
+            f", got {given(node)}",
             node,
         )
     values: dict[str, tuple[str, ...]] = {}
@@ -44,14 +48,18 @@ def read_vars(
     for var, key_node, value_node in nodes.pairs(node):
         # A var with a problem keeps its name, so prompts that use it are fine.
         values[var] = nodes.attempt(
-            partial(_var_values, nodes, var, key_node, value_node), ()
+            partial(_var_values, nodes, lists, var, key_node, value_node), ()
         )
         key_nodes[var] = key_node
     return values, key_nodes
 
 
 def _var_values(
-    nodes: NodeReader, var: str, key_node: yaml.Node, value_node: yaml.Node
+    nodes: NodeReader,
+    lists: ListFiles,
+    var: str,
+    key_node: yaml.Node,
+    value_node: yaml.Node,
 ) -> tuple[str, ...]:
     if not var.isidentifier():
         raise nodes.fail(
@@ -69,6 +77,8 @@ def _var_values(
             f"var '{var}' has an empty list; give at least one value or remove the var",
             value_node,
         )
+    if isinstance(value_node, yaml.MappingNode):
+        return _listed_values(lists, var, value_node)
     seen: dict[str, int | None] = {}
     for item in nodes.items(value_node):
         if not isinstance(item, yaml.ScalarNode):
@@ -93,18 +103,34 @@ def _var_values(
     return tuple(seen)
 
 
+def _listed_values(
+    lists: ListFiles, var: str, node: yaml.MappingNode
+) -> tuple[str, ...]:
+    """A var's values from its list file, one per line."""
+    listed = lists.read(node, f"var '{var}'", "values")
+    seen: dict[str, int] = {}
+    for line, text in listed.entries:
+        if text in seen:
+            raise listed.fail(
+                f"var '{var}' lists {show(text)} twice (first on line "
+                f"{seen[text]}); remove one",
+                line,
+            )
+        seen[text] = line
+    return tuple(seen)
+
+
 def read_prompts(
-    nodes: NodeReader, node: yaml.Node, vars_: Mapping[str, tuple[str, ...]] | None
+    nodes: NodeReader,
+    lists: ListFiles,
+    node: yaml.Node,
+    vars_: Mapping[str, tuple[str, ...]] | None,
 ) -> tuple[Prompt, ...]:
     """The prompts; `vars_` None when `vars:` itself could not be read (then a
     placeholder is not checked against it). A prompt with a problem is noted and
     left out, and reading goes on with the next."""
     if isinstance(node, yaml.MappingNode):
-        raise nodes.fail(
-            "prompts must be a list of prompts (text, or 'id:' and 'text:' "
-            "pairs, each on a '- ' line), got a mapping",
-            node,
-        )
+        return _listed_prompts(nodes, lists, node, vars_)
     items = nodes.items(node)
     if not items:
         raise nodes.fail("prompts is empty; add at least one prompt", node)
@@ -167,8 +193,44 @@ def _prompt(
             id_node,
         )
     seen[prompt_id] = line_of(item)
-    placeholders = _placeholders(nodes, prompt_id, text, text_node, vars_)
+    placeholders = _placeholders(
+        nodes, prompt_id, text, nodes.shown, partial(line_in, text_node, text), vars_
+    )
     return Prompt(prompt_id, text, placeholders, line_of(item))
+
+
+def _listed_prompts(
+    nodes: NodeReader,
+    lists: ListFiles,
+    node: yaml.MappingNode,
+    vars_: Mapping[str, tuple[str, ...]] | None,
+) -> tuple[Prompt, ...]:
+    """Prompts from a list file, one per line, with ids p1, p2, ... as for a list
+    of texts (so the same prompts give the same items either way)."""
+    listed = lists.read(node, "prompts", "prompts")
+    prompts: list[Prompt] = []
+    for position, (line, text) in enumerate(listed.entries, start=1):
+        prompt_id = f"p{position}"
+        placeholders = nodes.attempt(
+            partial(
+                _placeholders,
+                nodes,
+                prompt_id,
+                text,
+                listed.shown,
+                partial(_fixed_line, line),
+                vars_,
+            ),
+            None,
+        )
+        if placeholders is not None:
+            prompts.append(Prompt(prompt_id, text, placeholders, line))
+    return tuple(prompts)
+
+
+def _fixed_line(line: int, _offset: int) -> int:
+    """A list file's prompt is one line: every offset in it is on that line."""
+    return line
 
 
 def warn_unused_vars(
@@ -191,18 +253,20 @@ def _placeholders(
     nodes: NodeReader,
     prompt_id: str,
     text: str,
-    node: yaml.Node,
+    shown: str,
+    line_at: Callable[[int], int | None],
     vars_: Mapping[str, tuple[str, ...]] | None,
 ) -> tuple[str, ...]:
     """The vars a prompt uses; each undeclared one is noted as a problem (with a
-    "did you mean" for a near miss), and the prompt kept."""
+    "did you mean" for a near miss), and the prompt kept. Problems name the file
+    `shown` and the line `line_at` gives for an offset in the text."""
     try:
         found = scan_template(text)
     except TemplateError as exc:
         raise JobSpecError(
-            nodes.shown,
+            shown,
             f"prompt '{prompt_id}' {exc.problem}",
-            line=line_in(node, text, exc.offset),
+            line=line_at(exc.offset),
         ) from None
     names: dict[str, None] = {}
     for name, offset in found:
@@ -212,12 +276,12 @@ def _placeholders(
             hint = f"; did you mean {{{close[0]}}}?" if close else ""
             nodes.note(
                 JobSpecError(
-                    nodes.shown,
+                    shown,
                     f"prompt '{prompt_id}' uses {{{name}}} but there is no var "
                     f"'{name}'{hint} (known vars: {known}); declare it under "
                     f"'vars:', fix the name, or write {{{{{name}}}}} for literal "
                     "braces",
-                    line=line_in(node, text, offset),
+                    line=line_at(offset),
                 )
             )
             continue

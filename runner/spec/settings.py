@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from runner.spec.nodes import NodeReader
 
 BUDGET_KEYS = ("max_requests", "max_images", "max_cost_usd")
+# A model id, without 'models/': also the JSON Schema's pattern.
+MODEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
 
 
 def read_name(nodes: NodeReader, node: yaml.Node | None, path: Path) -> str:
@@ -172,4 +174,4 @@ def read_rpm(nodes: NodeReader, node: yaml.Node | None) -> float | None:
     return nodes.number(node, "rpm (requests per minute)", positive=True)
 
 
-_MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_MODEL_RE = re.compile(MODEL_PATTERN)

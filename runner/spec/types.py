@@ -34,6 +34,8 @@ MAX_CONCURRENCY = 256
 MAX_ATTEMPTS_LIMIT = 100
 MAX_UNKNOWN_RETRIES_LIMIT = 10
 
+# A job name or prompt id: also the JSON Schema's pattern (runner.spec.schema).
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 NAME_RULE = (
     "letters, digits, '.', '_' and '-' only, starting with a letter or digit, "
     "at most 100 characters, no '..'"
@@ -45,7 +47,7 @@ class Prompt:
     id: str
     text: str  # the template, with {placeholders}
     placeholders: tuple[str, ...]  # names used, in first-use order, no duplicates
-    line: int | None = None
+    line: int | None = None  # in the job file, or in the list file it came from
 
     def render(self, values: Mapping[str, str]) -> str:
         """Substitute {name} placeholders; '{{' and '}}' are literal braces."""
@@ -123,4 +125,4 @@ def valid_name(name: str) -> bool:
     return _NAME_RE.fullmatch(name) is not None and ".." not in name
 
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_NAME_RE = re.compile(NAME_PATTERN)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.store.records import (
+    JOB_NAMES_SQL,
     MIGRATION_NAMES,
     MIGRATIONS_SQL,
     STORE_FILE,
@@ -93,6 +94,10 @@ class StoreReader:
 
     def job(self, name: str) -> JobRow | None:
         return read_job(self._rows, name)
+
+    def job_names(self) -> list[str]:
+        """Every job's name, in order (for shell completion)."""
+        return [str(name) for (name,) in self._rows(JOB_NAMES_SQL, {})]
 
     def status(self, job: JobRow) -> Status:
         """Counts, spend and failures of a job, from one snapshot of the store."""

@@ -67,6 +67,7 @@ NOT_SENT = ("transient", "not_sent", "fatal_run")
 
 MIGRATIONS_SQL = "SELECT name FROM _runner_migrations ORDER BY name"
 JOB_SQL = "SELECT id, name, job_path, model, settings_json FROM jobs WHERE name = :name"
+JOB_NAMES_SQL = "SELECT name FROM jobs ORDER BY name"
 COUNTS_SQL = (
     "SELECT status, count(*) FROM items WHERE job_id = :job_id AND active = 1 "
     "GROUP BY status"
