@@ -278,6 +278,8 @@ def progress(quiet: bool) -> Iterator[Callable[[RunProgress], None] | None]:
     last = [0.0]
 
     def plain(p: RunProgress) -> None:
+        if not p.total:
+            return  # the line before the run said there is nothing to send
         now = time.monotonic()
         line = stop_line(p)
         if line is not None:
