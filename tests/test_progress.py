@@ -5,21 +5,23 @@ file. (The same lines in a real terminal: test_terminal.py.)"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 import shlex
+import signal
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import anyio
 
-from runner import render, runs
-from runner.client import Endpoint
-from runner.runs import execution
+from runner import render
 from runner.scheduler import Progress, images
-from runner.spec import load_job
-from tests.e2e import SECRET, invoke, status_json, write_job
+from runner.simulate import Fault
+from runner.store import Store
+from tests.e2e import SECRET, invoke, status_json, submit_prompts, write_job
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     import pytest
     from click.testing import Result
 
-    from runner.reports import RunReport
     from runner.simulate import SimServer
 
 KEY = {"TOKAIFY_API_KEY": SECRET}
@@ -36,6 +37,11 @@ EST = r"\(est\. \$\d+\.\d\d\)"
 
 def send(*args: str | Path) -> Result:
     return invoke(*args, env=KEY)
+
+
+def to_sim(sim: SimServer, out: Path, command: str, *args: str | Path) -> Result:
+    """`runner COMMAND ARGS...` against the simulator, results under `out`."""
+    return send(command, *args, "--base-url", sim.url, "--output", out)
 
 
 def three(tmp_path: Path, third: str = "a bowl of ramen [sim:400]") -> Path:
@@ -52,7 +58,7 @@ def test_submit_says_what_it_will_send_and_what_it_costs_before_sending(
 ) -> None:
     out = tmp_path / "out"
     job = three(tmp_path)
-    first = send("submit", job, "--base-url", sim.url, "--output", out)
+    first = to_sim(sim, out, "submit", job)
     assert first.stderr.splitlines()[0] == "three: 3 items: 3 new; sending 3 " + (
         re.search(EST, first.stderr).group(0)  # type: ignore[union-attr]
     )
@@ -61,7 +67,7 @@ def test_submit_says_what_it_will_send_and_what_it_costs_before_sending(
         "name: three\nprompts: ['a red fox', 'a bowl of ramen [sim:400]', 'a kite',"
         " 'a boat']\n"
     )
-    again = send("submit", job, "--base-url", sim.url, "--output", out)
+    again = to_sim(sim, out, "submit", job)
     line = again.stderr.splitlines()[0]
     assert re.fullmatch(
         rf"three: 4 items: 1 done, 2 new, 1 failed, 1 stale; sending 2 {EST}", line
@@ -69,16 +75,24 @@ def test_submit_says_what_it_will_send_and_what_it_costs_before_sending(
     assert sim.stats()["requests"] == 3 + 2
 
 
-def test_a_finished_job_says_there_is_nothing_to_send(
+def test_a_finished_job_has_nothing_to_send_nor_to_retry_and_sends_nothing(
     sim: SimServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     job = three(tmp_path, "a kite")
-    assert send("submit", job, "--base-url", sim.url, "--output", out).exit_code == 0
-    again = send("submit", job, "--base-url", sim.url, "--output", out)
+    assert to_sim(sim, out, "submit", job).exit_code == 0
+    requests = sim.stats()["requests"]
+    again = to_sim(sim, out, "submit", job)
     assert again.exit_code == 0
     assert again.stderr.splitlines()[0] == "three: 3 items: 3 done; nothing to send"
     assert again.stdout.startswith("three: nothing sent; manifest ")
+    retried = to_sim(sim, out, "retry", "three")
+    assert (retried.exit_code, retried.stdout, retried.stderr) == (
+        0,
+        "nothing to retry: three: 3 items: 3 done\n",
+        "",
+    )
+    assert sim.stats()["requests"] == requests
 
 
 def test_a_simulated_submit_says_its_estimate_is_not_spent(tmp_path: Path) -> None:
@@ -92,18 +106,22 @@ def test_a_simulated_submit_says_its_estimate_is_not_spent(tmp_path: Path) -> No
     ), line
 
 
-def test_with_json_the_facts_before_sending_are_in_the_report_not_on_stderr(
+def test_with_json_the_facts_before_sending_and_the_retry_command_are_in_the_report(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    result = send("submit", three(tmp_path), "--base-url", sim.url, "--json",
-                  "--output", tmp_path / "out")  # fmt: skip
+    out = tmp_path / "out"
+    result = to_sim(sim, out, "submit", three(tmp_path), "--json")
     assert result.exit_code == 1
-    assert "sending" not in result.stderr
-    sending = json.loads(result.stdout)["sending"]
+    assert "sending" not in result.stderr and "to send" not in result.stderr
+    data = json.loads(result.stdout)
+    sending = data["sending"]
     assert sending["command"] == "submit"
     assert (sending["items"], sending["new"], sending["to_send"]) == (3, 3, 3)
     assert sending["cost_usd"] > 0 and sending["simulated"] is False
     assert sending["batch_cost_usd"] is None  # no Batch API transport yet
+    assert data["retry_command"] == (
+        f"runner retry three --output {out} --base-url {sim.url}"
+    )
 
 
 def test_retry_says_how_many_failed_items_it_sends(
@@ -115,8 +133,8 @@ def test_retry_says_how_many_failed_items_it_sends(
         "name: mixed\nprompts: ['fine', 'refused [sim:400]', "
         "'forbidden [sim:blocked-prompt]']\n",
     )
-    assert send("submit", job, "--base-url", sim.url, "--output", out).exit_code == 1
-    result = send("retry", "mixed", "--base-url", sim.url, "--output", out)
+    assert to_sim(sim, out, "submit", job).exit_code == 1
+    result = to_sim(sim, out, "retry", "mixed")
     line = result.stderr.splitlines()[0]
     assert re.fullmatch(
         rf"mixed: 3 items: 1 done, 1 failed, 1 blocked; sending 1 {EST}", line
@@ -132,7 +150,7 @@ def test_after_failures_the_exact_retry_command_is_given_and_works(
     out = tmp_path / "out dir"  # a space: the command quotes it
     db = f"sqlite:///{tmp_path / 'store.db'}"
     job = three(tmp_path, "a bowl of ramen [sim:400*1]")
-    result = send("submit", job, "--base-url", sim.url, "--output", out, "--db", db)
+    result = to_sim(sim, out, "submit", job, "--db", db)
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     note = lines.index("1 item failed; to send it again:")
@@ -167,42 +185,13 @@ def test_the_retry_command_keeps_simulate_and_adds_blocked_when_blocked_remain(
     ]
 
 
-def test_the_json_report_holds_the_retry_command(
-    sim: SimServer, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    result = send("submit", three(tmp_path), "--base-url", sim.url, "--output", out,
-                  "--json")  # fmt: skip
-    data = json.loads(result.stdout)
-    assert data["retry_command"] == (
-        f"runner retry three --output {out} --base-url {sim.url}"
-    )
-    assert "to send" not in result.stderr
-
-
-def test_a_retry_with_nothing_to_retry_says_so_and_sends_nothing(
-    sim: SimServer, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    job = three(tmp_path, "a kite")
-    assert send("submit", job, "--base-url", sim.url, "--output", out).exit_code == 0
-    requests = sim.stats()["requests"]
-    result = send("retry", "three", "--base-url", sim.url, "--output", out)
-    assert (result.exit_code, result.stdout, result.stderr) == (
-        0,
-        "nothing to retry: three: 3 items: 3 done\n",
-        "",
-    )
-    assert sim.stats()["requests"] == requests
-
-
 def test_nothing_to_retry_but_blocked_items_exits_1_and_names_blocked(
     sim: SimServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     job = three(tmp_path, "forbidden [sim:blocked-prompt]")
-    assert send("submit", job, "--base-url", sim.url, "--output", out).exit_code == 1
-    result = send("retry", job, "--base-url", sim.url, "--output", out)
+    assert to_sim(sim, out, "submit", job).exit_code == 1
+    result = to_sim(sim, out, "retry", job)
     assert result.exit_code == 1
     assert result.stdout == "nothing to retry: three: 3 items: 2 done, 1 blocked\n"
     assert result.stderr.splitlines() == [
@@ -214,7 +203,7 @@ def test_nothing_to_retry_but_blocked_items_exits_1_and_names_blocked(
 
 def test_the_run_summary_counts_in_words(sim: SimServer, tmp_path: Path) -> None:
     job = write_job(tmp_path, "name: one\nprompts: ['a kite']\n")
-    result = send("submit", job, "--base-url", sim.url, "--output", tmp_path / "out")
+    result = to_sim(sim, tmp_path / "out", "submit", job)
     assert result.stdout.startswith("one: sent 1 request for 1 item in ")
 
 
@@ -233,22 +222,16 @@ async def test_running_counts_requests_in_flight_never_more_than_the_concurrency
         return save(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(images, "save", slow_save)
-    prompts = "\n".join(f"  - 'picture {i}'" for i in range(12))
-    job = write_job(tmp_path, f"name: busy\nconcurrency: 2\nprompts:\n{prompts}\n")
     seen: list[Progress] = []
-    workspace = runs.Workspace(tmp_path / "out")
-    store = workspace.open_store()
-    try:
-        report = await execution.submit_spec(
-            load_job(job),
-            workspace=workspace,
-            store=store,
-            endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
-            on_progress=seen.append,
-            overrides={"handle_signals": False},
-        )
-    finally:
-        store.close()
+    report, _ = await submit_prompts(
+        tmp_path,
+        sim.url,
+        [f"picture {i}" for i in range(12)],
+        "concurrency: 2\n",
+        {"handle_signals": False},
+        Store.item_count,
+        on_progress=seen.append,
+    )
     assert report.exit_code == 0
     assert max(p.running for p in seen) == 2  # the concurrency, never above
     assert max(p.saving for p in seen) >= 1  # answers in, being written
@@ -295,38 +278,28 @@ def test_the_progress_line_says_retries_in_the_right_number(
 
 def test_a_second_ctrl_c_is_reported_as_such(sim: SimServer, tmp_path: Path) -> None:
     """Through the scheduler: requests held by the simulator, two SIGINTs."""
-    import os
-    import signal
-
-    from runner.simulate import Fault
-
     sim.add_fault(Fault("hang", match="held"))
-    prompts = "\n".join(f"  - 'held {i}'" for i in range(3))
-    job = write_job(tmp_path, f"name: held\nconcurrency: 3\nprompts:\n{prompts}\n")
     seen: list[Progress] = []
 
     def on_progress(p: Progress) -> None:
         seen.append(p)
         if p.running == 3 and not p.interrupts:
-            os.kill(os.getpid(), signal.SIGINT)
-        elif p.interrupts == 1 and len([q for q in seen if q.interrupts == 1]) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # once all three are out
+        elif p.interrupts == 1 and [q.interrupts for q in seen].count(1) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # at once after the first
 
-    async def main() -> RunReport:
-        workspace = runs.Workspace(tmp_path / "out")
-        store = workspace.open_store()
-        try:
-            return await execution.submit_spec(
-                load_job(job),
-                workspace=workspace,
-                store=store,
-                endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
-                on_progress=on_progress,
-            )
-        finally:
-            store.close()
-
-    report = anyio.run(main)
+    report, _ = anyio.run(
+        functools.partial(
+            submit_prompts,
+            tmp_path,
+            sim.url,
+            [f"held {i}" for i in range(3)],
+            "concurrency: 3\n",
+            {},
+            Store.item_count,
+            on_progress=on_progress,
+        )
+    )
     assert report.exit_code == 130
     assert report.result.abandoned == 3
     assert report.result.progress.interrupts == 2
