@@ -134,6 +134,9 @@ def test_retry_says_how_many_failed_items_it_sends(
         "'forbidden [sim:blocked-prompt]']\n",
     )
     assert to_sim(sim, out, "submit", job).exit_code == 1
+    # Without a key it sends nothing, so it says nothing about sending.
+    keyless = invoke("retry", "mixed", "--base-url", sim.url, "--output", out)
+    assert keyless.exit_code == 2 and keyless.stderr.startswith("error: no API key")
     result = to_sim(sim, out, "retry", "mixed")
     line = result.stderr.splitlines()[0]
     assert re.fullmatch(

@@ -141,9 +141,9 @@ def retry(
         )
         if not sending.to_send:
             return idle_report(store, row, workspace, sending, price)
-        if announce is not None:
-            announce(sending)
-        with open_endpoint(send) as endpoint:
+        with open_endpoint(send) as endpoint:  # no key: said before "sending"
+            if announce is not None:
+                announce(sending)
             return _send(
                 store,
                 workspace,
