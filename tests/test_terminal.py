@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,7 +27,6 @@ from tests.e2e import REPO, SECRET, status_json, write_job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)"
@@ -66,6 +66,7 @@ class Pane:
             "bash", "--norc", "--noprofile", "-c",
             f"cd {shlex.quote(str(REPO))} && {line}; echo EXIT=$?; sleep 600",
         )  # fmt: skip
+        self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -102,10 +103,11 @@ class Pane:
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False,
                        capture_output=True, timeout=10)  # fmt: skip
+        Path(self.socket_path).unlink(missing_ok=True)  # tmux leaves it behind
 
 
 @pytest.fixture
-def pane_for(tmp_path: Path) -> Iterator[list[Pane]]:
+def pane_for() -> Iterator[list[Pane]]:
     """Panes made in the test, all closed after it."""
     panes: list[Pane] = []
     yield panes
