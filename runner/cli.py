@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from click.shell_completion import CompletionItem
@@ -68,6 +70,7 @@ def cli() -> None:
 
 
 DEBUG_VARIABLE = "RUNNER_DEBUG"  # set: errors keep their traceback
+DEFAULT_OUTPUT = "output"  # the results root without --output or RUNNER_OUTPUT
 _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
@@ -95,7 +98,7 @@ def store_options(f: F) -> F:
         "--output",
         "output",
         envvar="RUNNER_OUTPUT",
-        default="output",
+        default=DEFAULT_OUTPUT,
         show_default=True,
         # Not file_okay=False: Workspace.check_output names the folder, the
         # variable it may come from, and the fix, like every other folder problem.
@@ -262,8 +265,9 @@ def submit(
         confirm=_ask if _interactive() else None,
         progress=functools.partial(render.progress, as_json),
         warn=render.warning,
+        announce=None if as_json else render.sending,
     )
-    _finish(report, as_json)
+    _finish(report, as_json, _retry_command(report, output, db_url, send))
 
 
 @cli.command()
@@ -292,8 +296,9 @@ def retry(
         send=send,
         include_blocked=blocked,
         progress=functools.partial(render.progress, as_json),
+        announce=None if as_json else render.sending,
     )
-    _finish(report, as_json)
+    _finish(report, as_json, _retry_command(report, output, db_url, send))
 
 
 @cli.command()
@@ -528,12 +533,46 @@ def export(
 # -- the edge: questions, the simulator, exit codes -------------------------------
 
 
-def _finish(report: RunReport, as_json: bool) -> None:
-    render.run(report, as_json)
+def _finish(report: RunReport, as_json: bool, retry: str | None) -> None:
+    render.run(report, as_json, retry)
     if report.result.stopped:
         raise RunStopped(report.result.stopped, status=report.result.stopped_status)
-    render.run_notes(report)
+    render.run_notes(report, None if as_json else retry)
     sys.exit(report.exit_code)
+
+
+def _retry_command(
+    report: RunReport, output: Path, db_url: str | None, send: runs.SendOptions
+) -> str | None:
+    """The command that sends the failed and blocked items left again, with the
+    options this one used where they differ from the defaults; None when none are
+    left, or the run ended early (its own note says what to do then)."""
+    counts, result = report.status.counts, report.result
+    if result.interrupted or result.stopped or result.budget_stop:
+        return None
+    if not (counts["failed"] or counts["blocked"]):
+        return None
+    words = ["runner", "retry", report.job]  # the job's name, whatever JOB was
+    if output != Path(DEFAULT_OUTPUT):
+        words += ["--output", str(output)]
+    if db_url:
+        words += ["--db", _without_password(db_url)]
+    if send.simulated:
+        words.append("--simulate")
+    elif send.base_url and send.base_url != runs.DEFAULT_BASE_URL:
+        words += ["--base-url", send.base_url]
+    if counts["blocked"]:
+        words.append("--blocked")
+    return shlex.join(words)
+
+
+def _without_password(url: str) -> str:
+    """A URL to show: its password, if it has one, as ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _interactive() -> bool:

@@ -33,12 +33,14 @@ if TYPE_CHECKING:
         ReviewReport,
         RunProgress,
         RunReport,
+        Sending,
         Starter,
         StatusReport,
     )
 
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a terminal
-INTERRUPTED = "interrupted: unfinished items stay pending; submit again to resume"
+INTERRUPTED_RESUME = "unfinished items stay pending; submit again to resume"
+INTERRUPTED = f"interrupted: {INTERRUPTED_RESUME}"
 
 
 def print_json(data: Any) -> None:
@@ -107,39 +109,74 @@ def status(report: StatusReport, by: Sequence[str], as_json: bool) -> None:
     _status_tables(Console(), report.as_dict(), by)
 
 
-def run(report: RunReport, as_json: bool) -> None:
-    """The gallery step's note (stderr), then the run and the job's status."""
+def run(report: RunReport, as_json: bool, retry: str | None = None) -> None:
+    """The gallery step's note (stderr), then the run and the job's status; with
+    --json, one object that also holds `retry` (the command that sends the failed
+    items again; `run_notes` says it otherwise)."""
     _gallery_note(report, quiet=as_json)
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), "retry_command": retry})
         return
     console = Console()
+    sending = report.sending
+    if sending is not None and sending.command == "retry" and not sending.to_send:
+        console.print(f"nothing to retry: {_sending_counts(sending)}", highlight=False)
+        return
     p = report.result.progress
+    sent = (
+        f"sent {_n(p.requests, 'request')} for {_n(p.total, 'item')} in "
+        f"{p.elapsed:.1f}s"
+        if p.total
+        else "nothing sent"
+    )
     console.print(
-        f"[bold]{report.job}[/]: sent {p.requests} request(s) for {p.total} "
-        f"item(s) in {p.elapsed:.1f}s; manifest {report.manifest}",
-        highlight=False,
+        f"[bold]{report.job}[/]: {sent}; manifest {report.manifest}", highlight=False
     )
     if report.replayed or report.adopted:
         console.print(
-            f"recorded {report.replayed + report.adopted} answer(s) a stopped run "
+            f"recorded {_n(report.replayed + report.adopted, 'answer')} a stopped run "
             "was paid for but had not stored (from its journal and image files)"
         )
     if report.recovered:
-        console.print(f"resumed {report.recovered} item(s) a stopped run left open")
+        console.print(f"resumed {_n(report.recovered, 'item')} a stopped run left open")
     _status_tables(console, report.status.as_dict())
 
 
-def run_notes(report: RunReport) -> None:
-    """Why a run ended early, when a budget cap or Ctrl-C ended it (stderr)."""
-    if report.result.budget_stop:
+def run_notes(report: RunReport, retry: str | None = None) -> None:
+    """Why a run ended early, when a budget cap or Ctrl-C ended it, and `retry`,
+    the command that sends its failed or blocked items again (stderr)."""
+    result = report.result
+    if result.budget_stop:
         err(
-            f"stopped: {report.result.budget_stop}; nothing past it was sent. Raise "
+            f"stopped: {result.budget_stop}; nothing past it was sent. Raise "
             "`budget:` in the job file or pass --max-requests/--max-images/"
             "--max-cost, then submit again to continue"
         )
-    if report.result.interrupted:
+    if result.interrupted and result.progress.interrupts >= 2:
+        # Each line fits 80 columns.
+        abandoned = _n(result.abandoned, "request")
+        err(
+            f"interrupted twice: {abandoned} in flight abandoned (possibly billed)"
+            if result.abandoned
+            else "interrupted twice: no request was in flight"
+        )
+        err(INTERRUPTED_RESUME)
+    elif result.interrupted:
         err(INTERRUPTED)
+    if retry is not None:
+        counts = report.status.counts
+        failed, blocked = counts["failed"], counts["blocked"]
+        if failed and blocked:
+            left = f"{_n(failed, 'item')} failed, {blocked:,} blocked"
+        else:
+            left = f"{_n(failed + blocked, 'item')} {'failed' if failed else 'blocked'}"
+        them = "it" if failed + blocked == 1 else "them"
+        err(f"{left}; to send {them} again:\n  {retry}")
+
+
+def sending(about: Sending) -> None:
+    """What a submit or retry is about to send, and its estimated cost (stderr)."""
+    err(_sending_line(about))
 
 
 def review(report: ReviewReport, as_json: bool) -> None:
@@ -237,11 +274,22 @@ def export(report: ExportReport, as_json: bool) -> None:
 
 @contextmanager
 def progress(quiet: bool) -> Iterator[Callable[[RunProgress], None] | None]:
-    """A live progress bar on a terminal, periodic plain lines otherwise (stderr)."""
+    """A live progress bar on a terminal, periodic plain lines otherwise (stderr);
+    a line of its own when the run starts to stop (Ctrl-C, a cap, an error)."""
     err_console = Console(stderr=True)
     if quiet:
         yield None
         return
+    said: list[tuple[int, str | None]] = [(0, None)]  # the stop last said
+
+    def stop_line(p: RunProgress) -> str | None:
+        """The line to say about how the run stops, once per change."""
+        stage = (p.interrupts, p.stopping)
+        if stage == said[0]:
+            return None
+        said[0] = stage
+        return _stop_line(p)
+
     if err_console.is_terminal:
         from rich.progress import (
             BarColumn,
@@ -262,6 +310,9 @@ def progress(quiet: bool) -> Iterator[Callable[[RunProgress], None] | None]:
         with bar:
 
             def update(p: RunProgress) -> None:
+                line = stop_line(p)
+                if line is not None:
+                    bar.console.print(line, highlight=False)  # above the bar
                 bar.update(task, total=p.total, completed=p.finished, detail=_detail(p))
 
             yield update
@@ -270,11 +321,16 @@ def progress(quiet: bool) -> Iterator[Callable[[RunProgress], None] | None]:
     last = [0.0]
 
     def plain(p: RunProgress) -> None:
+        if not p.total:
+            return  # the line before the run said there is nothing to send
         now = time.monotonic()
-        if p.finished == p.total or p.stopping or now - last[0] >= PLAIN_PROGRESS_EVERY:
+        line = stop_line(p)
+        if line is not None:
+            err_console.print(line, highlight=False)
+        if p.finished == p.total or line or now - last[0] >= PLAIN_PROGRESS_EVERY:
             last[0] = now
             err_console.print(
-                f"[{p.finished}/{p.total}] {_detail(p)}{_eta(p)}", highlight=False
+                f"[{p.finished:,}/{p.total:,}] {_detail(p)}{_eta(p)}", highlight=False
             )
 
     yield plain
@@ -368,27 +424,96 @@ def _status_tables(
 
 
 def _detail(p: RunProgress) -> str:
-    parts = [
-        f"ok {p.succeeded}",
-        f"failed {p.failed}",
-        f"blocked {p.blocked}",
-        f"running {p.running}",
-        f"{p.tokens:,} tok",
-    ]
+    """The counts beside the bar, short enough for 80 columns: `running` is the
+    requests in flight, `saving` the answers being written."""
+    parts = [f"ok {p.succeeded:,}"]
+    parts += [f"{name} {n:,}" for name, n in (("failed", p.failed),
+              ("blocked", p.blocked)) if n]  # fmt: skip
+    parts.append(f"running {p.running:,}")
+    if p.saving:
+        parts.append(f"saving {p.saving:,}")
+    parts.append(f"{p.tokens:,} tok")
     if p.retries:
-        parts.append(f"{p.retries} retries")
+        parts.append(_n(p.retries, "retry", "retries"))
     if p.limit and p.limit < p.concurrency:
         parts.append(f"slowed to {p.limit}")
     if p.stopping:
-        parts.append(p.stopping)
+        parts.append("stopping")
     return " · ".join(parts)
 
 
 def _eta(p: RunProgress) -> str:
     if not p.finished or p.finished >= p.total:
         return ""
-    remaining = p.elapsed / p.finished * (p.total - p.finished)
-    return f" | eta {int(remaining // 60)}:{int(remaining % 60):02d}"
+    left = round(p.elapsed / p.finished * (p.total - p.finished))
+    hours, minutes, seconds = left // 3600, left // 60 % 60, left % 60
+    shown = (
+        f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    )
+    return f" | eta {shown}"
+
+
+def _stop_line(p: RunProgress) -> str | None:
+    """How the run is stopping, said once when it starts to (the Ctrl-C lines fit
+    80 columns, whatever the counts)."""
+    in_flight = _n(p.running, "request")
+    if p.interrupts >= 2:
+        if not p.running:
+            return "interrupted again: stopping now"
+        return f"interrupted again: abandoning {in_flight} in flight"
+    if p.interrupts:
+        if not p.running:
+            return "interrupted: no request in flight; stopping"
+        return (
+            f"interrupted: finishing {in_flight} in flight (Ctrl-C again abandons them)"
+        )
+    if p.stopping:
+        return f"stopping: {p.stopping}"
+    return None
+
+
+def _sending_counts(about: Sending) -> str:
+    """`demo: 36 items: 12 done, 24 new, 3 stale`: the job's items by what a
+    submit or retry makes of them."""
+    stored = about.stored
+    simulated = stored.get("simulated", 0)
+    done = stored.get("succeeded", 0) + (simulated if about.simulated else 0)
+    counts = {
+        "done": done,
+        "new": about.new,
+        "pending": stored.get("pending", 0) + stored.get("running", 0),
+        # a real submit sends them again (SPEC 5)
+        "simulated": 0 if about.simulated else simulated,
+        "failed": stored.get("failed", 0),
+        "blocked": stored.get("blocked", 0),
+        "stale": about.stale,
+    }
+    shown = ", ".join(f"{n:,} {name}" for name, n in counts.items() if n)
+    return f"{about.job}: {_n(about.items, 'item')}: {shown or 'none'}"
+
+
+def _sending_line(about: Sending) -> str:
+    """`demo: 36 items: 12 done, 24 new; sending 24 (est. $1.61)`."""
+    counts = _sending_counts(about)
+    if not about.to_send:
+        return f"{counts}; nothing to send"
+    if about.cost_usd is None:
+        estimate = "no price known for its model"
+    else:
+        estimate = f"est. ${about.cost_usd:,.2f}"
+        if about.batch_cost_usd is not None:
+            estimate += f", ${about.batch_cost_usd:,.2f} by batch"
+    if not about.simulated:
+        return f"{counts}; sending {about.to_send:,} ({estimate})"
+    if about.cost_usd is not None:
+        estimate += " if real"
+    # SPEC 5: simulated usage is never money
+    return f"{counts}; simulating {about.to_send:,} ({estimate}; nothing is spent)"
+
+
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 item`, `2 items`, `1,000 items`."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
 def starter(report: Starter, as_json: bool) -> None:

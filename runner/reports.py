@@ -47,6 +47,8 @@ if TYPE_CHECKING:
         @property
         def running(self) -> int: ...
         @property
+        def saving(self) -> int: ...
+        @property
         def requests(self) -> int: ...
         @property
         def retries(self) -> int: ...
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
         @property
         def stopping(self) -> str | None: ...
         @property
+        def interrupts(self) -> int: ...
+        @property
         def finished(self) -> int: ...
 
     class RunOutcome(Protocol):
@@ -74,6 +78,8 @@ if TYPE_CHECKING:
         def stopped_status(self) -> int | None: ...
         @property
         def interrupted(self) -> bool: ...
+        @property
+        def abandoned(self) -> int: ...
         @property
         def budget_stop(self) -> str | None: ...
 
@@ -233,6 +239,34 @@ class Confirmation:
 
 
 @dataclass(frozen=True, slots=True)
+class Sending:
+    """What a submit or retry is about to send, said before it sends (with --json,
+    in the run's report instead)."""
+
+    job: str
+    command: str  # "submit" or "retry"
+    items: int  # the job file's items (retry: the stored job's active items)
+    stored: Mapping[str, int]  # of those, the ones in the store, by status
+    new: int  # of those, the ones the store has never seen
+    stale: int  # stored items the job file no longer has (never sent)
+    sends: tuple[str, ...]  # the stored statuses this command sends (and new ones)
+    to_send: int
+    # If every request succeeds at its first try; None: the model has no price.
+    cost_usd: float | None
+    simulated: bool  # --simulate: what it would cost, never spent (SPEC 5)
+    recorded_answers: int = 0  # the estimate learnt from this many answers
+    # The same requests through the Batch API (SPEC 7): filled where that
+    # transport exists (issue 16); None until then.
+    batch_cost_usd: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stored"] = dict(self.stored)
+        data["sends"] = list(self.sends)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """A job's status with its spend priced (None where the model has no price)."""
 
@@ -331,6 +365,7 @@ class RunReport:
     gallery: GalleryStep | None = None  # None: not asked for (--no-review)
     replayed: int = 0  # answers a stopped run paid for, taken from its journal
     adopted: int = 0  # items whose images a stopped run wrote but never recorded
+    sending: Sending | None = None  # what it set out to send
 
     @property
     def exit_code(self) -> int:
@@ -353,11 +388,13 @@ class RunReport:
             exit_code=self.exit_code,
             stopped=self.result.stopped,
             interrupted=self.result.interrupted,
+            abandoned=self.result.abandoned,
             manifest=str(self.manifest),
             new_items=self.new_items,
             recovered=self.recovered,
             replayed=self.replayed,
             adopted=self.adopted,
+            sending=None if self.sending is None else self.sending.as_dict(),
         )
         return data
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from runner.reports import RunReport
+    from runner.scheduler import ProgressCallback
     from runner.store import JobRow, Store
 
 T = TypeVar("T")
@@ -44,6 +45,7 @@ async def submit_prompts(
     settings: str,
     overrides: Mapping[str, Any],
     read: Callable[[Store, JobRow], T],
+    on_progress: ProgressCallback | None = None,
 ) -> tuple[RunReport, T]:
     """Submit job `t` (these prompts, then the `settings` lines; the same job file
     each time) to `base_url` through the runs layer, with the key SECRET and these
@@ -59,6 +61,7 @@ async def submit_prompts(
             store=store,
             endpoint=Endpoint(base_url=base_url, api_key=SECRET),
             overrides=overrides,
+            on_progress=on_progress,
         )
         row = store.get_job("t")
         assert row is not None

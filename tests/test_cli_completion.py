@@ -54,7 +54,15 @@ def complete(*args: str, incomplete: str = "") -> list[tuple[str, str]]:
 
 
 def test_every_command_taking_a_job_completes_job_names() -> None:
-    assert JOB_COMMANDS == ["export", "mark", "prune", "retry", "review", "rm", "status"]
+    assert JOB_COMMANDS == [
+        "export",
+        "mark",
+        "prune",
+        "retry",
+        "review",
+        "rm",
+        "status",
+    ]
     for name in JOB_COMMANDS:
         (job,) = [p for p in cli.commands[name].params if p.name == "job"]
         assert job._custom_shell_complete is complete_job, name

@@ -304,7 +304,7 @@ def test_a_failing_gallery_never_hides_the_summary_or_the_exit_code(
         "warning: the gallery could not be rebuilt (ValueError: thumbnail of a "
         "damaged image); try `runner review`"
     )
-    assert lines[warning + 1].startswith("small: sent 2 request(s) for 2 item(s)")
+    assert lines[warning + 1].startswith("small: sent 2 requests for 2 items")
     assert any("succeeded" in line for line in lines[warning + 2 :])
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from runner.errors import RunnerError
 from runner.reports import GalleryStep, JobList, ReviewReport
 from runner.runs.job_status import quick_status, read_status
-from runner.runs.settings import SendOptions, spec_price
+from runner.runs.settings import SendOptions, spec_price, stored_price
 from runner.runs.workspace import find_job
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from pathlib import Path
 
-    from runner.reports import PlanPreview, RunReport, StatusReport
+    from runner.reports import PlanPreview, RunReport, Sending, StatusReport
     from runner.runs.policy import Confirm
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback
@@ -39,6 +39,8 @@ ProgressDisplay: TypeAlias = (
     "Callable[[], AbstractContextManager[ProgressCallback | None]]"
 )
 Warn: TypeAlias = "Callable[[str], None]"
+# Says what a run is about to send, just before it sends.
+Announce: TypeAlias = "Callable[[Sending], None]"
 
 _DEFAULT_SEND = SendOptions()
 
@@ -53,10 +55,12 @@ def submit(
     confirm: Confirm | None = None,
     progress: ProgressDisplay | None = None,
     warn: Warn | None = None,
+    announce: Announce | None = None,
 ) -> RunReport:
     """Load, plan and store the job, ask if the policy says so (`confirm` None:
-    nobody to ask), send what is not finished, rebuild the gallery. A job name
-    made from another existing job file is refused unless `take_over`."""
+    nobody to ask), say what it sends (`announce`), send what is not finished,
+    rebuild the gallery. A job name made from another existing job file is
+    refused unless `take_over`."""
     from runner.plan import check_grid_size
     from runner.runs import policy
     from runner.runs.endpoint import open_endpoint
@@ -84,11 +88,15 @@ def submit(
             policy.confirm_submit(
                 spec.name, check, yes=yes, confirm=confirm, simulated=send.simulated
             )
+            sending = check.sending(spec.name, send.simulated)
+            if announce is not None:
+                announce(sending)
             return _send(
                 store,
                 workspace,
                 send,
                 progress,
+                sending,
                 lambda on_progress: submit_spec(
                     spec,
                     workspace=workspace,
@@ -110,27 +118,44 @@ def retry(
     send: SendOptions = _DEFAULT_SEND,
     include_blocked: bool = False,
     progress: ProgressDisplay | None = None,
+    announce: Announce | None = None,
 ) -> RunReport:
     """Send a stored job's failed items again (blocked ones too if asked), then
-    rebuild the gallery. `job` is a job name or a job file."""
+    rebuild the gallery; with nothing to send, the job's status and no run.
+    `job` is a job name or a job file."""
     from runner.runs.endpoint import open_endpoint
-    from runner.runs.execution import retry_job
+    from runner.runs.execution import idle_report, retry_job
+    from runner.runs.planning import check_retry
 
     workspace.check_output()
     store = workspace.open_store()
     try:
         row = find_job(store, job)
-        with open_endpoint(send) as endpoint:
+        price = stored_price(row)
+        sending = check_retry(
+            row,
+            store,
+            price,
+            include_blocked=include_blocked,
+            simulated=send.simulated,
+        )
+        if not sending.to_send:
+            return idle_report(store, row, workspace, sending, price)
+        with open_endpoint(send) as endpoint:  # no key: said before "sending"
+            if announce is not None:
+                announce(sending)
             return _send(
                 store,
                 workspace,
                 send,
                 progress,
+                sending,
                 lambda on_progress: retry_job(
                     row,
                     workspace=workspace,
                     store=store,
                     endpoint=endpoint,
+                    price=price,
                     include_blocked=include_blocked,
                     send=send,
                     on_progress=on_progress,
@@ -203,13 +228,14 @@ def _send(
     workspace: Workspace,
     send: SendOptions,
     progress: ProgressDisplay | None,
+    sending: Sending,
     run: Callable[[ProgressCallback | None], Awaitable[RunReport]],
 ) -> RunReport:
     """`run` with the progress display open, then the gallery step."""
     import anyio
 
     with nullcontext() if progress is None else progress() as on_progress:
-        report = anyio.run(run, on_progress)
+        report = replace(anyio.run(run, on_progress), sending=sending)
     return _with_gallery(store, report, workspace) if send.review else report
 
 

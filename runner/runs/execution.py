@@ -24,14 +24,14 @@ from runner.runs.settings import (
     job_settings,
     run_settings,
     spec_price,
-    stored_price,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from runner import client
+    from runner import client, pricing
+    from runner.reports import Sending
     from runner.runs.planning import SubmitCheck
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
@@ -100,13 +100,15 @@ async def retry_job(
     workspace: Workspace,
     store: Store,
     endpoint: client.Endpoint,
+    price: pricing.Price | None,
     include_blocked: bool = False,
     send: SendOptions = _DEFAULT_SEND,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> RunReport:
-    """Send failed items (and blocked ones if asked) again, with fresh tries."""
-    settings = run_settings(job.settings, stored_price(job), send, overrides)
+    """Send failed items (and blocked ones if asked) again, with fresh tries;
+    `price` is `stored_price(job)`, which the caller has looked up."""
+    settings = run_settings(job.settings, price, send, overrides)
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     return await _run(
         store,
@@ -118,6 +120,29 @@ async def retry_job(
         command="retry",
         simulated=send.simulated,
         prepare=lambda: (None, store.requeue(job, statuses)),
+    )
+
+
+def idle_report(
+    store: Store,
+    job: JobRow,
+    workspace: Workspace,
+    sending: Sending,
+    price: pricing.Price | None,
+) -> RunReport:
+    """The report of a command that found nothing to send: the job's status, and
+    no run (no lease taken, nothing written, the gallery left as it is)."""
+    from runner.scheduler import Progress, RunResult
+
+    return RunReport(
+        job=job.name,
+        result=RunResult(progress=Progress(total=0)),
+        status=StatusReport(store.status(job), price),
+        manifest=workspace.job_folder(job.name) / outputs.MANIFEST,
+        new_items=0,
+        recovered=0,
+        requeued=0,
+        sending=sending,
     )
 
 

@@ -8,22 +8,23 @@ is handed in, looked up once by the caller.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runner import outputs
 from runner.errors import NoSpaceError
-from runner.reports import PlanPreview, estimate_requests
+from runner.reports import PlanPreview, Sending, estimate_requests
 from runner.runs.settings import spec_price
 from runner.runs.workspace import owner_conflict
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from runner import pricing
     from runner.plan import Plan
     from runner.spec import JobSpec
-    from runner.store import RecordedUsage, Store, UsageKey
+    from runner.store import JobRow, RecordedUsage, Store, UsageKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,25 @@ class SubmitCheck:
     recorded_answers: int = 0  # the estimate learnt from this many answers
     bytes: int = 0  # what the images may take (outputs.image_bytes, one each)
     stale: int = 0  # stored items the job file no longer has
+    items: int = 0  # the job file's items
+    stored: Mapping[str, int] = field(default_factory=dict)  # of them, by status
+    new: int = 0  # of them, the ones the store has never seen
+
+    def sending(self, job: str, simulated: bool) -> Sending:
+        """What the submit is about to send, to say so before it does."""
+        return Sending(
+            job=job,
+            command="submit",
+            items=self.items,
+            stored=self.stored,
+            new=self.new,
+            stale=self.stale,
+            sends=_to_send(simulated),
+            to_send=self.to_send,
+            cost_usd=self.cost_usd,
+            simulated=simulated,
+            recorded_answers=self.recorded_answers,
+        )
 
 
 def preview_spec(spec: JobSpec, store: Store | None) -> PlanPreview:
@@ -75,11 +95,14 @@ def check_submit(
         )
         plan = None
         stale = store.stale_count(job)
+        stored = {k: n for k, n in store.counts(job).items() if n}
+        new = 0  # the stored plan is this one
     else:
         full = _preview(spec, store, price, simulated=simulated, learn=learn)
         estimate = full.estimate(full.to_send)
         plan = full.plan
         stale = full.stale
+        stored, new = full.stored, full.new
     return SubmitCheck(
         plan,
         digest,
@@ -89,6 +112,46 @@ def check_submit(
         estimate["recorded_answers"],
         estimate["bytes"],
         stale,
+        items=sum(stored.values()) + new,
+        stored=stored,
+        new=new,
+    )
+
+
+def check_retry(
+    job: JobRow,
+    store: Store,
+    price: pricing.Price | None,
+    *,
+    include_blocked: bool,
+    simulated: bool,
+) -> Sending:
+    """What a retry would send: the failed items (and blocked ones if asked) and
+    whatever a stopped run left pending."""
+    failed = ("failed", "blocked") if include_blocked else ("failed",)
+    sends = (*failed, "pending", "running")
+    model = job.model or ""
+    estimate = estimate_requests(
+        (
+            (model, text, refs, size)
+            for text, refs, size in store.unfinished(job, sends)
+        ),
+        price,
+        store.recorded_usage(job),
+    )
+    stored = {k: n for k, n in store.counts(job).items() if n}
+    return Sending(
+        job=job.name,
+        command="retry",
+        items=sum(stored.values()),
+        stored=stored,
+        new=0,
+        stale=store.stale_count(job),
+        sends=sends,
+        to_send=estimate["requests"],
+        cost_usd=estimate["cost_usd"],
+        simulated=simulated,
+        recorded_answers=estimate["recorded_answers"],
     )
 
 

@@ -16,7 +16,10 @@ class Progress:
     succeeded: int = 0
     failed: int = 0
     blocked: int = 0
+    # Requests in flight: sent, answer not in yet. Never above `concurrency` (nor
+    # above `limit`, but for the requests already out when a 429 lowered it).
     running: int = 0
+    saving: int = 0  # answers in, being written (images, then the store)
     requests: int = 0
     retries: int = 0
     tokens: int = 0
@@ -24,6 +27,7 @@ class Progress:
     concurrency: int = 0  # the configured limit
     elapsed: float = 0.0
     stopping: str | None = None  # why dispatching stopped, if it did
+    interrupts: int = 0  # Ctrl-C/SIGTERM seen: 1 lets requests land, 2 abandons them
 
     @property
     def finished(self) -> int:
@@ -31,7 +35,7 @@ class Progress:
 
     @property
     def pending(self) -> int:
-        return self.total - self.finished - self.running
+        return self.total - self.finished - self.running - self.saving
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class RunResult:
     stopped: str | None = None  # why a run-level problem stopped it (exit 3)
     stopped_status: int | None = None
     interrupted: bool = False
+    abandoned: int = 0  # requests in flight a second Ctrl-C gave up waiting for
     budget_stop: str | None = None  # which budget cap stopped dispatching
 
 

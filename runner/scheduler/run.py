@@ -112,6 +112,7 @@ async def run_items(
         stopped=run.stop_reason,
         stopped_status=run.stop_status,
         interrupted=run.interrupted,
+        abandoned=run.abandoned,
         budget_stop=budget_stop,
     )
 
@@ -173,6 +174,7 @@ class _Run:
         self.stop_reason: str | None = None
         self.stop_status: int | None = None
         self.interrupted = False
+        self.abandoned = 0  # requests in flight when a second Ctrl-C cancelled them
         self.budget_stop: Refusal | None = None
         # The store refused a write: the run sends nothing more, lets the answers
         # in flight land (into the journal), then ends with this error.
@@ -206,10 +208,12 @@ class _Run:
                     # First signal: send nothing new; requests already out are paid
                     # for, so let them land.
                     self.interrupted = True
-                    self._halt(
-                        "interrupted: finishing requests in flight (again to abandon)"
-                    )
+                    self.progress = replace(self.progress, interrupts=1)
+                    self._halt("interrupted")
                 else:
+                    # Second: stop waiting for them (each is recorded as abandoned).
+                    self.progress = replace(self.progress, interrupts=2)
+                    self.emit()
                     scope.cancel()
                     return
 
@@ -340,6 +344,7 @@ class _Run:
                 ),
             )
             await self.recorder.end(lambda: (abandoned, None))
+            self.abandoned += 1
             self._bump(running=-1)
             raise
         # Decided before the slot is freed: after a run-fatal answer nothing more
@@ -352,8 +357,9 @@ class _Run:
             pause = judgement.run_pause(outcome, history, self.settings)
             if pause is not None:
                 self.pacer.throttled(pause)
-        # The answer is in (and paid for): handed over with no await in between,
-        # the recorder writes it whatever happens next.
+        # The answer is in (and paid for): no longer in flight, and handed over
+        # with no await in between, the recorder writes it whatever happens next.
+        self._bump(running=-1, saving=1)
         return self.recorder.end_soon(
             functools.partial(self._save_and_judge, item, attempt_id, outcome, history),
             key=item.key,
@@ -406,7 +412,11 @@ class _Run:
             self._halt(stop, outcome.http_status)
 
     async def _recorded(self, ending: Ending[AttemptResult]) -> AttemptResult:
-        result = await ending.result()
+        try:
+            result = await ending.result()
+        except BaseException:
+            self._bump(saving=-1)
+            raise
         if judgement.stops_run(result.outcome):
             # Also when the images could not be written (disk full, permissions):
             # every further answer would be paid for and lost the same way.
@@ -492,7 +502,7 @@ class _Run:
         if status == "succeeded":
             self.pacer.succeeded()
         self._bump(
-            running=-1,
+            saving=-1,
             tokens=tokens,
             succeeded=int(status == "succeeded"),
             failed=int(status == "failed"),

@@ -257,6 +257,12 @@ class Store:
         with self._connect() as conn:
             return queries.status(conn, job, by)
 
+    def counts(self, job: JobRow) -> dict[str, int]:
+        """The job's active items per status (every status present): the first
+        part of `status`, alone."""
+        with self._connect() as conn:
+            return queries.counts(conn, job)
+
     def spend(self, job: JobRow) -> Spend:
         """What the job's attempts used so far (every run, every item)."""
         with self._connect() as conn:

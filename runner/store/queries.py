@@ -19,11 +19,13 @@ from runner.store.attempts import summed_totals
 from runner.store.marks import marks_by_key
 from runner.store.records import (
     COUNTER_COLUMNS,
+    COUNTS_SQL,
     STATUSES,
     TOKEN_COLUMNS,
     JobSummary,
     RecordedUsage,
     Spend,
+    counts_from_rows,
     read_job,
     read_spend,
     read_status,
@@ -82,6 +84,10 @@ def status(conn: Connection, job: JobRow, by: Sequence[str]) -> Status:
             groups.setdefault(_label(value), _empty_group())["spend"] = spend
         by_axis[axis] = groups
     return replace(status, by_axis=by_axis)
+
+
+def counts(conn: Connection, job: JobRow) -> dict[str, int]:
+    return counts_from_rows(_query(conn)(COUNTS_SQL, {"job_id": job.id}))
 
 
 def spend(conn: Connection, job: JobRow) -> Spend:
