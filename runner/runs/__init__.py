@@ -21,6 +21,7 @@ the scheduler. Must not print, read input or exit.
 from __future__ import annotations
 
 from runner.runs.commands import list_jobs, preview, retry, review, status, submit
+from runner.runs.endpoint import GOOGLE_HOST, GOOGLE_KEY_VARIABLE, RELAY_KEY_VARIABLE
 from runner.runs.job_status import quick_status, read_status
 from runner.runs.removal import prune, remove
 from runner.runs.settings import DEFAULT_BASE_URL, SendOptions
@@ -28,6 +29,9 @@ from runner.runs.workspace import Workspace, find_job, is_job_file
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "GOOGLE_HOST",
+    "GOOGLE_KEY_VARIABLE",
+    "RELAY_KEY_VARIABLE",
     "SendOptions",
     "Workspace",
     "find_job",
