@@ -43,10 +43,10 @@ if TYPE_CHECKING:
     )
 
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a terminal
-COLUMN_GAP = 2  # spaces between table columns on a terminal
-
-Cell = int | str | None  # a table cell: ints get thousands separators on a terminal
 INTERRUPTED = "interrupted: unfinished items stay pending; submit again to resume"
+
+COLUMN_GAP = 2  # spaces between table columns on a terminal
+Cell = int | str | None  # a table cell: ints get thousands separators on a terminal
 
 
 def print_json(data: Any) -> None:
@@ -460,10 +460,10 @@ def _status_tables(out: Stdout, data: dict[str, Any], by: Sequence[str] = ()) ->
             f"usage + ${cost['possibly_billed_usd']:,.4f} estimated for unknown "
             f"outcomes; prices as of {data['price']['as_of']})"
         )
-    numbers = ("items", "ok", "failed", "blocked", "pending", "requests", "tokens")
+    numbers = "items ok failed blocked pending requests tokens USD".split()
     for axis in by:
         out.table(
-            [Column(axis), *(Column(n, "number") for n in (*numbers, "USD"))],
+            [Column(axis), *(Column(n, "number") for n in numbers)],
             [
                 [
                     value, g["items"], g["succeeded"], g["failed"], g["blocked"],
