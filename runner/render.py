@@ -46,6 +46,7 @@ PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a termi
 INTERRUPTED = "interrupted: unfinished items stay pending; submit again to resume"
 
 COLUMN_GAP = 2  # spaces between table columns on a terminal
+PROSE_FOLD = 20  # a longer word in prose (a URL in a reason) may fold to fit a table
 Cell = int | str | None  # a table cell: ints get thousands separators on a terminal
 
 
@@ -339,6 +340,7 @@ class Stdout:
                 column.header,
                 justify="right" if column.kind == "number" else "left",
                 width=width,
+                overflow="fold",
             )
         for row_texts in texts:
             table.add_row(*(Text(t) for t in row_texts))
@@ -369,14 +371,17 @@ def _fit(
     columns: Sequence[Column], texts: Sequence[Sequence[str]], width: int
 ) -> list[int] | None:
     """Column widths for a table `width` wide, prose columns narrowed (widest
-    first) down to their longest word; None when names and numbers do not fit."""
+    first) down to their longest word (or PROSE_FOLD); None when names and
+    numbers do not fit."""
     room = width - COLUMN_GAP * (len(columns) - 1)
     widths = [
         max([cell_len(c.header), *(cell_len(row[i]) for row in texts)])
         for i, c in enumerate(columns)
     ]
     floor = {
-        i: max([cell_len(c.header), *(_longest_word(row[i]) for row in texts)])
+        i: max(
+            [cell_len(c.header), *(min(_longest_word(r[i]), PROSE_FOLD) for r in texts)]
+        )
         for i, c in enumerate(columns)
         if c.kind == "prose"
     }
