@@ -2,8 +2,9 @@
 
 Owns: arguments and environment defaults (shared option decorators; RUNNER_DEBUG
 checked here, the other RUNNER_* variables where they are used), the act of
-asking a question at a terminal, starting the simulated API for --simulate, and
-turning a `RunnerError` into readable lines (one per problem) and its exit code.
+asking a question at a terminal or opening a browser, starting the simulated API
+for --simulate, and turning a `RunnerError` into readable lines (one per problem),
+a JSON object under --json, and its exit code.
 Each command parses, calls one entry point of `runner.runs`, and renders its report
 with `runner.render`. The only module that exits; holds no business logic.
 """
@@ -24,7 +25,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from runner import __version__, render, runs
-from runner.errors import RunnerError, RunStopped, UsageError
+from runner.errors import Interrupted, RunnerError, UsageError
 
 if TYPE_CHECKING:
     from runner.reports import Confirmation, Removal, RemovalQuestion, RunReport
@@ -33,7 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _RunnerGroup(click.Group):
-    """Catch `RunnerError` at the edge: one readable line, the error's exit code."""
+    """Catch `RunnerError` at the edge: one readable line, the error's exit code;
+    under --json also the error as `{"error": {...}}` on stdout."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -41,12 +43,17 @@ class _RunnerGroup(click.Group):
         except RunnerError as exc:
             if _debug():
                 raise
-            for line in exc.message.splitlines():
-                render.err(f"error: {line}")
+            render.error(exc, _json_asked(ctx))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
+            if _json_asked(ctx):
+                render.print_json({"error": Interrupted(render.INTERRUPTED).as_dict()})
             render.err(render.INTERRUPTED)
             ctx.exit(130)
+        except click.UsageError as exc:  # click prints it on stderr, exit 2
+            if _json_asked(ctx):
+                render.print_json({"error": _usage_error(exc)})
+            raise
 
 
 @click.group(cls=_RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,6 +65,27 @@ def cli() -> None:
     sizes x reference sets x samples), then submit it. Every item, attempt and
     token is recorded in a SQLite store, so a run that stopped resumes where it
     was and never pays twice for a finished image.
+
+    Output: tables on a terminal; through a pipe, plain lines and tables as a
+    header line and tab-separated rows; --json for one JSON object.
+
+    \b
+    Environment:
+      RUNNER_OUTPUT       results root (--output) [default: output]
+      RUNNER_DB           store URL (--db)
+      RUNNER_BASE_URL     API base URL (--base-url)
+      RUNNER_CONFIRM_USD  on a terminal, submit asks before a run estimated above
+                          this many USD [default: 5]
+      RUNNER_DEBUG        1: errors keep their traceback [default: 0]
+      RUNNER_SIMULATE_FAULTS  JSON fault rules for --simulate (README)
+      TOKAIFY_API_KEY     the API key for every base URL but Google's (Bearer)
+      GEMINI_API_KEY      the API key for generativelanguage.googleapis.com
+                          (x-goog-api-key); only the base URL's one is read
+      HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY
+                          a proxy for the API (never for --simulate)
+      TTY_COMPATIBLE      1: output as on a terminal, 0: plain (also FORCE_COLOR,
+                          NO_COLOR, COLUMNS for the width)
+      BROWSER             the browser for `review --open`
 
     Example: runner submit jobs/demo.yaml --simulate
     """
@@ -92,7 +120,8 @@ def store_options(f: F) -> F:
         "db_url",
         envvar="RUNNER_DB",
         metavar="URL",
-        help="SQLAlchemy URL of the store [default: sqlite:///<output>/runner.db].",
+        help="SQLAlchemy URL of the store (env RUNNER_DB) "
+        "[default: sqlite:///<output>/runner.db].",
     )(f)
     f = click.option(
         "--output",
@@ -122,8 +151,40 @@ def complete_job(
     ]
 
 
+_JSON_ASKED = "runner.json"  # ctx.meta key: the command was given --json
+
+
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        # Eager: noted before any other option is checked, so that a bad value
+        # is reported as JSON too.
+        is_eager=True,
+        callback=_note_json,
+        help='Print JSON (an error as {"error": {...}}, text on stderr as well).',
+    )(f)
+
+
+def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[_JSON_ASKED] = True  # meta is shared with the group's context
+    return value
+
+
+def _json_asked(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get(_JSON_ASKED))
+
+
+def _usage_error(exc: click.UsageError) -> dict[str, Any]:
+    """A usage error click found (bad option or value), shaped like
+    `RunnerError.as_dict()`."""
+    return {
+        "message": exc.format_message(),
+        "exit_code": exc.exit_code,
+        "type": type(exc).__name__,
+    }
 
 
 def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -172,7 +233,10 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
             metavar="URL",
             help=(
                 "API base URL (env RUNNER_BASE_URL) "
-                f"[default: {runs.DEFAULT_BASE_URL}]."
+                f"[default: {runs.DEFAULT_BASE_URL}]. Its key: "
+                f"{runs.GOOGLE_KEY_VARIABLE} for {runs.GOOGLE_HOST}, "
+                f"{runs.RELAY_KEY_VARIABLE} for any other host (only that one "
+                "variable is read)."
             ),
         ),
         click.option(
@@ -360,8 +424,8 @@ def review(
     """
     report = runs.review(job, workspace=runs.Workspace(output, db_url))
     render.review(report, as_json)
-    if open_:
-        click.launch(str(report.index))
+    if open_ and not _open_in_browser(report.index):
+        render.browser_missing(report.index)
 
 
 @cli.command(name="list")
@@ -535,8 +599,11 @@ def export(
 
 def _finish(report: RunReport, as_json: bool, retry: str | None) -> None:
     render.run(report, as_json, retry)
-    if report.result.stopped:
-        raise RunStopped(report.result.stopped, status=report.result.stopped_status)
+    if (stop := report.stop) is not None:
+        if as_json:  # the JSON just printed carries it as "error"
+            render.error(stop, as_json=False)
+            sys.exit(stop.exit_code)
+        raise stop
     render.run_notes(report, None if as_json else retry)
     sys.exit(report.exit_code)
 
@@ -589,6 +656,15 @@ def _ask_removal(question: RemovalQuestion) -> bool:
 
 
 SIMULATE_FAULTS_VARIABLE = "RUNNER_SIMULATE_FAULTS"  # --simulate's fault rules
+
+
+def _open_in_browser(page: Path) -> bool:
+    """Show a file in the user's browser; False when none could be opened (no
+    display, no browser installed, $BROWSER failing). Not `click.launch`: on
+    Linux it starts xdg-open without waiting and reports success either way."""
+    import webbrowser
+
+    return webbrowser.open(page.resolve().as_uri())
 
 
 @contextmanager

@@ -20,7 +20,7 @@ Messages never contain an API key: `client` redacts before any string is built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,6 +36,19 @@ class RunnerError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error for `--json`: message, exit code, class name and its fields."""
+        return {
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "type": type(self).__name__,
+            **self.fields(),
+        }
+
+    def fields(self) -> dict[str, Any]:
+        """What the error carries beyond its message (JSON values)."""
+        return {}
 
 
 class UsageError(RunnerError):
@@ -56,6 +69,9 @@ class JobSpecError(RunnerError):
         where = f"{path} line {line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {message}")
 
+    def fields(self) -> dict[str, Any]:
+        return {"path": str(self.path), "line": self.line, "problem": self.problem}
+
 
 class JobSpecErrors(JobSpecError):
     """Several problems in one job file: `errors` in line order, one line each in
@@ -75,6 +91,13 @@ class JobSpecErrors(JobSpecError):
             )
         RunnerError.__init__(self, "\n".join(lines))
         self.path, self.line, self.problem = first.path, first.line, first.problem
+
+    def fields(self) -> dict[str, Any]:
+        """The first problem's fields, and every problem (none left out)."""
+        return {
+            **super().fields(),
+            "problems": [error.fields() for error in self.errors],
+        }
 
 
 class StoreError(RunnerError):
@@ -117,6 +140,9 @@ class JobBusyError(StoreError):
             "to finish, or stop it, then submit again"
         )
 
+    def fields(self) -> dict[str, Any]:
+        return {"job": self.job, "holder": self.holder}
+
 
 class RunStopped(RunnerError):
     """Further requests were pointless: the key, access, balance, a quota, the
@@ -129,6 +155,9 @@ class RunStopped(RunnerError):
         self.reason = reason
         self.status = status
         super().__init__(reason)
+
+    def fields(self) -> dict[str, Any]:
+        return {"reason": self.reason, "status": self.status}
 
 
 class Interrupted(RunnerError):

@@ -1,9 +1,11 @@
 """How the reports look: rich tables and summary lines, the progress display, JSON.
 
 Owns: stdout (tables, summaries, `--json`), stderr lines (warnings, notes, errors),
-the live progress bar on a terminal and plain progress lines otherwise. Everything
-it shows comes from a report in `runner.reports`; it decides nothing, asks nothing
-and never exits.
+the live progress bar on a terminal and plain progress lines otherwise. On a
+terminal, tables fit its width without cutting a name, number or path; through a
+pipe, a table is a header line and tab-separated rows, with no colour or wrapping.
+Everything it shows comes from a report in `runner.reports`; it decides nothing,
+asks nothing and never exits.
 """
 
 from __future__ import annotations
@@ -11,18 +13,24 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from runner import outputs
 from runner.reports import stale_note
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from pathlib import Path
 
+    from runner.errors import RunnerError
     from runner.reports import (
         Confirmation,
         ExportReport,
@@ -42,6 +50,10 @@ PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when not on a termi
 INTERRUPTED_RESUME = "unfinished items stay pending; submit again to resume"
 INTERRUPTED = f"interrupted: {INTERRUPTED_RESUME}"
 
+COLUMN_GAP = 2  # spaces between table columns on a terminal
+PROSE_FOLD = 20  # a longer word in prose (a URL in a reason) may fold to fit a table
+Cell = int | str | None  # a table cell: ints get thousands separators on a terminal
+
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -50,6 +62,24 @@ def print_json(data: Any) -> None:
 def err(message: str) -> None:
     """One line on stderr."""
     click.echo(message, err=True)
+
+
+def error(exc: RunnerError, as_json: bool) -> None:
+    """A failed command: `error:` lines on stderr, and with --json the error as
+    `{"error": {...}}` on stdout."""
+    if as_json:
+        print_json({"error": exc.as_dict()})
+    for line in exc.message.splitlines():
+        err(f"error: {line}")
+
+
+def browser_missing(page: Path) -> None:
+    """`review --open` found no browser to open `page` (stderr)."""
+    page = page.resolve()
+    warning(
+        f"no browser could be opened; open {page.as_uri()} in one "
+        f"(the gallery is {page})"
+    )
 
 
 def warning(message: str) -> None:
@@ -67,19 +97,21 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
         return
     for message in data["warnings"]:
         warning(message)
-    console = Console()
-    console.print(
-        f"[bold]{data['job']}[/] ({data['file']}): {data['items']} items, "
-        f"{data['new']} new, {data['to_send']} to send"
+    out = Stdout()
+    out.line(
+        f" ({data['file']}): {data['items']} items, {data['new']} new, "
+        f"{data['to_send']} to send",
+        bold=data["job"],
+        whole=True,
     )
     for axis, counts in data["axes"].items():
         shown = ", ".join(f"{value} ({n})" for value, n in counts.items())
-        console.print(f"  {axis:<13} {len(counts)} value(s): {shown}", highlight=False)
+        out.line(f"  {axis:<13} {len(counts)} value(s): {shown}")
     if data["stored"]:
         stored = ", ".join(f"{n} {s}" for s, n in sorted(data["stored"].items()))
-        console.print(f"  already in the store: {stored}")
+        out.line(f"  already in the store: {stored}")
     if data["duplicates_dropped"]:
-        console.print(
+        out.line(
             f"  {data['duplicates_dropped']} cell(s) dropped: same request as another"
         )
     for label, key in (("to send", "to_send"), ("whole plan", "whole_plan")):
@@ -90,23 +122,22 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
         basis = ""
         if est["recorded_answers"]:
             basis = f" (estimated from {est['recorded_answers']:,} recorded answers)"
-        console.print(
+        out.line(
             f"  estimate, {label}: {est['requests']:,} requests, "
             f"{est['tokens']['totalTokenCount']:,} tokens, {cost}{basis}, "
-            f"up to {outputs.describe_bytes(est['bytes'])} of images",
-            highlight=False,
+            f"up to {outputs.describe_bytes(est['bytes'])} of images"
         )
     caps = {k: v for k, v in data["budget"].items() if v is not None}
     if caps:
         shown = ", ".join(f"{k} {v}" for k, v in caps.items())
-        console.print(f"  budget: {shown}", highlight=False)
+        out.line(f"  budget: {shown}")
 
 
 def status(report: StatusReport, by: Sequence[str], as_json: bool) -> None:
     if as_json:
         print_json(report.as_dict())
         return
-    _status_tables(Console(), report.as_dict(), by)
+    _status_tables(Stdout(), report.as_dict(), by)
 
 
 def run(report: RunReport, as_json: bool, retry: str | None = None) -> None:
@@ -117,10 +148,10 @@ def run(report: RunReport, as_json: bool, retry: str | None = None) -> None:
     if as_json:
         print_json({**report.as_dict(), "retry_command": retry})
         return
-    console = Console()
+    out = Stdout()
     sending = report.sending
     if sending is not None and sending.command == "retry" and not sending.to_send:
-        console.print(f"nothing to retry: {_sending_counts(sending)}", highlight=False)
+        out.line(f"nothing to retry: {_sending_counts(sending)}")
         return
     p = report.result.progress
     sent = (
@@ -129,17 +160,15 @@ def run(report: RunReport, as_json: bool, retry: str | None = None) -> None:
         if p.total
         else "nothing sent"
     )
-    console.print(
-        f"[bold]{report.job}[/]: {sent}; manifest {report.manifest}", highlight=False
-    )
+    out.line(f": {sent}; manifest {report.manifest}", bold=report.job, whole=True)
     if report.replayed or report.adopted:
-        console.print(
+        out.line(
             f"recorded {_n(report.replayed + report.adopted, 'answer')} a stopped run "
             "was paid for but had not stored (from its journal and image files)"
         )
     if report.recovered:
-        console.print(f"resumed {_n(report.recovered, 'item')} a stopped run left open")
-    _status_tables(console, report.status.as_dict())
+        out.line(f"resumed {_n(report.recovered, 'item')} a stopped run left open")
+    _status_tables(out, report.status.as_dict())
 
 
 def run_notes(report: RunReport, retry: str | None = None) -> None:
@@ -219,22 +248,31 @@ def job_list(jobs: JobList, as_json: bool) -> None:
     if not jobs.jobs:
         click.echo(f"no jobs in {jobs.output}")
         return
-    table = Table(
-        "job", "items", "succeeded", "failed", "blocked", "pending", "updated"
-    )
+    out = Stdout()
+    # On a terminal simulated items ride along in "succeeded" to save width;
+    # through a pipe they get their own column.
+    simulated: list[Column] = [] if out.terminal else [Column("simulated", "number")]
+    rows: list[list[Cell]] = []
     for s in jobs.jobs:
         c = s.counts
-        simulated = f" (+{c['simulated']} sim.)" if c["simulated"] else ""
-        table.add_row(
-            s.name,
-            str(sum(c.values())),
-            f"{c['succeeded']}{simulated}",
-            str(c["failed"]),
-            str(c["blocked"]),
-            str(c["pending"] + c["running"]),
-            s.updated_at[:19].replace("T", " "),
-        )
-    Console().print(table)
+        done: list[Cell] = [c["succeeded"], c["simulated"]]
+        if out.terminal:
+            sim = f" (+{c['simulated']:,} sim.)" if c["simulated"] else ""
+            done = [f"{c['succeeded']:,}{sim}"]
+        rows.append(
+            [
+                s.name, sum(c.values()), *done, c["failed"], c["blocked"],
+                c["pending"] + c["running"], s.updated_at[:19].replace("T", " "),
+            ]
+        )  # fmt: skip
+    out.table(
+        [
+            Column("job"), Column("items", "number"), Column("succeeded", "prose"),
+            *simulated, Column("failed", "number"), Column("blocked", "number"),
+            Column("pending", "number"), Column("updated", "prose"),
+        ],
+        rows,
+    )  # fmt: skip
 
 
 _DONE = {"star": "starred", "reject": "rejected", "clear": "cleared", "note": "noted"}
@@ -336,6 +374,138 @@ def progress(quiet: bool) -> Iterator[Callable[[RunProgress], None] | None]:
     yield plain
 
 
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column and how it gives way on a narrow terminal: "prose" wraps at
+    spaces; a "name" (left-aligned) and a "number" (right-aligned) never do."""
+
+    header: str
+    kind: Literal["name", "prose", "number"] = "name"
+
+
+class Stdout:
+    """One command's stdout. On a terminal (as rich sees it: a tty, or
+    TTY_COMPATIBLE=1 / FORCE_COLOR; COLUMNS sets the width): bold lead words,
+    lines wrapped at spaces, tables fitted to the width. Through a pipe: plain
+    lines as written, and each table a header line and tab-separated rows (plain
+    integers, empty for none), set off from other lines by a blank line."""
+
+    def __init__(self) -> None:
+        self.console = Console()
+        self.terminal = self.console.is_terminal
+        self._printed = False
+        self._after_table = False
+
+    def line(self, text: str, *, bold: str = "", whole: bool = False) -> None:
+        """`bold` then `text`; `whole`: the line holds a path, which is never
+        broken (the terminal wraps it, if it must, as one line)."""
+        self._start(table=False)
+        if not self.terminal:
+            click.echo(bold + text)
+            return
+        self.console.print(Text.assemble((bold, "bold"), text), soft_wrap=whole)
+
+    def table(
+        self, columns: Sequence[Column], rows: Iterable[Sequence[Cell]], title: str = ""
+    ) -> None:
+        """Rows of cells under `columns`; the title is shown on a terminal only.
+        A terminal too narrow for the names and numbers gets one record per row
+        (header and value on each line) instead."""
+        self._start(table=True)
+        if not self.terminal:
+            click.echo("\t".join(c.header for c in columns))
+            for row in rows:
+                click.echo("\t".join(_plain_cell(cell) for cell in row))
+            return
+        texts = [[_shown_cell(cell) for cell in row] for row in rows]
+        widths = _fit(columns, texts, self.console.width)
+        if widths is None:
+            self._records(columns, texts, title)
+            return
+        table = Table(
+            title=title or None,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, COLUMN_GAP - 1, 0, 0),
+            header_style="bold",
+        )
+        for column, width in zip(columns, widths, strict=True):
+            table.add_column(
+                column.header,
+                justify="right" if column.kind == "number" else "left",
+                width=width,
+                overflow="fold",
+            )
+        for row_texts in texts:
+            table.add_row(*(Text(t) for t in row_texts))
+        self.console.print(table)
+
+    def _records(
+        self, columns: Sequence[Column], texts: Sequence[Sequence[str]], title: str
+    ) -> None:
+        if title:
+            self.console.print(Text(title, style="table.title"))
+        grid = Table.grid(padding=(0, COLUMN_GAP, 0, 0), pad_edge=False)
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for n, row in enumerate(texts):
+            if n:
+                grid.add_row()
+            for column, text in zip(columns, row, strict=True):
+                grid.add_row(column.header, Text(text))
+        self.console.print(grid)
+
+    def _start(self, *, table: bool) -> None:
+        if not self.terminal and self._printed and (table or self._after_table):
+            click.echo("")
+        self._printed, self._after_table = True, table
+
+
+def _fit(
+    columns: Sequence[Column], texts: Sequence[Sequence[str]], width: int
+) -> list[int] | None:
+    """Column widths for a table `width` wide, prose columns narrowed (widest
+    first) down to their longest word (or PROSE_FOLD); None when names and
+    numbers do not fit."""
+    room = width - COLUMN_GAP * (len(columns) - 1)
+    widths = [
+        max([cell_len(c.header), *(cell_len(row[i]) for row in texts)])
+        for i, c in enumerate(columns)
+    ]
+    floor = {
+        i: max(
+            [cell_len(c.header), *(min(_longest_word(r[i]), PROSE_FOLD) for r in texts)]
+        )
+        for i, c in enumerate(columns)
+        if c.kind == "prose"
+    }
+    while sum(widths) > room:
+        wide = [i for i in floor if widths[i] > floor[i]]
+        if not wide:
+            return None
+        widths[max(wide, key=lambda i: widths[i])] -= 1
+    return widths
+
+
+def _longest_word(text: str) -> int:
+    return max([0, *(cell_len(word) for word in text.split())])
+
+
+def _shown_cell(cell: Cell) -> str:
+    if cell is None:
+        return "-"
+    return f"{cell:,}" if isinstance(cell, int) else cell
+
+
+def _plain_cell(cell: Cell) -> str:
+    """A cell in a tab-separated row: tabs and line breaks become spaces."""
+    if cell is None:
+        return ""
+    return " ".join(str(cell).replace("\t", " ").splitlines())
+
+
 def _gallery_note(report: RunReport, *, quiet: bool) -> None:
     step = report.gallery
     if step is None:
@@ -354,73 +524,70 @@ def _gallery_note(report: RunReport, *, quiet: bool) -> None:
         err(f"gallery: {step.index}")
 
 
-def _status_tables(
-    console: Console, data: dict[str, Any], by: Sequence[str] = ()
-) -> None:
+def _status_tables(out: Stdout, data: dict[str, Any], by: Sequence[str] = ()) -> None:
     counts = data["counts"]
-    table = Table(title=f"job {data['job']}", title_justify="left")
     shown = ("succeeded", "simulated", "failed", "blocked", "pending", "running")
-    for name in ("items", *shown):
-        table.add_column(name, justify="right")
-    table.add_row(str(data["total"]), *(str(counts[name]) for name in shown))
-    console.print(table)
+    columns = [Column(name, "number") for name in ("items", *shown)]
+    row: list[Cell] = [data["total"], *(counts[name] for name in shown)]
+    if out.terminal:
+        out.table(columns, [row], title=f"job {data['job']}")
+    else:  # no titles through a pipe: the job is a column
+        out.table([Column("job"), *columns], [[data["job"], *row]])
     if counts["simulated"]:
-        console.print(
+        out.line(
             f"simulated: {counts['simulated']:,} item(s) done by --simulate only, "
             "not billed and in no total below; a submit without --simulate sends "
-            "them",
-            highlight=False,
+            "them"
         )
     if data["stale"]:
-        console.print(stale_note(data["job"], data["stale"]), highlight=False)
+        out.line(stale_note(data["job"], data["stale"]))
     marks = data["marks"]
     if any(marks.values()):
-        console.print(
+        out.line(
             f"marks: {marks['star']:,} starred, {marks['reject']:,} rejected, "
-            f"{marks['noted']:,} with a note",
-            highlight=False,
+            f"{marks['noted']:,} with a note"
         )
     usage = data["usage"]
     req = data["requests"]
-    console.print(
+    out.line(
         f"tokens: prompt {usage['promptTokenCount']:,}, output "
         f"{usage['candidatesTokenCount']:,}, thinking {usage['thoughtsTokenCount']:,}"
-        f", total {usage['totalTokenCount']:,}",
-        highlight=False,
+        f", total {usage['totalTokenCount']:,}"
     )
     per_success = data["attempts_per_success"]
-    console.print(
+    out.line(
         f"requests: {req['sent']:,} sent, {req['unknown']} with an unknown outcome "
         f"(possibly billed), {req['paid_failed']} billed without an image"
-        + (f"; {per_success} per success" if per_success else ""),
-        highlight=False,
+        + (f"; {per_success} per success" if per_success else "")
     )
     if data["cost"]:
         cost = data["cost"]
-        console.print(
+        out.line(
             f"spend: ${cost['total_usd']:,.4f} (${cost['billed_usd']:,.4f} from "
             f"usage + ${cost['possibly_billed_usd']:,.4f} estimated for unknown "
-            f"outcomes; prices as of {data['price']['as_of']})",
-            highlight=False,
+            f"outcomes; prices as of {data['price']['as_of']})"
         )
+    numbers = "items ok failed blocked pending requests tokens USD".split()
     for axis in by:
-        groups = Table(
-            axis, "items", "ok", "failed", "blocked", "pending", "requests",
-            "tokens", "USD", title=f"by {axis}", title_justify="left",
+        out.table(
+            [Column(axis), *(Column(n, "number") for n in numbers)],
+            [
+                [
+                    value, g["items"], g["succeeded"], g["failed"], g["blocked"],
+                    g["pending"] + g["running"], g["requests"],
+                    g["usage"]["totalTokenCount"],
+                    None if g["cost"] is None else f"{g['cost']['total_usd']:.4f}",
+                ]
+                for value, g in data["by"][axis].items()
+            ],
+            title=f"by {axis}",
         )  # fmt: skip
-        for value, g in data["by"][axis].items():
-            usd = "-" if g["cost"] is None else f"{g['cost']['total_usd']:.4f}"
-            groups.add_row(
-                value, str(g["items"]), str(g["succeeded"]), str(g["failed"]),
-                str(g["blocked"]), str(g["pending"] + g["running"]),
-                str(g["requests"]), f"{g['usage']['totalTokenCount']:,}", usd,
-            )  # fmt: skip
-        console.print(groups)
     if data["failures"]:
-        failures = Table("status", "count", "reason", title="failures by reason")
-        for f in data["failures"]:
-            failures.add_row(f["status"], str(f["count"]), f["reason"])
-        console.print(failures)
+        out.table(
+            [Column("status"), Column("count", "number"), Column("reason", "prose")],
+            [[f["status"], f["count"], f["reason"]] for f in data["failures"]],
+            title="failures by reason",
+        )
 
 
 def _detail(p: RunProgress) -> str:

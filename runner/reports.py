@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner import outputs, pricing
+from runner.errors import RunStopped
 from runner.store import STATUSES
 
 if TYPE_CHECKING:
@@ -381,8 +382,15 @@ class RunReport:
         done = counts["succeeded"] + counts["simulated"]
         return 0 if done == sum(counts.values()) else 1
 
+    @property
+    def stop(self) -> RunStopped | None:
+        """The error a run stopped by an upstream problem ends with (exit 3)."""
+        if not self.result.stopped:
+            return None
+        return RunStopped(self.result.stopped, status=self.result.stopped_status)
+
     def as_dict(self) -> dict[str, Any]:
-        """The job's status and how the run ended."""
+        """The job's status and how the run ended (with `error` when it stopped)."""
         data = self.status.as_dict()
         data.update(
             exit_code=self.exit_code,
@@ -396,6 +404,8 @@ class RunReport:
             adopted=self.adopted,
             sending=None if self.sending is None else self.sending.as_dict(),
         )
+        if (stop := self.stop) is not None:
+            data["error"] = stop.as_dict()
         return data
 
 

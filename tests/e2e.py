@@ -91,6 +91,17 @@ def status_json(job: str, output: Path) -> dict[str, Any]:
     return data
 
 
+def tab_tables(output: str) -> list[list[list[str]]]:
+    """The tables in a command's output through a pipe: each a header line and
+    tab-separated rows, set off from other lines by a blank line."""
+    tables: list[list[list[str]]] = []
+    for block in output.split("\n\n"):
+        lines = block.strip("\n").splitlines()
+        if lines and "\t" in lines[0]:
+            tables.append([line.split("\t") for line in lines])
+    return tables
+
+
 def manifest(output: Path, job: str) -> list[dict[str, Any]]:
     path = output / job / "manifest.jsonl"
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]

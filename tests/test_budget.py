@@ -266,7 +266,7 @@ def test_cli_budget_flags_override_the_job_file(sim: SimServer, tmp_path: Path) 
     status = status_json("money", out)
     assert status["counts"]["succeeded"] == 3 and status["cost"]["total_usd"] > 0
     text = invoke("status", "money", "--by", "prompt", "--output", out)
-    assert "by prompt" in text.output and "item 0" not in text.output
+    assert "\nprompt\titems\t" in text.stdout and "item 0" not in text.stdout
 
 
 def test_a_terminal_run_over_the_cost_threshold_asks_first(

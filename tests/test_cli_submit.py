@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image
 
-from tests.e2e import REPO, SECRET, invoke, manifest, status_json, write_job
+from tests.e2e import (
+    REPO,
+    SECRET,
+    invoke,
+    manifest,
+    status_json,
+    tab_tables,
+    write_job,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -271,37 +279,23 @@ def test_list_shows_each_job_with_its_counts(sim: SimServer, tmp_path: Path) -> 
     assert submit(write_job(tmp_path, mixed, name="mixed.yaml"), sim, out)[0] == 1
     result = invoke("list", "--output", out)
     assert result.exit_code == 0, result.output
-    header, *rows = table_rows(result.output)
+    ((header, *rows),) = tab_tables(result.stdout)
     assert header == [
-        "job", "items", "succeeded", "failed", "blocked", "pending", "updated"
+        "job", "items", "succeeded", "simulated", "failed", "blocked", "pending",
+        "updated",
     ]  # fmt: skip
-    # items, succeeded, failed, blocked, pending (never sent: the budget stopped it)
-    assert [row[:6] for row in rows] == [
-        ["mixed", "10", "1", "2", "3", "4"],
-        ["three", "3", "3", "0", "0", "0"],
+    # items, succeeded, simulated, failed, blocked, pending (never sent: the budget
+    # stopped it)
+    assert [row[:7] for row in rows] == [
+        ["mixed", "10", "1", "0", "2", "3", "4"],
+        ["three", "3", "3", "0", "0", "0", "0"],
     ]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r[6]) for r in rows)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r[7]) for r in rows)
     listed = json.loads(invoke("list", "--json", "--output", out).stdout)
     assert [(j["job"], j["file"], j["counts"]) for j in listed] == [
         ("mixed", str(tmp_path / "mixed.yaml"), counts(1, 2, 3, 4)),
         ("three", str(tmp_path / "job.yaml"), counts(3, 0, 0, 0)),
     ]
-
-
-def table_rows(output: str) -> list[list[str]]:
-    """The cells of a rich table, header first; a cell wrapped onto more lines is
-    joined back with spaces."""
-    rows: list[list[str]] = []
-    for line in output.splitlines():
-        if line[:1] not in ("┃", "│"):
-            continue
-        cells = [c.strip() for c in re.split("[┃│]", line)[1:-1]]
-        if cells[0] or not rows:
-            rows.append(cells)
-        else:
-            above = rows[-1]
-            rows[-1] = [f"{a} {b}".strip() for a, b in zip(above, cells, strict=True)]
-    return rows
 
 
 def counts(succeeded: int, failed: int, blocked: int, pending: int) -> dict[str, int]:

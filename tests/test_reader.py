@@ -329,7 +329,7 @@ def test_status_in_a_fresh_process_prints_the_same_without_sqlalchemy(
         assert data["counts"]["failed"] == 4 and data["counts"]["blocked"] == 2
         assert data["requests"]["unknown"] == 2
     else:
-        assert "failures by reason" in fast.stdout
+        assert "\nstatus\tcount\treason\n" in fast.stdout  # the failures table
 
 
 # -- where the fast path steps aside ----------------------------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from runner.runs.commands import list_jobs, preview, retry, review, status, submit
 from runner.runs.completion import job_names
+from runner.runs.endpoint import GOOGLE_HOST, GOOGLE_KEY_VARIABLE, RELAY_KEY_VARIABLE
 from runner.runs.export import MARK_FILTERS, export
 from runner.runs.job_status import quick_status, read_status
 from runner.runs.marking import mark
@@ -38,6 +39,9 @@ from runner.runs.workspace import Workspace, find_job, is_job_file
 __all__ = [
     "DEFAULT_BASE_URL",
     "MARK_FILTERS",
+    "GOOGLE_HOST",
+    "GOOGLE_KEY_VARIABLE",
+    "RELAY_KEY_VARIABLE",
     "SendOptions",
     "Workspace",
     "find_job",

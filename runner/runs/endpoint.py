@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from runner.runs.settings import SendOptions
 
 GOOGLE_HOST = "generativelanguage.googleapis.com"
+GOOGLE_KEY_VARIABLE = "GEMINI_API_KEY"  # the key for GOOGLE_HOST, x-goog-api-key
+RELAY_KEY_VARIABLE = "TOKAIFY_API_KEY"  # the key for any other host, Bearer
 
 
 @contextmanager
@@ -42,9 +44,10 @@ def open_endpoint(send: SendOptions) -> Iterator[Endpoint]:
             f"RUNNER_BASE_URL), e.g. {DEFAULT_BASE_URL}"
         )
     if parsed.hostname == GOOGLE_HOST:
-        key, auth, var = os.environ.get("GEMINI_API_KEY"), "goog", "GEMINI_API_KEY"
+        var, auth = GOOGLE_KEY_VARIABLE, "goog"
     else:
-        key, auth, var = os.environ.get("TOKAIFY_API_KEY"), "bearer", "TOKAIFY_API_KEY"
+        var, auth = RELAY_KEY_VARIABLE, "bearer"
+    key = os.environ.get(var)
     if not key:
         raise UsageError(
             f"no API key: set {var} for {parsed.hostname}, or try the pipeline with "
