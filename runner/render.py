@@ -67,6 +67,14 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
         f"[bold]{data['job']}[/] ({data['file']}): {data['items']} items, "
         f"{data['new']} new, {data['to_send']} to send"
     )
+    if data["derived"]:
+        d = data["derived"]
+        marked = d["marked"] if isinstance(d["marked"], str) else "listed"
+        console.print(
+            f"  from {d['from']} ({d['mode']}, marked {marked}): {d['parents']} "
+            f"parent image(s), {d['parents_to_send']} with cells to send",
+            highlight=False,
+        )
     for axis, counts in data["axes"].items():
         shown = ", ".join(f"{value} ({n})" for value, n in counts.items())
         console.print(f"  {axis:<13} {len(counts)} value(s): {shown}", highlight=False)

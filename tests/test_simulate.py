@@ -1497,6 +1497,20 @@ def test_stats_count_each_body_and_its_successes(
         "aspect_ratio": "1:1",
         "image_size": "2K",
         "auth": "bearer",
+        "contents": (
+            {
+                "role": "user",
+                "parts": (
+                    {
+                        "kind": "text",
+                        "sha256": None,
+                        "mime_type": None,
+                        "signed": False,
+                        "thought": False,
+                    },
+                ),
+            },
+        ),
     }
     fox = stats["bodies"][hashlib.sha256(text_only).hexdigest()]
     assert (fox["received"], fox["succeeded"], fox["auth"]) == (1, 0, None)

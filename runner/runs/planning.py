@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from runner import outputs
 from runner.errors import NoSpaceError
 from runner.reports import PlanPreview, estimate_requests
+from runner.runs.parents import Parents, find_parents
 from runner.runs.settings import spec_price
 from runner.runs.workspace import owner_conflict
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
     from runner import pricing
     from runner.plan import Plan
+    from runner.runs.workspace import Workspace
     from runner.spec import JobSpec
     from runner.store import Store
 
@@ -38,12 +40,17 @@ class SubmitCheck:
     recorded_answers: int = 0  # the estimate learnt from this many answers
     bytes: int = 0  # what the images may take (outputs.image_bytes, one each)
     stale: int = 0  # stored items the job file no longer has
+    notes: tuple[str, ...] = ()  # about a derived job's parents
 
 
-def preview_spec(spec: JobSpec, store: Store) -> PlanPreview:
+def preview_spec(
+    spec: JobSpec, store: Store, workspace: Workspace | None = None
+) -> PlanPreview:
     """Expand the job and compare with the store, as a real (not simulated)
-    submit would send it; sends and writes nothing."""
-    return _preview(spec, store, spec_price(spec), simulated=False, learn=True)
+    submit would send it; sends and writes nothing. A derived job's parents are
+    found in `workspace`."""
+    parents = _parents(spec, store, workspace, simulated=False)
+    return _preview(spec, store, spec_price(spec), parents, simulated=False, learn=True)
 
 
 def check_submit(
@@ -53,15 +60,19 @@ def check_submit(
     simulated: bool = False,
     *,
     learn: bool = True,
+    workspace: Workspace | None = None,
 ) -> SubmitCheck:
     """Count what a submit would send; an unchanged job file is not planned again
     (its digest matches the stored plan), so resuming a big job starts at once.
     A real submit sends the simulated successes too (SPEC 5). `learn`: estimate
     the cost from the job's recorded answers; a submit whose estimate nobody will
-    read (`--yes`) skips that read of every attempt (0.3 s at 300,000)."""
+    read (`--yes`) skips that read of every attempt (0.3 s at 300,000). A derived
+    job's parents are found (in `workspace`) every time: they are part of the
+    digest."""
     from runner.plan import plan_digest
 
-    digest = plan_digest(spec)
+    parents = _parents(spec, store, workspace, simulated=simulated)
+    digest = plan_digest(spec, parents.parents)
     job = store.get_job(spec.name)
     if job is not None and store.plan_digest(job) == digest:
         estimate = estimate_requests(
@@ -75,7 +86,7 @@ def check_submit(
         plan = None
         stale = store.stale_count(job)
     else:
-        full = _preview(spec, store, price, simulated=simulated, learn=learn)
+        full = _preview(spec, store, price, parents, simulated=simulated, learn=learn)
         estimate = full.estimate(full.to_send)
         plan = full.plan
         stale = full.stale
@@ -88,6 +99,7 @@ def check_submit(
         estimate["recorded_answers"],
         estimate["bytes"],
         stale,
+        parents.notes,
     )
 
 
@@ -112,17 +124,28 @@ def _to_send(simulated: bool) -> tuple[str, ...]:
     return ("pending", "running") if simulated else ("pending", "running", "simulated")
 
 
+def _parents(
+    spec: JobSpec, store: Store, workspace: Workspace | None, *, simulated: bool
+) -> Parents:
+    if spec.derived is None:
+        return Parents()
+    if workspace is None:
+        raise ValueError("a derived job's parents are found in a workspace")
+    return find_parents(spec, store, workspace, simulated=simulated)
+
+
 def _preview(
     spec: JobSpec,
     store: Store,
     price: pricing.Price | None,
+    parents: Parents,
     *,
     simulated: bool,
     learn: bool,
 ) -> PlanPreview:
     from runner.plan import build_plan
 
-    plan = build_plan(spec)
+    plan = build_plan(spec, parents.parents)
     job = store.get_job(spec.name)
     known = store.statuses_of(job, (i.key for i in plan.items)) if job else {}
     recorded = store.recorded_usage(job) if job and learn else {}
@@ -137,4 +160,5 @@ def _preview(
         recorded=recorded,
         stale=store.item_count(job) - len(known) if job else 0,
         other_file=owner_conflict(job, spec),
+        parent_notes=parents.notes,
     )

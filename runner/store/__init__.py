@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from runner.store.facade import Store
     from runner.store.leases import OpenAttempt
+    from runner.store.parents import MarksUnavailable, ParentImage
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
@@ -49,7 +50,9 @@ __all__ = [
     "AttemptStart",
     "JobRow",
     "JobSummary",
+    "MarksUnavailable",
     "OpenAttempt",
+    "ParentImage",
     "RecordedUsage",
     "Removed",
     "Spend",
@@ -66,7 +69,9 @@ _LAZY = {
     "AttemptEnd": "runner.store.attempts",
     "AttemptResult": "runner.store.attempts",
     "AttemptStart": "runner.store.attempts",
+    "MarksUnavailable": "runner.store.parents",
     "OpenAttempt": "runner.store.leases",
+    "ParentImage": "runner.store.parents",
     "Removed": "runner.store.removal",
     "Store": "runner.store.facade",
     "SyncResult": "runner.store.sync",

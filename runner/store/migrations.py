@@ -76,6 +76,15 @@ def m003_simulated_runs_and_pruned_requests(conn: Connection) -> None:
     _add_columns(conn, _M003)
 
 
+def m005_lineage(conn: Connection) -> None:
+    """Each derived item's parent (SPEC 6): the parent job by name (a lineage
+    outlives the job's removal), item key and image, and the mode it was made in.
+    (m004 is the marks table; the two touch different tables, so a store may get
+    them in either order.)"""
+    _add_columns(conn, _M005)
+    conn.exec_driver_sql(_M005_INDEX)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", m001_initial),
     ("m002_answer_parts_and_grounding", m002_answer_parts_and_grounding),
@@ -83,6 +92,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
         "m003_simulated_runs_and_pruned_requests",
         m003_simulated_runs_and_pruned_requests,
     ),
+    ("m005_lineage", m005_lineage),
 ]
 # A new step goes in records.MIGRATION_NAMES too: the status reader checks a store
 # against that list.
@@ -243,4 +253,13 @@ _M003 = (
         "pruned_requests",
         "ALTER TABLE jobs ADD COLUMN pruned_requests INTEGER DEFAULT 0 NOT NULL",
     ),
+)
+
+_M005 = tuple(
+    ("items", column, f"ALTER TABLE items ADD COLUMN {column} TEXT")
+    for column in ("parent_job", "parent_key", "parent_image", "parent_mode")
+)
+# A parent's children, for the gallery's links back.
+_M005_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ix_items_parent ON items (parent_job, parent_key)"
 )

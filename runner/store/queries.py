@@ -175,6 +175,20 @@ def _manifest_row(r: Any) -> dict[str, Any]:
         "finish_reason": r.finish_reason,
         "error": r.error,
         "grounding": json.loads(r.grounding_json) if r.grounding_json else None,
+        "parent": _parent(r),
+    }
+
+
+def _parent(r: Any) -> dict[str, str] | None:
+    """A derived item's lineage: the parent job, item key and image (relative to
+    that job's folder), and the mode; None for an item derived from nothing."""
+    if r.parent_job is None:
+        return None
+    return {
+        "job": r.parent_job,
+        "key": r.parent_key,
+        "image": r.parent_image,
+        "mode": r.parent_mode,
     }
 
 

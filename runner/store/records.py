@@ -41,6 +41,7 @@ MIGRATION_NAMES = (
     "m001_initial",
     "m002_answer_parts_and_grounding",
     "m003_simulated_runs_and_pruned_requests",
+    "m005_lineage",
 )
 # Attempt outcomes that mean "the request went out and may have been billed, but
 # nothing usable came back": counted as possibly paid.
