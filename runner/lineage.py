@@ -80,6 +80,7 @@ class Parent:
     references: tuple[Reference, ...]  # and the images sent with it
     history: tuple[Turn, ...] = ()  # turns the parent's own request sent first
     answer: Turn | None = None  # the model's turn; None: not read (or not recorded)
+    model: str = ""  # the model the parent's request named
 
     @property
     def name(self) -> str:

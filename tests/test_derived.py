@@ -268,6 +268,65 @@ def test_continue_sends_the_parents_turns_with_their_signatures(
     assert {r["parent"]["mode"] for r in rows} == {"continue"}
 
 
+def test_a_continue_of_a_continue_sends_the_whole_conversation(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    parent_job(tmp_path, sim)
+    closer = write_job(
+        tmp_path,
+        """
+        name: closer
+        from: {job: banners, marked: [harbour]}
+        mode: continue
+        prompts: ["Now move the camera closer"]
+        generation: {thinkingConfig: {includeThoughts: true}}
+        """,
+        "closer.yaml",
+    )
+    closer.write_text(closer.read_text().replace("harbour", harbour(out)))
+    assert submit(closer, sim, out)[0] == 0
+    closest = write_job(
+        tmp_path,
+        """
+        name: closest
+        from: {job: closer, marked: succeeded}
+        mode: continue
+        prompts: ["Closer still"]
+        model: gemini-3-pro-image-preview
+        """,
+        "closest.yaml",
+    )
+
+    planned = plan_json(closest, out)
+    sim.reset()
+    assert submit(closest, sim, out)[0] == 0
+
+    (body,) = bodies(sim)
+    roles = [turn["role"] for turn in body["contents"]]
+    assert roles == ["user", "model", "user", "model", "user"]
+    assert body["text"].splitlines() == [
+        "a harbour at dusk",
+        "Now move the camera closer",
+        "Closer still",
+    ]
+    first, second = images_in(body["contents"][1]), images_in(body["contents"][3])
+    assert first == [images_of(out, "banners")[harbour(out)]]
+    assert second == list(images_of(out, "closer").values())
+    # signatures are a model's own: another model continuing gets a warning
+    assert any(
+        "mode: continue sends gemini-3.1-flash-image-preview's answers" in w
+        for w in planned["warnings"]
+    )
+
+
+def harbour(out: Path) -> str:
+    """The file name of the harbour image of job banners."""
+    (row,) = [r for r in manifest(out, "banners") if r["prompt_id"] == "harbour"]
+    name: str = row["outputs"][0].rpartition("/")[2]
+    return name
+
+
 def test_a_tampered_signature_is_refused_by_the_api_with_a_400(
     sim: SimServer, tmp_path: Path
 ) -> None:

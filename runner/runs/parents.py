@@ -62,7 +62,9 @@ def find_parents(
         if parent is not None:
             parents.append(parent)
     finder.raise_problems()
-    notes = () if simulated else finder.simulated_note(job, images)
+    notes = finder.model_notes(parents)
+    if not simulated:
+        notes += finder.simulated_note(job, images)
     return Parents(tuple(parents), notes)
 
 
@@ -211,6 +213,7 @@ class _Finder:
             references=request.references,
             history=request.history,
             answer=answer,
+            model=request.model,
         )
 
     def _file(self, shown: str, path: Path, what: str) -> Reference | None:
@@ -299,6 +302,21 @@ class _Finder:
         return (
             f" ({len(simulated)} simulated images are left out: submit "
             f"'{job.name}' without --simulate first, or derive with --simulate)"
+        )
+
+    def model_notes(self, parents: Sequence[Parent]) -> tuple[str, ...]:
+        """A continue whose parents another model made: thought signatures are a
+        model's own (ai.google.dev/gemini-api/docs/thought-signatures: pass them
+        back "exactly as received"), so another model may refuse them."""
+        if self.derived.mode != "continue":
+            return ()
+        models = sorted({p.model for p in parents} - {self.spec.model})
+        if not models:
+            return ()
+        return (
+            f"mode: continue sends {', '.join(models)}'s answers (and their thought "
+            f"signatures) to {self.spec.model}, which may refuse them; set 'model: "
+            f"{models[0]}' to continue with the model that made them",
         )
 
     def simulated_note(
