@@ -48,6 +48,30 @@ TWO_MORE = """\
 """
 
 
+NIGHT = """\
+prompts: ["Same scene at night, {change}"]
+vars: {change: [neon signs, light rain]}
+"""
+CLOSER = """\
+mode: continue
+prompts: ["Now move the camera closer"]
+"""
+THINKING = "generation: {thinkingConfig: {includeThoughts: true}}\n"
+
+
+def derived_job(
+    tmp_path: Path,
+    name: str,
+    settings: str,
+    marked: str = "succeeded",
+    of: str = "banners",
+) -> Path:
+    """Job file <name>.yaml deriving from job `of`'s `marked` images, then the
+    lines of `settings`."""
+    head = f"name: {name}\nfrom: {{job: {of}, marked: {marked}}}\n"
+    return write_job(tmp_path, head + settings, f"{name}.yaml")
+
+
 def submit(job: Path, sim: SimServer, out: Path, *extra: str) -> tuple[int, str]:
     result = invoke(
         "submit", job, "--base-url", sim.url, "--output", out, "--no-review",
@@ -106,17 +130,9 @@ def test_an_edit_job_sends_each_parent_image_as_inline_data_with_each_prompt(
     out = tmp_path / "out"
     parent_job(tmp_path, sim)
     parents = images_of(out, "banners")
-    child = write_job(
-        tmp_path,
-        f"""
-        name: night
-        from: {{job: banners, marked: [{", ".join(parents)}]}}
-        mode: edit
-        prompts: ["Same scene at night, {{change}}"]
-        vars: {{change: [neon signs, light rain]}}
-        aspect_ratios: [parent]
-        """,
-        "night.yaml",
+    listed = f"[{', '.join(parents)}]"
+    child = derived_job(
+        tmp_path, "night", NIGHT + "mode: edit\naspect_ratios: [parent]\n", listed
     )
 
     planned = plan_json(child, out)
@@ -162,16 +178,7 @@ def test_an_edit_job_sends_each_parent_image_as_inline_data_with_each_prompt(
 def test_two_more_parents_send_only_their_cells(sim: SimServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     job = parent_job(tmp_path, sim)
-    child = write_job(
-        tmp_path,
-        """
-        name: night
-        from: {job: banners, marked: succeeded}
-        prompts: ["Same scene at night, {change}"]
-        vars: {change: [neon signs, light rain]}
-        """,
-        "night.yaml",
-    )
+    child = derived_job(tmp_path, "night", NIGHT)
     assert submit(child, sim, out)[0] == 0
     first = images_of(out, "banners")
     job.write_text(job.read_text() + TWO_MORE)
@@ -201,15 +208,7 @@ def test_a_parent_image_that_changed_makes_new_cells_and_keys_of_others_stay(
 ) -> None:
     out = tmp_path / "out"
     parent_job(tmp_path, sim)
-    child = write_job(
-        tmp_path,
-        """
-        name: night
-        from: {job: banners, marked: succeeded}
-        prompts: ["Same scene at night"]
-        """,
-        "night.yaml",
-    )
+    child = derived_job(tmp_path, "night", 'prompts: ["Same scene at night"]')
     assert submit(child, sim, out)[0] == 0
     keys = {r["key"] for r in manifest(out, "night")}
     first = manifest(out, "banners")[0]["outputs"][0]
@@ -232,17 +231,7 @@ def test_continue_sends_the_parents_turns_with_their_signatures(
     out = tmp_path / "out"
     parent_job(tmp_path, sim)
     parents = images_of(out, "banners")
-    child = write_job(
-        tmp_path,
-        """
-        name: closer
-        from: {job: banners, marked: succeeded}
-        mode: continue
-        prompts: ["Now move the camera closer"]
-        generation: {thinkingConfig: {includeThoughts: true}}
-        """,
-        "closer.yaml",
-    )
+    child = derived_job(tmp_path, "closer", CLOSER + THINKING)
     sim.reset()
     assert submit(child, sim, out)[0] == 0
 
@@ -273,29 +262,13 @@ def test_a_continue_of_a_continue_sends_the_whole_conversation(
 ) -> None:
     out = tmp_path / "out"
     parent_job(tmp_path, sim)
-    closer = write_job(
-        tmp_path,
-        """
-        name: closer
-        from: {job: banners, marked: [harbour]}
-        mode: continue
-        prompts: ["Now move the camera closer"]
-        generation: {thinkingConfig: {includeThoughts: true}}
-        """,
-        "closer.yaml",
-    )
-    closer.write_text(closer.read_text().replace("harbour", harbour(out)))
+    closer = derived_job(tmp_path, "closer", CLOSER + THINKING, f"[{harbour(out)}]")
     assert submit(closer, sim, out)[0] == 0
-    closest = write_job(
+    closest = derived_job(
         tmp_path,
-        """
-        name: closest
-        from: {job: closer, marked: succeeded}
-        mode: continue
-        prompts: ["Closer still"]
-        model: gemini-3-pro-image-preview
-        """,
-        "closest.yaml",
+        "closest",
+        'mode: continue\nprompts: ["Closer still"]\nmodel: gemini-3-pro-image-preview',
+        of="closer",
     )
 
     planned = plan_json(closest, out)
@@ -346,16 +319,7 @@ def test_a_tampered_signature_is_refused_by_the_api_with_a_400(
             "UPDATE attempts SET parts_json = ? WHERE item_id = ?",
             (json.dumps(parts), item_id),
         )
-    child = write_job(
-        tmp_path,
-        """
-        name: closer
-        from: {job: banners, marked: succeeded}
-        mode: continue
-        prompts: ["Now move the camera closer"]
-        """,
-        "closer.yaml",
-    )
+    child = derived_job(tmp_path, "closer", CLOSER)
     sim.reset()
     code, output = submit(child, sim, out)
 
@@ -391,16 +355,8 @@ def test_rerender_sends_the_parents_prompt_and_references_at_the_new_size(
         """,
     )
     parents = manifest(out, "banners")
-    child = write_job(
-        tmp_path,
-        """
-        name: big
-        from: {job: banners, marked: succeeded}
-        mode: rerender
-        aspect_ratios: [parent]
-        image_sizes: ["2K"]
-        """,
-        "big.yaml",
+    child = derived_job(
+        tmp_path, "big", 'mode: rerender\naspect_ratios: [parent]\nimage_sizes: ["2K"]'
     )
 
     planned = plan_json(child, out)
@@ -458,11 +414,7 @@ def test_a_parent_image_that_is_gone_is_a_plan_time_error_naming_it(
     parent_job(tmp_path, sim)
     gone = manifest(out, "banners")[1]["outputs"][0]
     (out / "banners" / gone).unlink()
-    child = write_job(
-        tmp_path,
-        'from: {job: banners, marked: succeeded}\nprompts: ["at night"]\n',
-        "night.yaml",
-    )
+    child = derived_job(tmp_path, "night", 'prompts: ["at night"]')
 
     output = plan_error(child, out)
     sim.reset()
@@ -483,15 +435,7 @@ def test_continue_from_a_parent_recorded_without_its_answer_is_refused(
             "(SELECT id FROM items WHERE prompt_id = 'forest')"
         )
     forest = next(r for r in manifest(out, "banners") if r["prompt_id"] == "forest")
-    child = write_job(
-        tmp_path,
-        """
-        from: {job: banners, marked: succeeded}
-        mode: continue
-        prompts: ["closer"]
-        """,
-        "closer.yaml",
-    )
+    child = derived_job(tmp_path, "closer", CLOSER)
 
     output = plan_error(child, out)
 
@@ -592,14 +536,7 @@ def test_googles_sdk_sends_a_continue_conversation_and_a_forged_one_is_a_400(
     turns with a signature it never issued, through the SDK's ClientError."""
     out = tmp_path / "out"
     parent_job(tmp_path, sim)
-    child = write_job(
-        tmp_path,
-        """
-        from: {job: banners, marked: succeeded}
-        mode: continue
-        prompts: ["Now move the camera closer"]
-        """,
-    )
+    child = derived_job(tmp_path, "closer", CLOSER)
     contents = continue_contents(child, out)
     forged = json.loads(json.dumps(contents))
     for part in forged[1]["parts"]:
