@@ -59,11 +59,11 @@ def parent_images(
     these statuses), "star" (MarksUnavailable until the marks table exists), or a
     list of image file names and item-key prefixes (whatever the item's status:
     the caller says what is wrong with a name that is not usable)."""
-    found = _images(conn, job)
     if marked == "star":
         # Wired once the marks table (m004) is in: the starred images among
-        # `found` whose items have these statuses.
+        # `_images(conn, job)` whose items have these statuses.
         raise MarksUnavailable
+    found = _images(conn, job)
     if isinstance(marked, str):
         return [image for image in found if image.status in statuses]
     names = {PurePosixPath(name).name for name in marked}
