@@ -9,6 +9,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import textwrap
 from collections import Counter
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
@@ -466,7 +467,58 @@ def test_rerender_refuses_prompts_and_vars(tmp_path: Path) -> None:
     assert "job.yaml line 4: vars: is not used with 'mode: rerender'" in output
 
 
-def test_marked_star_needs_marks(sim: SimServer, tmp_path: Path) -> None:
+def test_starring_two_more_parents_sends_only_their_cells(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    parent_job(tmp_path, sim, textwrap.dedent(PARENT) + TWO_MORE)
+    images = list(images_of(out, "banners").items())
+    child = derived_job(tmp_path, "night", NIGHT, marked="star")
+    star(out, "banners", [])
+    assert "has no starred images" in plan_error(child, out)
+    star(out, "banners", [name for name, _ in images[:3]])
+    assert submit(child, sim, out)[0] == 0
+    star(out, "banners", [name for name, _ in images[3:]])
+
+    planned = plan_json(child, out)
+    sim.reset()
+    assert submit(child, sim, out)[0] == 0
+
+    assert (planned["items"], planned["to_send"]) == (10, 4)
+    arrived = Counter(i for b in bodies(sim) for i in images_in(b["contents"][0]))
+    assert arrived == {sha: 2 for _, sha in images[3:]}
+
+
+def star(out: Path, job: str, names: list[str]) -> None:
+    """Star these images of `job` as `runner mark --star` records a mark (the
+    marks table of m004_marks, made here in a store that lacks it)."""
+    with closing(store_file(out)) as db, db:
+        db.execute(MARKS_DDL)
+        for name in names:
+            db.execute(
+                "INSERT INTO marks (item_id, image, mark, note, updated_at) "
+                "SELECT i.id, ?, 'star', NULL, '2026-12-02T00:00:00.000+00:00' "
+                "FROM items i JOIN jobs j ON j.id = i.job_id "
+                "WHERE j.name = ? AND i.outputs_json LIKE ?",
+                (f"images/{name}", job, f'%"images/{name}"%'),
+            )
+
+
+MARKS_DDL = """\
+CREATE TABLE IF NOT EXISTS marks (
+    item_id INTEGER NOT NULL,
+    image TEXT NOT NULL,
+    mark TEXT,
+    note TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, image),
+    FOREIGN KEY(item_id) REFERENCES items (id)
+)"""
+
+
+def test_marked_star_without_marks_in_the_store_is_a_plan_time_error(
+    sim: SimServer, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     parent_job(tmp_path, sim)
     child = write_job(tmp_path, 'from: banners\nprompts: ["at night"]\n')

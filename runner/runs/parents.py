@@ -114,17 +114,22 @@ class _Finder:
             found = self.store.parent_images(job, marked, statuses)
         except MarksUnavailable:
             raise self.fail(
-                "from: marked: star needs marks on images, which this runner does "
-                "not record yet; use 'marked: succeeded', or list the images to "
-                "derive from by file name"
+                "from: marked: star needs marks on images, which this store does "
+                "not keep; use 'marked: succeeded', or list the images to derive "
+                "from by file name"
             ) from None
         if isinstance(marked, tuple):
             found = self._explicit(job, marked, found, statuses)
         unique = list({(i.key, i.image): i for i in found}.values())
-        if not unique:
-            which = "starred" if marked == "star" else "succeeded"
+        if not unique and marked == "star":
             raise self.fail(
-                f"from: job '{job.name}' has no {which} images to derive from; "
+                f"from: job '{job.name}' has no starred images to derive from; "
+                f"star some (`runner mark {job.name} IMAGE... --star`), or use "
+                "'marked: succeeded'"
+            )
+        if not unique:
+            raise self.fail(
+                f"from: job '{job.name}' has no succeeded images to derive from; "
                 "run it (`runner submit`), or choose other images in from: marked"
                 f"{self._simulated_hint(job, statuses)}"
             )

@@ -55,14 +55,17 @@ def parent_images(
     marked: str | Sequence[str],
     statuses: Sequence[str],
 ) -> list[ParentImage]:
-    """The job's images `marked` selects, in plan order: "succeeded" (items with
-    these statuses), "star" (MarksUnavailable until the marks table exists), or a
-    list of image file names and item-key prefixes (whatever the item's status:
-    the caller says what is wrong with a name that is not usable)."""
+    """The job's images `marked` selects, in plan order: "succeeded" or "star" (of
+    items with these statuses; MarksUnavailable if the store has no marks table),
+    or a list of image file names and item-key prefixes (whatever the item's
+    status: the caller says what is wrong with a name that is not usable)."""
     if marked == "star":
-        # Wired once the marks table (m004) is in: the starred images among
-        # `_images(conn, job)` whose items have these statuses.
-        raise MarksUnavailable
+        starred = _starred(conn, job)
+        return [
+            image
+            for image in _images(conn, job)
+            if (image.key, image.image) in starred and image.status in statuses
+        ]
     found = _images(conn, job)
     if isinstance(marked, str):
         return [image for image in found if image.status in statuses]
@@ -73,6 +76,22 @@ def parent_images(
         for image in found
         if image.name in names or image.key.startswith(prefixes)
     ]
+
+
+def _starred(conn: Connection, job: JobRow) -> set[tuple[str, str]]:
+    """(item key, image) of the job's starred images, from the marks table
+    (m004_marks: one row per marked image of an item, `mark` 'star' or 'reject');
+    MarksUnavailable in a store without it."""
+    if not sa.inspect(conn).has_table("marks"):
+        raise MarksUnavailable
+    rows = conn.execute(
+        sa.text(
+            "SELECT i.key, m.image FROM marks m JOIN items i ON i.id = m.item_id "
+            "WHERE i.job_id = :job_id AND m.mark = 'star'"
+        ),
+        {"job_id": job.id},
+    )
+    return {(key, image) for key, image in rows}
 
 
 def _images(conn: Connection, job: JobRow) -> list[ParentImage]:
