@@ -104,6 +104,13 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
         bold=data["job"],
         whole=True,
     )
+    if data["derived"]:
+        d = data["derived"]
+        marked = d["marked"] if isinstance(d["marked"], str) else "listed"
+        out.line(
+            f"  from {d['from']} ({d['mode']}, marked {marked}): {d['parents']} "
+            f"parent image(s), {d['parents_to_send']} with cells to send"
+        )
     for axis, counts in data["axes"].items():
         shown = ", ".join(f"{value} ({n})" for value, n in counts.items())
         out.line(f"  {axis:<13} {len(counts)} value(s): {shown}")

@@ -148,6 +148,7 @@ class PlanPreview:
     recorded: Mapping[UsageKey, RecordedUsage] = field(default_factory=dict)
     stale: int = 0  # stored items this job file no longer has
     other_file: str | None = None  # another existing job file made this job
+    parent_notes: tuple[str, ...] = ()  # a derived job's: what was left out
 
     def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
         """Expected tokens and USD if every item succeeds on its first try."""
@@ -156,7 +157,7 @@ class PlanPreview:
                 (
                     i.request.model,
                     i.request.text,
-                    len(i.request.references),
+                    len(i.request.inline_files),
                     i.request.image_size,
                 )
                 for i in items
@@ -185,6 +186,24 @@ class PlanPreview:
             "budget": asdict(self.spec.budget),
             "stale": self.stale,
             "warnings": [*self.spec.warnings, *self.notes],
+            "derived": self.derived(),
+        }
+
+    def derived(self) -> dict[str, Any] | None:
+        """A derived job's parent axis: where the parents come from, how many, and
+        how many of them have cells to send (new parents, say)."""
+        derived = self.spec.derived
+        if derived is None:
+            return None
+        names = {i.parent.name: None for i in self.plan.items if i.parent}
+        sending = {i.parent.name for i in self.to_send if i.parent}
+        marked = derived.marked
+        return {
+            "from": derived.job,
+            "mode": derived.mode,
+            "marked": marked if isinstance(marked, str) else list(marked),
+            "parents": len(names),
+            "parents_to_send": len(sending),
         }
 
     @property
@@ -199,7 +218,7 @@ class PlanPreview:
             )
         if self.stale:
             notes.append(stale_note(self.spec.name, self.stale))
-        return notes
+        return [*notes, *self.parent_notes]
 
 
 def stale_note(job: str, stale: int) -> str:

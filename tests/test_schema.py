@@ -77,7 +77,7 @@ def test_its_keys_descriptions_and_values_come_from_the_reader() -> None:
     assert tuple(properties) == TOP_LEVEL_KEYS
     for key in KEYS:
         assert properties[key.name]["description"] == key.description
-    assert schema["$defs"]["aspect_ratio"]["enum"] == [*ASPECT_RATIOS, "auto"]
+    assert schema["$defs"]["aspect_ratio"]["enum"] == [*ASPECT_RATIOS, "auto", "parent"]
     assert properties["model"]["anyOf"][0]["enum"] == list(MODELS)
     # what only `runner plan` can check is said where an editor shows it
     assert "placeholder" in schema["description"]

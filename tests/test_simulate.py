@@ -28,6 +28,7 @@ from runner.simulate import (
     SimServer,
     image_dimensions,
 )
+from runner.simulate import server as server_module
 from tests.google_sizes import (
     EXTREME_RATIOS,
     FLASH_SIZES,
@@ -873,6 +874,105 @@ def test_a_second_turn_with_the_models_signed_parts_is_answered(
     }
 
 
+def second_turn(first: dict[str, Any]) -> dict[str, Any]:
+    """A later turn sending `first`'s answer back as the model's turn."""
+    turn = thinking_body("now at night")
+    turn["contents"] = [
+        {"role": "user", "parts": [{"text": "a routing banner"}]},
+        first["candidates"][0]["content"],
+        *turn["contents"],
+    ]
+    return turn
+
+
+def test_a_signature_the_model_never_issued_is_googles_400(
+    client: httpx.Client,
+) -> None:
+    turn = second_turn(client.post(GENERATE, json=thinking_body()).json())
+    signed = [p for p in turn["contents"][1]["parts"] if "thoughtSignature" in p]
+    signed[-1]["thoughtSignature"] = base64.b64encode(b"made up" * 7).decode()
+
+    response = client.post(GENERATE, json=turn)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": 400,
+        "message": "Unable to submit request because it has an invalid thought "
+        "signature for content at index 1.",
+        "status": "INVALID_ARGUMENT",
+    }
+
+
+def test_a_signature_is_recognised_in_either_base64_alphabet(
+    client: httpx.Client,
+) -> None:
+    """google-genai sends bytes URL-safe: the same signature, spelt differently."""
+    turn = second_turn(client.post(GENERATE, json=thinking_body()).json())
+    for part in turn["contents"][1]["parts"]:
+        if "thoughtSignature" in part:
+            safe = part["thoughtSignature"].translate(str.maketrans("+/", "-_"))
+            assert safe != part["thoughtSignature"]
+            part["thoughtSignature"] = safe
+
+    assert client.post(GENERATE, json=turn).status_code == 200
+
+
+def test_the_signatures_remembered_are_bounded_oldest_forgotten_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server_module, "MAX_SIGNATURES", 4)  # two answers' worth
+    with (
+        SimServer(image_scale=SCALE) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        answers = [http.post(GENERATE, json=thinking_body()).json() for _ in range(3)]
+        oldest = http.post(GENERATE, json=second_turn(answers[0]))
+        newest = http.post(GENERATE, json=second_turn(answers[2]))
+
+    assert (oldest.status_code, newest.status_code) == (400, 200)
+
+
+def test_stats_show_each_turn_and_the_hash_of_each_image_sent(
+    sim: SimServer, client: httpx.Client
+) -> None:
+    reference = png_bytes(8, 8)
+    first = client.post(GENERATE, json=thinking_body()).json()
+    turn = second_turn(first)
+    turn["contents"][-1]["parts"].append(
+        {
+            "inline_data": {
+                "mime_type": "image/png",
+                "data": base64.b64encode(reference).decode(),
+            }
+        }
+    )
+    raw = json.dumps(turn).encode()
+    client.post(GENERATE, content=raw).raise_for_status()
+
+    body = sim.stats()["bodies"][hashlib.sha256(raw).hexdigest()]
+    final = base64.b64decode(image_parts(first)[-1]["data"])
+    shapes = [
+        [(p["kind"], p["sha256"], p["signed"], p["thought"]) for p in turn["parts"]]
+        for turn in body["contents"]
+    ]
+    thought_images = [
+        ("image", hashlib.sha256(base64.b64decode(p["data"])).hexdigest(), False,
+         True)
+        for p in image_parts(first)[:-1]
+    ]  # fmt: skip
+    assert shapes == [
+        [("text", None, False, False)],
+        [
+            ("text", None, False, True),
+            *thought_images,
+            ("text", None, True, False),
+            ("image", hashlib.sha256(final).hexdigest(), True, False),
+        ],
+        [("text", None, False, False),
+         ("image", hashlib.sha256(reference).hexdigest(), False, False)],
+    ]  # fmt: skip
+
+
 def test_a_signature_that_is_not_base64_is_refused(client: httpx.Client) -> None:
     body = request_body()
     body["contents"].insert(
@@ -1497,6 +1597,20 @@ def test_stats_count_each_body_and_its_successes(
         "aspect_ratio": "1:1",
         "image_size": "2K",
         "auth": "bearer",
+        "contents": (
+            {
+                "role": "user",
+                "parts": (
+                    {
+                        "kind": "text",
+                        "sha256": None,
+                        "mime_type": None,
+                        "signed": False,
+                        "thought": False,
+                    },
+                ),
+            },
+        ),
     }
     fox = stats["bodies"][hashlib.sha256(text_only).hexdigest()]
     assert (fox["received"], fox["succeeded"], fox["auth"]) == (1, 0, None)

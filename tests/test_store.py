@@ -76,7 +76,8 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "vars_json", "aspect_ratio", "image_size", "ref_label", "references_json",
             "sample", "request_json", "status", "attempts", "tries_used",
             "unknown_used", "finish_reason", "error", "outputs_json", "usage_json",
-            "created_at", "updated_at", "grounding_json",
+            "created_at", "updated_at", "grounding_json", "parent_job", "parent_key",
+            "parent_image", "parent_mode",
         },
         "runs": {
             "id", "job_id", "command", "host", "pid", "started_at", "ended_at",
@@ -111,6 +112,7 @@ def test_the_store_uses_wal_and_records_each_migration_once(tmp_path: Path) -> N
         ("m002_answer_parts_and_grounding",),
         ("m003_simulated_runs_and_pruned_requests",),
         ("m004_marks",),
+        ("m005_lineage",),
     ]
 
 
@@ -218,17 +220,21 @@ def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
             "m002_answer_parts_and_grounding",
             "m003_simulated_runs_and_pruned_requests",
             "m004_marks",
+            "m005_lineage",
         ]
         inspector = sa.inspect(store.engine)
         attempt_columns = [c["name"] for c in inspector.get_columns("attempts")]
         assert attempt_columns[-3:] == ["parts_json", "grounding_json", "simulated"]
         item_columns = [c["name"] for c in inspector.get_columns("items")]
-        assert item_columns[-1] == "grounding_json"
+        assert item_columns[-5:] == [
+            "grounding_json", "parent_job", "parent_key", "parent_image", "parent_mode"
+        ]  # fmt: skip
         # what the old runner recorded has no parts and no grounding: both empty
         assert {
             (a["parts_json"], a["grounding_json"]) for a in store.attempt_rows(job)
         } == {(None, None)}
         assert {row["grounding"] for row in store.manifest_rows(job)} == {None}
+        assert {row["parent"] for row in store.manifest_rows(job)} == {None}
 
         finished = store.manifest_rows(job)
         spec = load_job(STORE_M001 / "tiny.yaml")
@@ -476,6 +482,7 @@ def test_a_store_that_lost_its_bookkeeping_rows_is_opened_and_recorded_again(
             "m002_answer_parts_and_grounding",
             "m003_simulated_runs_and_pruned_requests",
             "m004_marks",
+            "m005_lineage",
         ]
 
 

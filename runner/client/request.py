@@ -1,9 +1,10 @@
 """The generateContent HTTP request: where it goes, its headers and its JSON body.
 
 Owns: `Endpoint` (base URL, key, auth style), the endpoint URL, the auth headers and
-the request body built from a planned `Request`. A request that cannot be sent at all
-(a bad base URL, a key no header can carry) raises `Refused` with the outcome to
-report. Must not send anything or read a reply.
+the request body built from a planned `Request` (a derived `continue` sends its
+earlier turns first, each image's bytes put back in its part). A request that
+cannot be sent at all (a bad base URL, a key no header can carry) raises `Refused`
+with the outcome to report. Must not send anything or read a reply.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import httpx
 
 from runner import __version__
 from runner.client.outcome import Kind, Outcome
+from runner.lineage import FILE
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
+    from runner.lineage import Turn
     from runner.plan import Request
 
 USER_AGENT = f"runner/{__version__}"
@@ -46,21 +49,19 @@ class Refused(Exception):
 
 
 def build_body(request: Request, reference_data: Sequence[bytes]) -> dict[str, Any]:
-    """The generateContent JSON body for `request` (reference bytes in order)."""
-    if len(reference_data) != len(request.references):
+    """The generateContent JSON body for `request`; `reference_data` holds the bytes
+    of each of `request.inline_files`, in order."""
+    if len(reference_data) != len(request.inline_files):
         raise ValueError(
-            f"{len(request.references)} references but {len(reference_data)} "
+            f"{len(request.inline_files)} references but {len(reference_data)} "
             "byte strings given"
         )
+    data = iter(reference_data)
+    contents = [_turn(turn, data) for turn in request.history]
     parts: list[dict[str, Any]] = [{"text": request.text}]
-    for ref, data in zip(request.references, reference_data, strict=True):
+    for ref in request.references:
         parts.append(
-            {
-                "inline_data": {
-                    "mime_type": ref.mime_type,
-                    "data": base64.b64encode(data).decode("ascii"),
-                }
-            }
+            {"inline_data": {"mime_type": ref.mime_type, "data": _b64(next(data))}}
         )
 
     axes: dict[str, Any] = {}
@@ -82,7 +83,7 @@ def build_body(request: Request, reference_data: Sequence[bytes]) -> dict[str, A
             config[key] = value
 
     body: dict[str, Any] = {
-        "contents": [{"role": "user", "parts": parts}],
+        "contents": [*contents, {"role": "user", "parts": parts}],
         "generationConfig": config,
     }
     if request.system_instruction:
@@ -144,6 +145,26 @@ def request_headers(endpoint: Endpoint, secret: str | None) -> dict[str, str]:
     else:
         headers["Authorization"] = f"Bearer {secret}"
     return headers
+
+
+def _turn(turn: Turn, data: Iterator[bytes]) -> dict[str, Any]:
+    """An earlier turn as it was sent or answered: every part verbatim (a model
+    turn's `thoughtSignature`s included), each image's bytes in place of FILE."""
+    images = [next(data) for _ in turn.files]
+    parts = []
+    for part in turn.parts:
+        part = dict(part)
+        for key in ("inlineData", "inline_data"):
+            inline = part.get(key)
+            if isinstance(inline, Mapping) and FILE in inline:
+                kept = {k: v for k, v in inline.items() if k != FILE}
+                part[key] = {**kept, "data": _b64(images[inline[FILE]])}
+        parts.append(part)
+    return {"role": turn.role, "parts": parts}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _camel(key: str) -> str:

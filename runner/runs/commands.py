@@ -84,7 +84,12 @@ def submit(
         try:
             claim_name(store.get_job(spec.name), spec, take_over)
             # The estimate is read only where a question may show it.
-            check = check_submit(spec, store, price, send.simulated, learn=not yes)
+            check = check_submit(
+                spec, store, price, send.simulated, learn=not yes, workspace=workspace
+            )
+            if warn is not None:
+                for note in check.notes:
+                    warn(note)
             policy.confirm_submit(
                 spec.name, check, yes=yes, confirm=confirm, simulated=send.simulated
             )
@@ -175,7 +180,7 @@ def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
     check_grid_size(spec)
     store = workspace.store_to_read()  # None: not there yet, and not made
     try:
-        return preview_spec(spec, store)
+        return preview_spec(spec, store, workspace)
     finally:
         if store is not None:
             store.close()

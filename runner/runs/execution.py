@@ -69,7 +69,10 @@ async def submit_spec(
 
         # Nobody is asked here: the cost estimate is not read, nor learnt.
         check = await to_thread.run_sync(
-            functools.partial(check_submit, learn=False), spec, store, spec_price(spec)
+            functools.partial(check_submit, learn=False, workspace=workspace),
+            spec,
+            store,
+            spec_price(spec),
         )
     from runner.runs.planning import check_space
 

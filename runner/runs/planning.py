@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runner import outputs
-from runner.errors import NoSpaceError
+from runner.errors import JobSpecError, NoSpaceError
 from runner.reports import PlanPreview, Sending, estimate_requests
+from runner.runs.parents import Parents, find_parents
 from runner.runs.settings import spec_price
 from runner.runs.workspace import owner_conflict
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from runner import pricing
     from runner.plan import Plan
+    from runner.runs.workspace import Workspace
     from runner.spec import JobSpec
     from runner.store import JobRow, RecordedUsage, Store, UsageKey
 
@@ -59,12 +61,17 @@ class SubmitCheck:
             recorded_answers=self.recorded_answers,
         )
 
+    notes: tuple[str, ...] = ()  # about a derived job's parents
 
-def preview_spec(spec: JobSpec, store: Store | None) -> PlanPreview:
+
+def preview_spec(
+    spec: JobSpec, store: Store | None, workspace: Workspace | None = None
+) -> PlanPreview:
     """Expand the job and compare with the store (None: there is none yet, so
     nothing is stored), as a real (not simulated) submit would send it; sends and
-    writes nothing."""
-    return _preview(spec, store, spec_price(spec), simulated=False, learn=True)
+    writes nothing. A derived job's parents are found in `workspace`."""
+    parents = _parents(spec, store, workspace, simulated=False)
+    return _preview(spec, store, spec_price(spec), parents, simulated=False, learn=True)
 
 
 def check_submit(
@@ -74,15 +81,19 @@ def check_submit(
     simulated: bool = False,
     *,
     learn: bool = True,
+    workspace: Workspace | None = None,
 ) -> SubmitCheck:
     """Count what a submit would send; an unchanged job file is not planned again
     (its digest matches the stored plan), so resuming a big job starts at once.
     A real submit sends the simulated successes too (SPEC 5). `learn`: estimate
     the cost from the job's recorded answers; a submit whose estimate nobody will
-    read (`--yes`) skips that read of every attempt (0.3 s at 300,000)."""
+    read (`--yes`) skips that read of every attempt (0.3 s at 300,000). A derived
+    job's parents are found (in `workspace`) every time: they are part of the
+    digest."""
     from runner.plan import plan_digest
 
-    digest = plan_digest(spec)
+    parents = _parents(spec, store, workspace, simulated=simulated)
+    digest = plan_digest(spec, parents.parents)
     job = store.get_job(spec.name)
     if job is not None and store.plan_digest(job) == digest:
         estimate = estimate_requests(
@@ -98,7 +109,7 @@ def check_submit(
         stored = {k: n for k, n in store.counts(job).items() if n}
         new = 0  # the stored plan is this one
     else:
-        full = _preview(spec, store, price, simulated=simulated, learn=learn)
+        full = _preview(spec, store, price, parents, simulated=simulated, learn=learn)
         estimate = full.estimate(full.to_send)
         plan = full.plan
         stale = full.stale
@@ -115,6 +126,7 @@ def check_submit(
         items=sum(stored.values()) + new,
         stored=stored,
         new=new,
+        notes=parents.notes,
     )
 
 
@@ -176,17 +188,36 @@ def _to_send(simulated: bool) -> tuple[str, ...]:
     return ("pending", "running") if simulated else ("pending", "running", "simulated")
 
 
+def _parents(
+    spec: JobSpec, store: Store | None, workspace: Workspace | None, *, simulated: bool
+) -> Parents:
+    derived = spec.derived
+    if derived is None:
+        return Parents()
+    if workspace is None:
+        raise ValueError("a derived job's parents are found in a workspace")
+    if store is None:  # `plan` before any store exists: no parent job either
+        raise JobSpecError(
+            spec.path,
+            f"from: job '{derived.job}' is not in the store (there is no store yet); "
+            "submit that job first, with the same --output",
+            line=derived.line,
+        )
+    return find_parents(spec, store, workspace, simulated=simulated)
+
+
 def _preview(
     spec: JobSpec,
     store: Store | None,
     price: pricing.Price | None,
+    parents: Parents,
     *,
     simulated: bool,
     learn: bool,
 ) -> PlanPreview:
     from runner.plan import build_plan
 
-    plan = build_plan(spec)
+    plan = build_plan(spec, parents.parents)
     job = store.get_job(spec.name) if store is not None else None
     known: dict[str, str] = {}
     recorded: dict[UsageKey, RecordedUsage] = {}
@@ -206,4 +237,5 @@ def _preview(
         recorded=recorded,
         stale=stale,
         other_file=owner_conflict(job, spec),
+        parent_notes=parents.notes,
     )

@@ -71,7 +71,7 @@ class BudgetGuard:
         if self.price is None:
             return 0.0
         return pricing.estimate_cost(
-            request.text, len(request.references), request.image_size, self.price
+            request.text, len(request.inline_files), request.image_size, self.price
         )
 
     def reserve(self, estimate: float) -> Refusal | None:

@@ -230,8 +230,8 @@ class _Run:
         request = Request.from_json(item.request_json)
         try:
             refs = (
-                await to_thread.run_sync(self.references.load, request.references)
-                if request.references
+                await to_thread.run_sync(self.references.load, request.inline_files)
+                if request.inline_files
                 else []
             )
         except ReferenceChanged as exc:

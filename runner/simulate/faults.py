@@ -303,6 +303,9 @@ async def answer(
         pad = max(0, wanted - size - len(',{"text":""}'))
         parts.insert(1, {"text": "x" * pad})
     reply = json_reply(200, body, images=images)
+    reply.signatures = tuple(
+        p["thoughtSignature"] for p in final if "thoughtSignature" in p
+    )
     if kind == "truncated":
         reply.body = reply.body[: len(reply.body) // 2]
         reply.usage = None

@@ -82,6 +82,7 @@ class Answer(Reply):
     usage: Mapping[str, Any] | None = None  # counted only once sent completely
     images: int = 0
     on_sent: Callable[[Counters, int], None] | None = None
+    signatures: tuple[str, ...] = ()  # thought signatures the answer issues
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,23 @@ def thought_signature() -> str:
     """An opaque signature for a final part (Google's are encrypted state). It ends
     in "+/+/", so the URL-safe form a client like google-genai sends back differs."""
     return base64.b64encode(secrets.token_bytes(45) + b"\xfb\xff\xbf").decode("ascii")
+
+
+def invalid_signature(content: int) -> dict[str, Any]:
+    """The 400 for a thoughtSignature the model never issued (a tampered or made-up
+    one, or one of another model). Google's docs say a Gemini 3 model answers 400
+    when a required signature is not passed back "exactly as received"
+    (ai.google.dev/gemini-api/docs/thought-signatures; cloud.google.com/vertex-ai/
+    generative-ai/docs/thought-signatures, which adds that Gemini 3 Pro Image does
+    not enforce a missing one, so a missing signature is answered here). The
+    wording of the refusal of an invalid one is as users quote it for Nano Banana 2
+    (blog.laozhang.ai/en/posts/nano-banana-2-thought-signature-error): unconfirmed."""
+    return google_error(
+        400,
+        "Unable to submit request because it has an invalid thought signature "
+        f"for content at index {content}.",
+        "INVALID_ARGUMENT",
+    )
 
 
 def grounding_metadata(prompt: str, answer_text: str | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from runner.simulate.schema import (
 
 if TYPE_CHECKING:
     from runner.simulate.models import ModelSpec
+    from runner.simulate.stats import PartShape, TurnShape
 
 # How much of a value that is not base64 a refusal quotes (Google's parser quotes it
 # whole as far as anyone has posted; a cut keeps a 10 MB mistake out of logs).
@@ -52,6 +54,9 @@ class Generate:
     candidate_count: int = 1
     include_thoughts: bool = False
     grounded: bool = False  # tools hold google_search
+    # every thoughtSignature sent back, decoded, with the index of its content
+    signatures: tuple[tuple[int, bytes], ...] = ()
+    contents: tuple[TurnShape, ...] = ()  # each turn's parts, for the statistics
 
 
 def parse_generate(raw: bytes) -> Generate | dict[str, Any]:
@@ -68,6 +73,8 @@ def parse_generate(raw: bytes) -> Generate | dict[str, Any]:
     images: list[bytes] = []
     first_user_image: bytes | None = None
     found: list[Violation] = []
+    signatures: list[tuple[int, bytes]] = []
+    turns: list[TurnShape] = []
     for i, content in enumerate(body["contents"]):
         parts = content.get("parts") if isinstance(content, dict) else None
         if not isinstance(parts, list):
@@ -75,6 +82,7 @@ def parse_generate(raw: bytes) -> Generate | dict[str, Any]:
                 "* GenerateContentRequest.contents.parts: parts is not specified"
             )
         from_model = content.get("role") == "model"
+        shapes: list[PartShape] = []
         for j, part in enumerate(parts):
             if not isinstance(part, dict):
                 return _invalid("Invalid value at 'contents.parts': expected an object")
@@ -83,8 +91,11 @@ def parse_generate(raw: bytes) -> Generate | dict[str, Any]:
                 texts.append(part["text"])
             signature = _either(part, "thoughtSignature", "thought_signature")
             if signature is not None:
-                _bytes_field(signature, f"{where}.thought_signature", found)
+                signed = _bytes_field(signature, f"{where}.thought_signature", found)
+                if signed is not None:
+                    signatures.append((i, signed))
             inline = _either(part, "inlineData", "inline_data")
+            data = None
             if isinstance(inline, dict):
                 data = _bytes_field(
                     inline.get("data"), f"{where}.inline_data.data", found
@@ -93,6 +104,8 @@ def parse_generate(raw: bytes) -> Generate | dict[str, Any]:
                     images.append(data)
                     if first_user_image is None and not from_model:
                         first_user_image = data
+            shapes.append(_shape(part, inline, data, signature is not None))
+        turns.append({"role": content.get("role"), "parts": tuple(shapes)})
     if found:
         return violations_body(found)
     reference_size = None
@@ -123,6 +136,8 @@ def parse_generate(raw: bytes) -> Generate | dict[str, Any]:
         include_thoughts=_either(thinking, "includeThoughts", "include_thoughts")
         is True,
         grounded=_grounded(body.get("tools")),
+        signatures=tuple(signatures),
+        contents=tuple(turns),
     )
 
 
@@ -203,6 +218,27 @@ def _must_be_one_of(field: str, values: tuple[str, ...]) -> str:
         f"* GenerateContentRequest.generation_config.image_config.{field}: "
         f"{field} must be one of {listed}.\n"
     )
+
+
+def _shape(
+    part: dict[str, Any], inline: Any, data: bytes | None, signed: bool
+) -> PartShape:
+    """What the statistics keep of a part: its kind, an image's hash, its flags."""
+    image = isinstance(inline, dict)
+    if image:
+        kind = "image"
+    elif isinstance(part.get("text"), str):
+        kind = "text"
+    else:
+        kind = "other"
+    mime = _either(inline, "mimeType", "mime_type") if image else None
+    return {
+        "kind": kind,
+        "sha256": None if data is None else hashlib.sha256(data).hexdigest(),
+        "mime_type": mime if isinstance(mime, str) else None,
+        "signed": signed,
+        "thought": part.get("thought") is True,
+    }
 
 
 def _grounded(tools: Any) -> bool:

@@ -10,6 +10,7 @@ its own listening socket.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import random
@@ -41,6 +42,7 @@ from runner.simulate.gemini import (
     Target,
     auth_of,
     error_reply,
+    invalid_signature,
     json_reply,
     key_digest,
     key_matches,
@@ -63,6 +65,9 @@ if TYPE_CHECKING:
     from runner.simulate.wire import Reply, Request
 
 logger = logging.getLogger(__name__)
+
+# Thought signatures remembered (about 200 bytes each with their bookkeeping).
+MAX_SIGNATURES = 100_000
 
 
 class SimServer:
@@ -147,6 +152,10 @@ class SimServer:
         self._stats = Counters()
         self._jitter_rng = random.Random(seed + 1)
         self._files: OrderedDict[str, bytes] = OrderedDict()
+        # The thought signatures it issued (decoded), newest last: a later turn
+        # that sends back one it never issued is refused, as the real API does.
+        # Bounded: the oldest are forgotten (kept across reset(), like the API's).
+        self._signatures: OrderedDict[bytes, None] = OrderedDict()
         self._canvases = Canvases()
         self._thread: threading.Thread | None = None
         self._portal: BlockingPortal | None = None
@@ -399,6 +408,7 @@ class SimServer:
                     aspect_ratio=gen.aspect_ratio if gen else None,
                     image_size=gen.image_size if gen else None,
                     auth=auth_style,
+                    contents=gen.contents if gen else (),
                 )
             body["received"] += 1
             body["auth"] = auth_style
@@ -420,6 +430,8 @@ class SimServer:
             reply = json_reply(404, model_not_found(model, version))
         elif (refused := refusal(parsed, spec)) is not None:
             kind, reply = "invalid-request", _google_reply(refused)
+        elif (forged := self._unknown_signature(parsed)) is not None:
+            kind, reply = "invalid-request", json_reply(400, invalid_signature(forged))
         else:
             gen = parsed
             target = Target(
@@ -463,6 +475,10 @@ class SimServer:
                         gen, target, fault, render=render, publish=self._publish
                     )
         with self._lock:
+            for signature in reply.signatures:
+                self._signatures[base64.b64decode(signature)] = None
+            while len(self._signatures) > MAX_SIGNATURES:
+                self._signatures.popitem(last=False)
             self._stats.by_kind[kind] = self._stats.by_kind.get(kind, 0) + 1
             if reply.mode in ("full", "half"):
                 status = self._stats.by_status
@@ -475,6 +491,17 @@ class SimServer:
         if delay > 0 and reply.mode != "hang":
             await anyio.sleep(delay)
         return reply
+
+    def _unknown_signature(self, gen: Generate) -> int | None:
+        """The content index of a thought signature sent back that this server
+        never issued (or has forgotten), None if there is none."""
+        if not gen.signatures:
+            return None
+        with self._lock:
+            for content, signature in gen.signatures:
+                if signature not in self._signatures:
+                    return content
+        return None
 
     def _over_rpm(self) -> float | None:
         """Seconds until a slot frees up if this request passes rpm_limit, else

@@ -16,6 +16,21 @@ if TYPE_CHECKING:
     from runner.simulate.gemini import Answer
 
 
+class PartShape(TypedDict):
+    """One part of a request's turn, as the server saw it (never its bytes)."""
+
+    kind: str  # "text", "image" (inline data) or "other"
+    sha256: str | None  # an image's, of its decoded bytes
+    mime_type: str | None  # an image's, as declared
+    signed: bool  # carries a thoughtSignature
+    thought: bool  # marked `thought: true`
+
+
+class TurnShape(TypedDict):
+    role: str | None
+    parts: tuple[PartShape, ...]
+
+
 class BodyStats(TypedDict):
     """Per request body (keyed by the sha256 of its raw bytes); never holds a key."""
 
@@ -25,6 +40,8 @@ class BodyStats(TypedDict):
     aspect_ratio: str | None
     image_size: str | None
     auth: str | None
+    # its turns' shapes: what a test checks of a conversation sent back
+    contents: tuple[TurnShape, ...]
 
 
 class Stats(TypedDict):

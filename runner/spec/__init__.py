@@ -6,6 +6,7 @@ Owns nothing itself: it re-exports the package's public names. Reading starts in
 
 from __future__ import annotations
 
+from runner.spec.derived import MODES, PARENT_RATIO, Derivation
 from runner.spec.document import MAX_JOB_FILE_BYTES, MAX_NESTING
 from runner.spec.job import load_job
 from runner.spec.keys import TOP_LEVEL_KEYS
@@ -50,11 +51,14 @@ __all__ = [
     "MAX_REFERENCE_PIXELS",
     "MAX_SAMPLES",
     "MAX_UNKNOWN_RETRIES_LIMIT",
+    "MODES",
+    "PARENT_RATIO",
     "PROMPT_KEYS",
     "SUPPORTED_ASPECT_RATIOS",
     "SUPPORTED_IMAGE_SIZES",
     "TOP_LEVEL_KEYS",
     "Budget",
+    "Derivation",
     "JobSpec",
     "MatrixEntry",
     "Prompt",

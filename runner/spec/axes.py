@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from runner.spec.derived import PARENT_RATIO, parent_ratio_refused
 from runner.spec.messages import show
 from runner.spec.nodes import given, line_of
 from runner.spec.types import SUPPORTED_ASPECT_RATIOS, SUPPORTED_IMAGE_SIZES
@@ -26,12 +27,21 @@ if TYPE_CHECKING:
 
 
 def read_aspect_ratios(
-    nodes: NodeReader, node: yaml.Node | None, capabilities: Capabilities
+    nodes: NodeReader,
+    node: yaml.Node | None,
+    capabilities: Capabilities,
+    *,
+    parent: bool = False,
 ) -> tuple[str, ...]:
+    """The axis; `parent` (a derived job) also takes 'parent', each parent's ratio."""
     if node is None:
         return ("1:1",)
 
     def read(item: yaml.Node) -> str:
+        if isinstance(item, yaml.ScalarNode) and item.value == PARENT_RATIO:
+            if not parent:
+                raise parent_ratio_refused(nodes, item)
+            return PARENT_RATIO
         ratio = read_aspect_ratio(nodes, item)
         capabilities.aspect_ratio(ratio, item)
         return ratio

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from runner.spec import axes, generation, matrix, prompts, settings
+from runner.spec import axes, derived, generation, matrix, prompts, settings
 from runner.spec.capabilities import Capabilities
 from runner.spec.document import compose, read_job_text
 from runner.spec.keys import TOP_LEVEL_KEYS, WHOLE_NUMBERS
@@ -100,8 +100,16 @@ def _read(
             limits.default,
         )
 
+    # A derived job (SPEC 6); a rerender takes its prompts from its parents.
+    derivation = nodes.attempt(
+        lambda: derived.read_derivation(nodes, value("from"), value("mode")), None
+    )
+    derived.refuse_for_mode(
+        nodes, derivation, {k: pair[0] for k, pair in given_keys.items()}
+    )
+    rerender = derivation is not None and derivation.mode == "rerender"
     # A misspelt 'prompts:' is reported once, as the unknown key it is.
-    if "prompts" not in given_keys and "prompts" not in misspelt:
+    if "prompts" not in given_keys and "prompts" not in misspelt and not rerender:
         nodes.note(
             nodes.fail(
                 "the job has no 'prompts:' list; add one with at least one prompt"
@@ -122,7 +130,9 @@ def _read(
     vars_, var_nodes = read_vars or ({}, {})
     prompts_node = value("prompts")
     job_prompts: tuple[Prompt, ...] = ()
-    if prompts_node is None and "prompts" in given_keys:
+    if rerender:
+        pass  # each parent's own prompt (and a prompts: key refused above)
+    elif prompts_node is None and "prompts" in given_keys:
         nodes.note(
             nodes.fail(
                 "prompts is empty; add at least one prompt", given_keys["prompts"][0]
@@ -138,7 +148,12 @@ def _read(
     prompts.warn_unused_vars(nodes, job_prompts, var_nodes)
     default_ratios: tuple[str, ...] = ("1:1",)
     aspect_ratios = nodes.attempt(
-        lambda: axes.read_aspect_ratios(nodes, value("aspect_ratios"), capabilities),
+        lambda: axes.read_aspect_ratios(
+            nodes,
+            value("aspect_ratios"),
+            capabilities,
+            parent=derivation is not None,
+        ),
         default_ratios,
     )
     no_sizes: tuple[str | None, ...] = (None,)
@@ -209,4 +224,5 @@ def _read(
         pricing=pricing,
         tools=tools,
         warnings=tuple(nodes.warnings),
+        derived=derivation,
     )

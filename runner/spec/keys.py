@@ -143,6 +143,20 @@ KEYS = (
         "The request's tools, passed through; part of the item key when set.",
         "[{google_search: {}}]",
     ),
+    Key(
+        "from",
+        "A derived job: another job's images as one more axis. A job name, or "
+        "{job, marked}: marked is star (default), succeeded, or a list of image "
+        "file names or item-key prefixes.",
+        "{job: my-first-job, marked: star}",
+    ),
+    Key(
+        "mode",
+        "How a derived job uses its parents: edit (default; each parent image sent "
+        "as a reference), continue (the parent's conversation, then the prompt) or "
+        "rerender (the parent's own request at new sizes, ratios or model).",
+        "edit",
+    ),
 )
 TOP_LEVEL_KEYS = tuple(key.name for key in KEYS)
 

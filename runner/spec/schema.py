@@ -19,6 +19,13 @@ import yaml
 
 from runner.models import MODELS
 from runner.pricing import PRICE_KEYS
+from runner.spec.derived import (
+    DEFAULT_MARKED,
+    DEFAULT_MODE,
+    MODES,
+    PARENT_RATIO,
+    SELECTIONS,
+)
 from runner.spec.generation import (
     AXIS_FIELDS,
     GENERATION_FIELDS,
@@ -178,6 +185,31 @@ def _values() -> dict[str, Schema]:
             PRICE_KEYS, {key: {"type": "number", "minimum": 0} for key in PRICE_KEYS}
         ),
         "tools": {"type": "array", "items": {"type": "object", "minProperties": 1}},
+        "from": {
+            "anyOf": [
+                {"type": "string", "pattern": _NAME},
+                {
+                    "type": "object",
+                    "required": ["job"],
+                    "additionalProperties": False,
+                    "properties": {  # derived.FROM_KEYS
+                        "job": {"type": "string", "pattern": _NAME},
+                        "marked": {
+                            "anyOf": [
+                                {"enum": list(SELECTIONS)},
+                                {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {"type": "string", "minLength": 1},
+                                },
+                            ],
+                            "default": DEFAULT_MARKED,
+                        },
+                    },
+                },
+            ]
+        },
+        "mode": {"enum": list(MODES), "default": DEFAULT_MODE},
     }
 
 
@@ -308,7 +340,8 @@ _DEFS: Schema = {
     )
     | {"required": ["text"]},
     "list_file": {**_LIST_FILE, "required": [FILE_KEY]},
-    "aspect_ratio": {"enum": list(SUPPORTED_ASPECT_RATIOS)},
+    # 'parent' (each parent image's own ratio) only in a derived job (from:).
+    "aspect_ratio": {"enum": [*SUPPORTED_ASPECT_RATIOS, PARENT_RATIO]},
     "image_size": {
         # An unquoted 512 is a number in YAML; the reader takes it as written.
         "enum": [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import models
@@ -17,7 +18,8 @@ from runner.spec.templates import render_template
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
+
+    from runner.spec.derived import Derivation
 
 DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
 DEFAULT_CONCURRENCY = 8
@@ -63,6 +65,30 @@ class Reference:
     width: int
     height: int
     size: int  # bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a planned request's JSON keeps it (the store's request_json)."""
+        return {
+            "path": self.path,
+            "abs_path": str(self.abs_path),
+            "sha256": self.sha256,
+            "mime_type": self.mime_type,
+            "width": self.width,
+            "height": self.height,
+            "size": self.size,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reference:
+        return cls(
+            path=data["path"],
+            abs_path=Path(data["abs_path"]),
+            sha256=data["sha256"],
+            mime_type=data["mime_type"],
+            width=data["width"],
+            height=data["height"],
+            size=data["size"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +140,7 @@ class JobSpec:
     tools: tuple[Mapping[str, Any], ...] | None = None  # the request's `tools`
     source_sha256: str = ""  # of the job file's text: unchanged file, unchanged plan
     warnings: tuple[str, ...] = ()  # non-fatal remarks, e.g. a var no prompt uses
+    derived: Derivation | None = None  # `from:` and `mode:` (SPEC 6)
 
     @property
     def all_reference_sets(self) -> tuple[tuple[Reference, ...], ...]:

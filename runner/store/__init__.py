@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from runner.store.facade import Store
     from runner.store.leases import OpenAttempt
     from runner.store.marks import ItemImages
+    from runner.store.parents import ParentImage
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
@@ -60,6 +61,7 @@ __all__ = [
     "Keep",
     "Mark",
     "OpenAttempt",
+    "ParentImage",
     "RecordedUsage",
     "Removed",
     "Spend",
@@ -78,6 +80,7 @@ _LAZY = {
     "AttemptStart": "runner.store.attempts",
     "ItemImages": "runner.store.marks",
     "OpenAttempt": "runner.store.leases",
+    "ParentImage": "runner.store.parents",
     "Removed": "runner.store.removal",
     "Store": "runner.store.facade",
     "SyncResult": "runner.store.sync",

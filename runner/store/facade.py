@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 
 from runner.errors import StoreError
-from runner.store import attempts, leases, marks, queries, removal, sync
+from runner.store import attempts, leases, marks, parents, queries, removal, sync
 from runner.store.attempts import AttemptEnd, AttemptStart
 from runner.store.engine import (
     DEFAULT_BUSY_TIMEOUT,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from runner.store.attempts import AttemptResult, WorkItem
     from runner.store.leases import OpenAttempt
     from runner.store.marks import ItemImages
+    from runner.store.parents import ParentImage
     from runner.store.records import Keep, Mark
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
@@ -278,6 +279,17 @@ class Store:
         """One dict per active item, in plan order, with the SPEC manifest fields."""
         with self._connect() as conn:
             return queries.manifest_rows(conn, job)
+
+    def parent_images(
+        self,
+        job: JobRow,
+        marked: str | Sequence[str],
+        statuses: Sequence[str] = ("succeeded",),
+    ) -> list[ParentImage]:
+        """The images of `job` a derived job's `from: marked:` selects (SPEC 6):
+        "succeeded", "star", or image file names and item-key prefixes."""
+        with self._connect() as conn:
+            return parents.parent_images(conn, job, marked, statuses)
 
     def attempt_rows(self, job: JobRow) -> list[dict[str, Any]]:
         with self._connect() as conn:

@@ -81,6 +81,15 @@ def m004_marks(conn: Connection) -> None:
     conn.exec_driver_sql(_M004)
 
 
+def m005_lineage(conn: Connection) -> None:
+    """Each derived item's parent (SPEC 6): the parent job by name (a lineage
+    outlives the job's removal), item key and image, and the mode it was made in.
+    (m004 is the marks table; the two touch different tables, so a store may get
+    them in either order.)"""
+    _add_columns(conn, _M005)
+    conn.exec_driver_sql(_M005_INDEX)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", m001_initial),
     ("m002_answer_parts_and_grounding", m002_answer_parts_and_grounding),
@@ -89,6 +98,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
         m003_simulated_runs_and_pruned_requests,
     ),
     ("m004_marks", m004_marks),
+    ("m005_lineage", m005_lineage),
 ]
 # A new step goes in records.MIGRATION_NAMES too: the status reader checks a store
 # against that list.
@@ -261,3 +271,11 @@ CREATE TABLE IF NOT EXISTS marks (
     PRIMARY KEY (item_id, image),
     FOREIGN KEY(item_id) REFERENCES items (id)
 )"""
+_M005 = tuple(
+    ("items", column, f"ALTER TABLE items ADD COLUMN {column} TEXT")
+    for column in ("parent_job", "parent_key", "parent_image", "parent_mode")
+)
+# A parent's children, for the gallery's links back.
+_M005_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ix_items_parent ON items (parent_job, parent_key)"
+)

@@ -202,6 +202,20 @@ def _manifest_row(r: Any, marks: Mapping[str, Mark]) -> dict[str, Any]:
         "grounding": json.loads(r.grounding_json) if r.grounding_json else None,
         # image -> {mark, note, updated_at}, for its marked images only (SPEC 6)
         "marks": {image: mark.as_dict() for image, mark in marks.items()},
+        "parent": _parent(r),
+    }
+
+
+def _parent(r: Any) -> dict[str, str] | None:
+    """A derived item's lineage: the parent job, item key and image (relative to
+    that job's folder), and the mode; None for an item derived from nothing."""
+    if r.parent_job is None:
+        return None
+    return {
+        "job": r.parent_job,
+        "key": r.parent_key,
+        "image": r.parent_image,
+        "mode": r.parent_mode,
     }
 
 

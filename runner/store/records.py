@@ -44,6 +44,7 @@ MIGRATION_NAMES = (
     "m002_answer_parts_and_grounding",
     "m003_simulated_runs_and_pruned_requests",
     "m004_marks",
+    "m005_lineage",
 )
 # What a user may mark an image (SPEC 6); an image with neither has no mark (a
 # note alone may still be kept).

@@ -72,8 +72,15 @@ items = sa.Table(
     sa.Column("updated_at", sa.Text, nullable=False),
     # m002: the groundingMetadata of the success, like usage_json (the manifest's)
     sa.Column("grounding_json", sa.Text),
+    # m005: a derived item's parent: job name, item key, image (relative to that
+    # job's folder) and the mode (edit, continue, rerender); NULL for others
+    sa.Column("parent_job", sa.Text),
+    sa.Column("parent_key", sa.Text),
+    sa.Column("parent_image", sa.Text),
+    sa.Column("parent_mode", sa.Text),
     sa.UniqueConstraint("job_id", "key", name="uq_items_job_key"),
     sa.Index("ix_items_job_status", "job_id", "active", "status"),
+    sa.Index("ix_items_parent", "parent_job", "parent_key"),
 )
 
 runs = sa.Table(

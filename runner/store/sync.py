@@ -90,6 +90,7 @@ def sync_plan(
                 items.c.references_json,
                 items.c.vars_json,
                 sa.case((has_refs, items.c.request_json), else_=None),
+                *_LINEAGE,
             ).where(items.c.job_id == job.id)
         )
     }
@@ -199,6 +200,7 @@ class _Labeller:
             "references_json": self._refs_json(item),
             "sample": item.sample,
             "request_json": item.request.to_json(),
+            **_lineage(item),
         }
 
     def view(self, item: Item) -> tuple[Any, ...]:
@@ -212,6 +214,7 @@ class _Labeller:
             self._refs_json(item),
             self._vars_json(item),
             item.request.to_json() if item.reference_paths else None,
+            *_lineage(item).values(),
         )
 
     def _vars_json(self, item: Item) -> str:
@@ -227,6 +230,25 @@ class _Labeller:
         if encoded is None:
             encoded = self._refs[paths] = json.dumps(list(paths), ensure_ascii=False)
         return encoded
+
+
+# A derived item's parent (m005), NULL for others.
+_LINEAGE = (
+    items.c.parent_job,
+    items.c.parent_key,
+    items.c.parent_image,
+    items.c.parent_mode,
+)
+
+
+def _lineage(item: Item) -> dict[str, str | None]:
+    parent = item.parent
+    return {
+        "parent_job": None if parent is None else parent.job,
+        "parent_key": None if parent is None else parent.key,
+        "parent_image": None if parent is None else parent.image,
+        "parent_mode": None if parent is None else item.mode,
+    }
 
 
 def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
