@@ -301,20 +301,35 @@ def retry(
     _finish(report, as_json, _retry_command(report, output, db_url, send))
 
 
+def batch_option(f: F) -> F:
+    return click.option(
+        "--batch/--no-batch",
+        "batch",
+        default=None,
+        help="Send through the Batch API at half price (results within 24 hours), "
+        "or not [default: the job file's transport:].",
+    )(f)
+
+
 @cli.command()
 @click.argument("job_file", type=click.Path(path_type=Path))
+@batch_option
 @store_options
 @json_option
-def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> None:
+def plan(
+    job_file: Path, batch: bool | None, output: Path, db_url: str | None, as_json: bool
+) -> None:
     """Validate a job file and show its grid; sends nothing.
 
     Shows items per axis, how many are new or already done, and the estimated
     tokens and cost of what would be sent (prices: runner/models.py, or the
-    job file's `pricing:`).
+    job file's `pricing:`); with --batch, also through the Batch API.
 
     Example: runner plan jobs/demo.yaml --json
     """
-    preview = runs.preview(job_file, workspace=runs.Workspace(output, db_url))
+    preview = runs.preview(
+        job_file, workspace=runs.Workspace(output, db_url), batch=batch
+    )
     render.plan(preview, as_json)
 
 

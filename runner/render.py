@@ -21,7 +21,7 @@ from runner import outputs
 from runner.reports import stale_note
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from runner.reports import (
         Confirmation,
@@ -87,6 +87,8 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
         cost = (
             "no price known" if est["cost_usd"] is None else f"${est['cost_usd']:,.2f}"
         )
+        if est.get("batch_cost_usd") is not None:
+            cost += f" (${est['batch_cost_usd']:,.2f} by batch)"
         basis = ""
         if est["recorded_answers"]:
             basis = f" (estimated from {est['recorded_answers']:,} recorded answers)"
@@ -373,6 +375,8 @@ def _status_tables(
         )
     if data["stale"]:
         console.print(stale_note(data["job"], data["stale"]), highlight=False)
+    for line in _batch_lines(counts["in_batch"], data["batches"]):
+        console.print(line, highlight=False)
     marks = data["marks"]
     if any(marks.values()):
         console.print(
@@ -421,6 +425,40 @@ def _status_tables(
         for f in data["failures"]:
             failures.add_row(f["status"], str(f["count"]), f["reason"])
         console.print(failures)
+
+
+def _batch_lines(in_batch: int, batches: Sequence[dict[str, Any]]) -> list[str]:
+    """The items in live batches, and each live batch as last seen (SPEC 7)."""
+    live = [b for b in batches if b["live"]]
+    if not in_batch and not live:
+        return []
+    lines = [
+        f"in batches: {_n(in_batch, 'item')} wait for results in "
+        f"{_n(len(live), 'live batch', 'live batches')}; `runner submit` collects "
+        "them, `runner cancel` cancels them"
+    ]
+    for b in live:
+        lines.append(f"  {_batch_line(b)}")
+    return lines
+
+
+def _batch_line(b: Mapping[str, Any]) -> str:
+    """`demo-batch-3 running: 40 of 100 done (seen 12:03:04)`."""
+    state = batch_state_word(b["state"])
+    stats = b["stats"]
+    done = ""
+    if stats["requests"]:
+        finished = (stats["succeeded"] or 0) + (stats["failed"] or 0)
+        done = f": {finished:,} of {stats['requests']:,} done"
+    seen = f" (seen {b['seen_at'][11:19]} UTC)" if b["seen_at"] else ""
+    return f"{b['display_name']} {state}{done}{seen}"
+
+
+def batch_state_word(state: str | None) -> str:
+    """BATCH_STATE_RUNNING (or JOB_STATE_RUNNING) -> running; None: creating."""
+    if not state:
+        return "creating"
+    return state.removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_").lower()
 
 
 def _detail(p: RunProgress) -> str:

@@ -88,18 +88,21 @@ def estimate_requests(
     requests: Iterable[tuple[str, str, int, str | None]],
     price: pricing.Price | None,
     recorded: Mapping[UsageKey, RecordedUsage],
+    batch_price: pricing.Price | None = None,
 ) -> dict[str, Any]:
     """Expected tokens and USD if each request (model, prompt text, reference
     count, image size) succeeds on its first try: what the job's answers used on
     average for the same model, size and reference count, where it has some
-    (`recorded_answers` says how many), else the published figures."""
+    (`recorded_answers` says how many), else the published figures. With a
+    `batch_price`, also the USD through the Batch API (`batch_cost_usd`)."""
     tokens = dict.fromkeys(("promptTokenCount", "candidatesTokenCount"), 0.0)
     tokens["totalTokenCount"] = 0.0
-    usd = 0.0
+    prices = (price, batch_price)
+    usd = [0.0, 0.0]  # at each of `prices`
     count = 0
     written = 0  # bytes the images may take (one each, see outputs.image_bytes)
     size_bytes: dict[str | None, int] = {}
-    learned: dict[UsageKey, tuple[dict[str, float], float]] = {}
+    learned: dict[UsageKey, tuple[dict[str, float], list[float]]] = {}
     for model, text, refs, size in requests:
         count += 1
         one = size_bytes.get(size)
@@ -109,30 +112,37 @@ def estimate_requests(
         key = (model, size, refs)
         seen = learned.get(key)
         if seen is None and (group := recorded.get(key)) is not None and group.answers:
-            cost = 0.0
-            if price is not None:
-                cost = pricing.mean_cost(group.tokens, group.answers, price)
             seen = learned[key] = (
                 pricing.mean_tokens(group.tokens, group.answers),
-                cost,
+                [
+                    0.0
+                    if p is None
+                    else pricing.mean_cost(group.tokens, group.answers, p)
+                    for p in prices
+                ],
             )
         if seen is not None:
-            usage, cost = seen
+            usage, costs = seen
         else:
             usage = dict(pricing.estimate_tokens(text, refs, size))
-            cost = 0.0
-            if price is not None:
-                cost = pricing.estimate_cost(text, refs, size, price)
+            costs = [
+                0.0 if p is None else pricing.estimate_cost(text, refs, size, p)
+                for p in prices
+            ]
         for name in tokens:
             tokens[name] += usage[name]
-        usd += cost
-    return {
+        usd[0] += costs[0]
+        usd[1] += costs[1]
+    estimate: dict[str, Any] = {
         "requests": count,
         "tokens": {name: round(n) for name, n in tokens.items()},
-        "cost_usd": None if price is None else round(usd, 4),
+        "cost_usd": None if price is None else round(usd[0], 4),
         "recorded_answers": sum(recorded[key].answers for key in learned),
         "bytes": written,
     }
+    if batch_price is not None:
+        estimate["batch_cost_usd"] = round(usd[1], 4)
+    return estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +157,13 @@ class PlanPreview:
     recorded: Mapping[UsageKey, RecordedUsage] = field(default_factory=dict)
     stale: int = 0  # stored items this job file no longer has
     other_file: str | None = None  # another existing job file made this job
+    # Set (plan --batch, or `transport: batch`): the Batch API's price, estimates
+    # show both (SPEC 7).
+    batch_price: pricing.Price | None = None
 
     def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
-        """Expected tokens and USD if every item succeeds on its first try."""
+        """Expected tokens and USD if every item succeeds on its first try (and
+        through the Batch API, with a `batch_price`)."""
         return estimate_requests(
             (
                 (
@@ -162,6 +176,7 @@ class PlanPreview:
             ),
             self.price,
             self.recorded,
+            self.batch_price,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -272,6 +287,7 @@ class StatusReport:
 
     status: Status
     price: pricing.Price | None
+    batch_price: pricing.Price | None = None  # of what went by batch (SPEC 7)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -280,7 +296,12 @@ class StatusReport:
     def cost(self, spend: Spend) -> dict[str, float] | None:
         if self.price is None:
             return None
-        billed, unknown = pricing.spend_cost(spend.tokens, spend.unpriced, self.price)
+        batch = None
+        if self.batch_price is not None and spend.batch_tokens:
+            batch = (spend.batch_tokens, spend.batch_unpriced, self.batch_price)
+        billed, unknown = pricing.spend_cost(
+            spend.tokens, spend.unpriced, self.price, batch
+        )
         return {
             "billed_usd": round(billed, 6),
             "possibly_billed_usd": round(unknown, 6),
@@ -311,10 +332,15 @@ class StatusReport:
             if self.price is None
             else {
                 **asdict(self.price),
+                "batch": None if self.batch_price is None else asdict(self.batch_price),
                 "currency": "USD",
                 "as_of": pricing.PRICES_AS_OF,
                 "source": pricing.PRICES_SOURCE,
             },
+            # requests sent through the Batch API, of `requests.sent` (SPEC 7)
+            "batch_requests": s.spend.batch_requests,
+            # the job's batches as last seen: status never asks the API
+            "batches": [batch.as_dict() for batch in s.batches],
             **(
                 {
                     "by": {

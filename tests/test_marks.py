@@ -542,7 +542,7 @@ def test_a_store_from_before_marks_is_upgraded_and_its_images_can_be_marked(
     with closing(sqlite3.connect(out / "runner.db")) as db:
         steps = [n for (n,) in db.execute("SELECT name FROM _runner_migrations")]
         columns = [c[1] for c in db.execute("PRAGMA table_info(marks)")]
-    assert steps[-1] == "m004_marks"
+    assert "m004_marks" in steps
     assert columns == ["item_id", "image", "mark", "note", "updated_at"]
     image = next(i for row in manifest_rows(out) for i in row["outputs"])
     result = invoke("mark", "tiny", name(image), "--star", "--output", out)

@@ -165,8 +165,11 @@ def retry(
         store.close()
 
 
-def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
-    """The job's grid compared with the store; sends and writes nothing."""
+def preview(
+    job_file: Path, *, workspace: Workspace, batch: bool | None = None
+) -> PlanPreview:
+    """The job's grid compared with the store; sends and writes nothing. `batch`
+    (None: as the job file says) adds the Batch API's price."""
     from runner.plan import check_grid_size
     from runner.runs.planning import preview_spec
     from runner.spec import load_job
@@ -175,7 +178,7 @@ def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
     check_grid_size(spec)
     store = workspace.store_to_read()  # None: not there yet, and not made
     try:
-        return preview_spec(spec, store)
+        return preview_spec(spec, store, batch)
     finally:
         if store is not None:
             store.close()

@@ -23,7 +23,9 @@ from runner.runs.settings import (
     SendOptions,
     job_settings,
     run_settings,
+    spec_batch_price,
     spec_price,
+    stored_batch_price,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +78,9 @@ async def submit_spec(
     check_space(workspace.job_folder(spec.name), check)
     plan, digest = check.plan, check.digest
     saved = job_settings(spec)
-    settings = run_settings(saved, check.price, send, overrides)
+    settings = run_settings(
+        saved, check.price, send, overrides, batch_price=spec_batch_price(spec)
+    )
     job = store.upsert_job(spec.name, str(spec.path), spec.model, saved)
     return await _run(
         store,
@@ -108,7 +112,9 @@ async def retry_job(
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries;
     `price` is `stored_price(job)`, which the caller has looked up."""
-    settings = run_settings(job.settings, price, send, overrides)
+    settings = run_settings(
+        job.settings, price, send, overrides, batch_price=stored_batch_price(job)
+    )
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     return await _run(
         store,
@@ -137,7 +143,7 @@ def idle_report(
     return RunReport(
         job=job.name,
         result=RunResult(progress=Progress(total=0)),
-        status=StatusReport(store.status(job), price),
+        status=StatusReport(store.status(job), price, stored_batch_price(job)),
         manifest=workspace.job_folder(job.name) / outputs.MANIFEST,
         new_items=0,
         recovered=0,
@@ -236,7 +242,9 @@ async def _run(
             store.end_run(run_id, _run_outcome(result))
             if superseded:
                 remove_superseded(store, job, folder, superseded)
-            final = StatusReport(store.status(job), settings.price)
+            final = StatusReport(
+                store.status(job), settings.price, settings.batch_price
+            )
             return write_manifest(store, job, folder), final
         finally:
             store.release_lease(job, owner)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from runner import outputs
 from runner.errors import NoSpaceError
 from runner.reports import PlanPreview, Sending, estimate_requests
-from runner.runs.settings import spec_price
+from runner.runs.settings import spec_batch_price, spec_price
 from runner.runs.workspace import owner_conflict
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class SubmitCheck:
     items: int = 0  # the job file's items
     stored: Mapping[str, int] = field(default_factory=dict)  # of them, by status
     new: int = 0  # of them, the ones the store has never seen
+    batch_cost_usd: float | None = None  # sent through the Batch API (SPEC 7)
 
     def sending(self, job: str, simulated: bool) -> Sending:
         """What the submit is about to send, to say so before it does."""
@@ -57,14 +58,27 @@ class SubmitCheck:
             cost_usd=self.cost_usd,
             simulated=simulated,
             recorded_answers=self.recorded_answers,
+            batch_cost_usd=self.batch_cost_usd,
         )
 
 
-def preview_spec(spec: JobSpec, store: Store | None) -> PlanPreview:
+def preview_spec(
+    spec: JobSpec, store: Store | None, batch: bool | None = None
+) -> PlanPreview:
     """Expand the job and compare with the store (None: there is none yet, so
     nothing is stored), as a real (not simulated) submit would send it; sends and
-    writes nothing."""
-    return _preview(spec, store, spec_price(spec), simulated=False, learn=True)
+    writes nothing. `batch` (None: the job file's `transport`) shows the Batch
+    API's price too."""
+    if batch is None:
+        batch = spec.transport == "batch"
+    return _preview(
+        spec,
+        store,
+        spec_price(spec),
+        simulated=False,
+        learn=True,
+        batch_price=spec_batch_price(spec) if batch else None,
+    )
 
 
 def check_submit(
@@ -74,6 +88,7 @@ def check_submit(
     simulated: bool = False,
     *,
     learn: bool = True,
+    batch_price: pricing.Price | None = None,
 ) -> SubmitCheck:
     """Count what a submit would send; an unchanged job file is not planned again
     (its digest matches the stored plan), so resuming a big job starts at once.
@@ -92,13 +107,21 @@ def check_submit(
             ),
             price,
             store.recorded_usage(job) if learn else {},
+            batch_price,
         )
         plan = None
         stale = store.stale_count(job)
         stored = {k: n for k, n in store.counts(job).items() if n}
         new = 0  # the stored plan is this one
     else:
-        full = _preview(spec, store, price, simulated=simulated, learn=learn)
+        full = _preview(
+            spec,
+            store,
+            price,
+            simulated=simulated,
+            learn=learn,
+            batch_price=batch_price,
+        )
         estimate = full.estimate(full.to_send)
         plan = full.plan
         stale = full.stale
@@ -115,6 +138,7 @@ def check_submit(
         items=sum(stored.values()) + new,
         stored=stored,
         new=new,
+        batch_cost_usd=estimate.get("batch_cost_usd"),
     )
 
 
@@ -183,6 +207,7 @@ def _preview(
     *,
     simulated: bool,
     learn: bool,
+    batch_price: pricing.Price | None = None,
 ) -> PlanPreview:
     from runner.plan import build_plan
 
@@ -206,4 +231,5 @@ def _preview(
         recorded=recorded,
         stale=stale,
         other_file=owner_conflict(job, spec),
+        batch_price=batch_price,
     )

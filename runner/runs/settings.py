@@ -65,6 +65,16 @@ def stored_price(job: JobRow) -> pricing.Price | None:
     return pricing.price_for(job.model or "", job.settings.get("pricing"))
 
 
+def spec_batch_price(spec: JobSpec) -> pricing.Price | None:
+    """The job file's model's Batch API price, with its `pricing:` applied."""
+    return pricing.batch_price_for(spec.model, spec.pricing)
+
+
+def stored_batch_price(job: JobRow) -> pricing.Price | None:
+    """A stored job's Batch API price, with the `pricing:` it was submitted with."""
+    return pricing.batch_price_for(job.model or "", job.settings.get("pricing"))
+
+
 def job_settings(spec: JobSpec) -> dict[str, Any]:
     """What a submit stores with the job, so that `retry` runs the same way."""
     return {
@@ -82,6 +92,7 @@ def run_settings(
     price: pricing.Price | None,
     send: SendOptions | None = None,
     overrides: Mapping[str, Any] | None = None,
+    batch_price: pricing.Price | None = None,
 ) -> RunSettings:
     """A run's settings: `saved` (`job_settings`, or a store's row from an older
     release, which may lack keys) under the command line's `send` options.
@@ -106,6 +117,7 @@ def run_settings(
             rpm=saved.get("rpm"),
             budget=Budget(**{**saved.get("budget", {}), **send.caps}),
             price=price,
+            batch_price=batch_price,
         ),
         **{**send.overrides(), **(overrides or {})},
     )

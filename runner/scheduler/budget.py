@@ -45,6 +45,7 @@ class BudgetGuard:
         price: Price | None,
         spent: Spend,
         recorded: Mapping[UsageKey, RecordedUsage] | None = None,
+        batch_price: Price | None = None,
     ) -> None:
         self.budget = budget
         self.price = price
@@ -52,7 +53,12 @@ class BudgetGuard:
         self.images = spent.images
         self.cost = 0.0
         if price is not None:
-            self.cost = sum(pricing.spend_cost(spent.tokens, spent.unpriced, price))
+            batch = None
+            if batch_price is not None and spent.batch_tokens:
+                batch = (spent.batch_tokens, spent.batch_unpriced, batch_price)
+            self.cost = sum(
+                pricing.spend_cost(spent.tokens, spent.unpriced, price, batch)
+            )
         self.in_flight = 0
         self.in_flight_estimates = 0.0  # the estimates of the requests in flight
         groups = list((recorded or {}).values())

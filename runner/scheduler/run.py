@@ -180,7 +180,11 @@ class _Run:
         # in flight land (into the journal), then ends with this error.
         self.store_error: StoreError | None = None
         self.budget = BudgetGuard(
-            settings.budget, settings.price, settings.spent, settings.recorded
+            settings.budget,
+            settings.price,
+            settings.spent,
+            settings.recorded,
+            settings.batch_price,
         )
         # Set (and replaced) when a reservation ends or the run stops, while some
         # request waits for room under a cap.

@@ -43,6 +43,7 @@ class RunSettings:
     max_response_bytes: int = client.DEFAULT_MAX_RESPONSE_BYTES
     budget: Budget = field(default_factory=Budget)
     price: Price | None = None  # for max_cost_usd; None = the model has no price
+    batch_price: Price | None = None  # what went by the Batch API costs (SPEC 7)
     spent: Spend = field(default_factory=Spend)  # what earlier runs used
     # What earlier answers used, per model/size/references: the budget's seed.
     recorded: Mapping[UsageKey, RecordedUsage] = field(default_factory=dict)

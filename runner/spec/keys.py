@@ -143,6 +143,13 @@ KEYS = (
         "The request's tools, passed through; part of the item key when set.",
         "[{google_search: {}}]",
     ),
+    Key(
+        "transport",
+        "How requests are sent: interactive (one generateContent call each) or "
+        "batch (the Batch API at half price, results within 24 hours); "
+        "--batch/--no-batch win.",
+        "batch",
+    ),
 )
 TOP_LEVEL_KEYS = tuple(key.name for key in KEYS)
 

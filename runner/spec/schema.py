@@ -32,6 +32,7 @@ from runner.spec.prompts import PROMPT_KEYS
 from runner.spec.settings import BUDGET_KEYS, MODEL_PATTERN
 from runner.spec.types import (
     DEFAULT_MODEL,
+    DEFAULT_TRANSPORT,
     MATRIX_AXIS_KEYS,
     MAX_ITEMS,
     MAX_REFERENCES_PER_SET,
@@ -39,6 +40,7 @@ from runner.spec.types import (
     NAME_PATTERN,
     SUPPORTED_ASPECT_RATIOS,
     SUPPORTED_IMAGE_SIZES,
+    TRANSPORTS,
 )
 
 if TYPE_CHECKING:
@@ -178,6 +180,7 @@ def _values() -> dict[str, Schema]:
             PRICE_KEYS, {key: {"type": "number", "minimum": 0} for key in PRICE_KEYS}
         ),
         "tools": {"type": "array", "items": {"type": "object", "minProperties": 1}},
+        "transport": {"enum": list(TRANSPORTS), "default": DEFAULT_TRANSPORT},
     }
 
 
