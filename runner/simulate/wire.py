@@ -282,8 +282,27 @@ async def _serve(
             request.unread = request.chunked or request.content_length > 0
         else:
             request.body = await reader.receive_exactly(request.content_length)
-        if not await respond(stream, reader, request) or request.unread:
-            return  # a streamed body left unread cannot be skipped safely
+        keep_alive = await respond(stream, reader, request)
+        if request.unread:
+            # a reply sent before its body was read (a refused upload): read the
+            # rest, or closing would reset the connection under the client's read
+            keep_alive = await _drain(reader, request) and keep_alive
+        if not keep_alive:
+            return
+
+
+async def _drain(reader: BufferedByteReceiveStream, request: Request) -> bool:
+    """Read and drop what is left of a streamed body, up to MAX_BODY_BYTES; False
+    if the connection must close instead."""
+    dropped = 0
+    try:
+        async for piece in body_pieces(reader, request):
+            dropped += len(piece)
+            if dropped > MAX_BODY_BYTES:
+                return False
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_head(head: bytes) -> Request:
