@@ -13,7 +13,10 @@ import base64
 import io
 import json
 import re
+import subprocess
+import sys
 import tracemalloc
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -937,6 +940,55 @@ def test_reset_forgets_batches_and_files(
     assert client.get(f"/v1beta/{name}").status_code == 404
     assert client.get(f"/v1beta/{file['name']}").status_code == 404
     assert server.stats()["batch"]["batches"] == {}
+
+
+@contextmanager
+def module_main(*flags: str) -> Iterator[httpx.Client]:
+    """`python -m runner.simulate FLAGS` and a client for it, terminated after."""
+    command = [sys.executable, "-m", "runner.simulate", "--port", "0", *flags]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            found = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
+            assert found is not None, line
+            with httpx.Client(base_url=found.group(1), timeout=10) as http:
+                yield http
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_module_main_takes_batch_turnaround_and_fault_rules() -> None:
+    flags = ("--batch-pending", "3600", "--image-scale", "0.0625")
+    rule = '[{"kind": "batch-create-lost", "match": "lost"}]'
+    with module_main(*flags, "--faults", rule) as http:
+        pending = create(http, inline_body(["a cat"], "kept"))
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.post(CREATE, json=inline_body(["a cat"], "lost"))
+        stats = http.get("/_sim/stats").json()["batch"]
+
+    assert pending["metadata"]["state"] == "BATCH_STATE_PENDING"
+    assert stats["creates"] == {"kept": 1, "lost": 1}
+
+
+def test_module_main_can_serve_without_batch_support() -> None:
+    with module_main("--no-batch-support") as http:
+        probe = http.get("/v1beta/batches")
+
+    assert probe.status_code == 404
+    assert probe.json()["error"]["message"] == "Invalid URL (GET /v1beta/batches)"
+
+
+def test_module_main_refuses_fault_rules_that_are_not_json() -> None:
+    command = [sys.executable, "-m", "runner.simulate", "--faults", "{nope"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    assert done.returncode == 2
+    assert "--faults" in done.stderr
 
 
 # -- google-genai ---------------------------------------------------------------

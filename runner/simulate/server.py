@@ -322,15 +322,19 @@ class SimServer:
         )
         with tempfile.TemporaryDirectory(prefix="runner-simulate-") as folder:
             self._file_store.open(Path(folder))
-            async with listener, anyio.create_task_group() as tg:
-                self._port = listener.extra(SocketAttribute.local_port)
-                self._task_group = tg
-                for sub in listener.listeners:
-                    assert isinstance(sub, SocketListener)
-                    tg.start_soon(self._accept_loop, sub, tg)
-                task_status.started(self.url)
-            self._task_group = None
-            self.reset()
+            try:
+                async with listener, anyio.create_task_group() as tg:
+                    self._port = listener.extra(SocketAttribute.local_port)
+                    self._task_group = tg
+                    for sub in listener.listeners:
+                        assert isinstance(sub, SocketListener)
+                        tg.start_soon(self._accept_loop, sub, tg)
+                    task_status.started(self.url)
+            finally:
+                # the folder goes: forget what was in it (the counters stay)
+                self._task_group = None
+                self._batches.reset()
+                self._file_store.reset()
 
     # -- threads and connections --------------------------------------------------
 
