@@ -10,6 +10,7 @@ with `runner.render`. The only module that exits; holds no business logic.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shlex
@@ -221,6 +222,16 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def batch_option(f: F) -> F:
+    return click.option(
+        "--batch/--no-batch",
+        "batch",
+        default=None,
+        help="Send through the Batch API at half price (results within 24 hours), "
+        "or not [default: the job file's transport:].",
+    )(f)
+
+
 # -- commands -------------------------------------------------------------------------
 
 
@@ -241,6 +252,12 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="Make this file the job's file when its name: belongs to a job made from "
     "another job file.",
 )
+@batch_option
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="With --batch: return once the batches exist; a later submit collects them.",
+)
 def submit(
     job_file: Path,
     send: runs.SendOptions,
@@ -249,13 +266,18 @@ def submit(
     as_json: bool,
     yes: bool,
     take_over: bool,
+    batch: bool | None,
+    detach: bool,
 ) -> None:
     """Plan, store and run a job; submitting again resumes and skips finished items.
 
-    Items done by --simulate are sent again by a submit without it.
+    Items done by --simulate are sent again by a submit without it. With --batch
+    the items go through the Batch API at half price (results within 24 hours);
+    Ctrl-C stops waiting, not the batches, and a later submit collects them.
 
     Example: runner submit jobs/demo.yaml --concurrency 16
     """
+    send = dataclasses.replace(send, batch=batch, detach=detach)
     report = runs.submit(
         job_file,
         workspace=runs.Workspace(output, db_url),
@@ -299,16 +321,6 @@ def retry(
         announce=None if as_json else render.sending,
     )
     _finish(report, as_json, _retry_command(report, output, db_url, send))
-
-
-def batch_option(f: F) -> F:
-    return click.option(
-        "--batch/--no-batch",
-        "batch",
-        default=None,
-        help="Send through the Batch API at half price (results within 24 hours), "
-        "or not [default: the job file's transport:].",
-    )(f)
 
 
 @cli.command()
@@ -356,6 +368,35 @@ def status(
     """
     report = runs.status(job, workspace=runs.Workspace(output, db_url), by=by)
     render.status(report, by, as_json)
+
+
+@cli.command()
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
+@click.option(
+    "--base-url",
+    envvar="RUNNER_BASE_URL",
+    metavar="URL",
+    help=f"API base URL (env RUNNER_BASE_URL) [default: {runs.DEFAULT_BASE_URL}].",
+)
+@store_options
+@json_option
+def cancel(
+    job: str, base_url: str | None, output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """Cancel a job's live Batch API batches.
+
+    What they finished is collected; the rest of their items go back to pending,
+    and a submit sends them again. JOB is a job name or a job file.
+
+    Example: runner cancel routing-banners
+    """
+    report = runs.cancel(
+        job,
+        workspace=runs.Workspace(output, db_url),
+        send=runs.SendOptions(base_url=base_url, review=False),
+        progress=functools.partial(render.progress, as_json),
+    )
+    _finish(report, as_json, None)
 
 
 @cli.command()

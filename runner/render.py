@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from runner.reports import (
+        BatchShown,
         Confirmation,
         ExportReport,
         JobList,
@@ -154,6 +155,12 @@ def run_notes(report: RunReport, retry: str | None = None) -> None:
             "`budget:` in the job file or pass --max-requests/--max-images/"
             "--max-cost, then submit again to continue"
         )
+    if result.batches_left:
+        # Each line fits 80 columns.
+        them = _n(result.batches_left, "batch", "batches")
+        how = "returned once they existed" if result.detached else "stopped waiting"
+        err(f"{how}: {them} go on at the API (half price, up to 24 h)")
+        err(f"`runner submit` collects them; `runner cancel {report.job}` cancels")
     if result.interrupted and result.progress.interrupts >= 2:
         # Each line fits 80 columns.
         abandoned = _n(result.abandoned, "request")
@@ -477,7 +484,19 @@ def _detail(p: RunProgress) -> str:
         parts.append(f"slowed to {p.limit}")
     if p.stopping:
         parts.append("stopping")
+    if p.batches:
+        parts.append(_batches_detail(p.batches))
     return " · ".join(parts)
+
+
+def _batches_detail(batches: Sequence[BatchShown]) -> str:
+    """`2 batches: running 40/100, pending`: each batch's state and answers."""
+    shown = []
+    for b in batches[-3:]:
+        state = batch_state_word(b.state)
+        shown.append(f"{state} {b.done:,}/{b.requests:,}" if b.done else state)
+    more = f" (+{len(batches) - 3} more)" if len(batches) > 3 else ""
+    return f"{_n(len(batches), 'batch', 'batches')}: {', '.join(shown)}{more}"
 
 
 def _eta(p: RunProgress) -> str:

@@ -66,6 +66,20 @@ if TYPE_CHECKING:
         def interrupts(self) -> int: ...
         @property
         def finished(self) -> int: ...
+        @property
+        def batches(self) -> Sequence[BatchShown]: ...
+
+    class BatchShown(Protocol):
+        """A batch in a run's progress (the scheduler's `BatchProgress`)."""
+
+        @property
+        def name(self) -> str: ...
+        @property
+        def state(self) -> str: ...
+        @property
+        def requests(self) -> int: ...
+        @property
+        def done(self) -> int: ...
 
     class RunOutcome(Protocol):
         """How a run ended (the scheduler's `RunResult`)."""
@@ -82,6 +96,10 @@ if TYPE_CHECKING:
         def abandoned(self) -> int: ...
         @property
         def budget_stop(self) -> str | None: ...
+        @property
+        def batches_left(self) -> int: ...
+        @property
+        def detached(self) -> bool: ...
 
 
 def estimate_requests(
@@ -403,8 +421,9 @@ class RunReport:
         if self.result.budget_stop:
             return 1
         counts = self.status.counts
-        # a simulated run's successes are `simulated`
-        done = counts["succeeded"] + counts["simulated"]
+        # a simulated run's successes are `simulated`; items in live batches are
+        # neither failed nor left behind: a later submit collects them (SPEC 7)
+        done = counts["succeeded"] + counts["simulated"] + counts["in_batch"]
         return 0 if done == sum(counts.values()) else 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -415,6 +434,8 @@ class RunReport:
             stopped=self.result.stopped,
             interrupted=self.result.interrupted,
             abandoned=self.result.abandoned,
+            batches_left=self.result.batches_left,
+            detached=self.result.detached,
             manifest=str(self.manifest),
             new_items=self.new_items,
             recovered=self.recovered,

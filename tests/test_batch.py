@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
+from PIL import Image
 
-from runner import pricing
+from runner import pricing, runs
+from runner.client import Endpoint, build_body
+from runner.client import batch as client_batch
 from runner.errors import JobSpecError
 from runner.models import MODELS
+from runner.plan import Request
+from runner.runs import execution
+from runner.simulate import Fault, SimServer
 from runner.spec import load_job
 from runner.store import Store
-from tests.e2e import invoke, status_json, write_job
+from tests.e2e import SECRET, invoke, manifest, status_json, write_job
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
+
+    from runner.reports import RunReport
+    from runner.store import BatchRow
 
 GRID = """\
 name: grid
@@ -119,3 +130,358 @@ def test_status_counts_items_in_batch_and_lists_batches_as_last_seen(
     text = invoke("status", "grid", "--output", out).stdout
     assert "in batches: 3 items wait for results in 1 live batch" in text
     assert f"grid-batch-{batch.id} running: 1 of 3 done" in text
+
+
+# -- over loopback, against the simulated Batch API ----------------------------------
+
+# Polls every few milliseconds: the simulated batches end in a twentieth of a second.
+FAST = {"batch_poll": 0.01, "batch_poll_max": 0.02, "handle_signals": False}
+
+
+@pytest.fixture(scope="module")
+def batch_server() -> Iterator[SimServer]:
+    with SimServer(image_scale=0.0625, batch_pending=0.0, batch_running=0.05) as s:
+        yield s
+
+
+@pytest.fixture
+def bsim(batch_server: SimServer) -> Iterator[SimServer]:
+    batch_server.reset()
+    batch_server.batch_support = True
+    yield batch_server
+
+
+async def send(
+    tmp_path: Path,
+    url: str,
+    body: str = GRID,
+    *,
+    batch: bool | None = True,
+    detach: bool = False,
+    out: str = "out",
+    **overrides: Any,
+) -> RunReport:
+    """Submit the job file `body` through the runs layer with the key SECRET."""
+    job = write_job(tmp_path, body)
+    workspace = runs.Workspace(tmp_path / out)
+    store = workspace.open_store()
+    try:
+        return await execution.submit_spec(
+            load_job(job),
+            workspace=workspace,
+            store=store,
+            endpoint=Endpoint(base_url=url, api_key=SECRET),
+            send=runs.SendOptions(batch=batch, detach=detach, review=False),
+            overrides={**FAST, **overrides},
+        )
+    finally:
+        store.close()
+
+
+def creates(sim: SimServer) -> dict[str, int]:
+    """Batches created at the server, per display name."""
+    return sim.stats()["batch"]["creates"]
+
+
+def attempts(out: Path, job: str = "grid") -> list[dict[str, Any]]:
+    store = Store.for_output(out)
+    try:
+        row = store.get_job(job)
+        assert row is not None
+        return store.attempt_rows(row)
+    finally:
+        store.close()
+
+
+async def test_a_grid_by_batch_ends_as_it_does_interactively(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    interactive = await send(tmp_path, bsim.url, batch=False, out="one")
+    by_batch = await send(tmp_path, bsim.url, out="two")
+
+    assert interactive.exit_code == by_batch.exit_code == 0
+    assert manifest(tmp_path / "one", "grid") == manifest(tmp_path / "two", "grid")
+    for row in manifest(tmp_path / "two", "grid"):
+        for image in row["outputs"]:  # the same file names, the same pictures
+            with (
+                Image.open(tmp_path / "one" / "grid" / image) as one,
+                Image.open(tmp_path / "two" / "grid" / image) as two,
+            ):
+                assert (two.format, two.size) == (one.format, one.size)
+    assert list(creates(bsim).values()) == [1]  # one batch for the four items
+    stats = bsim.stats()
+    assert stats["batch"]["lines"] == 4
+    assert {a["transport"] for a in attempts(tmp_path / "two")} == {"batch"}
+    assert {a["transport"] for a in attempts(tmp_path / "one")} == {"interactive"}
+
+
+async def test_usage_and_cost_by_batch_are_the_servers_at_half_price(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    report = await send(tmp_path, bsim.url)
+
+    data = report.status.as_dict()
+    assert data["usage"] == bsim.stats()["batch"]["usage"]
+    assert data["batch_requests"] == data["requests"]["sent"] == 4
+    price = pricing.batch_price_for("gemini-3.1-flash-image-preview")
+    assert price is not None
+    billed = sum(
+        pricing.usage_cost(json.loads(a["usage_json"]), price)
+        for a in attempts(tmp_path / "out")
+    )
+    assert data["cost"]["billed_usd"] == pytest.approx(billed, abs=1e-6)
+    standard = pricing.price_for("gemini-3.1-flash-image-preview")
+    assert standard is not None
+    tokens = report.status.status.spend.tokens
+    assert billed == pytest.approx(pricing.tokens_cost(tokens, standard) / 2)
+
+
+async def test_a_batch_too_big_to_send_inline_goes_as_an_uploaded_file(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    report = await send(tmp_path, bsim.url, batch_inline_bytes=0)
+
+    assert report.exit_code == 0
+    stats = bsim.stats()["batch"]
+    assert stats["uploads"] == 1 and stats["downloads"] == 1
+    [batch] = stats["batches"].values()
+    assert batch["source"] == "file" and batch["succeeded"] == 4
+    assert report.status.as_dict()["batches"][0]["input"] == "file"
+    # the input file is gone once the batch exists
+    assert not list((tmp_path / "out" / "grid" / "batches").iterdir())
+
+
+async def test_items_past_the_count_limit_go_in_further_batches(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    report = await send(tmp_path, bsim.url, batch_max_items=3)
+
+    assert report.exit_code == 0
+    assert sorted(b["requests"] for b in bsim.stats()["batch"]["batches"].values()) == [
+        1,
+        3,
+    ]
+    assert sorted(creates(bsim).values()) == [1, 1]
+
+
+async def test_an_expired_batch_is_sent_again_in_a_new_batch(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    bsim.add_fault(Fault("batch-expired", match="grid-batch", times=1))
+
+    report = await send(tmp_path, bsim.url)
+
+    assert report.exit_code == 0
+    assert report.status.counts["succeeded"] == 4
+    states = sorted(b["state"] for b in bsim.stats()["batch"]["batches"].values())
+    assert states == ["BATCH_STATE_EXPIRED", "BATCH_STATE_SUCCEEDED"]
+    assert sorted(creates(bsim).values()) == [1, 1]  # two batches, each once
+    expired = [a for a in attempts(tmp_path / "out") if a["outcome"] == "transient"]
+    assert len(expired) == 4
+    assert all("its batch expired" in a["reason"] for a in expired)
+    # not billed, and not a request sent
+    assert report.status.as_dict()["requests"]["sent"] == 4
+
+
+async def test_failed_lines_are_classified_by_reason_and_retried_in_a_new_batch(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    bsim.add_fault(Fault("line-error", match="lighthouse, ink", times=1))
+    bsim.add_fault(Fault("blocked-prompt", match="fox, neon"))
+    bsim.add_fault(Fault("400", match="fox, ink"))
+
+    report = await send(tmp_path, bsim.url)
+
+    rows = {row["prompt"]: row for row in manifest(tmp_path / "out", "grid")}
+    assert rows["A lighthouse, ink"]["status"] == "succeeded"
+    assert rows["A lighthouse, ink"]["attempts"] == 2
+    assert rows["A fox, neon"]["status"] == "blocked"
+    assert rows["A fox, ink"]["status"] == "failed"
+    assert rows["A fox, ink"]["error"].startswith("400 INVALID_ARGUMENT")
+    failures = {f["status"]: f["reason"] for f in report.status.as_dict()["failures"]}
+    assert failures["blocked"].startswith("prompt blocked")
+    first = [a for a in attempts(tmp_path / "out") if a["number"] == 1]
+    line_error = next(a for a in first if a["outcome"] == "transient")
+    assert line_error["http_status"] == 500
+    assert line_error["reason"].startswith("500 INTERNAL")
+    assert report.exit_code == 1
+
+
+async def test_a_lost_create_answer_is_found_by_its_name_not_created_again(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    bsim.add_fault(Fault("batch-create-lost", times=1))
+
+    report = await send(tmp_path, bsim.url)
+
+    assert report.exit_code == 0
+    assert list(creates(bsim).values()) == [1]
+
+
+async def test_a_batch_recorded_but_never_created_is_let_go_then_sent(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    """The runner died after recording the batch and before its create reached
+    the API: the name is not listed, so its items are batched again."""
+    await crash_before_create(tmp_path)
+
+    report = await send(tmp_path, bsim.url)
+
+    assert report.exit_code == 0
+    data = report.status.as_dict()
+    assert [b["error"] for b in data["batches"]][-1].startswith("not created")
+    assert list(creates(bsim).values()) == [1]
+
+
+async def test_a_batch_created_whose_answer_never_came_is_found_and_collected(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    """The runner died between the create and its answer: the batch exists at
+    the API under the recorded name, and is collected, never made twice."""
+    batch = await crash_before_create(tmp_path)
+    async with httpx.AsyncClient() as http:
+        await client_batch.create_batch(
+            http,
+            Endpoint(base_url=bsim.url, api_key=SECRET),
+            "gemini-3.1-flash-image-preview",
+            batch.display_name,
+            requests_file=batch_input(tmp_path, batch.id),
+        )
+
+    report = await send(tmp_path, bsim.url)
+
+    assert report.exit_code == 0
+    assert creates(bsim) == {batch.display_name: 1}
+    assert report.status.counts["succeeded"] == 4
+
+
+async def test_detach_returns_once_the_batch_exists_and_a_later_submit_collects(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    bsim.batch_running = 0.3
+    try:
+        detached = await send(tmp_path, bsim.url, detach=True)
+    finally:
+        bsim.batch_running = 0.05
+    assert detached.exit_code == 0
+    assert detached.result.detached and detached.result.batches_left == 1
+    assert detached.status.counts["in_batch"] == 4
+    bsim.wait_until(
+        lambda s: all(
+            b["state"] == "BATCH_STATE_SUCCEEDED"
+            for b in s["batch"]["batches"].values()
+        )
+    )
+
+    later = await send(tmp_path, bsim.url, batch=None)  # the job file says nothing
+
+    assert later.exit_code == 0
+    assert later.status.counts["succeeded"] == 4
+    assert later.result.batches_left == 0
+    assert bsim.stats()["requests"] == 0  # no generateContent call: all by batch
+    assert list(creates(bsim).values()) == [1]
+
+
+async def test_the_budget_caps_what_goes_in_a_batch(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    report = await send(tmp_path, bsim.url, GRID + "budget: {max_requests: 3}\n")
+
+    assert report.result.budget_stop is not None
+    assert report.status.counts == {
+        **report.status.counts,
+        "succeeded": 3,
+        "pending": 1,
+    }
+    assert bsim.stats()["batch"]["lines"] == 3
+
+
+def test_an_endpoint_without_a_batch_api_is_exit_2_with_nothing_sent(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    bsim.batch_support = False
+    job = write_job(tmp_path, GRID)
+
+    result = invoke(
+        "submit", job, "--batch", "--base-url", bsim.url, "--output", tmp_path / "o",
+        env={"TOKAIFY_API_KEY": SECRET},
+    )  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert "has no Batch API" in result.stderr
+    assert "Traceback" not in result.output
+    stats = bsim.stats()
+    assert stats["requests"] == 0 and stats["batch"]["creates"] == {}
+    assert status_json("grid", tmp_path / "o")["counts"]["pending"] == 4
+
+
+def test_simulate_detach_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    job = write_job(tmp_path, GRID)
+    result = invoke("submit", job, "--batch", "--detach", "--simulate")
+    assert result.exit_code == 2
+    assert "--simulate --detach" in result.stderr
+    assert invoke("submit", job, "--detach", "--simulate").exit_code == 2
+
+
+def test_cancel_stops_a_live_batch_and_its_items_go_back_to_pending(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path, GRID)
+    out = tmp_path / "o"
+    env = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.01"}
+    bsim.batch_running = 30.0
+    try:
+        first = invoke(
+            "submit", job, "--batch", "--detach", "--base-url", bsim.url,
+            "--output", out, "--no-review", env=env,
+        )  # fmt: skip
+        assert first.exit_code == 0, first.output
+        assert "returned once they existed: 1 batch go on" in first.stderr
+
+        cancelled = invoke(
+            "cancel", "grid", "--base-url", bsim.url, "--output", out, env=env
+        )
+    finally:
+        bsim.batch_running = 0.05
+    assert cancelled.exit_code == 1, cancelled.output  # items pending again
+    data = status_json("grid", out)
+    assert data["counts"]["pending"] == 4 and data["counts"]["in_batch"] == 0
+    assert data["batches"][0]["state"] == "BATCH_STATE_CANCELLED"
+    assert not data["batches"][0]["live"]
+    [batch] = bsim.stats()["batch"]["batches"].values()
+    assert batch["state"] == "BATCH_STATE_CANCELLED"
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+async def crash_before_create(tmp_path: Path) -> BatchRow:
+    """The store as a runner killed right after recording a batch leaves it: the
+    plan stored, the batch recorded with its items in it, no remote name."""
+    from runner.plan import build_plan
+
+    spec = load_job(write_job(tmp_path, GRID))
+    store = runs.Workspace(tmp_path / "out").open_store()
+    try:
+        job = store.upsert_job("grid", str(spec.path), spec.model)
+        store.sync_plan(job, build_plan(spec).items)
+        work = store.pending_items(job)
+        run = store.start_run(job, "submit")
+        batch = store.record_batch(
+            job, run, [w.id for w in work], model=spec.model, input_kind="inline"
+        )
+        folder = tmp_path / "out" / "grid" / "batches"
+        folder.mkdir(parents=True)
+        with (folder / f"{batch.display_name}.jsonl").open("wb") as lines:
+            for item in work:
+                request = Request.from_json(item.request_json)
+                lines.write(
+                    client_batch.request_line(item.key, build_body(request, []))
+                )
+        return batch
+    finally:
+        store.close()
+
+
+def batch_input(tmp_path: Path, batch_id: int) -> Path:
+    return tmp_path / "out" / "grid" / "batches" / f"grid-batch-{batch_id}.jsonl"

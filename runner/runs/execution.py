@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
     from runner.spec import JobSpec
-    from runner.store import JobRow, Store, SyncResult, WorkItem
+    from runner.store import BatchRow, JobRow, Store, SyncResult, WorkItem
 
 _DEFAULT_SEND = SendOptions()
 
@@ -77,6 +77,9 @@ async def submit_spec(
 
     check_space(workspace.job_folder(spec.name), check)
     plan, digest = check.plan, check.digest
+    mode = None
+    if send.by_batch(spec.transport):
+        mode = "detach" if send.detach else "send"
     saved = job_settings(spec)
     settings = run_settings(
         saved, check.price, send, overrides, batch_price=spec_batch_price(spec)
@@ -95,6 +98,7 @@ async def submit_spec(
             None if plan is None else store.sync_plan(job, plan.items, digest),
             0,
         ),
+        batch_mode=mode,
     )
 
 
@@ -126,6 +130,39 @@ async def retry_job(
         command="retry",
         simulated=send.simulated,
         prepare=lambda: (None, store.requeue(job, statuses)),
+    )
+
+
+async def cancel_job(
+    job: JobRow,
+    *,
+    workspace: Workspace,
+    store: Store,
+    endpoint: client.Endpoint,
+    on_progress: ProgressCallback | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunReport:
+    """Cancel the job's live batches (SPEC 7), collecting what they finished."""
+    from runner.runs.settings import stored_price
+
+    settings = run_settings(
+        job.settings,
+        stored_price(job),
+        SendOptions(),
+        overrides,
+        batch_price=stored_batch_price(job),
+    )
+    return await _run(
+        store,
+        job,
+        workspace.job_folder(job.name),
+        endpoint,
+        settings,
+        on_progress,
+        command="cancel",
+        simulated=False,
+        prepare=lambda: (None, 0),
+        batch_mode="cancel",
     )
 
 
@@ -198,18 +235,31 @@ async def _run(
     command: str,
     simulated: bool,
     prepare: Callable[[], tuple[SyncResult | None, int]],
+    batch_mode: str | None = None,
 ) -> RunReport:
+    """One run under the job's lease: interactive (`batch_mode` None: the job's
+    live batches collected first, if any are done), or through the Batch API
+    (send, detach, cancel: see scheduler.BatchMode)."""
     import anyio
     import httpx
     from anyio import to_thread
 
     from runner import client
-    from runner.scheduler import Progress, Recovered, RunResult, recover, run_items
+    from runner.scheduler import (
+        BatchMode,
+        Progress,
+        Recovered,
+        RunResult,
+        recover,
+        run_batches,
+        run_items,
+    )
 
     owner = uuid.uuid4().hex
 
     # item id -> the simulated images a real answer is to replace (SPEC 5)
     superseded: dict[int, list[str]] = {}
+    live: list[BatchRow] = []  # the job's live batches when the run starts
 
     def start() -> tuple[
         Recovered, int, SyncResult | None, int, list[WorkItem], int, RunSettings
@@ -232,6 +282,11 @@ async def _run(
             if budget.max_cost_usd is not None or budget.max_images is not None:
                 # What each request in flight reserves: the dearest answer so far.
                 seeded = replace(seeded, recorded=store.recorded_usage(job))
+            if budget != type(budget)():
+                # Items in live batches may still cost what they were reserved at.
+                outstanding = tuple(store.unfinished(job, ("in_batch",)))
+                seeded = replace(seeded, outstanding=outstanding)
+            live.extend(store.live_batches(job))
             return found, recovered, sync, requeued, work, run_id, seeded
         except BaseException:
             store.release_lease(job, owner)
@@ -266,19 +321,43 @@ async def _run(
             base_url=endpoint.base_url,
         )
         async with http:
-            result = await run_items(
-                store=store,
-                job=job,
-                run_id=run_id,
-                work=work,
-                http=http,
-                endpoint=endpoint,
-                job_folder=folder,
-                settings=settings,
-                lease_owner=owner,
-                on_progress=on_progress,
-                checkpoint=lambda: write_manifest(store, job, folder),
-            )
+            if batch_mode is None and live:
+                # Batches a detached submit left: collect those that are done.
+                batch_mode = BatchMode.COLLECT
+            if batch_mode is not None:
+                result = await run_batches(
+                    store=store,
+                    job=job,
+                    run_id=run_id,
+                    http=http,
+                    endpoint=endpoint,
+                    job_folder=folder,
+                    settings=settings,
+                    lease_owner=owner,
+                    mode=BatchMode(batch_mode),
+                    simulated=simulated,
+                    on_progress=on_progress,
+                )
+            if batch_mode in (None, BatchMode.COLLECT) and not (
+                result.interrupted and batch_mode is not None
+            ):
+                collected = result
+                work = await to_thread.run_sync(store.pending_items, job)
+                result = await run_items(
+                    store=store,
+                    job=job,
+                    run_id=run_id,
+                    work=work,
+                    http=http,
+                    endpoint=endpoint,
+                    job_folder=folder,
+                    settings=settings,
+                    lease_owner=owner,
+                    on_progress=on_progress,
+                    checkpoint=lambda: write_manifest(store, job, folder),
+                )
+                if batch_mode is not None:
+                    result = replace(result, batches_left=collected.batches_left)
     finally:
         # Also after Ctrl-C: the manifest must show what finished.
         with anyio.CancelScope(shield=True):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from runner import pricing
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from runner.plan import Request
     from runner.pricing import Price
@@ -46,9 +46,18 @@ class BudgetGuard:
         spent: Spend,
         recorded: Mapping[UsageKey, RecordedUsage] | None = None,
         batch_price: Price | None = None,
+        *,
+        by_batch: bool = False,
+        outstanding: Sequence[tuple[str, int, str | None]] = (),
     ) -> None:
+        """`by_batch`: the requests reserved go in Batch API batches (SPEC 7), all
+        at once, at the batch price. `outstanding`: (prompt, references, size) of
+        items in live batches made earlier, counted as spent at the batch price,
+        each as its estimate or the dearest answer seen."""
         self.budget = budget
-        self.price = price
+        self.by_batch = by_batch
+        # what a request of this run costs: the batch price for a batch run
+        self.price = batch_price if by_batch else price
         self.requests = spent.attempts
         self.images = spent.images
         self.cost = 0.0
@@ -67,11 +76,17 @@ class BudgetGuard:
         self.learned = any(g.answers for g in groups)
         self.most_images = max((g.most_images for g in groups), default=0)
         self.dearest = 0.0  # USD of the dearest answer seen
-        if price is not None:
+        if self.price is not None:
             self.dearest = max(
-                (pricing.heaviest_cost(g.heaviest, price) for g in groups),
+                (pricing.heaviest_cost(g.heaviest, self.price) for g in groups),
                 default=0.0,
             )
+        for text, refs, size in outstanding:
+            self.requests += 1
+            self.images += max(self.most_images, 1)
+            if batch_price is not None:
+                one = pricing.estimate_cost(text, refs, size, batch_price)
+                self.cost += max(one, self.dearest if by_batch else 0.0)
 
     def estimate(self, request: Request) -> float:
         if self.price is None:
@@ -85,14 +100,16 @@ class BudgetGuard:
         and whether waiting for a request in flight may make room."""
         b = self.budget
         n = self.in_flight
+        # A batch's requests all go at once: none waits for another's answer.
+        learned = self.learned or self.by_batch
         if b.max_requests is not None and self.requests + n >= b.max_requests:
             return Refusal("max_requests", wait=False)
         if b.max_images is not None:
-            if n and not self.learned:
+            if n and not learned:
                 return Refusal("max_images", wait=True)
             per = max(self.most_images, 1)
             if self.images + (n + 1) * per > b.max_images:
-                return Refusal("max_images", wait=n > 0)
+                return Refusal("max_images", wait=n > 0 and not self.by_batch)
         if b.max_cost_usd is not None:
             if self.price is None:
                 return Refusal(
@@ -101,13 +118,13 @@ class BudgetGuard:
                     reason="budget.max_cost_usd is set but this model has no price; "
                     "add `pricing:` to the job file",
                 )
-            if n and not self.learned:
+            if n and not learned:
                 return Refusal("max_cost_usd", wait=True)
             if (
                 self.cost + self._in_flight_cost() + max(estimate, self.dearest)
                 > b.max_cost_usd
             ):
-                return Refusal("max_cost_usd", wait=n > 0)
+                return Refusal("max_cost_usd", wait=n > 0 and not self.by_batch)
         self.in_flight += 1
         self.in_flight_estimates += estimate
         return None
@@ -131,6 +148,13 @@ class BudgetGuard:
             self.dearest = max(self.dearest, cost)
         elif result is None or result.outcome in ("unknown", "abandoned"):
             self.cost += estimate  # possibly billed: assume it was
+
+    def release(self, estimate: float) -> None:
+        """Drop a reservation whose request was never sent (a batch not created)."""
+        self.in_flight -= 1
+        self.in_flight_estimates = (
+            self.in_flight_estimates - estimate if self.in_flight else 0.0
+        )
 
     def describe(self, refusal: Refusal) -> str:
         """The stop message: the cap, and what is spent, settled and in flight."""

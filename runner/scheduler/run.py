@@ -11,8 +11,6 @@ Must not decide what an answer means (the judgement does), parse YAML, print or 
 from __future__ import annotations
 
 import functools
-import signal
-import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -21,7 +19,7 @@ import anyio
 from anyio import to_thread
 
 from runner import client, outputs
-from runner.errors import RunnerError, StoreError
+from runner.errors import StoreError
 from runner.plan import Request
 from runner.scheduler import images, judgement
 from runner.scheduler.budget import BudgetGuard, Refusal
@@ -32,6 +30,12 @@ from runner.scheduler.pacing import Pacer
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
 from runner.scheduler.recorder import Ending, Recorder
 from runner.scheduler.references import ReferenceChanged, References
+from runner.scheduler.watch import (
+    can_watch_signals,
+    first_error,
+    keep_lease,
+    watch_signals,
+)
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store, WorkItem
 
 if TYPE_CHECKING:
@@ -78,14 +82,18 @@ async def run_items(
             writer.start_soon(run.recorder.serve)
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(run.renew_lease, lease_owner)
+                    tg.start_soon(
+                        keep_lease, store, job, lease_owner, settings.lease_ttl
+                    )
                     if checkpoint is not None:
                         tg.start_soon(_every, CHECKPOINT_EVERY, checkpoint)
-                    if (
-                        settings.handle_signals
-                        and threading.current_thread() is threading.main_thread()
-                    ):
-                        tg.start_soon(run.watch_signals, tg.cancel_scope)
+                    if can_watch_signals(settings.handle_signals):
+                        tg.start_soon(
+                            watch_signals,
+                            run.first_signal,
+                            run.second_signal,
+                            tg.cancel_scope,
+                        )
                     async with anyio.create_task_group() as workers:
                         # Twice as many workers as slots: while one records an
                         # answer, another already uses the slot it freed.
@@ -95,7 +103,7 @@ async def run_items(
             finally:
                 run.recorder.close()
     except BaseExceptionGroup as group:
-        raise _first_error(group) from None
+        raise first_error(group) from None
     if run.store_error is not None:
         kept = job_folder / outputs.JOURNAL
         raise StoreError(
@@ -115,26 +123,6 @@ async def run_items(
         abandoned=run.abandoned,
         budget_stop=budget_stop,
     )
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """What a task group raised, unwrapped: a RunnerError (say, the store failed)
-    must reach the command line as itself, not as a group with a traceback."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for kind in (KeyboardInterrupt, RunnerError):
-        for leaf in leaves:
-            if isinstance(leaf, kind):
-                return leaf
-    return group if len(leaves) != 1 else leaves[0]
 
 
 async def _every(interval: float, action: Callable[[], object]) -> None:
@@ -185,6 +173,7 @@ class _Run:
             settings.spent,
             settings.recorded,
             settings.batch_price,
+            outstanding=settings.outstanding,
         )
         # Set (and replaced) when a reservation ends or the run stops, while some
         # request waits for room under a cap.
@@ -196,30 +185,18 @@ class _Run:
         self.disk = DiskGuard(job_folder)
         self.recorder = Recorder(store, Journal(job_folder))
 
-    # -- background tasks -------------------------------------------------------------
+    # -- signals ----------------------------------------------------------------------
 
-    async def renew_lease(self, owner: str) -> None:
-        while True:
-            await anyio.sleep(self.settings.lease_ttl / 3)
-            await to_thread.run_sync(
-                self.store.renew_lease, self.job, owner, self.settings.lease_ttl
-            )
+    def first_signal(self) -> None:
+        # Send nothing new; requests already out are paid for, so let them land.
+        self.interrupted = True
+        self.progress = replace(self.progress, interrupts=1)
+        self._halt("interrupted")
 
-    async def watch_signals(self, scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                if not self.interrupted:
-                    # First signal: send nothing new; requests already out are paid
-                    # for, so let them land.
-                    self.interrupted = True
-                    self.progress = replace(self.progress, interrupts=1)
-                    self._halt("interrupted")
-                else:
-                    # Second: stop waiting for them (each is recorded as abandoned).
-                    self.progress = replace(self.progress, interrupts=2)
-                    self.emit()
-                    scope.cancel()
-                    return
+    def second_signal(self) -> None:
+        # Stop waiting for them (each is recorded as abandoned).
+        self.progress = replace(self.progress, interrupts=2)
+        self.emit()
 
     # -- workers ----------------------------------------------------------------------
 
