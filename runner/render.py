@@ -159,7 +159,8 @@ def run_notes(report: RunReport, retry: str | None = None) -> None:
         # Each line fits 80 columns.
         them = _n(result.batches_left, "batch", "batches")
         how = "returned once they existed" if result.detached else "stopped waiting"
-        err(f"{how}: {them} go on at the API (half price, up to 24 h)")
+        goes = "goes" if result.batches_left == 1 else "go"
+        err(f"{how}: {them} {goes} on at the API (half price, up to 24 h)")
         err(f"`runner submit` collects them; `runner cancel {report.job}` cancels")
     if result.interrupted and result.progress.interrupts >= 2:
         # Each line fits 80 columns.

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
+import signal
+import sqlite3
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -19,7 +23,8 @@ from runner.runs import execution
 from runner.simulate import Fault, SimServer
 from runner.spec import load_job
 from runner.store import Store
-from tests.e2e import SECRET, invoke, manifest, status_json, write_job
+from tests.e2e import SECRET, invoke, manifest, spawn, status_json, write_job
+from tests.test_resume import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -436,7 +441,7 @@ def test_cancel_stops_a_live_batch_and_its_items_go_back_to_pending(
             "--output", out, "--no-review", env=env,
         )  # fmt: skip
         assert first.exit_code == 0, first.output
-        assert "returned once they existed: 1 batch go on" in first.stderr
+        assert "returned once they existed: 1 batch goes on" in first.stderr
 
         cancelled = invoke(
             "cancel", "grid", "--base-url", bsim.url, "--output", out, env=env
@@ -450,6 +455,108 @@ def test_cancel_stops_a_live_batch_and_its_items_go_back_to_pending(
     assert not data["batches"][0]["live"]
     [batch] = bsim.stats()["batch"]["batches"].values()
     assert batch["state"] == "BATCH_STATE_CANCELLED"
+
+
+# -- a runner killed or interrupted mid-batch --------------------------------------
+
+KILL_ENV = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.02"}
+
+
+@pytest.mark.slow
+def test_a_runner_killed_while_polling_is_resumed_without_a_second_batch(
+    tmp_path: Path,
+) -> None:
+    job = write_job(tmp_path, GRID)
+    out = tmp_path / "o"
+    with SimServer(image_scale=0.0625, batch_pending=0.2, batch_running=1.0) as sim:
+        proc = spawn(
+            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
+            env=KILL_ENV,
+        )  # fmt: skip
+        sim.wait_until(lambda s: bool(s["batch"]["creates"]))
+        wait_for(lambda: live_names(out) == {"batches/"})  # its answer recorded
+        proc.popen.send_signal(signal.SIGKILL)
+        code, _, _ = proc.finish()
+        assert code == -signal.SIGKILL
+        assert status_json("grid", out)["counts"]["in_batch"] == 4
+
+        result = invoke(
+            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
+            "--no-review", env=KILL_ENV,
+        )  # fmt: skip
+
+        assert result.exit_code == 0, result.output
+        assert list(sim.stats()["batch"]["creates"].values()) == [1]
+        assert sim.stats()["batch"]["lines"] == 4
+    assert status_json("grid", out)["counts"]["succeeded"] == 4
+    assert [a["number"] for a in attempts(out)] == [1, 1, 1, 1]
+
+
+@pytest.mark.slow
+def test_a_runner_killed_while_downloading_results_records_each_once(
+    tmp_path: Path,
+) -> None:
+    """A batch too big to send inline (a large reference image in every request),
+    its results a file of large answers: the kill comes once the first image is
+    written, while the file still streams in. The next submit reads the file again
+    and records only the items not recorded yet; nothing is created or paid twice."""
+    (tmp_path / "refs").mkdir()
+    noise = Image.frombytes(
+        "RGB", (640, 640), random.Random(7).randbytes(640 * 640 * 3)
+    )
+    noise.save(tmp_path / "refs" / "noise.png")
+    body = GRID.replace('["A lighthouse, {style}", "A fox, {style}"]', PROMPTS)
+    job = write_job(tmp_path, body + "references: [[refs/noise.png]]\n")
+    out = tmp_path / "o"
+    images = out / "grid" / "images"
+    with SimServer(
+        image_scale=0.0625, batch_pending=0.0, batch_running=0.1,
+        image_pad_bytes=2_000_000,
+    ) as sim:  # fmt: skip
+        proc = spawn(
+            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
+            env=KILL_ENV,
+        )  # fmt: skip
+        wait_for(lambda: images.is_dir() and any(images.glob("*.png")))
+        proc.popen.send_signal(signal.SIGKILL)
+        proc.finish()
+        assert sim.stats()["batch"]["uploads"] == 1  # a file batch
+        assert status_json("grid", out)["counts"]["in_batch"] > 0
+
+        result = invoke(
+            "submit", job, "--base-url", sim.url, "--output", out, "--no-review",
+            env=KILL_ENV,
+        )  # fmt: skip
+
+        assert result.exit_code == 0, result.output
+        stats = sim.stats()
+        assert list(stats["batch"]["creates"].values()) == [1]
+        assert stats["requests"] == 0  # nothing sent again, by batch or not
+    assert status_json("grid", out)["counts"]["succeeded"] == 20
+    assert [a["number"] for a in attempts(out)] == [1] * 20  # each recorded once
+    assert not list(images.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_waiting_not_the_batch(tmp_path: Path) -> None:
+    job = write_job(tmp_path, GRID)
+    out = tmp_path / "o"
+    with SimServer(image_scale=0.0625, batch_pending=0.2, batch_running=1.0) as sim:
+        proc = spawn(
+            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
+            env=KILL_ENV,
+        )  # fmt: skip
+        wait_for(lambda: live_names(out) == {"batches/"})
+        proc.popen.send_signal(signal.SIGINT)
+        code, _, err = proc.finish()
+
+        assert code == 130, err
+        assert "stopped waiting: 1 batch goes on at the API" in err
+        assert "`runner submit` collects them" in err
+        assert "Traceback" not in err
+        assert status_json("grid", out)["counts"]["in_batch"] == 4
+        [batch] = sim.stats()["batch"]["batches"].values()
+        assert batch["state"] != "BATCH_STATE_CANCELLED"
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -481,6 +588,24 @@ async def crash_before_create(tmp_path: Path) -> BatchRow:
         return batch
     finally:
         store.close()
+
+
+PROMPTS = "[" + ", ".join(f'"Scene {n}, {{style}}"' for n in range(10)) + "]"
+
+
+def live_names(out: Path) -> set[str]:
+    """The remote names of the job's live batches as the store has them, cut to
+    their prefix ("batches/"; "" while not named yet)."""
+    if not (out / "runner.db").is_file():
+        return set()
+    with closing(sqlite3.connect(out / "runner.db")) as db:
+        try:
+            rows = db.execute(
+                "SELECT remote_name FROM batches WHERE ended_at IS NULL"
+            ).fetchall()
+        except sqlite3.OperationalError:  # not migrated yet
+            return set()
+    return {(name or "")[:8] for (name,) in rows}
 
 
 def batch_input(tmp_path: Path, batch_id: int) -> Path:
