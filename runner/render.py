@@ -158,7 +158,13 @@ def run_notes(report: RunReport, retry: str | None = None) -> None:
     if result.batches_left:
         # Each line fits 80 columns.
         them = _n(result.batches_left, "batch", "batches")
-        how = "returned once they existed" if result.detached else "stopped waiting"
+        how = (
+            "returned once they existed"
+            if result.detached
+            else "stopped waiting"
+            if result.interrupted
+            else "still running"
+        )
         goes = "goes" if result.batches_left == 1 else "go"
         err(f"{how}: {them} {goes} on at the API (half price, up to 24 h)")
         err(f"`runner submit` collects them; `runner cancel {report.job}` cancels")

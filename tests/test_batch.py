@@ -401,6 +401,28 @@ async def test_the_budget_caps_what_goes_in_a_batch(
     assert bsim.stats()["batch"]["lines"] == 3
 
 
+async def test_items_in_live_batches_count_against_the_caps_of_an_interactive_run(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    """Four items wait in a detached batch; with max_requests 5, a --no-batch
+    submit of the job (now six items) may send one request, not two."""
+    capped = GRID + "budget: {max_requests: 5}\n"
+    bsim.batch_running = 30.0
+    try:
+        await send(tmp_path, bsim.url, capped, detach=True)
+        more = capped.replace(
+            '"A fox, {style}"]', '"A fox, {style}", "A owl, {style}"]'
+        )
+
+        report = await send(tmp_path, bsim.url, more, batch=False)
+    finally:
+        bsim.batch_running = 0.05
+    assert bsim.stats()["requests"] == 1
+    assert report.result.budget_stop is not None
+    counts = report.status.counts
+    assert (counts["in_batch"], counts["succeeded"], counts["pending"]) == (4, 1, 1)
+
+
 def test_an_endpoint_without_a_batch_api_is_exit_2_with_nothing_sent(
     bsim: SimServer, tmp_path: Path
 ) -> None:

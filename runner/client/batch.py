@@ -60,8 +60,10 @@ FILE_LIMIT_BYTES = 2 * 1024**3
 # google-genai uploads in chunks of 8 MB (_api_client.py CHUNK_SIZE).
 UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 JSONL_MIME_TYPE = "application/jsonl"
-LIST_PAGE_SIZE = 100  # batches asked for per page when looking one up by name
-MAX_LIST_PAGES = 100
+# Batches asked for per page when looking one up by name: a listed batch may carry
+# its inline results, so pages are kept small.
+LIST_PAGE_SIZE = 20
+MAX_LIST_PAGES = 500
 # What a batch's error or operation body may keep once image data is taken out.
 _MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 _MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -135,12 +137,14 @@ def inline_request(line: bytes) -> bytes:
     return b'{"metadata":{"key":' + key + b"}," + line[key_end + 1 :].rstrip(b"\n")
 
 
-async def probe(http: httpx.AsyncClient, endpoint: Endpoint) -> None:
+async def probe(
+    http: httpx.AsyncClient, endpoint: Endpoint, *, spool_dir: Path | None = None
+) -> None:
     """Whether the endpoint serves the Batch API: `GET /v1beta/batches` (one
     batch); NoBatchApi on a 404, BatchCallFailed on any other failure."""
     url = _url(endpoint, "v1beta/batches") + "?pageSize=1"
     try:
-        async with _Call(http, endpoint, "GET", url) as call:
+        async with _Call(http, endpoint, "GET", url, spool_dir=spool_dir) as call:
             await call.document()
     except BatchCallFailed as failed:
         if failed.outcome.http_status == 404:
@@ -157,16 +161,21 @@ async def probe(http: httpx.AsyncClient, endpoint: Endpoint) -> None:
 
 
 async def find_batch(
-    http: httpx.AsyncClient, endpoint: Endpoint, display_name: str
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    display_name: str,
+    *,
+    spool_dir: Path | None = None,
 ) -> BatchInfo | None:
     """The batch created with this display name, if the API lists one (newest
-    first, page by page); its results are not read."""
+    first, page by page); its results are not read (image data of listed results
+    goes through `spool_dir` and is deleted)."""
     token = ""
     for _ in range(MAX_LIST_PAGES):
         url = _url(endpoint, "v1beta/batches") + f"?pageSize={LIST_PAGE_SIZE}"
         if token:
             url += f"&pageToken={quote(token, safe='')}"
-        async with _Call(http, endpoint, "GET", url) as call:
+        async with _Call(http, endpoint, "GET", url, spool_dir=spool_dir) as call:
             doc = await call.document()
         listed = doc.get("operations", doc.get("batches"))
         for operation in listed if isinstance(listed, list) else []:
@@ -219,7 +228,7 @@ async def get_batch(
     async with _Call(
         http, endpoint, "GET", _url(endpoint, f"v1beta/{name}"), spool_dir=spool_dir
     ) as call:
-        doc = await call.document()
+        doc = await call.document(keep=True)
         info = batch_info(doc)
         if not info.terminal:
             call.blobs.discard()
@@ -444,8 +453,11 @@ class _Call:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
 
-    async def document(self, *, empty_ok: bool = False) -> dict[str, Any]:
-        """The answer's JSON object (image data taken out into `blobs`)."""
+    async def document(
+        self, *, empty_ok: bool = False, keep: bool = False
+    ) -> dict[str, Any]:
+        """The answer's JSON object; image data is taken out into `blobs`, and
+        kept there only with `keep` (else deleted at once)."""
         assert self._response is not None
         seen = 0
         try:
@@ -457,6 +469,8 @@ class _Call:
             outcome = transport_outcome(exc, self._url)
             raise BatchCallFailed(seal(outcome, self._secret)) from None
         kept = redact_bytes(self.blobs.finish(), self._secret)
+        if not keep:
+            self.blobs.discard()
         if empty_ok and not kept.strip():
             return {}
         try:

@@ -201,6 +201,9 @@ class _BatchRun:
         self.shown: dict[int, BatchProgress] = {}  # batch id -> as last seen
         self.created: set[int] = set()  # batches this run made
         self.model = job.model or ""
+        # where answers' image data is spooled: beside the images, so that keeping
+        # one is a rename
+        self.spool = job_folder / outputs.IMAGES_DIR
 
     # -- the steps --------------------------------------------------------------------
 
@@ -216,6 +219,9 @@ class _BatchRun:
         self._bump(total=len(pending) + waiting, running=waiting)
         if not live and not pending:
             return
+        # Inputs a stopped run left: never sent again as they are (their batch
+        # was created or is looked up by name, or its items are batched anew).
+        await self._thread(_clear_inputs, self.job_folder / outputs.BATCHES_DIR)
         if not await self._probe(required=creating):
             return
         for batch in live:
@@ -259,7 +265,7 @@ class _BatchRun:
         no Batch API is a usage error (exit 2, nothing sent); where they are only
         collected, they are left for a submit that can reach them."""
         try:
-            await client.batch.probe(self.http, self.endpoint)
+            await client.batch.probe(self.http, self.endpoint, spool_dir=self.spool)
         except NoBatchApi as missing:
             if required:
                 raise UsageError(missing.outcome.reason) from None
@@ -279,7 +285,7 @@ class _BatchRun:
         back to pending (the create never took)."""
         try:
             found = await client.batch.find_batch(
-                self.http, self.endpoint, batch.display_name
+                self.http, self.endpoint, batch.display_name, spool_dir=self.spool
             )
         except BatchCallFailed as failed:
             self._halt(
@@ -431,7 +437,7 @@ class _BatchRun:
         if maybe:
             try:
                 found = await client.batch.find_batch(
-                    self.http, self.endpoint, batch.display_name
+                    self.http, self.endpoint, batch.display_name, spool_dir=self.spool
                 )
             except BatchCallFailed as failed:
                 self._halt(
@@ -487,7 +493,7 @@ class _BatchRun:
                 self.http,
                 self.endpoint,
                 batch.remote_name,
-                spool_dir=self.job_folder / outputs.IMAGES_DIR,
+                spool_dir=self.spool,
             )
         except BatchCallFailed as failed:
             outcome = failed.outcome
@@ -563,7 +569,7 @@ class _BatchRun:
                     self.http,
                     self.endpoint,
                     info.result_file,
-                    spool_dir=self.job_folder / outputs.IMAGES_DIR,
+                    spool_dir=self.spool,
                 ) as lines:
                     async for result in lines:
                         item = waiting.get(result.key or "")
@@ -699,6 +705,12 @@ class _BatchRun:
 
     async def _thread(self, call: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(call, *args)
+
+
+def _clear_inputs(folder: Path) -> None:
+    if folder.is_dir():
+        for path in folder.glob("*.jsonl"):
+            path.unlink(missing_ok=True)
 
 
 def _discard(blobs: BlobExtractor | None) -> None:
