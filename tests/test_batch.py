@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import signal
@@ -14,20 +15,21 @@ import pytest
 from PIL import Image
 
 from runner import pricing, runs
-from runner.client import Endpoint, build_body
+from runner.client import Endpoint, Kind, build_body, make_http_client
 from runner.client import batch as client_batch
 from runner.errors import JobSpecError
 from runner.models import MODELS
 from runner.plan import Request
 from runner.runs import execution
+from runner.scheduler.batches import inline_matches
 from runner.simulate import Fault, SimServer
 from runner.spec import load_job
-from runner.store import Store
+from runner.store import Store, WorkItem
 from tests.e2e import SECRET, invoke, manifest, spawn, status_json, write_job
 from tests.test_resume import wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from runner.reports import RunReport
@@ -135,6 +137,164 @@ def test_status_counts_items_in_batch_and_lists_batches_as_last_seen(
     text = invoke("status", "grid", "--output", out).stdout
     assert "in batches: 3 items wait for results in 1 live batch" in text
     assert f"grid-batch-{batch.id} running: 1 of 3 done" in text
+
+
+# -- the wire (httpx.MockTransport through the production client) -------------------
+
+ENDPOINT = Endpoint(base_url="https://api.example", api_key=SECRET)
+
+
+def mock_client(
+    handler: Callable[[httpx.Request], httpx.Response],
+) -> httpx.AsyncClient:
+    return make_http_client(concurrency=1, transport=httpx.MockTransport(handler))
+
+
+def test_the_sdks_job_state_spelling_and_string_counts_are_read() -> None:
+    info = client_batch.batch_info(
+        {
+            "name": "batches/x",
+            "metadata": {
+                "displayName": "grid-batch-1",
+                "state": "JOB_STATE_RUNNING",
+                "batchStats": {"requestCount": "3", "successfulRequestCount": "1"},
+            },
+        }
+    )
+    assert info.state == "BATCH_STATE_RUNNING" and not info.terminal
+    # proto3 JSON leaves zero counts out
+    assert info.stats == {"requests": 3, "succeeded": 1, "failed": 0, "pending": 0}
+
+
+async def test_inline_results_without_echoed_keys_are_matched_by_position() -> None:
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(2000)).decode()
+    answer = {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [{"inlineData": {"mimeType": "image/png", "data": image}}]
+                },
+                "finishReason": "STOP",
+            }
+        ]
+    }
+    done = {  # a bare GenerateContentBatch, its results in `output` only
+        "name": "batches/x",
+        "displayName": "grid-batch-1",
+        "state": "BATCH_STATE_SUCCEEDED",
+        "output": {"inlinedResponses": {"inlinedResponses": [
+            {"response": answer}, {"error": {"code": 8, "message": "slow down"}},
+        ]}},
+    }  # fmt: skip
+
+    async with mock_client(lambda r: httpx.Response(200, json=done)) as http:
+        info = await client_batch.get_batch(http, ENDPOINT, "batches/x")
+        a, b = (work_item(n, key) for n, key in enumerate(("ka", "kb")))
+        matched = inline_matches(info.results, [a, b], {"ka": a, "kb": b})
+        assert [(item.key, result.key) for item, result in matched] == [
+            ("ka", None),
+            ("kb", None),
+        ]
+        first = await client_batch.result_outcome(
+            http, ENDPOINT, info.results[0], model="m"
+        )
+        second = await client_batch.result_outcome(
+            http, ENDPOINT, info.results[1], model="m"
+        )
+    assert first.kind is Kind.SUCCESS and len(first.images) == 1
+    assert first.images[0].data.startswith(b"\x89PNG")  # decoded while streaming
+    assert (second.kind, second.http_status) == (Kind.TRANSIENT, 429)
+    # an echoed key wins over the position; a result for no waiting item is dropped
+    keyed = [
+        client_batch.BatchResult("kb", b"{}", None),
+        client_batch.BatchResult("kz", b"{}", None),
+    ]
+    assert [i.key for i, _ in inline_matches(keyed, [a, b], {"kb": b})] == ["kb"]
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "status"),
+    [
+        ({"code": 3, "message": "bad field"}, Kind.FATAL_ITEM, 400),
+        ({"code": 13, "message": "Internal error encountered."}, Kind.TRANSIENT, 500),
+        ({"code": 14, "message": "try later"}, Kind.TRANSIENT, 503),
+        ({"code": 503, "message": "relay says HTTP"}, Kind.TRANSIENT, 503),
+        ({"code": 16, "message": "who are you"}, Kind.FATAL_RUN, 401),
+    ],
+)
+async def test_a_failed_line_is_classified_like_the_http_error_it_stands_for(
+    error: dict[str, Any], kind: Kind, status: int
+) -> None:
+    result = client_batch.BatchResult("k", None, error)
+    async with mock_client(lambda r: httpx.Response(500)) as http:
+        outcome = await client_batch.result_outcome(http, ENDPOINT, result, model="m")
+    assert (outcome.kind, outcome.http_status) == (kind, status)
+    assert error["message"] in outcome.reason
+
+
+async def test_the_probe_tells_no_batch_api_from_other_failures() -> None:
+    relay = {
+        "error": {
+            "message": "Invalid URL (GET /v1beta/batches)",
+            "type": "invalid_request_error",
+        }
+    }
+    async with mock_client(lambda r: httpx.Response(404, json=relay)) as http:
+        with pytest.raises(client_batch.NoBatchApi) as missing:
+            await client_batch.probe(http, ENDPOINT)
+    assert "has no Batch API" in missing.value.outcome.reason
+    async with mock_client(lambda r: httpx.Response(401, json={})) as http:
+        with pytest.raises(client_batch.BatchCallFailed) as refused:
+            await client_batch.probe(http, ENDPOINT)
+    assert not isinstance(refused.value, client_batch.NoBatchApi)
+    assert refused.value.outcome.kind is Kind.FATAL_RUN
+    assert SECRET not in refused.value.outcome.reason
+
+
+async def test_the_upload_follows_the_resumable_protocol_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_batch, "UPLOAD_CHUNK_BYTES", 10)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"x" * 25)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers.get("x-goog-upload-command") == "start":
+            url = "https://upstream.example/upload/v1beta/files?upload_id=u1"
+            return httpx.Response(200, headers={"x-goog-upload-url": url})
+        final = "finalize" in request.headers["x-goog-upload-command"]
+        status = "final" if final else "active"
+        body = {"file": {"name": "files/f1"}} if final else {}
+        return httpx.Response(200, json=body, headers={"x-goog-upload-status": status})
+
+    async with mock_client(handler) as http:
+        name = await client_batch.upload_file(http, ENDPOINT, path, "grid-batch-1")
+
+    assert name == "files/f1"
+    start, *chunks = seen
+    assert start.url == "https://api.example/upload/v1beta/files"
+    assert start.headers["x-goog-upload-protocol"] == "resumable"
+    assert start.headers["x-goog-upload-header-content-length"] == "25"
+    # the upload URL on the base URL's host, as google-genai rewrites it
+    assert {str(c.url.host) for c in chunks} == {"api.example"}
+    assert [c.headers["x-goog-upload-offset"] for c in chunks] == ["0", "10", "20"]
+    assert [c.headers["x-goog-upload-command"] for c in chunks] == [
+        "upload", "upload", "upload, finalize",
+    ]  # fmt: skip
+    assert [len(c.content) for c in chunks] == [10, 10, 5]
+    assert all(c.headers["authorization"] == f"Bearer {SECRET}" for c in chunks)
+
+
+def test_an_inline_request_is_the_jsonl_line_with_its_key_as_metadata() -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "a cat"}]}],
+            "generationConfig": {"responseModalities": ["IMAGE"]}}  # fmt: skip
+    line = client_batch.request_line("k1", body)
+    assert json.loads(line) == {"key": "k1", "request": body}
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    inline = json.loads(client_batch.inline_request(line))
+    assert inline == {"metadata": {"key": "k1"}, "request": body}
 
 
 # -- over loopback, against the simulated Batch API ----------------------------------
@@ -628,6 +788,10 @@ def live_names(out: Path) -> set[str]:
         except sqlite3.OperationalError:  # not migrated yet
             return set()
     return {(name or "")[:8] for (name,) in rows}
+
+
+def work_item(n: int, key: str) -> WorkItem:
+    return WorkItem(n, key, "p1", "{}", "1:1", "noref", 1, "{}", 0, 0, 0)
 
 
 def batch_input(tmp_path: Path, batch_id: int) -> Path:

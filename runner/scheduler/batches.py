@@ -59,7 +59,7 @@ from runner.store import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from io import BufferedWriter
     from pathlib import Path
 
@@ -577,13 +577,8 @@ class _BatchRun:
                             _discard(result.blobs)
                             continue
                         await take(item, result, result.blobs)
-            for index, result in enumerate(info.results):
-                if result.key is not None:
-                    item = waiting.get(result.key)
-                else:  # no echoed key: the results come in input order
-                    member = order[index] if index < len(order) else None
-                    item = None if member is None else waiting.get(member.key)
-                if item is not None and item.id not in seen:
+            for item, result in inline_matches(info.results, order, waiting):
+                if item.id not in seen:
                     await take(item, result, None)
         except BatchCallFailed as failed:
             if judgement.stops_run(failed.outcome.kind):
@@ -705,6 +700,26 @@ class _BatchRun:
 
     async def _thread(self, call: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(call, *args)
+
+
+def inline_matches(
+    results: Sequence[BatchResult],
+    order: Sequence[WorkItem],
+    waiting: Mapping[str, WorkItem],
+) -> list[tuple[WorkItem, BatchResult]]:
+    """Inline results with the items (still `waiting`, by key) they answer: by the
+    key the API echoed in the result's metadata, else by position, since inlined
+    responses come "in the same order as the input requests"
+    (GenerateContentBatchOutput, ai.google.dev/api/batch-mode)."""
+    matched = []
+    for index, result in enumerate(results):
+        key = result.key
+        if key is None and index < len(order):
+            key = order[index].key
+        item = waiting.get(key or "")
+        if item is not None:
+            matched.append((item, result))
+    return matched
 
 
 def _clear_inputs(folder: Path) -> None:
