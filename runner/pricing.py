@@ -40,14 +40,7 @@ PRICE_KEYS = (
 def price_for(model: str, override: Mapping[str, float] | None = None) -> Price | None:
     """The model's price with the job's overrides applied; None if unknown."""
     model_entry = model_for(model)
-    base = None if model_entry is None else model_entry.price
-    if override:
-        if base is None:
-            if not all(k in override for k in PRICE_KEYS):
-                return None
-            base = Price(0.0, 0.0, 0.0)
-        base = replace(base, **{k: float(v) for k, v in override.items()})
-    return base
+    return _overridden(None if model_entry is None else model_entry.price, override)
 
 
 def batch_price_for(
@@ -57,13 +50,20 @@ def batch_price_for(
     prices) counts at the batch share. None if unknown."""
     model_entry = model_for(model)
     base = None if model_entry is None else model_entry.batch_price
+    return _overridden(base, override, BATCH_PRICE_SHARE)
+
+
+def _overridden(
+    base: Price | None, override: Mapping[str, float] | None, share: float = 1.0
+) -> Price | None:
+    """`base` with the job's `pricing:` (times `share`); a model without a price
+    needs every key overridden."""
     if override:
         if base is None:
             if not all(k in override for k in PRICE_KEYS):
                 return None
             base = Price(0.0, 0.0, 0.0)
-        share = {k: float(v) * BATCH_PRICE_SHARE for k, v in override.items()}
-        base = replace(base, **share)
+        base = replace(base, **{k: float(v) * share for k, v in override.items()})
     return base
 
 

@@ -25,7 +25,15 @@ from runner.scheduler.batches import inline_matches
 from runner.simulate import Fault, SimServer
 from runner.spec import load_job
 from runner.store import Store, WorkItem
-from tests.e2e import SECRET, invoke, manifest, spawn, status_json, write_job
+from tests.e2e import (
+    SECRET,
+    Proc,
+    invoke,
+    manifest,
+    spawn,
+    status_json,
+    write_job,
+)
 from tests.test_resume import wait_for
 
 if TYPE_CHECKING:
@@ -96,23 +104,14 @@ def test_plan_with_batch_shows_both_prices(tmp_path: Path) -> None:
 # -- the store ---------------------------------------------------------------------
 
 
-def test_status_counts_items_in_batch_and_lists_batches_as_last_seen(
+async def test_status_counts_items_in_batch_and_lists_batches_as_last_seen(
     tmp_path: Path,
 ) -> None:
     """Offline: status reads the store only, and says what the API said last."""
-    from runner.plan import build_plan
-
     out = tmp_path / "out"
-    spec = load_job(write_job(tmp_path, GRID))
+    batch = await crash_before_create(tmp_path, items=3)
     store = Store.for_output(out)
     try:
-        job = store.upsert_job("grid", str(spec.path), spec.model)
-        store.sync_plan(job, build_plan(spec).items)
-        work = store.pending_items(job)
-        run = store.start_run(job, "submit")
-        batch = store.record_batch(
-            job, run, [w.id for w in work[:3]], model=spec.model, input_kind="inline"
-        )
         store.update_batch(
             batch.id,
             remote_name="batches/abc",
@@ -651,10 +650,7 @@ def test_a_runner_killed_while_polling_is_resumed_without_a_second_batch(
     job = write_job(tmp_path, GRID)
     out = tmp_path / "o"
     with SimServer(image_scale=0.0625, batch_pending=0.2, batch_running=1.0) as sim:
-        proc = spawn(
-            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
-            env=KILL_ENV,
-        )  # fmt: skip
+        proc = submit_in_a_child(job, sim, out)
         sim.wait_until(lambda s: bool(s["batch"]["creates"]))
         wait_for(lambda: live_names(out) == {"batches/"})  # its answer recorded
         proc.popen.send_signal(signal.SIGKILL)
@@ -695,10 +691,7 @@ def test_a_runner_killed_while_downloading_results_records_each_once(
         image_scale=0.0625, batch_pending=0.0, batch_running=0.1,
         image_pad_bytes=2_000_000,
     ) as sim:  # fmt: skip
-        proc = spawn(
-            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
-            env=KILL_ENV,
-        )  # fmt: skip
+        proc = submit_in_a_child(job, sim, out)
         wait_for(lambda: images.is_dir() and any(images.glob("*.png")))
         proc.popen.send_signal(signal.SIGKILL)
         proc.finish()
@@ -724,10 +717,7 @@ def test_ctrl_c_stops_waiting_not_the_batch(tmp_path: Path) -> None:
     job = write_job(tmp_path, GRID)
     out = tmp_path / "o"
     with SimServer(image_scale=0.0625, batch_pending=0.2, batch_running=1.0) as sim:
-        proc = spawn(
-            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
-            env=KILL_ENV,
-        )  # fmt: skip
+        proc = submit_in_a_child(job, sim, out)
         wait_for(lambda: live_names(out) == {"batches/"})
         proc.popen.send_signal(signal.SIGINT)
         code, _, err = proc.finish()
@@ -744,9 +734,10 @@ def test_ctrl_c_stops_waiting_not_the_batch(tmp_path: Path) -> None:
 # -- helpers ------------------------------------------------------------------------
 
 
-async def crash_before_create(tmp_path: Path) -> BatchRow:
+async def crash_before_create(tmp_path: Path, items: int = 4) -> BatchRow:
     """The store as a runner killed right after recording a batch leaves it: the
-    plan stored, the batch recorded with its items in it, no remote name."""
+    plan stored, the batch recorded with its (first `items`) items in it, no
+    remote name."""
     from runner.plan import build_plan
 
     spec = load_job(write_job(tmp_path, GRID))
@@ -754,7 +745,7 @@ async def crash_before_create(tmp_path: Path) -> BatchRow:
     try:
         job = store.upsert_job("grid", str(spec.path), spec.model)
         store.sync_plan(job, build_plan(spec).items)
-        work = store.pending_items(job)
+        work = store.pending_items(job)[:items]
         run = store.start_run(job, "submit")
         batch = store.record_batch(
             job, run, [w.id for w in work], model=spec.model, input_kind="inline"
@@ -773,6 +764,13 @@ async def crash_before_create(tmp_path: Path) -> BatchRow:
 
 
 PROMPTS = "[" + ", ".join(f'"Scene {n}, {{style}}"' for n in range(10)) + "]"
+
+
+def submit_in_a_child(job: Path, sim: SimServer, out: Path) -> Proc:
+    """`runner submit JOB --batch` against `sim`, in a process of its own."""
+    return spawn(
+        "submit", job, "--batch", "--base-url", sim.url, "--output", out, env=KILL_ENV
+    )  # fmt: skip
 
 
 def live_names(out: Path) -> set[str]:

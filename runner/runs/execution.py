@@ -116,19 +116,17 @@ async def retry_job(
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries;
     `price` is `stored_price(job)`, which the caller has looked up."""
-    settings = run_settings(
-        job.settings, price, send, overrides, batch_price=stored_batch_price(job)
-    )
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
-    return await _run(
+    return await _stored_run(
         store,
         job,
-        workspace.job_folder(job.name),
+        workspace,
         endpoint,
-        settings,
+        price,
+        send,
+        overrides,
         on_progress,
         command="retry",
-        simulated=send.simulated,
         prepare=lambda: (None, store.requeue(job, statuses)),
     )
 
@@ -145,12 +143,38 @@ async def cancel_job(
     """Cancel the job's live batches (SPEC 7), collecting what they finished."""
     from runner.runs.settings import stored_price
 
-    settings = run_settings(
-        job.settings,
+    return await _stored_run(
+        store,
+        job,
+        workspace,
+        endpoint,
         stored_price(job),
-        SendOptions(),
+        _DEFAULT_SEND,
         overrides,
-        batch_price=stored_batch_price(job),
+        on_progress,
+        command="cancel",
+        prepare=lambda: (None, 0),
+        batch_mode="cancel",
+    )
+
+
+async def _stored_run(
+    store: Store,
+    job: JobRow,
+    workspace: Workspace,
+    endpoint: client.Endpoint,
+    price: pricing.Price | None,
+    send: SendOptions,
+    overrides: Mapping[str, Any] | None,
+    on_progress: ProgressCallback | None,
+    *,
+    command: str,
+    prepare: Callable[[], tuple[SyncResult | None, int]],
+    batch_mode: str | None = None,
+) -> RunReport:
+    """A run of a stored job, with the settings it was submitted with."""
+    settings = run_settings(
+        job.settings, price, send, overrides, batch_price=stored_batch_price(job)
     )
     return await _run(
         store,
@@ -159,10 +183,10 @@ async def cancel_job(
         endpoint,
         settings,
         on_progress,
-        command="cancel",
-        simulated=False,
-        prepare=lambda: (None, 0),
-        batch_mode="cancel",
+        command=command,
+        simulated=send.simulated,
+        prepare=prepare,
+        batch_mode=batch_mode,
     )
 
 

@@ -18,7 +18,6 @@ import collections
 import enum
 import functools
 import secrets
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,21 +31,16 @@ from runner.errors import UsageError
 from runner.plan import Request
 from runner.scheduler import images, judgement
 from runner.scheduler.budget import BudgetGuard, Refusal
+from runner.scheduler.control import RunControl, RunPlace
 from runner.scheduler.judgement import History
 from runner.scheduler.progress import (
     BatchProgress,
-    Progress,
     ProgressCallback,
     RunResult,
 )
 from runner.scheduler.recorder import Recorder
 from runner.scheduler.references import ReferenceChanged, References
-from runner.scheduler.watch import (
-    can_watch_signals,
-    first_error,
-    keep_lease,
-    watch_signals,
-)
+from runner.scheduler.watch import first_error
 from runner.store import (
     AttemptEnd,
     AttemptRecord,
@@ -108,24 +102,14 @@ async def run_batches(
     """Send the job's pending items through the Batch API, or only collect or
     cancel its live batches (`mode`); UsageError if the endpoint has no Batch API
     and batches are to be made."""
-    run = _BatchRun(
-        store, job, run_id, http, endpoint, job_folder, settings, simulated, on_progress
-    )
+    place = RunPlace(store, job, run_id, http, endpoint, job_folder, settings)
+    run = _BatchRun(place, simulated, on_progress)
     try:
         async with anyio.create_task_group() as writer:
             writer.start_soon(run.recorder.serve)
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(
-                        keep_lease, store, job, lease_owner, settings.lease_ttl
-                    )
-                    if can_watch_signals(settings.handle_signals):
-                        tg.start_soon(
-                            watch_signals,
-                            run.first_signal,
-                            run.second_signal,
-                            tg.cancel_scope,
-                        )
+                    run.watch(tg, lease_owner)
                     await run.main(mode)
                     tg.cancel_scope.cancel()
             finally:
@@ -157,53 +141,27 @@ class _Chunk:
     not_sent: int = 0  # items failed before their request was built
 
 
-class _BatchRun:
+class _BatchRun(RunControl):
     def __init__(
         self,
-        store: Store,
-        job: JobRow,
-        run_id: int,
-        http: httpx.AsyncClient,
-        endpoint: client.Endpoint,
-        job_folder: Path,
-        settings: RunSettings,
+        place: RunPlace,
         simulated: bool,
         on_progress: ProgressCallback | None,
     ) -> None:
-        self.store = store
-        self.job = job
-        self.run_id = run_id
-        self.http = http
-        self.endpoint = endpoint
-        self.job_folder = job_folder
-        self.settings = settings
+        super().__init__(place, on_progress)
+        settings = place.settings
         self.simulated = simulated
-        self.on_progress = on_progress
-        self.stop = anyio.Event()
-        self.stop_reason: str | None = None
-        self.stop_status: int | None = None
-        self.interrupted = False
         self.budget_stop: Refusal | None = None
-        self.budget = BudgetGuard(
-            settings.budget,
-            settings.price,
-            settings.spent,
-            settings.recorded,
-            settings.batch_price,
-            by_batch=True,
-            outstanding=settings.outstanding,
-        )
+        self.budget = BudgetGuard.for_run(settings, by_batch=True)
         self.reserved: dict[int, float] = {}  # item id -> its estimate, this run
-        self.recorder = Recorder(store)
+        self.recorder = Recorder(place.store)
         self.references = References()
-        self.started = time.monotonic()
-        self.progress = Progress(total=0)
         self.shown: dict[int, BatchProgress] = {}  # batch id -> as last seen
         self.created: set[int] = set()  # batches this run made
-        self.model = job.model or ""
+        self.model = place.job.model or ""
         # where answers' image data is spooled: beside the images, so that keeping
         # one is a rename
-        self.spool = job_folder / outputs.IMAGES_DIR
+        self.spool = place.job_folder / outputs.IMAGES_DIR
 
     # -- the steps --------------------------------------------------------------------
 
@@ -283,17 +241,10 @@ class _BatchRun:
         """A batch recorded but never named by the API (the runner stopped during
         its create call): find it by its display name, else close it, its items
         back to pending (the create never took)."""
-        try:
-            found = await client.batch.find_batch(
-                self.http, self.endpoint, batch.display_name, spool_dir=self.spool
-            )
-        except BatchCallFailed as failed:
-            self._halt(
-                f"could not look up batch {batch.display_name} "
-                f"({failed.outcome.reason}); its items stay in it until a submit "
-                "can tell whether it was created",
-                failed.outcome.http_status,
-            )
+        looked, found = await self._lookup(
+            batch, f"could not look up batch {batch.display_name}"
+        )
+        if not looked:
             return
         if found is None:
             await self._close(
@@ -301,6 +252,24 @@ class _BatchRun:
             )
             return
         await self._seen(batch, found)
+
+    async def _lookup(
+        self, batch: BatchRow, failing: str
+    ) -> tuple[bool, BatchInfo | None]:
+        """Whether the API could be asked for the batch by its display name, and
+        what it found. If it could not, the run stops (saying `failing`) and the
+        batch keeps its items until a later submit can tell."""
+        try:
+            return True, await client.batch.find_batch(
+                self.http, self.endpoint, batch.display_name, spool_dir=self.spool
+            )
+        except BatchCallFailed as failed:
+            self._halt(
+                f"{failing} ({failed.outcome.reason}); its items stay in it, and the "
+                "next submit looks it up by name before it creates another",
+                failed.outcome.http_status,
+            )
+            return False, None
 
     async def _cancel(self, batch: BatchRow) -> None:
         if batch.remote_name is None:
@@ -435,20 +404,12 @@ class _BatchRun:
         found) the batch closed, its items back to pending, and the run stopped."""
         maybe = outcome.kind is Kind.UNKNOWN or (outcome.http_status or 0) >= 500
         if maybe:
-            try:
-                found = await client.batch.find_batch(
-                    self.http, self.endpoint, batch.display_name, spool_dir=self.spool
-                )
-            except BatchCallFailed as failed:
-                self._halt(
-                    f"creating batch {batch.display_name} got no answer "
-                    f"({outcome.reason}), and looking it up failed too "
-                    f"({failed.outcome.reason}); submit again: the runner looks it "
-                    "up by name before it creates another",
-                    failed.outcome.http_status,
-                )
-                return None
-            if found is not None:
+            looked, found = await self._lookup(
+                batch,
+                f"creating batch {batch.display_name} got no answer "
+                f"({outcome.reason}), and looking it up failed",
+            )
+            if not looked or found is not None:
                 return found
         await self._close(batch, f"not created: {outcome.reason}")
         self.shown.pop(batch.id, None)
@@ -655,24 +616,6 @@ class _BatchRun:
 
     # -- bookkeeping ------------------------------------------------------------
 
-    def first_signal(self) -> None:
-        # Stop waiting (and creating); the batches go on at the API.
-        self.interrupted = True
-        self.progress = replace(self.progress, interrupts=1)
-        self._halt("interrupted")
-
-    def second_signal(self) -> None:
-        self.progress = replace(self.progress, interrupts=2)
-        self._emit()
-
-    def _halt(self, reason: str, status: int | None = None) -> None:
-        if self.stop_reason is None and not self.interrupted:
-            self.stop_reason = reason
-            self.stop_status = status
-        self.stop.set()
-        self.progress = replace(self.progress, stopping=reason)
-        self._emit()
-
     def _halt_budget(self, refusal: Refusal) -> None:
         """No more batches: the caps are reached (those made are still waited for)."""
         if self.budget_stop is None:
@@ -684,19 +627,8 @@ class _BatchRun:
         )
         self._bump()
 
-    def _bump(self, **deltas: int) -> None:
-        p = self.progress
-        self.progress = replace(
-            p,
-            **{name: getattr(p, name) + d for name, d in deltas.items()},
-            batches=tuple(self.shown[k] for k in sorted(self.shown)),
-            elapsed=time.monotonic() - self.started,
-        )
-        self._emit()
-
-    def _emit(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(self.progress)
+    def _progress_fields(self) -> dict[str, Any]:
+        return {"batches": tuple(self.shown[k] for k in sorted(self.shown))}
 
     async def _thread(self, call: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(call, *args)

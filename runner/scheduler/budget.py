@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from runner.plan import Request
     from runner.pricing import Price
+    from runner.scheduler.settings import RunSettings
     from runner.spec import Budget
     from runner.store import AttemptResult, RecordedUsage, Spend, UsageKey
 
@@ -87,6 +88,19 @@ class BudgetGuard:
             if batch_price is not None:
                 one = pricing.estimate_cost(text, refs, size, batch_price)
                 self.cost += max(one, self.dearest if by_batch else 0.0)
+
+    @classmethod
+    def for_run(cls, settings: RunSettings, *, by_batch: bool = False) -> BudgetGuard:
+        """The guard of a run with these settings (`by_batch`: a Batch API run)."""
+        return cls(
+            settings.budget,
+            settings.price,
+            settings.spent,
+            settings.recorded,
+            settings.batch_price,
+            by_batch=by_batch,
+            outstanding=settings.outstanding,
+        )
 
     def estimate(self, request: Request) -> float:
         if self.price is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio import to_thread
@@ -23,6 +23,7 @@ from runner.errors import StoreError
 from runner.plan import Request
 from runner.scheduler import images, judgement
 from runner.scheduler.budget import BudgetGuard, Refusal
+from runner.scheduler.control import RunControl, RunPlace
 from runner.scheduler.disk import DiskGuard
 from runner.scheduler.journal import Journal
 from runner.scheduler.judgement import History
@@ -30,12 +31,7 @@ from runner.scheduler.pacing import Pacer
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
 from runner.scheduler.recorder import Ending, Recorder
 from runner.scheduler.references import ReferenceChanged, References
-from runner.scheduler.watch import (
-    can_watch_signals,
-    first_error,
-    keep_lease,
-    watch_signals,
-)
+from runner.scheduler.watch import first_error
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store, WorkItem
 
 if TYPE_CHECKING:
@@ -69,7 +65,8 @@ async def run_items(
     `checkpoint` (e.g. a manifest rewrite) runs in a worker thread every
     CHECKPOINT_EVERY seconds, or ten times as long as it takes, if that is longer.
     """
-    run = _Run(store, job, run_id, http, endpoint, job_folder, settings, on_progress)
+    place = RunPlace(store, job, run_id, http, endpoint, job_folder, settings)
+    run = _Run(place, on_progress)
     items = iter(work)
     run.progress = Progress(
         total=len(work), limit=settings.concurrency, concurrency=settings.concurrency
@@ -82,18 +79,9 @@ async def run_items(
             writer.start_soon(run.recorder.serve)
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(
-                        keep_lease, store, job, lease_owner, settings.lease_ttl
-                    )
+                    run.watch(tg, lease_owner)
                     if checkpoint is not None:
                         tg.start_soon(_every, CHECKPOINT_EVERY, checkpoint)
-                    if can_watch_signals(settings.handle_signals):
-                        tg.start_soon(
-                            watch_signals,
-                            run.first_signal,
-                            run.second_signal,
-                            tg.cancel_scope,
-                        )
                     async with anyio.create_task_group() as workers:
                         # Twice as many workers as slots: while one records an
                         # answer, another already uses the slot it freed.
@@ -133,70 +121,28 @@ async def _every(interval: float, action: Callable[[], object]) -> None:
         interval = max(interval, 10 * (time.monotonic() - started))
 
 
-class _Run:
-    def __init__(
-        self,
-        store: Store,
-        job: JobRow,
-        run_id: int,
-        http: httpx.AsyncClient,
-        endpoint: client.Endpoint,
-        job_folder: Path,
-        settings: RunSettings,
-        on_progress: ProgressCallback | None,
-    ) -> None:
-        self.store = store
-        self.job = job
-        self.run_id = run_id
-        self.http = http
-        self.endpoint = endpoint
-        self.job_folder = job_folder
-        self.settings = settings
-        self.on_progress = on_progress
+class _Run(RunControl):
+    def __init__(self, place: RunPlace, on_progress: ProgressCallback | None) -> None:
+        super().__init__(place, on_progress)
+        settings, job_folder = place.settings, place.job_folder
         self.pacer = Pacer(settings.concurrency, settings.rpm)
-        self.stop = anyio.Event()
         # Whether the base URL has answered anything in this run (any HTTP status):
         # until it has, a connection that cannot be opened may mean a wrong URL.
         self.answered = False
         self.streak = judgement.first_streak(settings)
-        self.stop_reason: str | None = None
-        self.stop_status: int | None = None
-        self.interrupted = False
         self.abandoned = 0  # requests in flight when a second Ctrl-C cancelled them
         self.budget_stop: Refusal | None = None
         # The store refused a write: the run sends nothing more, lets the answers
         # in flight land (into the journal), then ends with this error.
         self.store_error: StoreError | None = None
-        self.budget = BudgetGuard(
-            settings.budget,
-            settings.price,
-            settings.spent,
-            settings.recorded,
-            settings.batch_price,
-            outstanding=settings.outstanding,
-        )
+        self.budget = BudgetGuard.for_run(settings)
         # Set (and replaced) when a reservation ends or the run stops, while some
         # request waits for room under a cap.
         self.budget_moved = anyio.Event()
         self.budget_waiting = 0
-        self.started = time.monotonic()
-        self.progress = Progress(total=0)
         self.references = References()
         self.disk = DiskGuard(job_folder)
-        self.recorder = Recorder(store, Journal(job_folder))
-
-    # -- signals ----------------------------------------------------------------------
-
-    def first_signal(self) -> None:
-        # Send nothing new; requests already out are paid for, so let them land.
-        self.interrupted = True
-        self.progress = replace(self.progress, interrupts=1)
-        self._halt("interrupted")
-
-    def second_signal(self) -> None:
-        # Stop waiting for them (each is recorded as abandoned).
-        self.progress = replace(self.progress, interrupts=2)
-        self.emit()
+        self.recorder = Recorder(place.store, Journal(job_folder))
 
     # -- workers ----------------------------------------------------------------------
 
@@ -465,17 +411,9 @@ class _Run:
             self.budget_stop = refusal
         self._stop_dispatching(self.budget.describe(refusal))
 
-    def _halt(self, reason: str, status: int | None = None) -> None:
-        if self.stop_reason is None and not self.interrupted:
-            self.stop_reason = reason
-            self.stop_status = status
-        self._stop_dispatching(reason)
-
     def _stop_dispatching(self, reason: str) -> None:
-        self.stop.set()
         self._wake_budget_waiters()
-        self.progress = replace(self.progress, stopping=reason)
-        self.emit()
+        super()._stop_dispatching(reason)
 
     def _record(self, result: AttemptResult) -> None:
         tokens = int((result.usage or {}).get("totalTokenCount") or 0)
@@ -490,16 +428,5 @@ class _Run:
             blocked=int(status == "blocked"),
         )
 
-    def _bump(self, **deltas: int) -> None:
-        p = self.progress
-        self.progress = replace(
-            p,
-            **{name: getattr(p, name) + d for name, d in deltas.items()},
-            limit=int(self.pacer.limiter.total_tokens),
-            elapsed=time.monotonic() - self.started,
-        )
-        self.emit()
-
-    def emit(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(self.progress)
+    def _progress_fields(self) -> dict[str, Any]:
+        return {"limit": int(self.pacer.limiter.total_tokens)}
