@@ -168,8 +168,6 @@ if TYPE_CHECKING:
     AnswerLine: TypeAlias = Callable[[Batch, bytes], Awaitable[LineOutcome]]
     # Applies an update to the server's batch counters under its lock.
     Record: TypeAlias = Callable[[Callable[[BatchCounters], None]], None]
-    # Starts a background task in the server's task group.
-    StartSoon: TypeAlias = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 class BatchStore:
