@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
 import tracemalloc
@@ -579,6 +580,25 @@ def test_an_upload_can_be_streamed_chunked(client: httpx.Client) -> None:
 
     assert final.headers["x-goog-upload-status"] == "final"
     assert final.json()["file"]["sizeBytes"] == str(len(data))
+
+
+def test_a_malformed_chunked_upload_is_a_400_and_the_server_keeps_serving(
+    server: SimServer, client: httpx.Client
+) -> None:
+    url = httpx.URL(start_upload(client))
+    head = (
+        f"POST {url.raw_path.decode()} HTTP/1.1\r\nHost: x\r\n"
+        "Transfer-Encoding: chunked\r\nX-Goog-Upload-Command: upload\r\n"
+        "X-Goog-Upload-Offset: 0\r\n\r\n"
+    )
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + b"zz\r\nnot a chunk\r\n")
+        answer = sock.recv(65536)
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"Malformed request body" in answer
+    assert client.get("/v1beta/batches").status_code == 200
 
 
 def test_an_upload_at_the_wrong_offset_is_refused_and_query_says_where_it_is(
