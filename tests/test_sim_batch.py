@@ -13,10 +13,10 @@ import base64
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
 import tracemalloc
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +27,10 @@ from google.genai import errors, types
 from PIL import Image
 
 from runner.simulate import Fault, SimServer
+from tests.simulator_process import module_main
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
 SAMPLES = Path(__file__).parent / "data" / "api-samples"
 MODEL = "gemini-3.1-flash-image-preview"
@@ -120,23 +121,39 @@ def finished(server: SimServer, client: httpx.Client, name: str) -> dict[str, An
     return operation
 
 
+def start_upload(
+    client: httpx.Client,
+    file: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Start a resumable upload of a File described by `file`; its session URL."""
+    start = client.post(
+        UPLOAD,
+        json={"file": file or {}},
+        headers={
+            "X-Goog-Upload-Protocol": "resumable",
+            "X-Goog-Upload-Command": "start",
+            **(headers or {}),
+        },
+    )
+    assert start.status_code == 200, start.text
+    assert start.headers["x-goog-upload-status"] == "active"
+    return start.headers["x-goog-upload-url"]
+
+
 def upload(
     client: httpx.Client, data: bytes, *, chunks: int = 1, **headers: str
 ) -> dict[str, Any]:
     """Upload `data` through the resumable protocol in `chunks` pieces; the File."""
-    start = client.post(
-        UPLOAD,
-        json={"file": {"displayName": "requests"}},
-        headers={
-            "X-Goog-Upload-Protocol": "resumable",
-            "X-Goog-Upload-Command": "start",
+    url = start_upload(
+        client,
+        {"displayName": "requests"},
+        {
             "X-Goog-Upload-Header-Content-Length": str(len(data)),
             "X-Goog-Upload-Header-Content-Type": "application/jsonl",
             **headers,
         },
     )
-    assert start.status_code == 200, start.text
-    url = start.headers["x-goog-upload-url"]
     size = -(-len(data) // chunks)
     offset = 0
     while True:
@@ -546,21 +563,14 @@ def test_an_uploaded_file_is_a_file_resource(
 
 def test_an_upload_can_be_streamed_chunked(client: httpx.Client) -> None:
     data = jsonl(["a cat"] * 50)
-    start = client.post(
-        UPLOAD,
-        json={"file": {}},
-        headers={
-            "X-Goog-Upload-Protocol": "resumable",
-            "X-Goog-Upload-Command": "start",
-        },
-    )
+    url = start_upload(client)
 
     def pieces() -> Iterator[bytes]:
         for i in range(0, len(data), 1000):
             yield data[i : i + 1000]
 
     final = client.post(
-        start.headers["x-goog-upload-url"],
+        url,
         content=pieces(),
         headers={
             "X-Goog-Upload-Command": "upload, finalize",
@@ -572,18 +582,29 @@ def test_an_upload_can_be_streamed_chunked(client: httpx.Client) -> None:
     assert final.json()["file"]["sizeBytes"] == str(len(data))
 
 
+def test_a_malformed_chunked_upload_is_a_400_and_the_server_keeps_serving(
+    server: SimServer, client: httpx.Client
+) -> None:
+    url = httpx.URL(start_upload(client))
+    head = (
+        f"POST {url.raw_path.decode()} HTTP/1.1\r\nHost: x\r\n"
+        "Transfer-Encoding: chunked\r\nX-Goog-Upload-Command: upload\r\n"
+        "X-Goog-Upload-Offset: 0\r\n\r\n"
+    )
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + b"zz\r\nnot a chunk\r\n")
+        answer = sock.recv(65536)
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"Malformed request body" in answer
+    assert client.get("/v1beta/batches").status_code == 200
+
+
 def test_an_upload_at_the_wrong_offset_is_refused_and_query_says_where_it_is(
     client: httpx.Client,
 ) -> None:
-    start = client.post(
-        UPLOAD,
-        json={},
-        headers={
-            "X-Goog-Upload-Protocol": "resumable",
-            "X-Goog-Upload-Command": "start",
-        },
-    )
-    url = start.headers["x-goog-upload-url"]
+    url = start_upload(client)
     client.post(
         url,
         content=b"0123456789",
@@ -605,18 +626,10 @@ def test_an_upload_at_the_wrong_offset_is_refused_and_query_says_where_it_is(
 def test_a_finalize_short_of_the_announced_size_is_refused(
     client: httpx.Client,
 ) -> None:
-    start = client.post(
-        UPLOAD,
-        json={},
-        headers={
-            "X-Goog-Upload-Protocol": "resumable",
-            "X-Goog-Upload-Command": "start",
-            "X-Goog-Upload-Header-Content-Length": "100",
-        },
-    )
+    url = start_upload(client, headers={"X-Goog-Upload-Header-Content-Length": "100"})
 
     final = client.post(
-        start.headers["x-goog-upload-url"],
+        url,
         content=b"too short",
         headers={
             "X-Goog-Upload-Command": "upload, finalize",
@@ -942,29 +955,13 @@ def test_reset_forgets_batches_and_files(
     assert server.stats()["batch"]["batches"] == {}
 
 
-@contextmanager
-def module_main(*flags: str) -> Iterator[httpx.Client]:
-    """`python -m runner.simulate FLAGS` and a client for it, terminated after."""
-    command = [sys.executable, "-m", "runner.simulate", "--port", "0", *flags]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            found = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
-            assert found is not None, line
-            with httpx.Client(base_url=found.group(1), timeout=10) as http:
-                yield http
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
 def test_module_main_takes_batch_turnaround_and_fault_rules() -> None:
     flags = ("--batch-pending", "3600", "--image-scale", "0.0625")
     rule = '[{"kind": "batch-create-lost", "match": "lost"}]'
-    with module_main(*flags, "--faults", rule) as http:
+    with (
+        module_main(*flags, "--faults", rule) as url,
+        httpx.Client(base_url=url, timeout=10) as http,
+    ):
         pending = create(http, inline_body(["a cat"], "kept"))
         with pytest.raises(httpx.RemoteProtocolError):
             http.post(CREATE, json=inline_body(["a cat"], "lost"))
@@ -975,7 +972,10 @@ def test_module_main_takes_batch_turnaround_and_fault_rules() -> None:
 
 
 def test_module_main_can_serve_without_batch_support() -> None:
-    with module_main("--no-batch-support") as http:
+    with (
+        module_main("--no-batch-support") as url,
+        httpx.Client(base_url=url, timeout=10) as http,
+    ):
         probe = http.get("/v1beta/batches")
 
     assert probe.status_code == 404
@@ -995,22 +995,11 @@ def test_module_main_refuses_fault_rules_that_are_not_json() -> None:
 
 
 @pytest.fixture
-def connect(server: SimServer) -> Iterator[Callable[..., genai.Client]]:
-    made: list[genai.Client] = []
-
-    def make(url: str | None = None) -> genai.Client:
-        options = types.HttpOptions(base_url=url or server.url, timeout=10_000)
-        made.append(genai.Client(api_key=KEY, http_options=options))
-        return made[-1]
-
-    yield make
-    for sdk in made:
-        sdk.close()
-
-
-@pytest.fixture
-def sdk(connect: Callable[..., genai.Client]) -> genai.Client:
-    return connect()
+def sdk(server: SimServer) -> Iterator[genai.Client]:
+    options = types.HttpOptions(base_url=server.url, timeout=10_000)
+    client = genai.Client(api_key=KEY, http_options=options)
+    yield client
+    client.close()
 
 
 def sdk_finished(server: SimServer, sdk: genai.Client, name: str) -> types.BatchJob:

@@ -54,7 +54,7 @@ from runner.simulate.gemini import (
     rpc_status,
     timestamp,
 )
-from runner.simulate.wire import Body, FileSlice
+from runner.simulate.wire import PIECE, Body, FileSlice
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -168,8 +168,6 @@ if TYPE_CHECKING:
     AnswerLine: TypeAlias = Callable[[Batch, bytes], Awaitable[LineOutcome]]
     # Applies an update to the server's batch counters under its lock.
     Record: TypeAlias = Callable[[Callable[[BatchCounters], None]], None]
-    # Starts a background task in the server's task group.
-    StartSoon: TypeAlias = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 class BatchStore:
@@ -395,14 +393,26 @@ class BatchStore:
                 await anyio.open_file(batch.input_path, "rb") as source,
                 await anyio.open_file(results, "wb") as out,
             ):
-                async for raw in source:
-                    if batch.stopped:
+                # lines are read and written about PIECE bytes at a time: a thread
+                # hop per line would cost more than answering it
+                held: list[bytes] = []
+                held_size = 0
+                while not batch.stopped:
+                    read = source.wrapped.readlines
+                    lines = await anyio.to_thread.run_sync(read, PIECE)
+                    if not lines:
                         break
-                    if not raw.strip():
-                        continue
-                    line = await self._answer(batch, raw)
-                    hasher.update(line)
-                    await out.write(line)
+                    for raw in lines:
+                        if batch.stopped or not raw.strip():
+                            continue
+                        line = await self._answer(batch, raw)
+                        hasher.update(line)
+                        held.append(line)
+                        held_size += len(line)
+                        if held_size >= PIECE:
+                            await out.writelines(held)
+                            held, held_size = [], 0
+                await out.writelines(held)
         except OSError:
             if batch.stopped:
                 return  # reset or deleted under it

@@ -248,11 +248,15 @@ class FileStore:
                     message=f"Offset {offset!r} does not match the "
                     f"{session.received} bytes received.",
                 ), None
-            async with await anyio.open_file(session.path, "ab") as file:
-                async for piece in body_pieces(reader, req):
-                    session.hasher.update(piece)
-                    session.received += len(piece)
-                    await file.write(piece)
+            try:
+                async with await anyio.open_file(session.path, "ab") as file:
+                    async for piece in body_pieces(reader, req):
+                        await file.write(piece)
+                        session.hasher.update(piece)
+                        session.received += len(piece)
+            except ValueError as exc:  # chunked framing gone wrong
+                message = f"Malformed request body: {exc}."
+                return error_reply(400, message, _INVALID), None
         if "finalize" not in commands:
             return _status_answer("active", session.received), None
         if session.declared is not None and session.declared != session.received:

@@ -69,7 +69,12 @@ from runner.simulate.gemini import (
 from runner.simulate.models import DEFAULT_SIZE, EXTRA_MODEL_SPEC, MODELS
 from runner.simulate.request import Generate, parse_generate, refusal
 from runner.simulate.stats import BodyStats, Counters, Stats, recorder
-from runner.simulate.wire import send, serve_connection, wait_for_disconnect
+from runner.simulate.wire import (
+    DISCONNECTS,
+    send,
+    serve_connection,
+    wait_for_disconnect,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -381,6 +386,8 @@ class SimServer:
         if generate is None:
             try:
                 other = await self._route_other(req, reader)
+            except DISCONNECTS:
+                raise  # the client left mid-upload
             except Exception:
                 logger.exception("simulator failed to answer %s", req.path)
                 other = error_reply(500, "simulator error", "INTERNAL")
