@@ -48,6 +48,7 @@ name: grid
 prompts: ["A lighthouse, {style}", "A fox, {style}"]
 vars: {style: [ink, neon]}
 image_sizes: ["1K"]
+generation: {temperature: 0.4}
 """
 
 
@@ -63,7 +64,7 @@ def test_transport_batch_is_read_from_the_job_file(tmp_path: Path) -> None:
 def test_an_unknown_transport_names_the_line_and_the_choices(tmp_path: Path) -> None:
     with pytest.raises(JobSpecError) as caught:
         load_job(write_job(tmp_path, GRID + "transport: batched\n"))
-    assert caught.value.line == 5
+    assert caught.value.line == 6
     assert "interactive, batch" in caught.value.message
 
 
@@ -375,6 +376,10 @@ async def test_a_grid_by_batch_ends_as_it_does_interactively(
     assert list(creates(bsim).values()) == [1]  # one batch for the four items
     stats = bsim.stats()
     assert stats["batch"]["lines"] == 4
+    # each batch line held the very request the interactive run sent, settings in
+    # its generationConfig (the JSONL pitfall of SPEC 7: the same request)
+    assert len(stats["bodies"]) == 4
+    assert {body["received"] for body in stats["bodies"].values()} == {2}
     assert {a["transport"] for a in attempts(tmp_path / "two")} == {"batch"}
     assert {a["transport"] for a in attempts(tmp_path / "one")} == {"interactive"}
 
