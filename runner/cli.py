@@ -386,7 +386,8 @@ def cancel(
     """Cancel a job's live Batch API batches.
 
     What they finished is collected; the rest of their items go back to pending,
-    and a submit sends them again. JOB is a job name or a job file.
+    and a submit sends them again. Exit 0 once the batches are cancelled. JOB is
+    a job name or a job file.
 
     Example: runner cancel routing-banners
     """
@@ -396,7 +397,7 @@ def cancel(
         send=runs.SendOptions(base_url=base_url, review=False),
         progress=functools.partial(render.progress, as_json),
     )
-    _finish(report, as_json, None)
+    _finish(report, as_json, None, cancelled=True)
 
 
 @cli.command()
@@ -589,12 +590,17 @@ def export(
 # -- the edge: questions, the simulator, exit codes -------------------------------
 
 
-def _finish(report: RunReport, as_json: bool, retry: str | None) -> None:
+def _finish(
+    report: RunReport, as_json: bool, retry: str | None, *, cancelled: bool = False
+) -> None:
+    """Render a run, then exit with its code (`cancelled`: runner cancel, whose
+    items going back to pending is what was asked)."""
     render.run(report, as_json, retry)
     if report.result.stopped:
         raise RunStopped(report.result.stopped, status=report.result.stopped_status)
     render.run_notes(report, None if as_json else retry)
-    sys.exit(report.exit_code)
+    code = report.exit_code
+    sys.exit(0 if cancelled and code == 1 else code)
 
 
 def _retry_command(

@@ -634,7 +634,7 @@ def test_cancel_stops_a_live_batch_and_its_items_go_back_to_pending(
         )
     finally:
         bsim.batch_running = 0.05
-    assert cancelled.exit_code == 1, cancelled.output  # items pending again
+    assert cancelled.exit_code == 0, cancelled.output
     data = status_json("grid", out)
     assert data["counts"]["pending"] == 4 and data["counts"]["in_batch"] == 0
     assert data["batches"][0]["state"] == "BATCH_STATE_CANCELLED"
