@@ -64,6 +64,9 @@ JSONL_MIME_TYPE = "application/jsonl"
 # its inline results, so pages are kept small.
 LIST_PAGE_SIZE = 20
 MAX_LIST_PAGES = 500
+# Image data of results is spooled to disk past this (an interactive answer's past
+# a megabyte): a batch brings many answers at once.
+RESULT_SPILL_BYTES = 64 * 1024
 # What a batch's error or operation body may keep once image data is taken out.
 _MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 _MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -407,7 +410,7 @@ class _Call:
         self._stack = contextlib.AsyncExitStack()
         self._response: httpx.Response | None = None
         self._spool_dir = spool_dir
-        self.blobs = BlobExtractor(spool_dir=spool_dir)
+        self.blobs = self._new_blobs()
         self.headers = httpx.Headers()
 
     async def __aenter__(self) -> _Call:
@@ -524,7 +527,7 @@ class _Call:
             yield self._line(blobs)
 
     def _new_blobs(self) -> BlobExtractor:
-        return BlobExtractor(spool_dir=self._spool_dir)
+        return BlobExtractor(spool_dir=self._spool_dir, spill_bytes=RESULT_SPILL_BYTES)
 
     def _line(self, blobs: BlobExtractor) -> BatchResult:
         kept = redact_bytes(blobs.finish(), self._secret)

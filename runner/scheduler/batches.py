@@ -351,7 +351,9 @@ class _BatchRun(RunControl):
     async def _create(self, chunk: _Chunk) -> None:
         """Record the batch (its items `in_batch`), then create it: inline when
         small, else through an uploaded JSONL file."""
-        kind = "inline" if chunk.size <= self.settings.batch_inline_bytes else "file"
+        s = self.settings
+        small = len(chunk.items) <= s.batch_inline_items
+        kind = "inline" if small and chunk.size <= s.batch_inline_bytes else "file"
         batch = await self._thread(
             functools.partial(
                 self.store.record_batch,

@@ -39,6 +39,10 @@ DEFAULT_BATCH_POLL_MAX = 30.0
 # Items in one batch at most; past it (or past the size limits of the client's
 # batch module) the pending items are split into several batches.
 DEFAULT_BATCH_MAX_ITEMS = 10_000
+# Items sent inline at most (besides the size limit): an inline batch's results
+# come back in one answer, read whole before any is recorded; a file batch's
+# are streamed and recorded line by line.
+DEFAULT_BATCH_INLINE_ITEMS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,5 +72,6 @@ class RunSettings:
     batch_poll: float = DEFAULT_BATCH_POLL
     batch_poll_max: float = DEFAULT_BATCH_POLL_MAX
     batch_max_items: int = DEFAULT_BATCH_MAX_ITEMS
+    batch_inline_items: int = DEFAULT_BATCH_INLINE_ITEMS
     batch_inline_bytes: int = client.batch.INLINE_LIMIT_BYTES
     batch_file_bytes: int = client.batch.FILE_LIMIT_BYTES
