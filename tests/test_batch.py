@@ -546,6 +546,7 @@ async def test_detach_returns_once_the_batch_exists_and_a_later_submit_collects(
 
     assert later.exit_code == 0
     assert later.status.counts["succeeded"] == 4
+    assert later.result.progress.succeeded == 4  # what this submit collected
     assert later.result.batches_left == 0
     assert bsim.stats()["requests"] == 0  # no generateContent call: all by batch
     assert list(creates(bsim).values()) == [1]

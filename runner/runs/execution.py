@@ -365,23 +365,25 @@ async def _run(
             if batch_mode in (None, BatchMode.COLLECT) and not (
                 result.interrupted and batch_mode is not None
             ):
-                collected = result
+                collected = result if batch_mode is not None else None
                 work = await to_thread.run_sync(store.pending_items, job)
-                result = await run_items(
-                    store=store,
-                    job=job,
-                    run_id=run_id,
-                    work=work,
-                    http=http,
-                    endpoint=endpoint,
-                    job_folder=folder,
-                    settings=settings,
-                    lease_owner=owner,
-                    on_progress=on_progress,
-                    checkpoint=lambda: write_manifest(store, job, folder),
-                )
-                if batch_mode is not None:
-                    result = replace(result, batches_left=collected.batches_left)
+                if work or collected is None:
+                    result = await run_items(
+                        store=store,
+                        job=job,
+                        run_id=run_id,
+                        work=work,
+                        http=http,
+                        endpoint=endpoint,
+                        job_folder=folder,
+                        settings=settings,
+                        lease_owner=owner,
+                        on_progress=on_progress,
+                        checkpoint=lambda: write_manifest(store, job, folder),
+                    )
+                    if collected is not None:
+                        left = collected.batches_left
+                        result = replace(result, batches_left=left)
     finally:
         # Also after Ctrl-C: the manifest must show what finished.
         with anyio.CancelScope(shield=True):
