@@ -44,7 +44,7 @@ JOB_NAME = "soak"
 API_KEY = "sk-soak-SECRET-5f0c2b9e7a41d386"
 TERMINAL = ("succeeded", "failed", "blocked")
 # as `runner status --json` counts them ("simulated": none here, the runs are real)
-STATUSES = ("pending", "running", *TERMINAL, "simulated")
+STATUSES = ("pending", "running", *TERMINAL, "simulated", "in_batch")
 
 # Faults a run survives (none stops the whole run), each with an equal share of
 # `fault_rate`. Hints are short so a soak takes seconds, not minutes.

@@ -11,6 +11,7 @@ with `runner.render`. The only module that exits; holds no business logic.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shlex
@@ -285,6 +286,16 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def batch_option(f: F) -> F:
+    return click.option(
+        "--batch/--no-batch",
+        "batch",
+        default=None,
+        help="Send through the Batch API at half price (results within 24 hours), "
+        "or not [default: the job file's transport:].",
+    )(f)
+
+
 # -- commands -------------------------------------------------------------------------
 
 
@@ -305,6 +316,12 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="Make this file the job's file when its name: belongs to a job made from "
     "another job file.",
 )
+@batch_option
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="With --batch: return once the batches exist; a later submit collects them.",
+)
 def submit(
     job_file: Path,
     send: runs.SendOptions,
@@ -313,13 +330,18 @@ def submit(
     as_json: bool,
     yes: bool,
     take_over: bool,
+    batch: bool | None,
+    detach: bool,
 ) -> None:
     """Plan, store and run a job; submitting again resumes and skips finished items.
 
-    Items done by --simulate are sent again by a submit without it.
+    Items done by --simulate are sent again by a submit without it. With --batch
+    the items go through the Batch API at half price (results within 24 hours);
+    Ctrl-C stops waiting, not the batches, and a later submit collects them.
 
     Example: runner submit jobs/demo.yaml --concurrency 16
     """
+    send = dataclasses.replace(send, batch=batch, detach=detach)
     report = runs.submit(
         job_file,
         workspace=runs.Workspace(output, db_url),
@@ -367,18 +389,23 @@ def retry(
 
 @cli.command()
 @click.argument("job_file", type=click.Path(path_type=Path))
+@batch_option
 @store_options
 @json_option
-def plan(job_file: Path, output: Path, db_url: str | None, as_json: bool) -> None:
+def plan(
+    job_file: Path, batch: bool | None, output: Path, db_url: str | None, as_json: bool
+) -> None:
     """Validate a job file and show its grid; sends nothing.
 
     Shows items per axis, how many are new or already done, and the estimated
     tokens and cost of what would be sent (prices: runner/models.py, or the
-    job file's `pricing:`).
+    job file's `pricing:`); with --batch, also through the Batch API.
 
     Example: runner plan jobs/demo.yaml --json
     """
-    preview = runs.preview(job_file, workspace=runs.Workspace(output, db_url))
+    preview = runs.preview(
+        job_file, workspace=runs.Workspace(output, db_url), batch=batch
+    )
     render.plan(preview, as_json)
 
 
@@ -405,6 +432,36 @@ def status(
     """
     report = runs.status(job, workspace=runs.Workspace(output, db_url), by=by)
     render.status(report, by, as_json)
+
+
+@cli.command()
+@click.argument("job", metavar="JOB", shell_complete=complete_job)
+@click.option(
+    "--base-url",
+    envvar="RUNNER_BASE_URL",
+    metavar="URL",
+    help=f"API base URL (env RUNNER_BASE_URL) [default: {runs.DEFAULT_BASE_URL}].",
+)
+@store_options
+@json_option
+def cancel(
+    job: str, base_url: str | None, output: Path, db_url: str | None, as_json: bool
+) -> None:
+    """Cancel a job's live Batch API batches.
+
+    What they finished is collected; the rest of their items go back to pending,
+    and a submit sends them again. Exit 0 once the batches are cancelled. JOB is
+    a job name or a job file.
+
+    Example: runner cancel routing-banners
+    """
+    report = runs.cancel(
+        job,
+        workspace=runs.Workspace(output, db_url),
+        send=runs.SendOptions(base_url=base_url, review=False),
+        progress=functools.partial(render.progress, as_json),
+    )
+    _finish(report, as_json, None, cancelled=True)
 
 
 @cli.command()
@@ -597,7 +654,11 @@ def export(
 # -- the edge: questions, the simulator, exit codes -------------------------------
 
 
-def _finish(report: RunReport, as_json: bool, retry: str | None) -> None:
+def _finish(
+    report: RunReport, as_json: bool, retry: str | None, *, cancelled: bool = False
+) -> None:
+    """Render a run, then exit with its code (`cancelled`: runner cancel, whose
+    items going back to pending is what was asked)."""
     render.run(report, as_json, retry)
     if (stop := report.stop) is not None:
         if as_json:  # the JSON just printed carries it as "error"
@@ -605,7 +666,8 @@ def _finish(report: RunReport, as_json: bool, retry: str | None) -> None:
             sys.exit(stop.exit_code)
         raise stop
     render.run_notes(report, None if as_json else retry)
-    sys.exit(report.exit_code)
+    code = report.exit_code
+    sys.exit(0 if cancelled and code == 1 else code)
 
 
 def _retry_command(

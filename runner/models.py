@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 #   $12 text out, $120 image out ("1K and 2K consume 1120 tokens ... $0.134 per
 #   image", "4K consume 2000 tokens ... $0.24"); 2.5 Flash Image $0.30 in, $30
 #   image out ("1290 tokens ... $0.039 per image").
+# - ai.google.dev/gemini-api/docs/batch-mode: the Batch API runs requests "at 50% of
+#   the standard cost"; the pricing page's "Batch" rows halve every rate of each
+#   image model above (3.1 Flash Image $0.25 in, $1.50 text out, $30 image out:
+#   "$0.034" a 1K image; 3 Pro Image $1, $6, $60: "$0.067" a 1K or 2K image; 2.5
+#   Flash Image $0.15 in, $15 image out), so `batch_price` is half of `price`.
 # Unconfirmed, so kept as parameters here: whether the Gemini API refuses a fourth
 # reference image on gemini-2.5-flash-image (Google's page says "works best", only
 # Vertex's says "maximum"); 2.5 Flash Image's text output rate (its page prices only
@@ -65,13 +70,32 @@ class Model:
     image_sizes: tuple[str, ...] | None  # None: the model takes no imageSize
     max_references: int  # reference images in one request
     price: Price
+    batch_price: Price  # through the Batch API (SPEC 7)
+
+
+# The Batch API's price as a share of the standard one, for every model and every
+# rate (see the sources above); also what a job's `pricing:` override is scaled by.
+BATCH_PRICE_SHARE = 0.5
+
+
+def _halved(price: Price) -> Price:
+    return Price(
+        price.input_per_million * BATCH_PRICE_SHARE,
+        price.output_image_per_million * BATCH_PRICE_SHARE,
+        price.output_text_per_million * BATCH_PRICE_SHARE,
+    )
 
 
 _TEN_RATIOS = tuple(r for r in ASPECT_RATIOS if r not in ("1:4", "4:1", "1:8", "8:1"))
 
-_FLASH_3_1 = Model(ASPECT_RATIOS, IMAGE_SIZES, 14, Price(0.50, 60.0, 3.0))
-_PRO_3 = Model(_TEN_RATIOS, ("1K", "2K", "4K"), 14, Price(2.0, 120.0, 12.0))
-_FLASH_2_5 = Model(_TEN_RATIOS, None, 3, Price(0.30, 30.0, 2.5))
+_FLASH_3_1_PRICE = Price(0.50, 60.0, 3.0)
+_PRO_3_PRICE = Price(2.0, 120.0, 12.0)
+_FLASH_2_5_PRICE = Price(0.30, 30.0, 2.5)
+_FLASH_3_1 = Model(
+    ASPECT_RATIOS, IMAGE_SIZES, 14, _FLASH_3_1_PRICE, _halved(_FLASH_3_1_PRICE)
+)
+_PRO_3 = Model(_TEN_RATIOS, ("1K", "2K", "4K"), 14, _PRO_3_PRICE, _halved(_PRO_3_PRICE))
+_FLASH_2_5 = Model(_TEN_RATIOS, None, 3, _FLASH_2_5_PRICE, _halved(_FLASH_2_5_PRICE))
 
 # In the order a message suggests another model: the first that takes the value.
 MODELS: Mapping[str, Model] = {

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 IMAGES_DIR = "images"
 MANIFEST = "manifest.jsonl"
 JOURNAL = "journal.jsonl"  # answers not yet in the store (runner.scheduler.journal)
+BATCHES_DIR = "batches"  # Batch API inputs being built or sent (SPEC 7)
 
 # Bytes an image may take on disk, from its pixels. Pixels: the largest cell of
 # Google's table per size class (ai.google.dev/gemini-api/docs/image-generation

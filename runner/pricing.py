@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from runner.models import MODELS, model_for
+from runner.models import BATCH_PRICE_SHARE, MODELS, model_for
 
 # Re-exported: the price type, and the source and date cited beside an estimate.
 from runner.models import PRICES_AS_OF as PRICES_AS_OF
@@ -40,13 +40,30 @@ PRICE_KEYS = (
 def price_for(model: str, override: Mapping[str, float] | None = None) -> Price | None:
     """The model's price with the job's overrides applied; None if unknown."""
     model_entry = model_for(model)
-    base = None if model_entry is None else model_entry.price
+    return _overridden(None if model_entry is None else model_entry.price, override)
+
+
+def batch_price_for(
+    model: str, override: Mapping[str, float] | None = None
+) -> Price | None:
+    """The model's Batch API price (SPEC 7); a `pricing:` override (standard
+    prices) counts at the batch share. None if unknown."""
+    model_entry = model_for(model)
+    base = None if model_entry is None else model_entry.batch_price
+    return _overridden(base, override, BATCH_PRICE_SHARE)
+
+
+def _overridden(
+    base: Price | None, override: Mapping[str, float] | None, share: float = 1.0
+) -> Price | None:
+    """`base` with the job's `pricing:` (times `share`); a model without a price
+    needs every key overridden."""
     if override:
         if base is None:
             if not all(k in override for k in PRICE_KEYS):
                 return None
             base = Price(0.0, 0.0, 0.0)
-        base = replace(base, **{k: float(v) for k, v in override.items()})
+        base = replace(base, **{k: float(v) * share for k, v in override.items()})
     return base
 
 
@@ -90,14 +107,26 @@ def usage_cost(usage: Mapping[str, Any] | None, price: Price) -> float:
 
 
 def spend_cost(
-    tokens: Mapping[str, int], unpriced: Mapping[str | None, int], price: Price
+    tokens: Mapping[str, int],
+    unpriced: Mapping[str | None, int],
+    price: Price,
+    batch: tuple[Mapping[str, int], Mapping[str | None, int], Price] | None = None,
 ) -> tuple[float, float]:
     """USD billed per the recorded usage, and USD estimated for requests whose
-    outcome is unknown (no usage came back; `unpriced` counts them by image size)."""
-    possibly = sum(
+    outcome is unknown (no usage came back; `unpriced` counts them by image size).
+    `batch`: the part of `tokens` and `unpriced` sent through the Batch API, and
+    the price it is billed at (SPEC 7)."""
+    if batch is not None:
+        batch_tokens, batch_unpriced, batch_price = batch
+        tokens = {k: n - batch_tokens.get(k, 0) for k, n in tokens.items()}
+        unpriced = {k: n - batch_unpriced.get(k, 0) for k, n in unpriced.items()}
+        billed, possibly = spend_cost(batch_tokens, batch_unpriced, batch_price)
+    else:
+        billed = possibly = 0.0
+    possibly += sum(
         n * estimate_cost("", 0, size, price) for size, n in unpriced.items()
     )
-    return tokens_cost(tokens, price), possibly
+    return billed + tokens_cost(tokens, price), possibly
 
 
 def mean_tokens(summed: Mapping[str, int], answers: int) -> dict[str, float]:

@@ -27,11 +27,12 @@ from runner import outputs
 from runner.reports import stale_note
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from runner.errors import RunnerError
     from runner.reports import (
+        BatchShown,
         Confirmation,
         ExportReport,
         JobList,
@@ -126,6 +127,8 @@ def plan(preview: PlanPreview, as_json: bool) -> None:
         cost = (
             "no price known" if est["cost_usd"] is None else f"${est['cost_usd']:,.2f}"
         )
+        if est.get("batch_cost_usd") is not None:
+            cost += f" (${est['batch_cost_usd']:,.2f} by batch)"
         basis = ""
         if est["recorded_answers"]:
             basis = f" (estimated from {est['recorded_answers']:,} recorded answers)"
@@ -188,6 +191,19 @@ def run_notes(report: RunReport, retry: str | None = None) -> None:
             "`budget:` in the job file or pass --max-requests/--max-images/"
             "--max-cost, then submit again to continue"
         )
+    if result.batches_left:
+        # Each line fits 80 columns.
+        them = _n(result.batches_left, "batch", "batches")
+        how = (
+            "returned once they existed"
+            if result.detached
+            else "stopped waiting"
+            if result.interrupted
+            else "still running"
+        )
+        goes = "goes" if result.batches_left == 1 else "go"
+        err(f"{how}: {them} {goes} on at the API (half price, up to 24 h)")
+        err(f"`runner submit` collects them; `runner cancel {report.job}` cancels")
     if result.interrupted and result.progress.interrupts >= 2:
         # Each line fits 80 columns.
         abandoned = _n(result.abandoned, "request")
@@ -548,6 +564,8 @@ def _status_tables(out: Stdout, data: dict[str, Any], by: Sequence[str] = ()) ->
         )
     if data["stale"]:
         out.line(stale_note(data["job"], data["stale"]))
+    for line in _batch_lines(counts["in_batch"], data["batches"]):
+        out.line(line)
     marks = data["marks"]
     if any(marks.values()):
         out.line(
@@ -597,6 +615,40 @@ def _status_tables(out: Stdout, data: dict[str, Any], by: Sequence[str] = ()) ->
         )
 
 
+def _batch_lines(in_batch: int, batches: Sequence[dict[str, Any]]) -> list[str]:
+    """The items in live batches, and each live batch as last seen (SPEC 7)."""
+    live = [b for b in batches if b["live"]]
+    if not in_batch and not live:
+        return []
+    lines = [
+        f"in batches: {_n(in_batch, 'item')} wait for results in "
+        f"{_n(len(live), 'live batch', 'live batches')}; `runner submit` collects "
+        "them, `runner cancel` cancels them"
+    ]
+    for b in live:
+        lines.append(f"  {_batch_line(b)}")
+    return lines
+
+
+def _batch_line(b: Mapping[str, Any]) -> str:
+    """`demo-batch-3 running: 40 of 100 done (seen 12:03:04)`."""
+    state = batch_state_word(b["state"])
+    stats = b["stats"]
+    done = ""
+    if stats["requests"]:
+        finished = (stats["succeeded"] or 0) + (stats["failed"] or 0)
+        done = f": {finished:,} of {stats['requests']:,} done"
+    seen = f" (seen {b['seen_at'][11:19]} UTC)" if b["seen_at"] else ""
+    return f"{b['display_name']} {state}{done}{seen}"
+
+
+def batch_state_word(state: str | None) -> str:
+    """BATCH_STATE_RUNNING (or JOB_STATE_RUNNING) -> running; None: creating."""
+    if not state:
+        return "creating"
+    return state.removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_").lower()
+
+
 def _detail(p: RunProgress) -> str:
     """The counts beside the bar, short enough for 80 columns: `running` is the
     requests in flight, `saving` the answers being written."""
@@ -613,7 +665,19 @@ def _detail(p: RunProgress) -> str:
         parts.append(f"slowed to {p.limit}")
     if p.stopping:
         parts.append("stopping")
+    if p.batches:
+        parts.append(_batches_detail(p.batches))
     return " · ".join(parts)
+
+
+def _batches_detail(batches: Sequence[BatchShown]) -> str:
+    """`2 batches: running 40/100, pending`: each batch's state and answers."""
+    shown = []
+    for b in batches[-3:]:
+        state = batch_state_word(b.state)
+        shown.append(f"{state} {b.done:,}/{b.requests:,}" if b.done else state)
+    more = f" (+{len(batches) - 3} more)" if len(batches) > 3 else ""
+    return f"{_n(len(batches), 'batch', 'batches')}: {', '.join(shown)}{more}"
 
 
 def _eta(p: RunProgress) -> str:

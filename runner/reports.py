@@ -67,6 +67,20 @@ if TYPE_CHECKING:
         def interrupts(self) -> int: ...
         @property
         def finished(self) -> int: ...
+        @property
+        def batches(self) -> Sequence[BatchShown]: ...
+
+    class BatchShown(Protocol):
+        """A batch in a run's progress (the scheduler's `BatchProgress`)."""
+
+        @property
+        def name(self) -> str: ...
+        @property
+        def state(self) -> str: ...
+        @property
+        def requests(self) -> int: ...
+        @property
+        def done(self) -> int: ...
 
     class RunOutcome(Protocol):
         """How a run ended (the scheduler's `RunResult`)."""
@@ -83,24 +97,31 @@ if TYPE_CHECKING:
         def abandoned(self) -> int: ...
         @property
         def budget_stop(self) -> str | None: ...
+        @property
+        def batches_left(self) -> int: ...
+        @property
+        def detached(self) -> bool: ...
 
 
 def estimate_requests(
     requests: Iterable[tuple[str, str, int, str | None]],
     price: pricing.Price | None,
     recorded: Mapping[UsageKey, RecordedUsage],
+    batch_price: pricing.Price | None = None,
 ) -> dict[str, Any]:
     """Expected tokens and USD if each request (model, prompt text, reference
     count, image size) succeeds on its first try: what the job's answers used on
     average for the same model, size and reference count, where it has some
-    (`recorded_answers` says how many), else the published figures."""
+    (`recorded_answers` says how many), else the published figures. With a
+    `batch_price`, also the USD through the Batch API (`batch_cost_usd`)."""
     tokens = dict.fromkeys(("promptTokenCount", "candidatesTokenCount"), 0.0)
     tokens["totalTokenCount"] = 0.0
-    usd = 0.0
+    prices = (price, batch_price)
+    usd = [0.0, 0.0]  # at each of `prices`
     count = 0
     written = 0  # bytes the images may take (one each, see outputs.image_bytes)
     size_bytes: dict[str | None, int] = {}
-    learned: dict[UsageKey, tuple[dict[str, float], float]] = {}
+    learned: dict[UsageKey, tuple[dict[str, float], list[float]]] = {}
     for model, text, refs, size in requests:
         count += 1
         one = size_bytes.get(size)
@@ -110,30 +131,37 @@ def estimate_requests(
         key = (model, size, refs)
         seen = learned.get(key)
         if seen is None and (group := recorded.get(key)) is not None and group.answers:
-            cost = 0.0
-            if price is not None:
-                cost = pricing.mean_cost(group.tokens, group.answers, price)
             seen = learned[key] = (
                 pricing.mean_tokens(group.tokens, group.answers),
-                cost,
+                [
+                    0.0
+                    if p is None
+                    else pricing.mean_cost(group.tokens, group.answers, p)
+                    for p in prices
+                ],
             )
         if seen is not None:
-            usage, cost = seen
+            usage, costs = seen
         else:
             usage = dict(pricing.estimate_tokens(text, refs, size))
-            cost = 0.0
-            if price is not None:
-                cost = pricing.estimate_cost(text, refs, size, price)
+            costs = [
+                0.0 if p is None else pricing.estimate_cost(text, refs, size, p)
+                for p in prices
+            ]
         for name in tokens:
             tokens[name] += usage[name]
-        usd += cost
-    return {
+        usd[0] += costs[0]
+        usd[1] += costs[1]
+    estimate: dict[str, Any] = {
         "requests": count,
         "tokens": {name: round(n) for name, n in tokens.items()},
-        "cost_usd": None if price is None else round(usd, 4),
+        "cost_usd": None if price is None else round(usd[0], 4),
         "recorded_answers": sum(recorded[key].answers for key in learned),
         "bytes": written,
     }
+    if batch_price is not None:
+        estimate["batch_cost_usd"] = round(usd[1], 4)
+    return estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +177,13 @@ class PlanPreview:
     stale: int = 0  # stored items this job file no longer has
     other_file: str | None = None  # another existing job file made this job
     parent_notes: tuple[str, ...] = ()  # a derived job's: what was left out
+    # Set (plan --batch, or `transport: batch`): the Batch API's price, estimates
+    # show both (SPEC 7).
+    batch_price: pricing.Price | None = None
 
     def estimate(self, items: Sequence[Item]) -> dict[str, Any]:
-        """Expected tokens and USD if every item succeeds on its first try."""
+        """Expected tokens and USD if every item succeeds on its first try (and
+        through the Batch API, with a `batch_price`)."""
         return estimate_requests(
             (
                 (
@@ -164,6 +196,7 @@ class PlanPreview:
             ),
             self.price,
             self.recorded,
+            self.batch_price,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -292,6 +325,7 @@ class StatusReport:
 
     status: Status
     price: pricing.Price | None
+    batch_price: pricing.Price | None = None  # of what went by batch (SPEC 7)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -300,7 +334,12 @@ class StatusReport:
     def cost(self, spend: Spend) -> dict[str, float] | None:
         if self.price is None:
             return None
-        billed, unknown = pricing.spend_cost(spend.tokens, spend.unpriced, self.price)
+        batch = None
+        if self.batch_price is not None and spend.batch_tokens:
+            batch = (spend.batch_tokens, spend.batch_unpriced, self.batch_price)
+        billed, unknown = pricing.spend_cost(
+            spend.tokens, spend.unpriced, self.price, batch
+        )
         return {
             "billed_usd": round(billed, 6),
             "possibly_billed_usd": round(unknown, 6),
@@ -331,10 +370,15 @@ class StatusReport:
             if self.price is None
             else {
                 **asdict(self.price),
+                "batch": None if self.batch_price is None else asdict(self.batch_price),
                 "currency": "USD",
                 "as_of": pricing.PRICES_AS_OF,
                 "source": pricing.PRICES_SOURCE,
             },
+            # requests sent through the Batch API, of `requests.sent` (SPEC 7)
+            "batch_requests": s.spend.batch_requests,
+            # the job's batches as last seen: status never asks the API
+            "batches": [batch.as_dict() for batch in s.batches],
             **(
                 {
                     "by": {
@@ -397,8 +441,9 @@ class RunReport:
         if self.result.budget_stop:
             return 1
         counts = self.status.counts
-        # a simulated run's successes are `simulated`
-        done = counts["succeeded"] + counts["simulated"]
+        # a simulated run's successes are `simulated`; items in live batches are
+        # neither failed nor left behind: a later submit collects them (SPEC 7)
+        done = counts["succeeded"] + counts["simulated"] + counts["in_batch"]
         return 0 if done == sum(counts.values()) else 1
 
     @property
@@ -416,6 +461,8 @@ class RunReport:
             stopped=self.result.stopped,
             interrupted=self.result.interrupted,
             abandoned=self.result.abandoned,
+            batches_left=self.result.batches_left,
+            detached=self.result.detached,
             manifest=str(self.manifest),
             new_items=self.new_items,
             recovered=self.recovered,

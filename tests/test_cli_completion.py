@@ -55,6 +55,7 @@ def complete(*args: str, incomplete: str = "") -> list[tuple[str, str]]:
 
 def test_every_command_taking_a_job_completes_job_names() -> None:
     assert JOB_COMMANDS == [
+        "cancel",
         "export",
         "mark",
         "prune",

@@ -71,7 +71,8 @@ CASES: dict[str, tuple[str, int, str]] = {
         "unknown key 'sampels'; did you mean 'samples'? Valid keys are: name, model, "
         "prompts, vars, aspect_ratios, image_sizes, references, samples, generation, "
         "system_instruction, safety_settings, exclude, include, concurrency, "
-        "max_attempts, max_unknown_retries, budget, rpm, pricing, tools, from, mode",
+        "max_attempts, max_unknown_retries, budget, rpm, pricing, tools, from, mode, "
+        "transport",
     ),
     "unknown prompt key": (
         "prompts: [{id: a, txt: hi}]\n",

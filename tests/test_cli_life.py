@@ -114,7 +114,7 @@ def test_a_simulated_image_stays_until_a_real_answer_replaces_it(
     status = status_json("life", out)
     assert status["counts"] == {
         "pending": 0, "running": 0, "succeeded": 2, "simulated": 0, "failed": 1,
-        "blocked": 0,
+        "blocked": 0, "in_batch": 0,
     }  # fmt: skip
     assert image_files(out, "life") == before  # the refused item's file is kept
     (failed,) = [r for r in manifest(out, "life") if r["status"] == "failed"]

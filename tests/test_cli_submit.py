@@ -306,6 +306,7 @@ def counts(succeeded: int, failed: int, blocked: int, pending: int) -> dict[str,
         "simulated": 0,
         "failed": failed,
         "blocked": blocked,
+        "in_batch": 0,
     }
 
 

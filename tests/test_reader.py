@@ -155,6 +155,7 @@ DEMO = {
         "simulated": 0,
         "failed": 3,
         "blocked": 1,
+        "in_batch": 0,
     },  # fmt: skip
     "total": 9,
     "usage": {
@@ -177,6 +178,7 @@ OTHER = {  # the other job in the same store: its one success, and nothing of de
         "simulated": 0,
         "failed": 0,
         "blocked": 0,
+        "in_batch": 0,
     },  # fmt: skip
     "total": 1,
     "usage": {

@@ -10,8 +10,6 @@ import json
 import random
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from tests.google_sizes import (
     PRO_SIZES,
     google_size,
 )
+from tests.simulator_process import module_main
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -1851,12 +1850,7 @@ def test_control_endpoint_rejects_invalid_rules(
 
 
 def test_module_main_serves_until_terminated() -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "runner.simulate",
-        "--port",
-        "0",
+    flags = [
         "--image-scale",
         "0.0625",
         "--seed",
@@ -1873,22 +1867,9 @@ def test_module_main_serves_until_terminated() -> None:
     body["contents"][0]["parts"].append(
         {"inlineData": {"mimeType": "image/png", "data": reference}}
     )
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            found = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
-            assert found is not None, line
-            with httpx.Client(base_url=found.group(1)) as http:
-                response = http.post(GENERATE, json=request_body())
-                extra = http.post(
-                    "/v1beta/models/relay-banana:generateContent", json=body
-                )
-        finally:
-            proc.terminate()
-            returncode = proc.wait(timeout=10)
+    with module_main(*flags) as url, httpx.Client(base_url=url) as http:
+        response = http.post(GENERATE, json=request_body())
+        extra = http.post("/v1beta/models/relay-banana:generateContent", json=body)
 
     assert response.status_code == 200
     assert answer_image(response.json()).size == (64, 64)
@@ -1896,7 +1877,6 @@ def test_module_main_serves_until_terminated() -> None:
     answer = extra.json()
     assert len(image_parts(answer)) == 2  # one thought image, one final
     assert answer["usageMetadata"]["promptTokensDetails"][1]["tokenCount"] == 7
-    assert returncode == 0
 
 
 # -- rate limit and realistic sizes ------------------------------------------------

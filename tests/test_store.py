@@ -17,7 +17,14 @@ import sqlalchemy as sa
 from runner.errors import JobBusyError, StoreError
 from runner.plan import Item, Request, build_plan, item_key, plan_digest
 from runner.spec import load_job
-from runner.store import AttemptEnd, AttemptResult, AttemptStart, JobRow, Store
+from runner.store import (
+    AttemptEnd,
+    AttemptRecord,
+    AttemptResult,
+    AttemptStart,
+    JobRow,
+    Store,
+)
 from runner.store.reader import StoreReader
 from runner.store.schema import metadata
 
@@ -78,6 +85,7 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "unknown_used", "finish_reason", "error", "outputs_json", "usage_json",
             "created_at", "updated_at", "grounding_json", "parent_job", "parent_key",
             "parent_image", "parent_mode",
+            "batch_id",
         },
         "runs": {
             "id", "job_id", "command", "host", "pid", "started_at", "ended_at",
@@ -89,14 +97,22 @@ def test_a_blank_database_gets_exactly_the_documented_columns(store: Store) -> N
             "model_version", "response_id", "latency_ms", "retry_after",
             "outputs_json", "prompt_tokens", "candidates_tokens", "thoughts_tokens",
             "image_tokens", "total_tokens", "images", "parts_json", "grounding_json",
-            "simulated",
+            "simulated", "transport",
         },
         "job_totals": {
             "job_id", "image_size", "attempts", "requests", "unknown", "unpriced",
             "paid_failed", "images", "prompt_tokens", "candidates_tokens",
-            "thoughts_tokens", "image_tokens", "total_tokens",
+            "thoughts_tokens", "image_tokens", "total_tokens", "batch_requests",
+            "batch_unpriced", "batch_prompt_tokens", "batch_candidates_tokens",
+            "batch_thoughts_tokens", "batch_image_tokens", "batch_total_tokens",
         },
         "marks": {"item_id", "image", "mark", "note", "updated_at"},
+        "batches": {
+            "id", "job_id", "run_id", "display_name", "remote_name", "model",
+            "state", "input", "input_file", "result_file", "items", "requests",
+            "succeeded", "failed", "pending", "simulated", "created_at",
+            "updated_at", "seen_at", "ended_at", "error",
+        },
     }  # fmt: skip
 
 
@@ -113,6 +129,7 @@ def test_the_store_uses_wal_and_records_each_migration_once(tmp_path: Path) -> N
         ("m003_simulated_runs_and_pruned_requests",),
         ("m004_marks",),
         ("m005_lineage",),
+        ("m006_batches",),
     ]
 
 
@@ -160,7 +177,7 @@ def test_a_store_migrated_from_blank_has_exactly_the_declared_tables(
     migrated = describe(tmp_path / "migrated" / "runner.db")
     assert set(migrated) == {
         "_runner_migrations", "jobs", "items", "runs", "attempts", "job_totals",
-        "marks",
+        "marks", "batches",
     }  # fmt: skip
     assert migrated == describe(tmp_path / "declared.db")
 
@@ -201,8 +218,9 @@ def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
         job = store.get_job("tiny")
         assert job is not None
         status = store.status(job)
-        # m003 added the `simulated` count: that release simulated nothing
-        assert status.counts == {**printed["counts"], "simulated": 0}
+        # m003 added the `simulated` count: that release simulated nothing;
+        # m006 the `in_batch` one: nor did it send batches
+        assert status.counts == {**printed["counts"], "simulated": 0, "in_batch": 0}
         assert sum(status.counts.values()) == printed["total"]
         assert status.usage == printed["usage"]
         assert status.requests == printed["requests"]
@@ -221,13 +239,17 @@ def test_a_store_written_by_the_release_before_upgrades_and_reads_the_same(
             "m003_simulated_runs_and_pruned_requests",
             "m004_marks",
             "m005_lineage",
+            "m006_batches",
         ]
         inspector = sa.inspect(store.engine)
         attempt_columns = [c["name"] for c in inspector.get_columns("attempts")]
-        assert attempt_columns[-3:] == ["parts_json", "grounding_json", "simulated"]
+        assert attempt_columns[-4:] == [
+            "parts_json", "grounding_json", "simulated", "transport",
+        ]  # fmt: skip
         item_columns = [c["name"] for c in inspector.get_columns("items")]
-        assert item_columns[-5:] == [
-            "grounding_json", "parent_job", "parent_key", "parent_image", "parent_mode"
+        assert item_columns[-6:] == [
+            "grounding_json", "parent_job", "parent_key", "parent_image", "parent_mode",
+            "batch_id",
         ]  # fmt: skip
         # what the old runner recorded has no parts and no grounding: both empty
         assert {
@@ -379,14 +401,19 @@ def test_totals_summed_from_the_attempts_equal_those_kept_as_they_were_recorded(
         AttemptResult(outcome="fatal_item", reason="400", item_status="failed",
                       http_status=400),
     ]  # fmt: skip
+    # and two answers a Batch API batch brought: billed, and possibly billed
+    by_batch = [ends[0], ends[2]]
     sizes = (None, "1K", "2K")
     plan = [
         make_item(f"i{n}", position=n, image_size=sizes[n % 3])
-        for n in range(len(ends) + 1)
+        for n in range(len(ends) + 1 + len(by_batch))
     ]
     store.sync_plan(job, plan)
-    *work, left = store.pending_items(job)
+    *work, left, batched_1, batched_2 = store.pending_items(job)
     run = run_id(store, job)
+    batch = store.record_batch(
+        job, run, [batched_1.id, batched_2.id], model="m", input_kind="inline"
+    )
     started = store.record_attempts([AttemptStart(w.id, run, 1) for w in work])
     store.record_attempts(
         [
@@ -394,12 +421,20 @@ def test_totals_summed_from_the_attempts_equal_those_kept_as_they_were_recorded(
             for attempt_id, w, result in zip(started, work, ends, strict=True)
             if attempt_id is not None
         ]
+        + [
+            AttemptRecord(w.id, run, 1, batch.id, result)
+            for w, result in zip((batched_1, batched_2), by_batch, strict=True)
+        ]
     )
     store.begin_attempt(left.id, run, 1)
     assert store.recover_abandoned(job) == 1  # the last (1K) item: abandoned
     requests = store.status(job).requests
-    assert requests == {"sent": 6, "unknown": 2, "not_sent": 2, "paid_failed": 1}
-    assert store.spend(job).unpriced == {"1K": 1, "2K": 1}
+    assert requests == {"sent": 8, "unknown": 3, "not_sent": 2, "paid_failed": 1}
+    spend = store.spend(job)
+    assert spend.unpriced == {None: 1, "1K": 1, "2K": 1}
+    assert spend.batch_unpriced == {None: 1}
+    assert spend.batch_requests == 2
+    assert spend.batch_tokens["total_tokens"] == 1127
 
     kept = totals_rows(store)
     assert [row["image_size"] for row in kept] == ["", "1K", "2K"]
@@ -423,6 +458,12 @@ def test_totals_summed_from_the_attempts_equal_those_kept_as_they_were_recorded(
             "paid_failed": spend.paid_failed,
             "images": spend.images,
             **spend.tokens,
+            "batch_requests": spend.batch_requests,
+            "batch_unpriced": sum(spend.batch_unpriced.values()),
+            **{
+                f"batch_{name}": spend.batch_tokens.get(name, 0)
+                for name in spend.tokens
+            },
         }
 
 
@@ -483,6 +524,7 @@ def test_a_store_that_lost_its_bookkeeping_rows_is_opened_and_recorded_again(
             "m003_simulated_runs_and_pruned_requests",
             "m004_marks",
             "m005_lineage",
+            "m006_batches",
         ]
 
 

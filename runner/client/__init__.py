@@ -9,6 +9,7 @@ Nothing here may retry, sleep, write files but spooled images, or touch the stor
 
 from __future__ import annotations
 
+from runner.client import batch
 from runner.client.answer import BLOCKED_FINISH_REASONS
 from runner.client.api_errors import TRANSIENT_STATUSES
 from runner.client.call import DEFAULT_MAX_RESPONSE_BYTES, generate
@@ -36,6 +37,7 @@ __all__ = [
     "Image",
     "Kind",
     "Outcome",
+    "batch",
     "build_body",
     "endpoint_url",
     "generate",

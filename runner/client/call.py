@@ -108,7 +108,7 @@ async def _generate(
     try:
         reply = await _post(http, url, headers, content, max_bytes, spool_dir)
     except (httpx.HTTPError, OSError) as exc:
-        failed = _transport_outcome(exc, url)
+        failed = transport_outcome(exc, url)
         return dataclasses.replace(failed, latency=time.perf_counter() - started)
     latency = time.perf_counter() - started
     # Redact before parsing: reasons clip messages, which could cut a key in two.
@@ -223,7 +223,9 @@ async def _stream_answer(
     return False
 
 
-def _transport_outcome(exc: Exception, url: str) -> Outcome:
+def transport_outcome(exc: Exception, url: str) -> Outcome:
+    """What an httpx or OS error while calling `url` means (SPEC section 1): not
+    sent (transient), possibly billed (unknown), or no request can go (run-fatal)."""
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
         # Nothing reached the server: refused, DNS, TLS (httpcore maps each to

@@ -1,6 +1,7 @@
 """The runs layer: what each command does, from parsed inputs to one report.
 
-`submit`, `retry`, `preview`, `status`, `review`, `list_jobs` (in `commands`),
+`submit`, `retry`, `cancel`, `preview`, `status`, `review`, `list_jobs` (in
+`commands`),
 `remove` and `prune` (in `removal`), `mark` (in `marking`) and `export` are the
 CLI's entry points; each opens the
 store, does the whole command and returns a report from `runner.reports`.
@@ -25,7 +26,15 @@ the scheduler. Must not print, read input or exit.
 
 from __future__ import annotations
 
-from runner.runs.commands import list_jobs, preview, retry, review, status, submit
+from runner.runs.commands import (
+    cancel,
+    list_jobs,
+    preview,
+    retry,
+    review,
+    status,
+    submit,
+)
 from runner.runs.completion import job_names
 from runner.runs.endpoint import GOOGLE_HOST, GOOGLE_KEY_VARIABLE, RELAY_KEY_VARIABLE
 from runner.runs.export import MARK_FILTERS, export
@@ -44,6 +53,7 @@ __all__ = [
     "RELAY_KEY_VARIABLE",
     "SendOptions",
     "Workspace",
+    "cancel",
     "find_job",
     "export",
     "init",

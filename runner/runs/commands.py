@@ -12,10 +12,15 @@ from contextlib import nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeAlias
 
-from runner.errors import RunnerError
+from runner.errors import RunnerError, UsageError
 from runner.reports import GalleryStep, JobList, ReviewReport
 from runner.runs.job_status import quick_status, read_status
-from runner.runs.settings import SendOptions, spec_price, stored_price
+from runner.runs.settings import (
+    SendOptions,
+    spec_batch_price,
+    spec_price,
+    stored_price,
+)
 from runner.runs.workspace import find_job
 
 if TYPE_CHECKING:
@@ -73,6 +78,8 @@ def submit(
     # Before the store is opened or the simulator started: a grid past the limit
     # is refused with nothing written, and however large, at once.
     check_grid_size(spec)
+    by_batch = send.by_batch(spec.transport)
+    check_detach(send, by_batch)
     policy.confirm_threshold()  # a bad RUNNER_CONFIRM_USD is refused before any work
     workspace.check_output()  # images go there, whichever --db holds the store
     if warn is not None:
@@ -85,7 +92,13 @@ def submit(
             claim_name(store.get_job(spec.name), spec, take_over)
             # The estimate is read only where a question may show it.
             check = check_submit(
-                spec, store, price, send.simulated, learn=not yes, workspace=workspace
+                spec,
+                store,
+                price,
+                send.simulated,
+                learn=not yes,
+                workspace=workspace,
+                batch_price=spec_batch_price(spec) if by_batch else None,
             )
             if warn is not None:
                 for note in check.notes:
@@ -170,8 +183,68 @@ def retry(
         store.close()
 
 
-def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
-    """The job's grid compared with the store; sends and writes nothing."""
+def cancel(
+    job: str,
+    *,
+    workspace: Workspace,
+    send: SendOptions = _DEFAULT_SEND,
+    progress: ProgressDisplay | None = None,
+) -> RunReport:
+    """Cancel a job's live Batch API batches (SPEC 7); what they finished is
+    collected, the rest of their items go back to pending."""
+    from runner.runs.endpoint import open_endpoint
+    from runner.runs.execution import cancel_job
+
+    if send.simulated:
+        raise UsageError(
+            "--simulate has no batches to cancel: each --simulate command's batches "
+            "end with it"
+        )
+    workspace.check_output()
+    store = workspace.open_store()
+    try:
+        row = find_job(store, job)
+        with open_endpoint(send) as endpoint:
+            return _send(
+                store,
+                workspace,
+                replace(send, review=False),
+                progress,
+                None,
+                lambda on_progress: cancel_job(
+                    row,
+                    workspace=workspace,
+                    store=store,
+                    endpoint=endpoint,
+                    on_progress=on_progress,
+                ),
+            )
+    finally:
+        store.close()
+
+
+def check_detach(send: SendOptions, by_batch: bool) -> None:
+    """--detach only with the Batch API, and never with --simulate (whose API ends
+    with the command)."""
+    if not send.detach:
+        return
+    if not by_batch:
+        raise UsageError(
+            "--detach returns once batches exist: use it with --batch (or "
+            "`transport: batch` in the job file)"
+        )
+    if send.simulated:
+        raise UsageError(
+            "--simulate --detach cannot work: the simulated API lives only as long "
+            "as the command, so its batches would never be collected; drop --detach"
+        )
+
+
+def preview(
+    job_file: Path, *, workspace: Workspace, batch: bool | None = None
+) -> PlanPreview:
+    """The job's grid compared with the store; sends and writes nothing. `batch`
+    (None: as the job file says) adds the Batch API's price."""
     from runner.plan import check_grid_size
     from runner.runs.planning import preview_spec
     from runner.spec import load_job
@@ -180,7 +253,7 @@ def preview(job_file: Path, *, workspace: Workspace) -> PlanPreview:
     check_grid_size(spec)
     store = workspace.store_to_read()  # None: not there yet, and not made
     try:
-        return preview_spec(spec, store, workspace)
+        return preview_spec(spec, store, workspace, batch)
     finally:
         if store is not None:
             store.close()
@@ -233,7 +306,7 @@ def _send(
     workspace: Workspace,
     send: SendOptions,
     progress: ProgressDisplay | None,
-    sending: Sending,
+    sending: Sending | None,
     run: Callable[[ProgressCallback | None], Awaitable[RunReport]],
 ) -> RunReport:
     """`run` with the progress display open, then the gallery step."""

@@ -23,7 +23,9 @@ from runner.runs.settings import (
     SendOptions,
     job_settings,
     run_settings,
+    spec_batch_price,
     spec_price,
+    stored_batch_price,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
     from runner.spec import JobSpec
-    from runner.store import JobRow, Store, SyncResult, WorkItem
+    from runner.store import BatchRow, JobRow, Store, SyncResult, WorkItem
 
 _DEFAULT_SEND = SendOptions()
 
@@ -78,8 +80,13 @@ async def submit_spec(
 
     check_space(workspace.job_folder(spec.name), check)
     plan, digest = check.plan, check.digest
+    mode = None
+    if send.by_batch(spec.transport):
+        mode = "detach" if send.detach else "send"
     saved = job_settings(spec)
-    settings = run_settings(saved, check.price, send, overrides)
+    settings = run_settings(
+        saved, check.price, send, overrides, batch_price=spec_batch_price(spec)
+    )
     job = store.upsert_job(spec.name, str(spec.path), spec.model, saved)
     return await _run(
         store,
@@ -94,6 +101,7 @@ async def submit_spec(
             None if plan is None else store.sync_plan(job, plan.items, digest),
             0,
         ),
+        batch_mode=mode,
     )
 
 
@@ -111,8 +119,66 @@ async def retry_job(
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries;
     `price` is `stored_price(job)`, which the caller has looked up."""
-    settings = run_settings(job.settings, price, send, overrides)
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
+    return await _stored_run(
+        store,
+        job,
+        workspace,
+        endpoint,
+        price,
+        send,
+        overrides,
+        on_progress,
+        command="retry",
+        prepare=lambda: (None, store.requeue(job, statuses)),
+    )
+
+
+async def cancel_job(
+    job: JobRow,
+    *,
+    workspace: Workspace,
+    store: Store,
+    endpoint: client.Endpoint,
+    on_progress: ProgressCallback | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunReport:
+    """Cancel the job's live batches (SPEC 7), collecting what they finished."""
+    from runner.runs.settings import stored_price
+
+    return await _stored_run(
+        store,
+        job,
+        workspace,
+        endpoint,
+        stored_price(job),
+        _DEFAULT_SEND,
+        overrides,
+        on_progress,
+        command="cancel",
+        prepare=lambda: (None, 0),
+        batch_mode="cancel",
+    )
+
+
+async def _stored_run(
+    store: Store,
+    job: JobRow,
+    workspace: Workspace,
+    endpoint: client.Endpoint,
+    price: pricing.Price | None,
+    send: SendOptions,
+    overrides: Mapping[str, Any] | None,
+    on_progress: ProgressCallback | None,
+    *,
+    command: str,
+    prepare: Callable[[], tuple[SyncResult | None, int]],
+    batch_mode: str | None = None,
+) -> RunReport:
+    """A run of a stored job, with the settings it was submitted with."""
+    settings = run_settings(
+        job.settings, price, send, overrides, batch_price=stored_batch_price(job)
+    )
     return await _run(
         store,
         job,
@@ -120,9 +186,10 @@ async def retry_job(
         endpoint,
         settings,
         on_progress,
-        command="retry",
+        command=command,
         simulated=send.simulated,
-        prepare=lambda: (None, store.requeue(job, statuses)),
+        prepare=prepare,
+        batch_mode=batch_mode,
     )
 
 
@@ -140,7 +207,7 @@ def idle_report(
     return RunReport(
         job=job.name,
         result=RunResult(progress=Progress(total=0)),
-        status=StatusReport(store.status(job), price),
+        status=StatusReport(store.status(job), price, stored_batch_price(job)),
         manifest=workspace.job_folder(job.name) / outputs.MANIFEST,
         new_items=0,
         recovered=0,
@@ -195,18 +262,31 @@ async def _run(
     command: str,
     simulated: bool,
     prepare: Callable[[], tuple[SyncResult | None, int]],
+    batch_mode: str | None = None,
 ) -> RunReport:
+    """One run under the job's lease: interactive (`batch_mode` None: the job's
+    live batches collected first, if any are done), or through the Batch API
+    (send, detach, cancel: see scheduler.BatchMode)."""
     import anyio
     import httpx
     from anyio import to_thread
 
     from runner import client
-    from runner.scheduler import Progress, Recovered, RunResult, recover, run_items
+    from runner.scheduler import (
+        BatchMode,
+        Progress,
+        Recovered,
+        RunResult,
+        recover,
+        run_batches,
+        run_items,
+    )
 
     owner = uuid.uuid4().hex
 
     # item id -> the simulated images a real answer is to replace (SPEC 5)
     superseded: dict[int, list[str]] = {}
+    live: list[BatchRow] = []  # the job's live batches when the run starts
 
     def start() -> tuple[
         Recovered, int, SyncResult | None, int, list[WorkItem], int, RunSettings
@@ -229,6 +309,11 @@ async def _run(
             if budget.max_cost_usd is not None or budget.max_images is not None:
                 # What each request in flight reserves: the dearest answer so far.
                 seeded = replace(seeded, recorded=store.recorded_usage(job))
+            if budget != type(budget)():
+                # Items in live batches may still cost what they were reserved at.
+                outstanding = tuple(store.unfinished(job, ("in_batch",)))
+                seeded = replace(seeded, outstanding=outstanding)
+            live.extend(store.live_batches(job))
             return found, recovered, sync, requeued, work, run_id, seeded
         except BaseException:
             store.release_lease(job, owner)
@@ -239,7 +324,9 @@ async def _run(
             store.end_run(run_id, _run_outcome(result))
             if superseded:
                 remove_superseded(store, job, folder, superseded)
-            final = StatusReport(store.status(job), settings.price)
+            final = StatusReport(
+                store.status(job), settings.price, settings.batch_price
+            )
             return write_manifest(store, job, folder), final
         finally:
             store.release_lease(job, owner)
@@ -261,19 +348,45 @@ async def _run(
             base_url=endpoint.base_url,
         )
         async with http:
-            result = await run_items(
-                store=store,
-                job=job,
-                run_id=run_id,
-                work=work,
-                http=http,
-                endpoint=endpoint,
-                job_folder=folder,
-                settings=settings,
-                lease_owner=owner,
-                on_progress=on_progress,
-                checkpoint=lambda: write_manifest(store, job, folder),
-            )
+            if batch_mode is None and live:
+                # Batches a detached submit left: collect those that are done.
+                batch_mode = BatchMode.COLLECT
+            if batch_mode is not None:
+                result = await run_batches(
+                    store=store,
+                    job=job,
+                    run_id=run_id,
+                    http=http,
+                    endpoint=endpoint,
+                    job_folder=folder,
+                    settings=settings,
+                    lease_owner=owner,
+                    mode=BatchMode(batch_mode),
+                    simulated=simulated,
+                    on_progress=on_progress,
+                )
+            if batch_mode in (None, BatchMode.COLLECT) and not (
+                result.interrupted and batch_mode is not None
+            ):
+                collected = result if batch_mode is not None else None
+                work = await to_thread.run_sync(store.pending_items, job)
+                if work or collected is None:
+                    result = await run_items(
+                        store=store,
+                        job=job,
+                        run_id=run_id,
+                        work=work,
+                        http=http,
+                        endpoint=endpoint,
+                        job_folder=folder,
+                        settings=settings,
+                        lease_owner=owner,
+                        on_progress=on_progress,
+                        checkpoint=lambda: write_manifest(store, job, folder),
+                    )
+                    if collected is not None:
+                        left = collected.batches_left
+                        result = replace(result, batches_left=left)
     finally:
         # Also after Ctrl-C: the manifest must show what finished.
         with anyio.CancelScope(shield=True):

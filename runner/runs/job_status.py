@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runner.reports import StatusReport
-from runner.runs.settings import stored_price
+from runner.runs.settings import stored_batch_price, stored_price
 from runner.runs.workspace import is_job_file
 from runner.store import reader
 
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 def read_status(store: Store, job: JobRow, by: Sequence[str] = ()) -> StatusReport:
     """Counts, usage, requests and spend, in total and per value of each axis in
     `by` (prompt, aspect_ratio, image_size, references)."""
-    return StatusReport(store.status(job, by), stored_price(job))
+    return StatusReport(
+        store.status(job, by), stored_price(job), stored_batch_price(job)
+    )
 
 
 def quick_status(workspace: Workspace, job: str) -> StatusReport | None:
@@ -42,7 +44,9 @@ def quick_status(workspace: Workspace, job: str) -> StatusReport | None:
             return (
                 None
                 if row is None
-                else StatusReport(store.status(row), stored_price(row))
+                else StatusReport(
+                    store.status(row), stored_price(row), stored_batch_price(row)
+                )
             )
     except reader.Unreadable:
         return None

@@ -15,7 +15,7 @@ from runner import outputs
 from runner.errors import JobSpecError, NoSpaceError
 from runner.reports import PlanPreview, Sending, estimate_requests
 from runner.runs.parents import Parents, find_parents
-from runner.runs.settings import spec_price
+from runner.runs.settings import spec_batch_price, spec_price
 from runner.runs.workspace import owner_conflict
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class SubmitCheck:
     items: int = 0  # the job file's items
     stored: Mapping[str, int] = field(default_factory=dict)  # of them, by status
     new: int = 0  # of them, the ones the store has never seen
+    batch_cost_usd: float | None = None  # sent through the Batch API (SPEC 7)
 
     def sending(self, job: str, simulated: bool) -> Sending:
         """What the submit is about to send, to say so before it does."""
@@ -59,19 +60,34 @@ class SubmitCheck:
             cost_usd=self.cost_usd,
             simulated=simulated,
             recorded_answers=self.recorded_answers,
+            batch_cost_usd=self.batch_cost_usd,
         )
 
     notes: tuple[str, ...] = ()  # about a derived job's parents
 
 
 def preview_spec(
-    spec: JobSpec, store: Store | None, workspace: Workspace | None = None
+    spec: JobSpec,
+    store: Store | None,
+    workspace: Workspace | None = None,
+    batch: bool | None = None,
 ) -> PlanPreview:
     """Expand the job and compare with the store (None: there is none yet, so
     nothing is stored), as a real (not simulated) submit would send it; sends and
-    writes nothing. A derived job's parents are found in `workspace`."""
+    writes nothing. A derived job's parents are found in `workspace`. `batch`
+    (None: the job file's `transport`) shows the Batch API's price too."""
+    if batch is None:
+        batch = spec.transport == "batch"
     parents = _parents(spec, store, workspace, simulated=False)
-    return _preview(spec, store, spec_price(spec), parents, simulated=False, learn=True)
+    return _preview(
+        spec,
+        store,
+        spec_price(spec),
+        parents,
+        simulated=False,
+        learn=True,
+        batch_price=spec_batch_price(spec) if batch else None,
+    )
 
 
 def check_submit(
@@ -82,6 +98,7 @@ def check_submit(
     *,
     learn: bool = True,
     workspace: Workspace | None = None,
+    batch_price: pricing.Price | None = None,
 ) -> SubmitCheck:
     """Count what a submit would send; an unchanged job file is not planned again
     (its digest matches the stored plan), so resuming a big job starts at once.
@@ -103,13 +120,22 @@ def check_submit(
             ),
             price,
             store.recorded_usage(job) if learn else {},
+            batch_price,
         )
         plan = None
         stale = store.stale_count(job)
         stored = {k: n for k, n in store.counts(job).items() if n}
         new = 0  # the stored plan is this one
     else:
-        full = _preview(spec, store, price, parents, simulated=simulated, learn=learn)
+        full = _preview(
+            spec,
+            store,
+            price,
+            parents,
+            simulated=simulated,
+            learn=learn,
+            batch_price=batch_price,
+        )
         estimate = full.estimate(full.to_send)
         plan = full.plan
         stale = full.stale
@@ -127,6 +153,7 @@ def check_submit(
         stored=stored,
         new=new,
         notes=parents.notes,
+        batch_cost_usd=estimate.get("batch_cost_usd"),
     )
 
 
@@ -214,6 +241,7 @@ def _preview(
     *,
     simulated: bool,
     learn: bool,
+    batch_price: pricing.Price | None = None,
 ) -> PlanPreview:
     from runner.plan import build_plan
 
@@ -238,4 +266,5 @@ def _preview(
         stale=stale,
         other_file=owner_conflict(job, spec),
         parent_notes=parents.notes,
+        batch_price=batch_price,
     )

@@ -8,10 +8,13 @@ take the spec's defaults), with the job's price. Must not open the store or send
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from runner import pricing
+from runner.errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -39,6 +42,15 @@ class SendOptions:
     caps: Mapping[str, Any] = field(default_factory=dict)  # budget caps given
     review: bool = True  # rebuild the gallery after the run
     fail_fast: bool = True  # False (--no-fail-fast): no systematic-failure stop
+    # The Batch API (SPEC 7): True --batch, False --no-batch, None the job file's
+    # `transport:`; `detach` returns once the batches exist.
+    batch: bool | None = None
+    detach: bool = False
+
+    def by_batch(self, transport: str) -> bool:
+        """Whether this run sends through the Batch API, the job file saying
+        `transport`."""
+        return self.batch if self.batch is not None else transport == "batch"
 
     @property
     def simulated(self) -> bool:
@@ -46,13 +58,37 @@ class SendOptions:
         return self.simulator is not None
 
     def overrides(self) -> dict[str, Any]:
-        """The RunSettings fields these flags set directly."""
+        """The RunSettings fields these flags set directly (and RUNNER_BATCH_POLL,
+        the first wait in seconds before a batch is asked for again)."""
         fields: dict[str, Any] = {}
         if self.timeout is not None:
             fields["request_timeout"] = self.timeout
         if not self.fail_fast:
             fields["fail_fast_after"] = None
+        poll = batch_poll()
+        if poll is not None:
+            fields["batch_poll"] = poll
         return fields
+
+
+BATCH_POLL_VARIABLE = "RUNNER_BATCH_POLL"
+
+
+def batch_poll() -> float | None:
+    """RUNNER_BATCH_POLL in seconds, if set; UsageError if it is not above 0."""
+    written = os.environ.get(BATCH_POLL_VARIABLE, "").strip()
+    if not written:
+        return None
+    try:
+        seconds = float(written)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(
+            f"{BATCH_POLL_VARIABLE}={written[:40]!r} is not a number of seconds "
+            f"above 0; set it to e.g. 10, or unset it"
+        )
+    return seconds
 
 
 def spec_price(spec: JobSpec) -> pricing.Price | None:
@@ -63,6 +99,16 @@ def spec_price(spec: JobSpec) -> pricing.Price | None:
 def stored_price(job: JobRow) -> pricing.Price | None:
     """The price of a stored job's model, with the `pricing:` it was submitted with."""
     return pricing.price_for(job.model or "", job.settings.get("pricing"))
+
+
+def spec_batch_price(spec: JobSpec) -> pricing.Price | None:
+    """The job file's model's Batch API price, with its `pricing:` applied."""
+    return pricing.batch_price_for(spec.model, spec.pricing)
+
+
+def stored_batch_price(job: JobRow) -> pricing.Price | None:
+    """A stored job's Batch API price, with the `pricing:` it was submitted with."""
+    return pricing.batch_price_for(job.model or "", job.settings.get("pricing"))
 
 
 def job_settings(spec: JobSpec) -> dict[str, Any]:
@@ -82,6 +128,7 @@ def run_settings(
     price: pricing.Price | None,
     send: SendOptions | None = None,
     overrides: Mapping[str, Any] | None = None,
+    batch_price: pricing.Price | None = None,
 ) -> RunSettings:
     """A run's settings: `saved` (`job_settings`, or a store's row from an older
     release, which may lack keys) under the command line's `send` options.
@@ -106,6 +153,7 @@ def run_settings(
             rpm=saved.get("rpm"),
             budget=Budget(**{**saved.get("budget", {}), **send.caps}),
             price=price,
+            batch_price=batch_price,
         ),
         **{**send.overrides(), **(overrides or {})},
     )

@@ -10,17 +10,20 @@ Must not parse YAML, print or exit.
 
 from __future__ import annotations
 
+from runner.scheduler.batches import BatchMode, run_batches
 from runner.scheduler.journal import Recovered, recover
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
 from runner.scheduler.run import run_items
 from runner.scheduler.settings import RunSettings
 
 __all__ = [
+    "BatchMode",
     "Progress",
     "ProgressCallback",
     "Recovered",
     "RunResult",
     "RunSettings",
     "recover",
+    "run_batches",
     "run_items",
 ]

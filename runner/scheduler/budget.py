@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from runner import pricing
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from runner.plan import Request
     from runner.pricing import Price
+    from runner.scheduler.settings import RunSettings
     from runner.spec import Budget
     from runner.store import AttemptResult, RecordedUsage, Spend, UsageKey
 
@@ -45,14 +46,29 @@ class BudgetGuard:
         price: Price | None,
         spent: Spend,
         recorded: Mapping[UsageKey, RecordedUsage] | None = None,
+        batch_price: Price | None = None,
+        *,
+        by_batch: bool = False,
+        outstanding: Sequence[tuple[str, int, str | None]] = (),
     ) -> None:
+        """`by_batch`: the requests reserved go in Batch API batches (SPEC 7), all
+        at once, at the batch price. `outstanding`: (prompt, references, size) of
+        items in live batches made earlier, counted as spent at the batch price,
+        each as its estimate or the dearest answer seen."""
         self.budget = budget
-        self.price = price
+        self.by_batch = by_batch
+        # what a request of this run costs: the batch price for a batch run
+        self.price = batch_price if by_batch else price
         self.requests = spent.attempts
         self.images = spent.images
         self.cost = 0.0
         if price is not None:
-            self.cost = sum(pricing.spend_cost(spent.tokens, spent.unpriced, price))
+            batch = None
+            if batch_price is not None and spent.batch_tokens:
+                batch = (spent.batch_tokens, spent.batch_unpriced, batch_price)
+            self.cost = sum(
+                pricing.spend_cost(spent.tokens, spent.unpriced, price, batch)
+            )
         self.in_flight = 0
         self.in_flight_estimates = 0.0  # the estimates of the requests in flight
         groups = list((recorded or {}).values())
@@ -61,11 +77,30 @@ class BudgetGuard:
         self.learned = any(g.answers for g in groups)
         self.most_images = max((g.most_images for g in groups), default=0)
         self.dearest = 0.0  # USD of the dearest answer seen
-        if price is not None:
+        if self.price is not None:
             self.dearest = max(
-                (pricing.heaviest_cost(g.heaviest, price) for g in groups),
+                (pricing.heaviest_cost(g.heaviest, self.price) for g in groups),
                 default=0.0,
             )
+        for text, refs, size in outstanding:
+            self.requests += 1
+            self.images += max(self.most_images, 1)
+            if batch_price is not None:
+                one = pricing.estimate_cost(text, refs, size, batch_price)
+                self.cost += max(one, self.dearest if by_batch else 0.0)
+
+    @classmethod
+    def for_run(cls, settings: RunSettings, *, by_batch: bool = False) -> BudgetGuard:
+        """The guard of a run with these settings (`by_batch`: a Batch API run)."""
+        return cls(
+            settings.budget,
+            settings.price,
+            settings.spent,
+            settings.recorded,
+            settings.batch_price,
+            by_batch=by_batch,
+            outstanding=settings.outstanding,
+        )
 
     def estimate(self, request: Request) -> float:
         if self.price is None:
@@ -79,14 +114,16 @@ class BudgetGuard:
         and whether waiting for a request in flight may make room."""
         b = self.budget
         n = self.in_flight
+        # A batch's requests all go at once: none waits for another's answer.
+        learned = self.learned or self.by_batch
         if b.max_requests is not None and self.requests + n >= b.max_requests:
             return Refusal("max_requests", wait=False)
         if b.max_images is not None:
-            if n and not self.learned:
+            if n and not learned:
                 return Refusal("max_images", wait=True)
             per = max(self.most_images, 1)
             if self.images + (n + 1) * per > b.max_images:
-                return Refusal("max_images", wait=n > 0)
+                return Refusal("max_images", wait=n > 0 and not self.by_batch)
         if b.max_cost_usd is not None:
             if self.price is None:
                 return Refusal(
@@ -95,13 +132,13 @@ class BudgetGuard:
                     reason="budget.max_cost_usd is set but this model has no price; "
                     "add `pricing:` to the job file",
                 )
-            if n and not self.learned:
+            if n and not learned:
                 return Refusal("max_cost_usd", wait=True)
             if (
                 self.cost + self._in_flight_cost() + max(estimate, self.dearest)
                 > b.max_cost_usd
             ):
-                return Refusal("max_cost_usd", wait=n > 0)
+                return Refusal("max_cost_usd", wait=n > 0 and not self.by_batch)
         self.in_flight += 1
         self.in_flight_estimates += estimate
         return None
@@ -125,6 +162,13 @@ class BudgetGuard:
             self.dearest = max(self.dearest, cost)
         elif result is None or result.outcome in ("unknown", "abandoned"):
             self.cost += estimate  # possibly billed: assume it was
+
+    def release(self, estimate: float) -> None:
+        """Drop a reservation whose request was never sent (a batch not created)."""
+        self.in_flight -= 1
+        self.in_flight_estimates = (
+            self.in_flight_estimates - estimate if self.in_flight else 0.0
+        )
 
     def describe(self, refusal: Refusal) -> str:
         """The stop message: the cap, and what is spent, settled and in flight."""

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """One Batch API batch of a run (SPEC 7), as last seen."""
+
+    name: str  # its display name
+    state: str  # BATCH_STATE_*; "" while it is being created
+    requests: int  # its items
+    done: int = 0  # its requests the API has answered
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     total: int
     succeeded: int = 0
@@ -28,6 +38,9 @@ class Progress:
     elapsed: float = 0.0
     stopping: str | None = None  # why dispatching stopped, if it did
     interrupts: int = 0  # Ctrl-C/SIGTERM seen: 1 lets requests land, 2 abandons them
+    # Batch API runs (SPEC 7): the run's batches, newest last; items in them wait
+    # (counted in `running` while their batch is live).
+    batches: tuple[BatchProgress, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -46,6 +59,10 @@ class RunResult:
     interrupted: bool = False
     abandoned: int = 0  # requests in flight a second Ctrl-C gave up waiting for
     budget_stop: str | None = None  # which budget cap stopped dispatching
+    # Batch API runs: live batches left when the run ended (they go on at the API:
+    # a later submit collects them), and whether it returned once they existed.
+    batches_left: int = 0
+    detached: bool = False
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -28,16 +28,17 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast
 import anyio
 from anyio import to_thread
 
-from runner.store import AttemptEnd, AttemptStart, Store
+from runner.store import AttemptEnd, AttemptRecord, AttemptStart, Store
 
 if TYPE_CHECKING:
     from runner.scheduler.journal import Journal
+    from runner.store.attempts import Change
 
 T = TypeVar("T")
 
 # Runs in the files thread: whatever must be on disk first (images into place),
 # then the change to record and a value for the task that handed it over.
-Prepare = Callable[[], tuple[AttemptStart | AttemptEnd, object]]
+Prepare = Callable[[], tuple["Change", object]]
 # What to record instead when `prepare` raised: the answer was paid for all the same.
 Fallback = Callable[[Exception], AttemptEnd]
 
@@ -46,7 +47,7 @@ Fallback = Callable[[Exception], AttemptEnd]
 class _Ticket:
     prepare: Prepare | None  # None: made with its change (an AttemptStart)
     done: anyio.Event = field(default_factory=anyio.Event)
-    change: AttemptStart | AttemptEnd | None = None
+    change: Change | None = None
     attempt_id: int | None = None
     value: object = None
     error: BaseException | None = None
@@ -137,7 +138,7 @@ class Recorder:
 
     def end_soon(
         self,
-        prepare: Callable[[], tuple[AttemptEnd, T]],
+        prepare: Callable[[], tuple[AttemptEnd | AttemptRecord, T]],
         *,
         key: str = "",
         fallback: Fallback | None = None,

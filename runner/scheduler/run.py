@@ -11,20 +11,19 @@ Must not decide what an answer means (the judgement does), parse YAML, print or 
 from __future__ import annotations
 
 import functools
-import signal
-import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio import to_thread
 
 from runner import client, outputs
-from runner.errors import RunnerError, StoreError
+from runner.errors import StoreError
 from runner.plan import Request
 from runner.scheduler import images, judgement
 from runner.scheduler.budget import BudgetGuard, Refusal
+from runner.scheduler.control import RunControl, RunPlace
 from runner.scheduler.disk import DiskGuard
 from runner.scheduler.journal import Journal
 from runner.scheduler.judgement import History
@@ -32,6 +31,7 @@ from runner.scheduler.pacing import Pacer
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
 from runner.scheduler.recorder import Ending, Recorder
 from runner.scheduler.references import ReferenceChanged, References
+from runner.scheduler.watch import first_error
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store, WorkItem
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ async def run_items(
     `checkpoint` (e.g. a manifest rewrite) runs in a worker thread every
     CHECKPOINT_EVERY seconds, or ten times as long as it takes, if that is longer.
     """
-    run = _Run(store, job, run_id, http, endpoint, job_folder, settings, on_progress)
+    place = RunPlace(store, job, run_id, http, endpoint, job_folder, settings)
+    run = _Run(place, on_progress)
     items = iter(work)
     run.progress = Progress(
         total=len(work), limit=settings.concurrency, concurrency=settings.concurrency
@@ -78,14 +79,9 @@ async def run_items(
             writer.start_soon(run.recorder.serve)
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(run.renew_lease, lease_owner)
+                    run.watch(tg, lease_owner)
                     if checkpoint is not None:
                         tg.start_soon(_every, CHECKPOINT_EVERY, checkpoint)
-                    if (
-                        settings.handle_signals
-                        and threading.current_thread() is threading.main_thread()
-                    ):
-                        tg.start_soon(run.watch_signals, tg.cancel_scope)
                     async with anyio.create_task_group() as workers:
                         # Twice as many workers as slots: while one records an
                         # answer, another already uses the slot it freed.
@@ -95,7 +91,7 @@ async def run_items(
             finally:
                 run.recorder.close()
     except BaseExceptionGroup as group:
-        raise _first_error(group) from None
+        raise first_error(group) from None
     if run.store_error is not None:
         kept = job_folder / outputs.JOURNAL
         raise StoreError(
@@ -117,26 +113,6 @@ async def run_items(
     )
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """What a task group raised, unwrapped: a RunnerError (say, the store failed)
-    must reach the command line as itself, not as a group with a traceback."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for kind in (KeyboardInterrupt, RunnerError):
-        for leaf in leaves:
-            if isinstance(leaf, kind):
-                return leaf
-    return group if len(leaves) != 1 else leaves[0]
-
-
 async def _every(interval: float, action: Callable[[], object]) -> None:
     while True:
         await anyio.sleep(interval)
@@ -145,77 +121,28 @@ async def _every(interval: float, action: Callable[[], object]) -> None:
         interval = max(interval, 10 * (time.monotonic() - started))
 
 
-class _Run:
-    def __init__(
-        self,
-        store: Store,
-        job: JobRow,
-        run_id: int,
-        http: httpx.AsyncClient,
-        endpoint: client.Endpoint,
-        job_folder: Path,
-        settings: RunSettings,
-        on_progress: ProgressCallback | None,
-    ) -> None:
-        self.store = store
-        self.job = job
-        self.run_id = run_id
-        self.http = http
-        self.endpoint = endpoint
-        self.job_folder = job_folder
-        self.settings = settings
-        self.on_progress = on_progress
+class _Run(RunControl):
+    def __init__(self, place: RunPlace, on_progress: ProgressCallback | None) -> None:
+        super().__init__(place, on_progress)
+        settings, job_folder = place.settings, place.job_folder
         self.pacer = Pacer(settings.concurrency, settings.rpm)
-        self.stop = anyio.Event()
         # Whether the base URL has answered anything in this run (any HTTP status):
         # until it has, a connection that cannot be opened may mean a wrong URL.
         self.answered = False
         self.streak = judgement.first_streak(settings)
-        self.stop_reason: str | None = None
-        self.stop_status: int | None = None
-        self.interrupted = False
         self.abandoned = 0  # requests in flight when a second Ctrl-C cancelled them
         self.budget_stop: Refusal | None = None
         # The store refused a write: the run sends nothing more, lets the answers
         # in flight land (into the journal), then ends with this error.
         self.store_error: StoreError | None = None
-        self.budget = BudgetGuard(
-            settings.budget, settings.price, settings.spent, settings.recorded
-        )
+        self.budget = BudgetGuard.for_run(settings)
         # Set (and replaced) when a reservation ends or the run stops, while some
         # request waits for room under a cap.
         self.budget_moved = anyio.Event()
         self.budget_waiting = 0
-        self.started = time.monotonic()
-        self.progress = Progress(total=0)
         self.references = References()
         self.disk = DiskGuard(job_folder)
-        self.recorder = Recorder(store, Journal(job_folder))
-
-    # -- background tasks -------------------------------------------------------------
-
-    async def renew_lease(self, owner: str) -> None:
-        while True:
-            await anyio.sleep(self.settings.lease_ttl / 3)
-            await to_thread.run_sync(
-                self.store.renew_lease, self.job, owner, self.settings.lease_ttl
-            )
-
-    async def watch_signals(self, scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                if not self.interrupted:
-                    # First signal: send nothing new; requests already out are paid
-                    # for, so let them land.
-                    self.interrupted = True
-                    self.progress = replace(self.progress, interrupts=1)
-                    self._halt("interrupted")
-                else:
-                    # Second: stop waiting for them (each is recorded as abandoned).
-                    self.progress = replace(self.progress, interrupts=2)
-                    self.emit()
-                    scope.cancel()
-                    return
+        self.recorder = Recorder(place.store, Journal(job_folder))
 
     # -- workers ----------------------------------------------------------------------
 
@@ -484,17 +411,9 @@ class _Run:
             self.budget_stop = refusal
         self._stop_dispatching(self.budget.describe(refusal))
 
-    def _halt(self, reason: str, status: int | None = None) -> None:
-        if self.stop_reason is None and not self.interrupted:
-            self.stop_reason = reason
-            self.stop_status = status
-        self._stop_dispatching(reason)
-
     def _stop_dispatching(self, reason: str) -> None:
-        self.stop.set()
         self._wake_budget_waiters()
-        self.progress = replace(self.progress, stopping=reason)
-        self.emit()
+        super()._stop_dispatching(reason)
 
     def _record(self, result: AttemptResult) -> None:
         tokens = int((result.usage or {}).get("totalTokenCount") or 0)
@@ -509,16 +428,5 @@ class _Run:
             blocked=int(status == "blocked"),
         )
 
-    def _bump(self, **deltas: int) -> None:
-        p = self.progress
-        self.progress = replace(
-            p,
-            **{name: getattr(p, name) + d for name, d in deltas.items()},
-            limit=int(self.pacer.limiter.total_tokens),
-            elapsed=time.monotonic() - self.started,
-        )
-        self.emit()
-
-    def emit(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(self.progress)
+    def _progress_fields(self) -> dict[str, Any]:
+        return {"limit": int(self.pacer.limiter.total_tokens)}

@@ -29,6 +29,20 @@ DEFAULT_FAIL_FAST_AFTER = 8
 # The short wait before a request whose connection could not be opened is tried
 # once more, while the base URL has answered nothing in the run.
 DEFAULT_CONNECT_RETRY_DELAY = 1.0
+# Polling a Batch API batch: the first wait, the factor and the longest wait,
+# as google-genai polls long-running operations (_transformers.py:
+# LRO_POLLING_INITIAL_DELAY_SECONDS 1, LRO_POLLING_MULTIPLIER 1.5; its maximum of
+# 20 s is raised here: a batch takes minutes to hours).
+DEFAULT_BATCH_POLL = 1.0
+BATCH_POLL_FACTOR = 1.5
+DEFAULT_BATCH_POLL_MAX = 30.0
+# Items in one batch at most; past it (or past the size limits of the client's
+# batch module) the pending items are split into several batches.
+DEFAULT_BATCH_MAX_ITEMS = 10_000
+# Items sent inline at most (besides the size limit): an inline batch's results
+# come back in one answer, read whole before any is recorded; a file batch's
+# are streamed and recorded line by line.
+DEFAULT_BATCH_INLINE_ITEMS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +57,21 @@ class RunSettings:
     max_response_bytes: int = client.DEFAULT_MAX_RESPONSE_BYTES
     budget: Budget = field(default_factory=Budget)
     price: Price | None = None  # for max_cost_usd; None = the model has no price
+    batch_price: Price | None = None  # what went by the Batch API costs (SPEC 7)
     spent: Spend = field(default_factory=Spend)  # what earlier runs used
     # What earlier answers used, per model/size/references: the budget's seed.
     recorded: Mapping[UsageKey, RecordedUsage] = field(default_factory=dict)
+    # (prompt, references, image size) of the job's items in live Batch API
+    # batches: what they may still cost counts as spent (SPEC 7)
+    outstanding: tuple[tuple[str, int, str | None], ...] = ()
     lease_ttl: float = 30.0
     handle_signals: bool = True
     fail_fast_after: int | None = DEFAULT_FAIL_FAST_AFTER  # None: --no-fail-fast
     connect_retry_delay: float = DEFAULT_CONNECT_RETRY_DELAY
+    # The Batch API transport (SPEC 7)
+    batch_poll: float = DEFAULT_BATCH_POLL
+    batch_poll_max: float = DEFAULT_BATCH_POLL_MAX
+    batch_max_items: int = DEFAULT_BATCH_MAX_ITEMS
+    batch_inline_items: int = DEFAULT_BATCH_INLINE_ITEMS
+    batch_inline_bytes: int = client.batch.INLINE_LIMIT_BYTES
+    batch_file_bytes: int = client.batch.FILE_LIMIT_BYTES

@@ -1,6 +1,7 @@
-"""A simulated Gemini generateContent API on loopback, with scripted fault injection,
-for `runner submit --simulate`, tests and benchmarks; `python -m runner.simulate`
-serves it on its own.
+"""A simulated Gemini API on loopback (generateContent, and the Batch and Files APIs
+that run the same requests as batches), with scripted fault injection, for `runner
+submit --simulate`, tests and benchmarks; `python -m runner.simulate` serves it on
+its own.
 
 A hand-written HTTP/1.1 server on anyio (byte-level control is what lets it drop a
 connection mid-body) answers with generated PNGs. Must not be imported by the core
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from runner.simulate.faults import (
     BAD_BASE64,
+    BATCH_FAULT_KINDS,
     DEFAULT_FAULT_MIX,
     DEFAULT_HUGE_SIZE,
     DEFAULT_RETRY_DELAY,
@@ -31,12 +33,13 @@ from runner.simulate.models import (
     nearest_aspect_ratio,
 )
 from runner.simulate.server import SimServer
-from runner.simulate.stats import BodyStats, Stats
+from runner.simulate.stats import BatchSummary, BatchTotals, BodyStats, Stats
 from runner.simulate.wire import IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_HEAD_BYTES
 
 __all__ = [
     "ASPECT_RATIOS",
     "BAD_BASE64",
+    "BATCH_FAULT_KINDS",
     "CANDIDATE_TOKENS",
     "DEFAULT_FAULT_MIX",
     "DEFAULT_HUGE_SIZE",
@@ -49,6 +52,8 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "MODELS",
     "NON_JSON_BODY",
+    "BatchSummary",
+    "BatchTotals",
     "BodyStats",
     "Fault",
     "ModelSpec",

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from runner.simulate.faults import DEFAULT_FAULT_MIX, FAULT_KINDS
+from runner.simulate.batches import DEFAULT_PENDING, DEFAULT_RUNNING
+from runner.simulate.faults import (
+    BATCH_FAULT_KINDS,
+    DEFAULT_FAULT_MIX,
+    FAULT_KINDS,
+    parse_rules,
+)
 from runner.simulate.server import SimServer
 
 if TYPE_CHECKING:
@@ -23,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`python -m runner.simulate`: serve until SIGINT or SIGTERM."""
     parser = argparse.ArgumentParser(
         prog="python -m runner.simulate",
-        description="Simulated Gemini generateContent API on loopback.",
+        description="Simulated Gemini API (generateContent, Batch, Files) on loopback.",
         epilog="example: python -m runner.simulate --port 8765 --fault-rate 0.1",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -84,7 +90,42 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="",
         help="comma-separated model names to serve beyond Google's",
     )
+    parser.add_argument(
+        "--batch-pending",
+        type=float,
+        default=DEFAULT_PENDING,
+        help="seconds a new batch stays BATCH_STATE_PENDING",
+    )
+    parser.add_argument(
+        "--batch-running",
+        type=float,
+        default=DEFAULT_RUNNING,
+        help="seconds a batch runs at least before it ends",
+    )
+    parser.add_argument(
+        "--line-error-rate",
+        type=float,
+        default=0.0,
+        help="share of batch lines that answer an error object",
+    )
+    parser.add_argument(
+        "--no-batch-support",
+        dest="batch_support",
+        action="store_false",
+        help="answer the Batch and Files APIs with a relay's 404, as relays do",
+    )
+    parser.add_argument(
+        "--faults",
+        default="",
+        help="fault rules as JSON, a rule or a list, e.g. "
+        """'{"kind": "batch-expired", "times": 1}'; kinds also """
+        + ", ".join(BATCH_FAULT_KINDS),
+    )
     args = parser.parse_args(argv)
+    try:
+        faults = parse_rules(args.faults.encode()) if args.faults.strip() else []
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--faults: {exc}")
     try:
         server = SimServer(
             latency=args.latency,
@@ -103,9 +144,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             seed=args.seed,
             host=args.host,
             port=args.port,
+            batch_pending=args.batch_pending,
+            batch_running=args.batch_running,
+            line_error_rate=args.line_error_rate,
+            batch_support=args.batch_support,
         )
     except ValueError as exc:
         parser.error(str(exc))
+    for fault in faults:
+        server.add_fault(fault)
     try:
         anyio.run(_serve_until_signal, server)
     except KeyboardInterrupt:

@@ -2,8 +2,9 @@
 
 Owns: the kinds, `Fault` rules and their order, random faults, `[sim:...]` prompt
 directives, and what each kind does to an answer (error bodies, broken image data,
-padding, cut bodies, dropped connections). Must not keep counters or touch a socket:
-the server applies delays, hangs and drops that the answer's mode asks for.
+padding, cut bodies, dropped connections); for batches, which batch a batch-level
+kind hits and which lines fail. Must not keep counters or touch a socket: the server
+applies delays, hangs and drops that the answer's mode asks for.
 """
 
 from __future__ import annotations
@@ -77,6 +78,19 @@ FAULT_KINDS: tuple[str, ...] = (
     "image-recitation",
     "relay-inline-dead-url",
 )
+# Faults of the Batch API. A batch-level kind hits a whole batch when it is created
+# (its rules' `match` is looked for in the displayName, its directives in the
+# prompts): "batch-expired" and "batch-failed" end it in that state with no
+# results, "batch-create-lost" creates it and then drops the connection before the
+# answer. "line-error" makes a line of a batch answer an error object; ordinary
+# kinds apply to lines too. Batch kinds do nothing to a generateContent request.
+BATCH_FAULT_KINDS: tuple[str, ...] = (
+    "batch-expired",
+    "batch-failed",
+    "batch-create-lost",
+    "line-error",
+)
+BATCH_LEVEL_KINDS = frozenset(BATCH_FAULT_KINDS) - {"line-error"}
 # What `fault_rate` draws from when no mix is given: faults a run recovers from (or
 # records as unknown), never the ones that stop a whole run.
 DEFAULT_FAULT_MIX: tuple[str, ...] = (
@@ -113,10 +127,9 @@ class Fault:
     size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(
-                f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}"
-            )
+        if self.kind not in FAULT_KINDS and self.kind not in BATCH_FAULT_KINDS:
+            kinds = ", ".join(FAULT_KINDS + BATCH_FAULT_KINDS)
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {kinds}")
         if self.times is not None and self.times < 0:
             raise ValueError("times must be >= 0")
         if not 0.0 <= self.rate <= 1.0:
@@ -151,21 +164,35 @@ class Fault:
 
 
 class FaultRules:
-    """The rules added with `add`, tried in order, then random faults at `rate`.
+    """The rules added with `add`, tried in order, then random faults at `rate`
+    (and, for batch lines, "line-error" at `line_error_rate`).
 
     Not thread-safe: its owner calls it under its own lock.
     """
 
-    def __init__(self, *, rate: float, mix: Sequence[str], seed: int) -> None:
+    def __init__(
+        self,
+        *,
+        rate: float,
+        mix: Sequence[str],
+        seed: int,
+        line_error_rate: float = 0.0,
+    ) -> None:
         for kind in mix:
             Fault(kind)  # validates the name
+            if kind in BATCH_FAULT_KINDS:
+                raise ValueError(f"{kind} is a batch fault; it cannot be in fault_mix")
         if not 0.0 <= rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
+        if not 0.0 <= line_error_rate <= 1.0:
+            raise ValueError("line_error_rate must be between 0 and 1")
         self.rate = rate
+        self.line_error_rate = line_error_rate
         self.mix: tuple[str, ...] = tuple(mix) or DEFAULT_FAULT_MIX
         self._seed = seed
         self._rules: list[_Rule] = []
         self._rng = random.Random(seed)
+        self._directives: dict[str, int] = {}  # batches created per directive
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -177,23 +204,54 @@ class FaultRules:
     def reset(self) -> None:
         """Drop every rule and reseed the random faults."""
         self._rules.clear()
+        self._directives.clear()
         self._rng.seed(self._seed)
 
-    def pick(self, text: str) -> Fault | None:
-        """The fault for a request with this prompt text, None for a normal answer."""
+    def pick(self, text: str, *, line: bool = False) -> Fault | None:
+        """The fault for a request with this prompt text (a batch line if `line`),
+        None for a normal answer."""
         for rule in self._rules:
-            rule_fault = rule.fault
-            if rule_fault.match is not None and rule_fault.match not in text:
+            kind = rule.fault.kind
+            if kind in BATCH_LEVEL_KINDS or (kind == "line-error" and not line):
                 continue
-            if rule_fault.times is not None and rule.fired >= rule_fault.times:
-                continue
-            if rule_fault.rate < 1.0 and self._rng.random() >= rule_fault.rate:
-                continue
-            rule.fired += 1
-            return rule_fault
+            if self._fires(rule, text):
+                return rule.fault
         if self.rate > 0 and self._rng.random() < self.rate:
             return Fault(self._rng.choice(self.mix))
+        if line and self.line_error_rate > 0:
+            if self._rng.random() < self.line_error_rate:
+                return Fault("line-error")
         return None
+
+    def pick_batch(self, display_name: str, texts: Sequence[str]) -> str | None:
+        """The batch-level fault kind for a batch created with this displayName
+        whose input holds these texts: a rule matching the displayName, else the
+        first `[sim:batch-...]` directive in the texts (`*N`: the first N batches
+        created with it)."""
+        for rule in self._rules:
+            if rule.fault.kind in BATCH_LEVEL_KINDS and self._fires(rule, display_name):
+                return rule.fault.kind
+        for text in texts:
+            for match in DIRECTIVE.finditer(text):
+                if match.group("kind") not in BATCH_LEVEL_KINDS:
+                    continue
+                seen = self._directives.get(match.group(0), 0) + 1
+                self._directives[match.group(0)] = seen
+                times = match.group("times")
+                if times is None or seen <= int(times):
+                    return match.group("kind")
+        return None
+
+    def _fires(self, rule: _Rule, text: str) -> bool:
+        fault = rule.fault
+        if fault.match is not None and fault.match not in text:
+            return False
+        if fault.times is not None and rule.fired >= fault.times:
+            return False
+        if fault.rate < 1.0 and self._rng.random() >= fault.rate:
+            return False
+        rule.fired += 1
+        return True
 
 
 def parse_rules(raw: bytes) -> list[Fault]:

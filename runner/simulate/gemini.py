@@ -1,7 +1,8 @@
 """The Gemini generateContent answers as the simulator speaks them.
 
-Owns: the route, usageMetadata, image and no-image answer bodies, thought signatures,
-grounding metadata, Google and relay error bodies, the API-key check and response ids.
+Owns: the routes, usageMetadata, image and no-image answer bodies, thought signatures,
+grounding metadata, Google and relay error bodies and their google.rpc.Status form (a
+batch line's error), the API-key check and response ids.
 Must not read request bodies (request.py), choose faults, draw images, keep counters
 or touch a socket.
 """
@@ -15,6 +16,8 @@ import html
 import json
 import re
 import secrets
+import string
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +33,51 @@ if TYPE_CHECKING:
 
 # group 1 the API version, group 2 the model
 GENERATE_PATH = re.compile(r"^/(v1(?:beta|alpha)?)/models/([^/:]+):generateContent$")
+BATCH_CREATE_PATH = re.compile(
+    r"^/(v1(?:beta|alpha)?)/models/([^/:]+):batchGenerateContent$"
+)
+# google.rpc.Code numbers by status name, and by HTTP status for an error body that
+# names none (a relay's), from googleapis/googleapis google/rpc/code.proto (each
+# code's "HTTP Mapping"); 502 and 408 are not mapped there and are guesses.
+RPC_CODES = {
+    "OK": 0,
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
+_RPC_BY_HTTP = {
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    408: 4,
+    409: 10,
+    429: 8,
+    499: 1,
+    500: 13,
+    501: 12,
+    502: 14,
+    503: 14,
+    504: 4,
+}
+# Google's message for an internal error (its 500 body reads the same).
+INTERNAL_STATUS: dict[str, Any] = {
+    "code": RPC_CODES["INTERNAL"],
+    "message": "Internal error encountered.",
+}
 # The answers that carry no image, each with the body the real API sends for it.
 NO_IMAGE_KINDS = frozenset(
     {
@@ -290,6 +338,49 @@ def google_error(
     return {"error": error}
 
 
+def rpc_status(status: int, body: bytes) -> dict[str, Any]:
+    """The google.rpc.Status of an error answer (`status`, `body`): how a batch
+    line carries the error its generateContent request would have got. Google's
+    `{"error": {"code": 400, "status": "INVALID_ARGUMENT", ...}}` becomes `{"code":
+    3, "message", "details"}` (the Status shape of ai.google.dev/api/batch-api,
+    InlinedResponse.error); a relay's body, by its HTTP status."""
+    try:
+        error = json.loads(body)["error"]
+        message = str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return dict(INTERNAL_STATUS)
+    name = error.get("status") if isinstance(error, dict) else None
+    code = RPC_CODES.get(name) if isinstance(name, str) else None
+    if code is None:
+        code = _RPC_BY_HTTP.get(status, RPC_CODES["UNKNOWN"])
+    result: dict[str, Any] = {"code": code, "message": message}
+    if error.get("details"):
+        result["details"] = error["details"]
+    return result
+
+
+def relay_not_found(method: str, path: str) -> Answer:
+    """What the relay (new-api) answers for a route it does not serve, such as the
+    Batch and Files APIs: controller/relay.go RelayNotFound in QuantumNous/new-api
+    (and one-api before it), a 404 with an OpenAI-style error."""
+    return json_reply(
+        404,
+        {
+            "error": {
+                "message": f"Invalid URL ({method} {path})",
+                "type": "invalid_request_error",
+                "param": "",
+                "code": "",
+            }
+        },
+    )
+
+
+def not_found_entity() -> Answer:
+    """Google's 404 for a resource name that does not exist (a batch, a file)."""
+    return error_reply(404, "Requested entity was not found.", "NOT_FOUND")
+
+
 def model_not_found(model: str, version: str) -> dict[str, Any]:
     """Google's 404 for a model name it does not serve (a typo, a retired model)."""
     return google_error(
@@ -348,8 +439,24 @@ def response_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def resource_id(length: int) -> str:
+    """A fresh resource id the way Google's look: lowercase letters and digits
+    ("batches/4m855v7q30kc7gtzcigdg9m72o87s08w33vp", "files/voe5u4gdj968" in
+    answers quoted from the real API)."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def timestamp(ns: int) -> str:
+    """An RFC 3339 time with nine fractional digits, as Google writes them
+    ("2025-12-10T18:27:01.407650525Z")."""
+    seconds, fraction = divmod(ns, 10**9)
+    day_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{day_time}.{fraction:09d}Z"
+
+
 # -- private helpers --------------------------------------------------------------
 
+_ID_ALPHABET = string.ascii_lowercase + string.digits
 _NOT_FOUND_PAGE = """<!DOCTYPE html>
 <html lang=en>
   <meta charset=utf-8>

@@ -1,9 +1,11 @@
 """`SimServer`: the simulated API's lifecycle and the path of a request through it.
 
 Owns: listening (from a daemon thread or in a caller's task group), accepting
-connections, the routes (generateContent, relay files, `/_sim/*` control), the order
-of a request's checks (key, body, rpm limit, fault), latency, statistics (snapshots
-and `wait_until`) and reset.
+connections, the routes (generateContent, the Batch and Files APIs or the relay's 404
+for them, relay files, `/_sim/*` control), the order of a request's checks (key,
+body, rpm limit, fault) and of a batch line's (the same but the rpm limit), latency,
+the temporary folder batches and files live in, statistics (snapshots and
+`wait_until`) and reset.
 Must not import any other runner module, keep an API key, or use the network beyond
 its own listening socket.
 """
@@ -15,17 +17,31 @@ import hashlib
 import logging
 import random
 import secrets
+import tempfile
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict, deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import SocketAttribute, SocketListener
 from anyio.from_thread import BlockingPortal
 
+from runner.simulate.batches import (
+    BATCHES_PATH,
+    DEFAULT_PENDING,
+    DEFAULT_RUNNING,
+    Batch,
+    BatchStore,
+    LineOutcome,
+    line_outcome,
+)
 from runner.simulate.canvas import Canvases
 from runner.simulate.faults import (
+    BATCH_FAULT_KINDS,
     DEFAULT_SLOW_DELAY,
     DIRECTIVE,
     Fault,
@@ -34,7 +50,9 @@ from runner.simulate.faults import (
     directive_fault,
     parse_rules,
 )
+from runner.simulate.files import FILE_PATH, UPLOAD_PATH, FileStore
 from runner.simulate.gemini import (
+    BATCH_CREATE_PATH,
     GENERATE_PATH,
     KEY_INVALID,
     RELAY_401,
@@ -48,11 +66,17 @@ from runner.simulate.gemini import (
     key_matches,
     model_not_found,
     not_found_page,
+    relay_not_found,
 )
 from runner.simulate.models import DEFAULT_SIZE, EXTRA_MODEL_SPEC, MODELS
 from runner.simulate.request import Generate, parse_generate, refusal
 from runner.simulate.stats import BodyStats, Counters, Stats, recorder
-from runner.simulate.wire import send, serve_connection, wait_for_disconnect
+from runner.simulate.wire import (
+    DISCONNECTS,
+    send,
+    serve_connection,
+    wait_for_disconnect,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -62,6 +86,7 @@ if TYPE_CHECKING:
     from anyio.streams.buffered import BufferedByteReceiveStream
 
     from runner.simulate.models import ModelSpec
+    from runner.simulate.stats import BatchCounters
     from runner.simulate.wire import Reply, Request
 
 logger = logging.getLogger(__name__)
@@ -77,6 +102,13 @@ class SimServer:
     `[sim:KIND*N]` (first N requests of that exact body) or `[sim:KIND retry_after=S
     delay=S size=B]` directive in the prompt; else the first `add_fault` rule that
     fires; else a random kind from `fault_mix` with probability `fault_rate`.
+
+    Batches (unless `batch_support` is off, as behind a relay that answers 404):
+    each stays pending `batch_pending` seconds, then runs at least `batch_running`
+    seconds while its lines are answered one by one the way generateContent
+    requests are (same faults, same usage; no rpm limit or latency), then ends.
+    A share `line_error_rate` of lines answers an error object; batch-level faults
+    (BATCH_FAULT_KINDS) come from rules and `[sim:batch-...]` directives.
     """
 
     def __init__(
@@ -98,8 +130,16 @@ class SimServer:
         extra_models: Sequence[str] = (),
         thoughts_tokens: int | None = None,
         images_per_answer: int = 1,
+        batch_pending: float = DEFAULT_PENDING,
+        batch_running: float = DEFAULT_RUNNING,
+        line_error_rate: float = 0.0,
+        batch_support: bool = True,
     ) -> None:
-        self._faults = FaultRules(rate=fault_rate, mix=fault_mix, seed=seed)
+        self._faults = FaultRules(
+            rate=fault_rate, mix=fault_mix, seed=seed, line_error_rate=line_error_rate
+        )
+        if batch_pending < 0 or batch_running < 0:
+            raise ValueError("batch_pending and batch_running must be >= 0")
         if image_scale <= 0:
             raise ValueError("image_scale must be > 0")
         if not 0 <= thought_images <= 2:
@@ -160,6 +200,16 @@ class SimServer:
         self._thread: threading.Thread | None = None
         self._portal: BlockingPortal | None = None
         self._start_error: BaseException | None = None
+        # The Batch and Files APIs: turnaround, support, and what they hold (on
+        # disk, in a temporary folder that lives as long as `serve`).
+        self.batch_pending = batch_pending
+        self.batch_running = batch_running
+        self.batch_support = batch_support
+        self._file_store = FileStore()
+        self._batches = BatchStore(
+            self._file_store, answer_line=self._answer_line, record=self._record
+        )
+        self._task_group: TaskGroup | None = None
 
     @property
     def url(self) -> str:
@@ -178,6 +228,11 @@ class SimServer:
     def fault_mix(self) -> tuple[str, ...]:
         """The kinds random faults are drawn from."""
         return self._faults.mix
+
+    @property
+    def line_error_rate(self) -> float:
+        """How often a batch line without a directive or rule answers an error."""
+        return self._faults.line_error_rate
 
     def start(self) -> SimServer:
         """Serve from a daemon thread with its own event loop; return once listening."""
@@ -226,7 +281,10 @@ class SimServer:
             self._faults.add(fault)
 
     def reset(self) -> None:
-        """Clear statistics and fault rules, and reseed the random faults."""
+        """Clear statistics and fault rules, reseed the random faults, and forget
+        every batch (running ones stop) and file."""
+        self._batches.reset()
+        self._file_store.reset()
         with self._lock:
             self._faults.reset()
             # requests still being reply will decrement the new counter
@@ -247,7 +305,8 @@ class SimServer:
         """Block until `condition(stats)` holds and return those stats.
 
         Checked at once, then each time a connection opens, a generateContent request
-        starts or ends, or the server is reset. TimeoutError if no such change makes
+        starts or ends, a batch changes or answers a line, a file is uploaded or
+        downloaded, or the server is reset. TimeoutError if no such change makes
         it hold within `timeout` seconds. Call it from another thread than the
         server's event loop, which it would block.
         """
@@ -275,12 +334,21 @@ class SimServer:
         listener = await anyio.create_tcp_listener(
             local_host=self.host, local_port=self._requested_port
         )
-        async with listener, anyio.create_task_group() as tg:
-            self._port = listener.extra(SocketAttribute.local_port)
-            for sub in listener.listeners:
-                assert isinstance(sub, SocketListener)
-                tg.start_soon(self._accept_loop, sub, tg)
-            task_status.started(self.url)
+        with tempfile.TemporaryDirectory(prefix="runner-simulate-") as folder:
+            self._file_store.open(Path(folder))
+            try:
+                async with listener, anyio.create_task_group() as tg:
+                    self._port = listener.extra(SocketAttribute.local_port)
+                    self._task_group = tg
+                    for sub in listener.listeners:
+                        assert isinstance(sub, SocketListener)
+                        tg.start_soon(self._accept_loop, sub, tg)
+                    task_status.started(self.url)
+            finally:
+                # the folder goes: forget what was in it (the counters stay)
+                self._task_group = None
+                self._batches.reset()
+                self._file_store.reset()
 
     # -- threads and connections --------------------------------------------------
 
@@ -315,7 +383,9 @@ class SimServer:
                 self._stats.connections += 1
                 if self._waiters:
                     self._changed.notify_all()
-            tg.start_soon(serve_connection, stream, self._respond, _refusal)
+            tg.start_soon(
+                serve_connection, stream, self._respond, _refusal, _streams_body
+            )
 
     async def _respond(
         self, stream: SocketStream, reader: BufferedByteReceiveStream, req: Request
@@ -323,8 +393,14 @@ class SimServer:
         """Answer one request; False when the connection must close afterwards."""
         generate = GENERATE_PATH.match(req.path)
         if generate is None:
-            other = self._route_other(req)
-            return await send(stream, other, keep_alive=req.keep_alive)
+            try:
+                other = await self._route_other(req, reader)
+            except DISCONNECTS:
+                raise  # the client left mid-upload
+            except Exception:
+                logger.exception("simulator failed to answer %s", req.path)
+                other = error_reply(500, "simulator error", "INTERNAL")
+            return await self._send_counted(stream, other, req.keep_alive)
         if req.method != "POST":
             refused = error_reply(405, "Use POST.", "INVALID_ARGUMENT")
             return await send(stream, refused, keep_alive=req.keep_alive)
@@ -364,7 +440,33 @@ class SimServer:
                 if self._waiters:
                     self._changed.notify_all()
 
-    def _route_other(self, req: Request) -> Reply:
+    async def _send_counted(
+        self, stream: SocketStream, reply: Reply, keep_alive: bool
+    ) -> bool:
+        """Send `reply`, counting what its `on_sent` counts before the write (a
+        client that has read it must find it in stats()), taken back on failure."""
+        record = reply.on_sent if isinstance(reply, Answer) else None
+        if record is None:
+            return await send(stream, reply, keep_alive=keep_alive)
+        with self._lock:
+            stats = self._stats
+            record(stats, 1)
+            if self._waiters:
+                self._changed.notify_all()
+        try:
+            return await send(stream, reply, keep_alive=keep_alive)
+        except BaseException:
+            with self._lock:
+                record(stats, -1)
+            raise
+
+    async def _route_other(
+        self, req: Request, reader: BufferedByteReceiveStream
+    ) -> Reply:
+        if _batch_route(req.path):
+            if not self.batch_support:
+                return relay_not_found(req.method, req.path)
+            return await self._route_batch(req, reader)
         if req.path.startswith("/files/"):
             if req.method != "GET":
                 return error_reply(405, "Use GET.", "INVALID_ARGUMENT")
@@ -394,11 +496,42 @@ class SimServer:
 
     async def _generate(self, req: Request, model: str, version: str) -> Answer:
         auth_style, key = auth_of(req.headers)
-        body_hash = hashlib.sha256(req.body).hexdigest()
-        parsed = parse_generate(req.body)
+        key_ok = self._key_digest is None or key_matches(key, self._key_digest)
+        kind, reply, fault, body_hash = await self._model_answer(
+            req.body, model, version, auth_style, key_ok=key_ok, line=False
+        )
+        with self._lock:
+            self._stats.by_kind[kind] = self._stats.by_kind.get(kind, 0) + 1
+            if reply.mode in ("full", "half"):
+                status = self._stats.by_status
+                status[reply.status] = status.get(reply.status, 0) + 1
+        reply.on_sent = recorder(reply, body_hash)
+
+        delay = self._latency()
+        if fault is not None and fault.kind == "slow":
+            delay += fault.delay if fault.delay is not None else DEFAULT_SLOW_DELAY
+        if delay > 0 and reply.mode != "hang":
+            await anyio.sleep(delay)
+        return reply
+
+    async def _model_answer(
+        self,
+        raw: bytes,
+        model: str,
+        version: str,
+        auth_style: str | None,
+        *,
+        key_ok: bool,
+        line: bool,
+    ) -> tuple[str, Answer, Fault | None, str]:
+        """(kind, answer, fault, body hash) of the model `model` to the request
+        body `raw`: a generateContent request, or a batch's line if `line`."""
+        body_hash = hashlib.sha256(raw).hexdigest()
+        parsed = parse_generate(raw)
         gen = parsed if isinstance(parsed, Generate) else None
         with self._lock:
-            self._stats.requests += 1
+            if not line:
+                self._stats.requests += 1
             body = self._stats.bodies.get(body_hash)
             if body is None:
                 body = self._stats.bodies[body_hash] = BodyStats(
@@ -416,7 +549,7 @@ class SimServer:
 
         fault: Fault | None = None
         spec = self._models.get(model)
-        if self._key_digest is not None and not key_matches(key, self._key_digest):
+        if not key_ok:
             # Google answers a bad x-goog-api-key with a 400; the relay a 401.
             kind = "unauthorized"
             if auth_style == "goog":
@@ -451,7 +584,7 @@ class SimServer:
             async def render(request: Generate) -> bytes:
                 return await self._png(request, spec)
 
-            if (wait := self._over_rpm()) is not None:
+            if not line and (wait := self._over_rpm()) is not None:
                 kind = "rate-limited"
                 fault = Fault("429", retry_after=wait)
                 reply = await answer(
@@ -464,33 +597,164 @@ class SimServer:
                     chosen = directive_fault(directive, received)
                 else:
                     with self._lock:
-                        chosen = self._faults.pick(gen.text)
+                        chosen = self._faults.pick(gen.text, line=line)
+                if isinstance(chosen, Fault) and _inert(chosen.kind, line):
+                    chosen = None
                 if isinstance(chosen, str):
                     kind = "invalid-request"
                     reply = error_reply(400, chosen, "INVALID_ARGUMENT")
+                elif chosen is not None and chosen.kind == "line-error":
+                    fault, kind = chosen, chosen.kind
+                    reply = error_reply(500, "Internal error encountered.", "INTERNAL")
                 else:
                     fault = chosen
                     kind = fault.kind if fault else "ok"
                     reply = await answer(
                         gen, target, fault, render=render, publish=self._publish
                     )
-        with self._lock:
+        with self._lock:  # a batch line's signatures may be continued too
             for signature in reply.signatures:
                 self._signatures[base64.b64decode(signature)] = None
             while len(self._signatures) > MAX_SIGNATURES:
                 self._signatures.popitem(last=False)
-            self._stats.by_kind[kind] = self._stats.by_kind.get(kind, 0) + 1
-            if reply.mode in ("full", "half"):
-                status = self._stats.by_status
-                status[reply.status] = status.get(reply.status, 0) + 1
-        reply.on_sent = recorder(reply, body_hash)
+        return kind, reply, fault, body_hash
 
-        delay = self._latency()
-        if fault is not None and fault.kind == "slow":
-            delay += fault.delay if fault.delay is not None else DEFAULT_SLOW_DELAY
-        if delay > 0 and reply.mode != "hang":
-            await anyio.sleep(delay)
-        return reply
+    async def _answer_line(self, batch: Batch, raw: bytes) -> LineOutcome:
+        """Answer one line of `batch` the way generateContent would, and count it."""
+        kind, reply, _, body_hash = await self._model_answer(
+            raw, batch.model, batch.version, batch.auth_style, key_ok=True, line=True
+        )
+        outcome = line_outcome(kind, reply)
+        with self._lock:
+            counters = self._stats.batch
+            counters.lines += 1
+            counters.by_kind[kind] = counters.by_kind.get(kind, 0) + 1
+            if outcome.usage is not None:
+                for name in counters.usage:
+                    counters.usage[name] += int(outcome.usage.get(name, 0))
+            if outcome.images:
+                counters.images += outcome.images
+                body = self._stats.bodies.get(body_hash)
+                if body is not None:
+                    body["succeeded"] += 1
+            if self._waiters:
+                self._changed.notify_all()
+        # a long batch must not hold up the other connections
+        await anyio.lowlevel.checkpoint()
+        return outcome
+
+    def _record(self, update: Callable[[BatchCounters], None]) -> None:
+        """Apply `update` to the batch counters and wake `wait_until`."""
+        with self._lock:
+            update(self._stats.batch)
+            if self._waiters:
+                self._changed.notify_all()
+
+    # -- the Batch and Files APIs -------------------------------------------------
+
+    async def _route_batch(
+        self, req: Request, reader: BufferedByteReceiveStream
+    ) -> Reply:
+        """The Batch and Files APIs' routes (batch support on)."""
+        upload = UPLOAD_PATH.match(req.path) is not None
+        if upload and "upload_id=" in req.query:
+            # a session URL is its own authorization, as in Google's resumable
+            # protocol: the key was checked when the session started
+            if req.method != "POST":
+                return error_reply(405, "Use POST.", "INVALID_ARGUMENT")
+            reply, stored = await self._file_store.upload(req, reader, self.url)
+            if stored is not None:
+                self._record(_count_upload)
+            return reply
+        auth_style, key = auth_of(req.headers)
+        if self._key_digest is not None and not key_matches(key, self._key_digest):
+            if auth_style == "goog":
+                return json_reply(400, KEY_INVALID)
+            return json_reply(401, RELAY_401)
+        if upload:
+            command = req.headers.get("x-goog-upload-command", "").strip().lower()
+            protocol = req.headers.get("x-goog-upload-protocol", "").strip().lower()
+            if req.method != "POST" or protocol != "resumable" or command != "start":
+                return error_reply(
+                    400,
+                    "Only resumable uploads are served: POST with "
+                    "X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: "
+                    "start.",
+                    "INVALID_ARGUMENT",
+                )
+            return self._file_store.start(req, self.url)
+        if (create := BATCH_CREATE_PATH.match(req.path)) is not None:
+            if req.method != "POST":
+                return error_reply(405, "Use POST.", "INVALID_ARGUMENT")
+            return await self._create_batch(req, create.group(2), create.group(1))
+        if (found := BATCHES_PATH.match(req.path)) is not None:
+            batch_id, cancel = found.group(2), found.group(3)
+            if batch_id is None:
+                if req.method != "GET":
+                    return error_reply(405, "Use GET.", "INVALID_ARGUMENT")
+                return self._batches.list(urllib.parse.parse_qs(req.query))
+            if cancel:
+                if req.method != "POST":
+                    return error_reply(405, "Use POST.", "INVALID_ARGUMENT")
+                return self._batches.cancel(batch_id)
+            if req.method == "DELETE":
+                return self._batches.delete(batch_id)
+            if req.method != "GET":
+                return error_reply(405, "Use GET or DELETE.", "INVALID_ARGUMENT")
+            return self._batches.show(batch_id)
+        if (file := FILE_PATH.match(req.path)) is not None:
+            file_id, download = file.group(3), file.group(4)
+            if download:
+                if req.method != "GET":
+                    return error_reply(405, "Use GET.", "INVALID_ARGUMENT")
+                reply = self._file_store.download(req, file_id)
+                if reply.streamed is not None:
+                    reply.on_sent = _count_download
+                return reply
+            if file.group(1):  # /download/... without :download
+                return not_found_page(req.path)
+            if req.method == "DELETE":
+                return self._file_store.delete(file_id)
+            if req.method != "GET":
+                return error_reply(405, "Use GET or DELETE.", "INVALID_ARGUMENT")
+            return self._file_store.describe(file_id, self.url)
+        return not_found_page(req.path)
+
+    async def _create_batch(self, req: Request, model: str, version: str) -> Answer:
+        """`POST /v1beta/models/M:batchGenerateContent`: create the batch, start it
+        in the background, and answer its operation (or drop the connection
+        instead, for "batch-create-lost")."""
+        if model not in self._models:
+            return json_reply(404, model_not_found(model, version))
+        auth_style, _ = auth_of(req.headers)
+
+        def pick(display_name: str, texts: list[str]) -> str | None:
+            with self._lock:
+                return self._faults.pick_batch(display_name, texts)
+
+        created = await self._batches.create(
+            req.body,
+            model=model,
+            version=version,
+            auth_style=auth_style,
+            pending=self.batch_pending,
+            running=self.batch_running,
+            pick_fault=pick,
+        )
+        if isinstance(created, Answer):
+            return created
+        task_group = self._task_group
+        assert task_group is not None
+        task_group.start_soon(self._run_batch, created)
+        if created.fault == "batch-create-lost":
+            return Answer(0, b"", mode="drop")
+        return self._batches.show(created.id)
+
+    async def _run_batch(self, batch: Batch) -> None:
+        try:
+            await self._batches.run(batch)
+        except Exception:
+            logger.exception("simulator batch %s failed", batch.name)
 
     def _unknown_signature(self, gen: Generate) -> int | None:
         """The content index of a thought signature sent back that this server
@@ -550,6 +814,35 @@ class SimServer:
             while len(self._files) > 256:
                 self._files.popitem(last=False)
         return f"{self.url}/files/{name}"
+
+
+def _batch_route(path: str) -> bool:
+    """Whether `path` belongs to the Batch or Files API."""
+    return (
+        UPLOAD_PATH.match(path) is not None
+        or BATCHES_PATH.match(path) is not None
+        or BATCH_CREATE_PATH.match(path) is not None
+        or FILE_PATH.match(path) is not None
+    )
+
+
+def _streams_body(req: Request) -> bool:
+    """Upload commands stream their body to disk rather than into memory."""
+    return UPLOAD_PATH.match(req.path) is not None and "upload_id=" in req.query
+
+
+def _inert(kind: str, line: bool) -> bool:
+    """Whether a fault of `kind` does nothing here: batch kinds to generateContent,
+    batch-level kinds to a batch's lines."""
+    return kind in BATCH_FAULT_KINDS and (not line or kind != "line-error")
+
+
+def _count_upload(counters: BatchCounters) -> None:
+    counters.uploads += 1
+
+
+def _count_download(stats: Counters, sign: int) -> None:
+    stats.batch.downloads += sign
 
 
 def _google_reply(body: dict[str, Any]) -> Answer:

@@ -1,5 +1,6 @@
 """What the simulated API counts: requests, connections, statuses, fault kinds,
-usage and images sent, per request body.
+usage and images sent, per request body; for the Batch and Files APIs, creates per
+displayName, each batch's state and counts, the lines answered and their usage.
 
 Owns the counters, their snapshot (`Stats`) and how a sent answer is counted.
 Must not lock: the server holds its lock around every read and write.
@@ -44,6 +45,39 @@ class BodyStats(TypedDict):
     contents: tuple[TurnShape, ...]
 
 
+class BatchSummary(TypedDict):
+    """One batch as the server sees it (keyed by its name, "batches/...")."""
+
+    display_name: str
+    model: str
+    source: str  # "inline" or "file"
+    state: str  # BATCH_STATE_*
+    requests: int
+    succeeded: int  # lines answered with a response
+    failed: int  # lines answered with an error
+
+
+class BatchTotals(TypedDict):
+    """The Batch and Files APIs' counters.
+
+    `creates` counts batches created per displayName, including a create whose
+    answer was lost: a client that resends a create makes a second batch here as it
+    would at Google. `lines`, `by_kind`, `usage` and `images` count the lines
+    answered (billed at the batch price), apart from generateContent's counters;
+    their request bodies count in `Stats.bodies` like any request's. `uploads` and
+    `downloads` count files finalized and downloads sent completely.
+    """
+
+    creates: dict[str, int]
+    batches: dict[str, BatchSummary]
+    lines: int
+    by_kind: dict[str, int]
+    usage: dict[str, int]
+    images: int
+    uploads: int
+    downloads: int
+
+
 class Stats(TypedDict):
     """`SimServer.stats()`; over `/_sim/stats` the `by_status` keys become strings.
 
@@ -62,6 +96,43 @@ class Stats(TypedDict):
     usage: dict[str, int]
     images_sent: int
     bodies: dict[str, BodyStats]
+    batch: BatchTotals
+
+
+def _usage() -> dict[str, int]:
+    return {
+        "promptTokenCount": 0,
+        "candidatesTokenCount": 0,
+        "thoughtsTokenCount": 0,
+        "totalTokenCount": 0,
+    }
+
+
+@dataclass(slots=True)
+class BatchCounters:
+    """The live counters behind `BatchTotals`."""
+
+    creates: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, BatchSummary] = field(default_factory=dict)
+    lines: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=_usage)
+    images: int = 0
+    uploads: int = 0
+    downloads: int = 0
+
+    def snapshot(self) -> BatchTotals:
+        """A deep copy, safe to hand out."""
+        return BatchTotals(
+            creates=dict(self.creates),
+            batches={k: BatchSummary(**v) for k, v in self.batches.items()},
+            lines=self.lines,
+            by_kind=dict(self.by_kind),
+            usage=dict(self.usage),
+            images=self.images,
+            uploads=self.uploads,
+            downloads=self.downloads,
+        )
 
 
 @dataclass(slots=True)
@@ -74,16 +145,10 @@ class Counters:
     max_in_flight: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
-    usage: dict[str, int] = field(
-        default_factory=lambda: {
-            "promptTokenCount": 0,
-            "candidatesTokenCount": 0,
-            "thoughtsTokenCount": 0,
-            "totalTokenCount": 0,
-        }
-    )
+    usage: dict[str, int] = field(default_factory=_usage)
     images_sent: int = 0
     bodies: dict[str, BodyStats] = field(default_factory=dict)
+    batch: BatchCounters = field(default_factory=BatchCounters)
 
     def snapshot(self) -> Stats:
         """A deep copy, safe to hand out."""
@@ -97,6 +162,7 @@ class Counters:
             usage=dict(self.usage),
             images_sent=self.images_sent,
             bodies={k: BodyStats(**v) for k, v in self.bodies.items()},
+            batch=self.batch.snapshot(),
         )
 
 

@@ -27,6 +27,7 @@ from runner.spec.matrix import Axes
 from runner.spec.nodes import NodeReader, given, is_null
 from runner.spec.reference_sets import ReferenceSets
 from runner.spec.types import (
+    DEFAULT_TRANSPORT,
     Budget,
     JobSpec,
     MatrixEntry,
@@ -199,6 +200,9 @@ def _read(
         lambda: settings.read_pricing(nodes, value("pricing")), None
     )
     tools = nodes.attempt(lambda: settings.read_tools(nodes, value("tools")), None)
+    transport = nodes.attempt(
+        lambda: settings.read_transport(nodes, value("transport")), DEFAULT_TRANSPORT
+    )
     nodes.raise_problems()
     return JobSpec(
         path=path.absolute(),
@@ -223,6 +227,7 @@ def _read(
         rpm=rpm,
         pricing=pricing,
         tools=tools,
+        transport=transport,
         warnings=tuple(nodes.warnings),
         derived=derivation,
     )

@@ -157,6 +157,13 @@ KEYS = (
         "rerender (the parent's own request at new sizes, ratios or model).",
         "edit",
     ),
+    Key(
+        "transport",
+        "How requests are sent: interactive (one generateContent call each) or "
+        "batch (the Batch API at half price, results within 24 hours); "
+        "--batch/--no-batch win.",
+        "batch",
+    ),
 )
 TOP_LEVEL_KEYS = tuple(key.name for key in KEYS)
 

@@ -39,6 +39,7 @@ from runner.spec.prompts import PROMPT_KEYS
 from runner.spec.settings import BUDGET_KEYS, MODEL_PATTERN
 from runner.spec.types import (
     DEFAULT_MODEL,
+    DEFAULT_TRANSPORT,
     MATRIX_AXIS_KEYS,
     MAX_ITEMS,
     MAX_REFERENCES_PER_SET,
@@ -46,6 +47,7 @@ from runner.spec.types import (
     NAME_PATTERN,
     SUPPORTED_ASPECT_RATIOS,
     SUPPORTED_IMAGE_SIZES,
+    TRANSPORTS,
 )
 
 if TYPE_CHECKING:
@@ -210,6 +212,7 @@ def _values() -> dict[str, Schema]:
             ]
         },
         "mode": {"enum": list(MODES), "default": DEFAULT_MODE},
+        "transport": {"enum": list(TRANSPORTS), "default": DEFAULT_TRANSPORT},
     }
 
 

@@ -1,8 +1,9 @@
 """The keys that are not grid axes: name, model, request options, run limits.
 
 Owns: the job name (default: the file's stem), the model id, `system_instruction`,
-`safety_settings`, `tools`, `budget`, `pricing` and `rpm`. Must not know the grid
-(prompts, axes, references, exclude/include) or generationConfig (`generation`).
+`safety_settings`, `tools`, `budget`, `pricing`, `rpm` and `transport`. Must not
+know the grid (prompts, axes, references, exclude/include) or generationConfig
+(`generation`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import yaml
 from runner.pricing import PRICE_KEYS
 from runner.spec.messages import show
 from runner.spec.nodes import given, is_null
-from runner.spec.types import DEFAULT_MODEL, NAME_RULE, Budget, valid_name
+from runner.spec.types import (
+    DEFAULT_MODEL,
+    DEFAULT_TRANSPORT,
+    NAME_RULE,
+    TRANSPORTS,
+    Budget,
+    valid_name,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -172,6 +180,20 @@ def read_rpm(nodes: NodeReader, node: yaml.Node | None) -> float | None:
     if node is None:
         return None
     return nodes.number(node, "rpm (requests per minute)", positive=True)
+
+
+def read_transport(nodes: NodeReader, node: yaml.Node | None) -> str:
+    if node is None:
+        return DEFAULT_TRANSPORT
+    transport = nodes.text(node, "transport")
+    if transport not in TRANSPORTS:
+        raise nodes.fail(
+            f"transport {show(transport)} is not one of {', '.join(TRANSPORTS)}; "
+            "write 'transport: batch' to send through the Batch API at half price, "
+            "or leave the key out",
+            node,
+        )
+    return transport
 
 
 _MODEL_RE = re.compile(MODEL_PATTERN)

@@ -25,6 +25,10 @@ DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
 DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_MAX_UNKNOWN_RETRIES = 1
+# How a job's requests are sent (SPEC 7): one generateContent call each, or
+# through the Batch API.
+TRANSPORTS = ("interactive", "batch")
+DEFAULT_TRANSPORT = "interactive"
 # What any model takes; the job's own model may take less (runner.models).
 SUPPORTED_ASPECT_RATIOS = (*models.ASPECT_RATIOS, "auto")
 SUPPORTED_IMAGE_SIZES = models.IMAGE_SIZES
@@ -138,6 +142,7 @@ class JobSpec:
     rpm: float | None = None  # requests-per-minute cap; None = no cap
     pricing: Mapping[str, float] | None = None  # overrides of runner.pricing.PRICES
     tools: tuple[Mapping[str, Any], ...] | None = None  # the request's `tools`
+    transport: str = DEFAULT_TRANSPORT  # one of TRANSPORTS; not part of item keys
     source_sha256: str = ""  # of the job file's text: unchanged file, unchanged plan
     warnings: tuple[str, ...] = ()  # non-fatal remarks, e.g. a var no prompt uses
     derived: Derivation | None = None  # `from:` and `mode:` (SPEC 6)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.store import reader
 from runner.store.records import (
+    BATCH_COLUMNS,
     COUNTER_COLUMNS,
     KEEP,
     MARKS,
@@ -20,6 +21,7 @@ from runner.store.records import (
     STATUSES,
     STORE_FILE,
     TOKEN_COLUMNS,
+    BatchRow,
     JobRow,
     JobSummary,
     Keep,
@@ -33,6 +35,7 @@ from runner.store.records import (
 if TYPE_CHECKING:
     from runner.store.attempts import (
         AttemptEnd,
+        AttemptRecord,
         AttemptResult,
         AttemptStart,
         WorkItem,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from runner.store.sync import SyncResult
 
 __all__ = [
+    "BATCH_COLUMNS",
     "COUNTER_COLUMNS",
     "KEEP",
     "MARKS",
@@ -53,8 +57,10 @@ __all__ = [
     "STORE_FILE",
     "TOKEN_COLUMNS",
     "AttemptEnd",
+    "AttemptRecord",
     "AttemptResult",
     "AttemptStart",
+    "BatchRow",
     "ItemImages",
     "JobRow",
     "JobSummary",
@@ -76,6 +82,7 @@ __all__ = [
 # name -> the module that defines it; imported on first use (see the docstring).
 _LAZY = {
     "AttemptEnd": "runner.store.attempts",
+    "AttemptRecord": "runner.store.attempts",
     "AttemptResult": "runner.store.attempts",
     "AttemptStart": "runner.store.attempts",
     "ItemImages": "runner.store.marks",

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from runner.pricing import billed_tokens
 from runner.store.engine import chunks
 from runner.store.records import (
+    BATCH_COLUMNS,
     COUNTER_COLUMNS,
     TOKEN_COLUMNS,
     attempt_counters,
@@ -91,6 +92,19 @@ class AttemptEnd:
 
     attempt_id: int
     item_id: int
+    result: AttemptResult
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """A whole attempt at once: an answer a Batch API batch brought (SPEC 7),
+    recorded when collected. Only while its item is still in that batch: a
+    result collected twice (after a crash mid-download) is recorded once."""
+
+    item_id: int
+    run_id: int
+    number: int
+    batch_id: int
     result: AttemptResult
 
 
@@ -182,22 +196,78 @@ def outputs_of(
     return found
 
 
-def record_attempts(
-    conn: Connection, changes: Sequence[AttemptStart | AttemptEnd]
-) -> list[int | None]:
+Change = AttemptStart | AttemptEnd | AttemptRecord
+
+
+def record_attempts(conn: Connection, changes: Sequence[Change]) -> list[int | None]:
     """Begin and finish attempts (starts first, then ends); the new attempt's id for
-    each AttemptStart (None for an AttemptEnd)."""
+    each AttemptStart and each AttemptRecord recorded (None for an AttemptEnd, and
+    for an AttemptRecord whose item is no longer in its batch)."""
     now = timestamp()
     starts = [c for c in changes if isinstance(c, AttemptStart)]
-    ends = [c for c in changes if isinstance(c, AttemptEnd)]
-    started = _start_attempts(conn, starts, now)
+    records = _still_in_batch(
+        conn, [c for c in changes if isinstance(c, AttemptRecord)]
+    )
+    started = _start_attempts(
+        conn,
+        [*starts, *(AttemptStart(r.item_id, r.run_id, r.number) for r in records)],
+        now,
+        transports=["interactive"] * len(starts) + ["batch"] * len(records),
+    )
+    recorded = dict(zip(map(id, records), started[len(starts) :], strict=True))
+    ends = [c for c in changes if isinstance(c, AttemptEnd)] + [
+        AttemptEnd(recorded[id(r)], r.item_id, r.result) for r in records
+    ]
     if ends:
         _end_attempts(conn, ends, now)
     new_ids = iter(started)
-    return [next(new_ids) if isinstance(c, AttemptStart) else None for c in changes]
+    return [
+        next(new_ids)
+        if isinstance(c, AttemptStart)
+        else recorded.get(id(c))
+        if isinstance(c, AttemptRecord)
+        else None
+        for c in changes
+    ]
+
+
+def _still_in_batch(
+    conn: Connection, records: Sequence[AttemptRecord]
+) -> list[AttemptRecord]:
+    """The records whose item is still `in_batch` in their batch (one each)."""
+    if not records:
+        return []
+    current: set[tuple[int, int]] = set()
+    for chunk in chunks(sorted({r.item_id for r in records}), 500):
+        current.update(
+            (item_id, batch_id)
+            for item_id, batch_id in conn.execute(
+                sa.select(items.c.id, items.c.batch_id).where(
+                    items.c.id.in_(chunk), items.c.status == "in_batch"
+                )
+            )
+        )
+    kept = []
+    for record in records:
+        if (record.item_id, record.batch_id) in current:
+            current.discard((record.item_id, record.batch_id))
+            kept.append(record)
+    return kept
 
 
 # -- the running-totals rule --------------------------------------------------------
+
+
+def batch_totals(
+    counters: Mapping[str, int], tokens: Mapping[str, int]
+) -> dict[str, int]:
+    """What an attempt sent through the Batch API adds to the BATCH_COLUMNS, from
+    what it adds to the others (`attempt_counters` and its billed tokens)."""
+    return {
+        "batch_requests": counters["requests"],
+        "batch_unpriced": counters["unpriced"],
+        **{f"batch_{name}": tokens[name] for name in TOKEN_COLUMNS},
+    }
 
 
 def abandoned_totals(n: int) -> dict[str, int]:
@@ -211,12 +281,10 @@ def add_totals(
 ) -> None:
     """Add to the job's running totals at one image size (None: the default)."""
     size = image_size or ""
-    params = {
-        "d_" + name: deltas.get(name, 0) for name in COUNTER_COLUMNS + TOKEN_COLUMNS
-    }
+    params = {"d_" + name: deltas.get(name, 0) for name in _TOTAL_COLUMNS}
     done = conn.execute(_TOTALS_ADD, _params(job_id=job_id, size=size, **params))
     if done.rowcount == 0:
-        zero = dict.fromkeys(COUNTER_COLUMNS + TOKEN_COLUMNS, 0)
+        zero = dict.fromkeys(_TOTAL_COLUMNS, 0)
         conn.execute(
             job_totals.insert().values(
                 job_id=job_id, image_size=size, **{**zero, **deltas}
@@ -231,16 +299,19 @@ def summed_totals(
     *where: ColumnElement[bool],
 ) -> dict[tuple[Any, ...], dict[str, int]]:
     """The job's totals summed from its real stored attempts (those matching `where`),
-    grouped by the item columns `by`: each group's COUNTER_COLUMNS and TOKEN_COLUMNS.
+    grouped by the item columns `by`: each group's COUNTER_COLUMNS, TOKEN_COLUMNS
+    and BATCH_COLUMNS.
 
     SQL counts the attempts of each group by the facts `attempt_counters` reads, and
     the rule is applied to each such class of attempts, so a few rows come back
     however many attempts there are."""
-    # attempt_counters' arguments, as _attempt_totals takes them from a result
+    # attempt_counters' arguments, as _attempt_totals takes them from a result,
+    # and the transport
     facts = (
         attempts.c.outcome,
         attempts.c.http_status.is_not(None),
         attempts.c.total_tokens != 0,
+        attempts.c.transport,
     )
     query = (
         sa.select(
@@ -257,17 +328,24 @@ def summed_totals(
     totals: dict[tuple[Any, ...], dict[str, int]] = {}
     for row in conn.execute(query):
         group = tuple(row[: len(by)])
-        outcome, answered, billed, n, images, *tokens = row[len(by) :]
+        outcome, answered, billed, transport, n, images, *sums = row[len(by) :]
         into = totals.get(group)
         if into is None:
-            into = totals[group] = dict.fromkeys(COUNTER_COLUMNS + TOKEN_COLUMNS, 0)
-        for name, value in attempt_counters(
-            outcome, bool(answered), bool(billed)
-        ).items():
-            into[name] += value * n
-        into["images"] += int(images)
-        for name, value in zip(TOKEN_COLUMNS, tokens, strict=True):
-            into[name] += int(value)
+            into = totals[group] = dict.fromkeys(_TOTAL_COLUMNS, 0)
+        counters = {
+            name: value * n
+            for name, value in attempt_counters(
+                outcome, bool(answered), bool(billed)
+            ).items()
+        }
+        tokens = {
+            name: int(value) for name, value in zip(TOKEN_COLUMNS, sums, strict=True)
+        }
+        deltas = {**counters, "images": int(images), **tokens}
+        if transport == "batch":
+            deltas.update(batch_totals(counters, tokens))
+        for name, value in deltas.items():
+            into[name] += value
     return totals
 
 
@@ -303,6 +381,7 @@ _ATTEMPT_START = attempts.insert().values(
     run_id=sa.bindparam("p_run_id"),
     number=sa.bindparam("p_number"),
     started_at=sa.bindparam("p_now"),
+    transport=sa.bindparam("p_transport"),
     # the run's flag, looked up by its primary key inside the insert
     simulated=sa.select(runs.c.simulated)
     .where(runs.c.id == sa.bindparam("p_run_id"))
@@ -358,7 +437,13 @@ _ITEM_END = (
     )
 )
 _ATTEMPTS_JOB_SIZE = (
-    sa.select(attempts.c.id, items.c.job_id, items.c.image_size, attempts.c.simulated)
+    sa.select(
+        attempts.c.id,
+        items.c.job_id,
+        items.c.image_size,
+        attempts.c.simulated,
+        attempts.c.transport,
+    )
     .join_from(attempts, items, items.c.id == attempts.c.item_id)
     .where(attempts.c.id.in_(sa.bindparam("p_attempt_ids", expanding=True)))
 )
@@ -371,10 +456,11 @@ _TOTALS_ADD = (
     .values(
         {
             job_totals.c[name]: job_totals.c[name] + sa.bindparam("p_d_" + name)
-            for name in COUNTER_COLUMNS + TOKEN_COLUMNS
+            for name in COUNTER_COLUMNS + TOKEN_COLUMNS + BATCH_COLUMNS
         }
     )
 )
+_TOTAL_COLUMNS = COUNTER_COLUMNS + TOKEN_COLUMNS + BATCH_COLUMNS
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -384,7 +470,10 @@ def _params(**values: Any) -> dict[str, Any]:
 
 
 def _start_attempts(
-    conn: Connection, starts: Sequence[AttemptStart], now: str
+    conn: Connection,
+    starts: Sequence[AttemptStart],
+    now: str,
+    transports: Sequence[str],
 ) -> list[int]:
     """Items become `running`, each with a new attempt; the attempts' ids."""
     if not starts:
@@ -394,7 +483,7 @@ def _start_attempts(
         [_params(item_id=c.item_id, number=c.number, now=now) for c in starts],
     )
     ids = []
-    for change in starts:
+    for change, transport in zip(starts, transports, strict=True):
         key = conn.execute(
             _ATTEMPT_START,
             _params(
@@ -402,6 +491,7 @@ def _start_attempts(
                 run_id=change.run_id,
                 number=change.number,
                 now=now,
+                transport=transport,
             ),
         ).inserted_primary_key
         assert key is not None
@@ -414,9 +504,9 @@ def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> Non
     statement run once for the whole batch). A simulated attempt adds to no
     totals, and its success leaves the item `simulated` (SPEC 5)."""
     attempt_ids = sorted({c.attempt_id for c in ends})
-    where: dict[int, tuple[int, str | None, bool]] = {
-        attempt_id: (job_id, size, bool(simulated))
-        for attempt_id, job_id, size, simulated in conn.execute(
+    where: dict[int, tuple[int, str | None, bool, str]] = {
+        attempt_id: (job_id, size, bool(simulated), transport)
+        for attempt_id, job_id, size, simulated, transport in conn.execute(
             _ATTEMPTS_JOB_SIZE, {"p_attempt_ids": attempt_ids}
         )
     }
@@ -471,24 +561,24 @@ def _end_attempts(conn: Connection, ends: Sequence[AttemptEnd], now: str) -> Non
     conn.execute(_ITEM_END, item_rows)
     totals: dict[tuple[int, str | None], dict[str, int]] = {}
     for change in ends:
-        job_id, size, simulated = where[change.attempt_id]
+        job_id, size, simulated, transport = where[change.attempt_id]
         if simulated:
             continue
-        deltas = _attempt_totals(change.result)
-        into = totals.setdefault((job_id, size), dict.fromkeys(deltas, 0))
+        deltas = _attempt_totals(change.result, transport)
+        into = totals.setdefault((job_id, size), dict.fromkeys(_TOTAL_COLUMNS, 0))
         for name, value in deltas.items():
             into[name] += value
     for (job_id, size), deltas in totals.items():
         add_totals(conn, job_id, size, **deltas)
 
 
-def _attempt_totals(result: AttemptResult) -> dict[str, int]:
+def _attempt_totals(result: AttemptResult, transport: str) -> dict[str, int]:
     """What one ended attempt adds to its job's running totals."""
     tokens = billed_tokens(result.usage)
-    return {
-        **attempt_counters(
-            result.outcome, result.http_status is not None, bool(tokens["total_tokens"])
-        ),
-        "images": len(result.outputs),
-        **tokens,
-    }
+    counters = attempt_counters(
+        result.outcome, result.http_status is not None, bool(tokens["total_tokens"])
+    )
+    deltas = {**counters, "images": len(result.outputs), **tokens}
+    if transport == "batch":
+        deltas.update(batch_totals(counters, tokens))
+    return deltas

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 
 from runner.errors import StoreError
-from runner.store import attempts, leases, marks, parents, queries, removal, sync
+from runner.store import (
+    attempts,
+    batches,
+    leases,
+    marks,
+    parents,
+    queries,
+    removal,
+    sync,
+)
 from runner.store.attempts import AttemptEnd, AttemptStart
 from runner.store.engine import (
     DEFAULT_BUSY_TIMEOUT,
@@ -38,11 +47,11 @@ if TYPE_CHECKING:
 
     from runner.plan import Item
     from runner.store import JobRow, JobSummary, RecordedUsage, Spend, Status, UsageKey
-    from runner.store.attempts import AttemptResult, WorkItem
+    from runner.store.attempts import AttemptResult, Change, WorkItem
     from runner.store.leases import OpenAttempt
     from runner.store.marks import ItemImages
     from runner.store.parents import ParentImage
-    from runner.store.records import Keep, Mark
+    from runner.store.records import BatchRow, Keep, Mark
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
@@ -231,11 +240,10 @@ class Store:
         transaction."""
         self.record_attempts([AttemptEnd(attempt_id, item_id, result)])
 
-    def record_attempts(
-        self, changes: Sequence[AttemptStart | AttemptEnd]
-    ) -> list[int | None]:
+    def record_attempts(self, changes: Sequence[Change]) -> list[int | None]:
         """Begin and finish attempts, in order, in one transaction; the new
-        attempt's id for each AttemptStart (None for an AttemptEnd).
+        attempt's id for each AttemptStart (None for an AttemptEnd), and for each
+        AttemptRecord recorded (None if its item is no longer in its batch).
 
         A run sends its changes in batches: one transaction for many attempts
         costs little more than one for a single attempt. (Statements are built once,
@@ -249,6 +257,60 @@ class Store:
         written another way (a bulk-loaded fixture), or a new totals column."""
         with self._begin() as conn:
             attempts.rebuild_totals(conn, job)
+
+    # -- Batch API batches (SPEC 7) ---------------------------------------------------
+
+    def record_batch(
+        self,
+        job: JobRow,
+        run_id: int,
+        item_ids: Sequence[int],
+        *,
+        model: str,
+        input_kind: str,
+        simulated: bool = False,
+    ) -> BatchRow:
+        """Record a batch before it is created: its pending items become
+        `in_batch` in it, and its display name is fixed (found again after a
+        crash)."""
+        with self._begin() as conn:
+            return batches.record_batch(
+                conn,
+                job,
+                run_id,
+                item_ids,
+                model=model,
+                input_kind=input_kind,
+                simulated=simulated,
+            )
+
+    def live_batches(self, job: JobRow) -> list[BatchRow]:
+        """The job's batches not closed yet, oldest first."""
+        with self._connect() as conn:
+            return batches.live_batches(conn, job)
+
+    def get_batch(self, batch_id: int) -> BatchRow | None:
+        with self._connect() as conn:
+            return batches.get_batch(conn, batch_id)
+
+    def update_batch(self, batch_id: int, **fields: Any) -> None:
+        """Set what the API said of a batch (remote_name, state, requests,
+        succeeded, failed, pending, input_file, result_file)."""
+        with self._begin() as conn:
+            batches.update_batch(conn, batch_id, **fields)
+
+    def batch_items(
+        self, batch_id: int, *, waiting: bool = False
+    ) -> list[tuple[WorkItem, bool]]:
+        """The batch's items in input order, each with whether it still waits for
+        its result; with `waiting`, only those."""
+        with self._connect() as conn:
+            return batches.batch_items(conn, batch_id, waiting=waiting)
+
+    def close_batch(self, batch_id: int, *, error: str | None = None) -> int:
+        """Close a batch; the items it still holds go back to pending (how many)."""
+        with self._begin() as conn:
+            return batches.close_batch(conn, batch_id, error=error)
 
     # -- reading ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from runner.errors import StoreError
 from runner.store.engine import safe_url
-from runner.store.records import MIGRATION_NAMES
+from runner.store.records import BATCH_COLUMNS, MIGRATION_NAMES
 from runner.store.schema import migrations_table, timestamp
 
 if TYPE_CHECKING:
@@ -90,6 +90,17 @@ def m005_lineage(conn: Connection) -> None:
     conn.exec_driver_sql(_M005_INDEX)
 
 
+def m006_batches(conn: Connection) -> None:
+    """The Batch API transport (SPEC 7): a table of batches; each item's current
+    batch; each attempt's transport; the part of the running totals sent by batch.
+    (m005 is another branch's lineage step; the two touch different columns, so a
+    store may get them in either order.)"""
+    key = "SERIAL" if conn.dialect.name == "postgresql" else "INTEGER"
+    conn.exec_driver_sql(_M006_TABLE.replace("{key}", key))
+    conn.exec_driver_sql(_M006_INDEX)
+    _add_columns(conn, _M006)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", m001_initial),
     ("m002_answer_parts_and_grounding", m002_answer_parts_and_grounding),
@@ -99,6 +110,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ),
     ("m004_marks", m004_marks),
     ("m005_lineage", m005_lineage),
+    ("m006_batches", m006_batches),
 ]
 # A new step goes in records.MIGRATION_NAMES too: the status reader checks a store
 # against that list.
@@ -278,4 +290,49 @@ _M005 = tuple(
 # A parent's children, for the gallery's links back.
 _M005_INDEX = (
     "CREATE INDEX IF NOT EXISTS ix_items_parent ON items (parent_job, parent_key)"
+)
+
+_M006_TABLE = """\
+CREATE TABLE IF NOT EXISTS batches (
+    id {key} NOT NULL,
+    job_id INTEGER NOT NULL,
+    run_id INTEGER,
+    display_name TEXT NOT NULL,
+    remote_name TEXT,
+    model TEXT NOT NULL,
+    state TEXT,
+    input TEXT NOT NULL,
+    input_file TEXT,
+    result_file TEXT,
+    items INTEGER NOT NULL,
+    requests INTEGER,
+    succeeded INTEGER,
+    failed INTEGER,
+    pending INTEGER,
+    simulated INTEGER DEFAULT 0 NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    seen_at TEXT,
+    ended_at TEXT,
+    error TEXT,
+    PRIMARY KEY (id),
+    FOREIGN KEY(job_id) REFERENCES jobs (id),
+    FOREIGN KEY(run_id) REFERENCES runs (id)
+)"""
+_M006_INDEX = "CREATE INDEX IF NOT EXISTS ix_batches_job ON batches (job_id, ended_at)"
+_M006 = (
+    ("items", "batch_id", "ALTER TABLE items ADD COLUMN batch_id INTEGER"),
+    (
+        "attempts",
+        "transport",
+        "ALTER TABLE attempts ADD COLUMN transport TEXT DEFAULT 'interactive' NOT NULL",
+    ),
+    *(
+        (
+            "job_totals",
+            column,
+            f"ALTER TABLE job_totals ADD COLUMN {column} INTEGER DEFAULT 0 NOT NULL",
+        )
+        for column in BATCH_COLUMNS
+    ),
 )

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from runner.store.attempts import summed_totals
 from runner.store.marks import marks_by_key
 from runner.store.records import (
+    BATCH_COLUMNS,
     COUNTER_COLUMNS,
     COUNTS_SQL,
     STATUSES,
@@ -103,7 +104,10 @@ def spend_by(conn: Connection, job: JobRow, column: Any) -> list[tuple[Any, Spen
     rows: dict[Any, list[tuple[Any, ...]]] = {}
     totals = summed_totals(conn, job, [column, items.c.image_size])
     for (value, size), sums in totals.items():
-        row = (size, *(sums[name] for name in COUNTER_COLUMNS + TOKEN_COLUMNS))
+        row = (
+            size,
+            *(sums[name] for name in COUNTER_COLUMNS + TOKEN_COLUMNS + BATCH_COLUMNS),
+        )
         rows.setdefault(value, []).append(row)
     return [(value, spend_from_rows(group)) for value, group in rows.items()]
 

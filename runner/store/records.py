@@ -1,9 +1,10 @@
 """What the store hands out, and the read queries of `runner status` as SQL text.
 
-Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`, `Mark`), the
-status, counter and mark names, the running-totals rule (`attempt_counters`), the
-names of the schema's migrations, and the SQL (named `:params`) of the job lookup
-and the status queries with the pure functions that turn their rows into records.
+Owns: the plain records (`JobRow`, `Spend`, `Status`, `JobSummary`, `Mark`,
+`BatchRow`), the status, counter and mark names, the running-totals rule
+(`attempt_counters`), the names of the schema's migrations, and the SQL (named
+`:params`) of the job lookup and the status queries with the pure functions that
+turn their rows into records.
 `queries` runs this SQL through SQLAlchemy, `reader` through sqlite3, so both
 answer alike.
 Stdlib only: must not import SQLAlchemy or open a database.
@@ -22,8 +23,12 @@ if TYPE_CHECKING:
     # Runs one statement of this module with its parameters; returns its rows.
     Query = Callable[[str, Mapping[str, Any]], Iterable[Sequence[Any]]]
 
-# "simulated": succeeded in a --simulate run; a real submit sends it again (SPEC 5)
-STATUSES = ("pending", "running", "succeeded", "simulated", "failed", "blocked")
+# "simulated": succeeded in a --simulate run; a real submit sends it again (SPEC 5).
+# "in_batch": in a live Batch API batch (SPEC 7): never reclaimed by lease
+# recovery, never sent by an interactive run; its batch's result decides it.
+STATUSES = (
+    "pending", "running", "succeeded", "simulated", "failed", "blocked", "in_batch",
+)  # fmt: skip
 TOKEN_COLUMNS = (
     "prompt_tokens", "candidates_tokens", "thoughts_tokens", "image_tokens",
     "total_tokens",
@@ -36,6 +41,14 @@ COUNTER_COLUMNS = (
     "paid_failed",
     "images",
 )
+# What the attempts sent through the Batch API (SPEC 7) add besides: their
+# requests, unpriced ones and tokens again, so that they are priced at the batch
+# price (the job's totals hold every attempt; these say which part went by batch).
+BATCH_COLUMNS = (
+    "batch_requests",
+    "batch_unpriced",
+    *(f"batch_{name}" for name in TOKEN_COLUMNS),
+)
 STORE_FILE = "runner.db"  # the store in the output folder when no --db is given
 # The schema steps `migrations.MIGRATIONS` applies, in order (migrations.py checks
 # the two agree): a reader trusts only a store with exactly these steps applied.
@@ -45,6 +58,7 @@ MIGRATION_NAMES = (
     "m003_simulated_runs_and_pruned_requests",
     "m004_marks",
     "m005_lineage",
+    "m006_batches",
 )
 # What a user may mark an image (SPEC 6); an image with neither has no mark (a
 # note alone may still be kept).
@@ -74,9 +88,23 @@ COUNTS_SQL = (
     "GROUP BY status"
 )
 TOTALS_SQL = (
-    f"SELECT image_size, {', '.join(COUNTER_COLUMNS + TOKEN_COLUMNS)} "
+    f"SELECT image_size, {', '.join(COUNTER_COLUMNS + TOKEN_COLUMNS + BATCH_COLUMNS)} "
     "FROM job_totals WHERE job_id = :job_id ORDER BY image_size"
 )
+BATCH_FIELDS = (
+    "id", "display_name", "remote_name", "state", "input", "items", "requests",
+    "succeeded", "failed", "pending", "created_at", "seen_at", "ended_at", "error",
+    "model", "result_file", "simulated",
+)  # fmt: skip
+# The job's batches (SPEC 7), newest first: live ones (no `ended_at`) and the
+# last few closed ones, each as last seen (status never asks the API).
+BATCHES_SQL = (
+    f"SELECT {', '.join(BATCH_FIELDS)} FROM batches "
+    "WHERE job_id = :job_id AND (ended_at IS NULL OR id IN (SELECT id FROM batches "
+    "WHERE job_id = :job_id ORDER BY id DESC LIMIT :closed)) ORDER BY id DESC"
+)
+# Closed batches status lists besides the live ones.
+SHOWN_CLOSED_BATCHES = 10
 # Items a job file no longer has (deactivated by a sync), and the facts the
 # running-totals rule reads of their real attempts: their requests are left out
 # of the job's current ratios (the money stays in its totals).
@@ -122,6 +150,10 @@ class Spend:
     images: int = 0
     tokens: dict[str, int] = field(default_factory=dict)
     unpriced: dict[str | None, int] = field(default_factory=dict)  # by image size
+    # Of these, the part sent through the Batch API (priced at the batch price).
+    batch_requests: int = 0
+    batch_tokens: dict[str, int] = field(default_factory=dict)
+    batch_unpriced: dict[str | None, int] = field(default_factory=dict)
 
     @property
     def usage(self) -> dict[str, int]:
@@ -165,6 +197,7 @@ class Status:
     stale_requests: int = 0  # requests of stale and pruned items
     # images of active items by mark ("star", "reject") and with a note ("noted")
     marks: dict[str, int] = field(default_factory=dict)
+    batches: list[BatchRow] = field(default_factory=list)  # newest first (SPEC 7)
 
     @property
     def current_requests(self) -> int:
@@ -201,6 +234,54 @@ class Mark:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchRow:
+    """One Batch API batch of a job (SPEC 7), as the store last saw it."""
+
+    id: int
+    display_name: str  # the job's name and this id: found again after a crash
+    remote_name: str | None  # batches/...; None until the API's answer is recorded
+    state: str | None  # BATCH_STATE_* as last seen; None before that
+    input: str  # inline | file
+    items: int
+    requests: int | None = None  # batchStats as last seen
+    succeeded: int | None = None
+    failed: int | None = None
+    pending: int | None = None
+    created_at: str = ""
+    seen_at: str | None = None
+    ended_at: str | None = None  # closed: collected, or given up (see `error`)
+    error: str | None = None
+    model: str = ""
+    result_file: str | None = None  # files/... of the results, once seen
+    simulated: bool = False  # made on a --simulate API, gone with it
+
+    @property
+    def live(self) -> bool:
+        return self.ended_at is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "display_name": self.display_name,
+            "name": self.remote_name,
+            "state": self.state,
+            "live": self.live,
+            "input": self.input,
+            "items": self.items,
+            "stats": {
+                "requests": self.requests,
+                "succeeded": self.succeeded,
+                "failed": self.failed,
+                "pending": self.pending,
+            },
+            "created_at": self.created_at,
+            "seen_at": self.seen_at,
+            "ended_at": self.ended_at,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class JobSummary:
     name: str
     job_path: str | None
@@ -228,6 +309,10 @@ def read_status(query: Query, job: JobRow) -> Status:
     spend = read_spend(query, job)
     failures = failures_from_rows(query(FAILURES_SQL, params))
     marks = marks_from_rows(query(MARKS_SQL, params))
+    batches = [
+        batch_from_row(row)
+        for row in query(BATCHES_SQL, {**params, "closed": SHOWN_CLOSED_BATCHES})
+    ]
     stale = sum(n for (n,) in query(STALE_SQL, params))
     requests = sum(n for (n,) in query(PRUNED_SQL, params))
     if stale:
@@ -242,6 +327,7 @@ def read_status(query: Query, job: JobRow) -> Status:
         stale=stale,
         stale_requests=requests,
         marks=marks,
+        batches=batches,
     )
 
 
@@ -269,6 +355,13 @@ def job_from_row(row: Sequence[Any]) -> JobRow:
     return JobRow(job_id, name, job_path, model, settings)
 
 
+def batch_from_row(row: Sequence[Any]) -> BatchRow:
+    """A BatchRow from the BATCH_FIELDS of a batches row."""
+    values = dict(zip(BATCH_FIELDS, row, strict=True))
+    values["simulated"] = bool(values["simulated"])
+    return BatchRow(**values)
+
+
 def counts_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
     """Items per status (COUNTS_SQL), every status present."""
     counts = dict.fromkeys(STATUSES, 0)
@@ -279,15 +372,18 @@ def counts_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
 
 def spend_from_rows(rows: Iterable[Sequence[Any]]) -> Spend:
     """The per-size running totals (TOTALS_SQL) summed into one Spend."""
-    names = COUNTER_COLUMNS + TOKEN_COLUMNS
+    names = COUNTER_COLUMNS + TOKEN_COLUMNS + BATCH_COLUMNS
     sums = dict.fromkeys(names, 0)
     unpriced: dict[str | None, int] = {}
+    batch_unpriced: dict[str | None, int] = {}
     for image_size, *values in rows:
         row = dict(zip(names, values, strict=True))
         for name in names:
             sums[name] += row[name]
         if row["unpriced"]:
             unpriced[image_size or None] = row["unpriced"]
+        if row["batch_unpriced"]:
+            batch_unpriced[image_size or None] = row["batch_unpriced"]
     return Spend(
         attempts=sums["attempts"],
         requests=sums["requests"],
@@ -296,6 +392,12 @@ def spend_from_rows(rows: Iterable[Sequence[Any]]) -> Spend:
         images=sums["images"],
         tokens={name: sums[name] for name in TOKEN_COLUMNS},
         unpriced=unpriced,
+        batch_requests=sums["batch_requests"],
+        # empty for a job that never sent a batch
+        batch_tokens={name: sums[f"batch_{name}"] for name in TOKEN_COLUMNS}
+        if any(sums[name] for name in BATCH_COLUMNS)
+        else {},
+        batch_unpriced=batch_unpriced,
     )
 
 

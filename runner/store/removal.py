@@ -20,7 +20,7 @@ from runner.store.attempts import summed_totals
 from runner.store.engine import chunks
 from runner.store.leases import acquire_lease
 from runner.store.marks import drop_marks, marked_items, marked_stale
-from runner.store.schema import attempts, items, job_totals, jobs, runs
+from runner.store.schema import attempts, batches, items, job_totals, jobs, runs
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -47,6 +47,7 @@ def remove_job(conn: Connection, job: JobRow) -> Removed:
     """Delete the job with its items, attempts, runs and totals."""
     acquire_lease(conn, job, uuid.uuid4().hex, _LEASE_TTL)  # JobBusyError if live
     removed = _remove_items(conn, job, items.c.job_id == job.id)
+    conn.execute(batches.delete().where(batches.c.job_id == job.id))
     conn.execute(runs.delete().where(runs.c.job_id == job.id))
     conn.execute(job_totals.delete().where(job_totals.c.job_id == job.id))
     conn.execute(jobs.delete().where(jobs.c.id == job.id))

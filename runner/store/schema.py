@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from runner.store.records import TOKEN_COLUMNS
+from runner.store.records import BATCH_COLUMNS, TOKEN_COLUMNS
 
 metadata = sa.MetaData()
 _ZERO = sa.text("0")  # a server default, as the migrations' DDL writes it
@@ -78,6 +78,10 @@ items = sa.Table(
     sa.Column("parent_key", sa.Text),
     sa.Column("parent_image", sa.Text),
     sa.Column("parent_mode", sa.Text),
+    # m006: the batch the item is in while `in_batch` (SPEC 7); kept after, naming
+    # the batch it was last sent in (a batch's items in input order, for results
+    # matched by position)
+    sa.Column("batch_id", sa.Integer),
     sa.UniqueConstraint("job_id", "key", name="uq_items_job_key"),
     sa.Index("ix_items_job_status", "job_id", "active", "status"),
     sa.Index("ix_items_parent", "parent_job", "parent_key"),
@@ -132,6 +136,11 @@ attempts = sa.Table(
     # m003: its run's `simulated`: such attempts add to no totals, and their item
     # is left `simulated` rather than `succeeded`
     sa.Column("simulated", sa.Integer, nullable=False, server_default=_ZERO),
+    # m006: how it was sent: interactive (generateContent) or batch (SPEC 7), which
+    # decides its price
+    sa.Column(
+        "transport", sa.Text, nullable=False, server_default=sa.text("'interactive'")
+    ),
     sa.Index("ix_attempts_item", "item_id"),
 )
 
@@ -151,6 +160,11 @@ job_totals = sa.Table(
     sa.Column("paid_failed", sa.Integer, nullable=False, default=0),
     sa.Column("images", sa.Integer, nullable=False, default=0),
     *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in TOKEN_COLUMNS),
+    # m006: the part of the above sent through the Batch API
+    *(
+        sa.Column(name, sa.Integer, nullable=False, server_default=_ZERO)
+        for name in BATCH_COLUMNS
+    ),
 )
 
 # m004: a user's marks on images (SPEC 6), one row per marked image of an item. The
@@ -166,6 +180,38 @@ marks = sa.Table(
     sa.Column("mark", sa.Text),
     sa.Column("note", sa.Text),
     sa.Column("updated_at", sa.Text, nullable=False),
+)
+
+# m006: the job's Batch API batches (SPEC 7). A row is written before the batch
+# is created (its display name is the job's name and this id, so a crash between
+# the two is resolved by looking the name up), `remote_name` once the API names
+# it; `state` and the counts are the API's as last seen; `ended_at` closes it
+# (results collected, or its items put back to pending, `error` saying why).
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id")),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("remote_name", sa.Text),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("state", sa.Text),
+    sa.Column("input", sa.Text, nullable=False),  # inline | file
+    sa.Column("input_file", sa.Text),  # files/... of an uploaded JSONL input
+    sa.Column("result_file", sa.Text),  # files/... of the results, once known
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("requests", sa.Integer),
+    sa.Column("succeeded", sa.Integer),
+    sa.Column("failed", sa.Integer),
+    sa.Column("pending", sa.Integer),
+    sa.Column("simulated", sa.Integer, nullable=False, server_default=_ZERO),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("seen_at", sa.Text),
+    sa.Column("ended_at", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_batches_job", "job_id", "ended_at"),
 )
 
 # Axes that status groups by, and the item column holding each.
