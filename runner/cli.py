@@ -145,7 +145,7 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--concurrency",
             "-c",
-            type=click.IntRange(1, 256),
+            type=click.IntRange(1, 1024),
             help="Requests in flight at once [default: the job file's, else 8].",
         ),
         click.option(
@@ -277,6 +277,7 @@ def retry(
         send=send,
         include_blocked=blocked,
         progress=functools.partial(render.progress, as_json),
+        warn=render.warning,
     )
     _finish(report, as_json)
 

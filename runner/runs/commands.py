@@ -97,6 +97,7 @@ def submit(
                     send=send,
                     on_progress=on_progress,
                     check=check,
+                    warn=warn,
                 ),
             )
         finally:
@@ -110,6 +111,7 @@ def retry(
     send: SendOptions = _DEFAULT_SEND,
     include_blocked: bool = False,
     progress: ProgressDisplay | None = None,
+    warn: Warn | None = None,
 ) -> RunReport:
     """Send a stored job's failed items again (blocked ones too if asked), then
     rebuild the gallery. `job` is a job name or a job file."""
@@ -134,6 +136,7 @@ def retry(
                     include_blocked=include_blocked,
                     send=send,
                     on_progress=on_progress,
+                    warn=warn,
                 ),
             )
     finally:

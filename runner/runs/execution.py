@@ -56,11 +56,13 @@ async def submit_spec(
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
     check: SubmitCheck | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Plan the job, store the plan, and send every item not finished yet.
 
     `overrides` replaces RunSettings fields (backoff, signals) for this run;
-    `check` is `check_submit(spec, store, price)` if the caller already has it.
+    `check` is `check_submit(spec, store, price)` if the caller already has it;
+    `warn` is told when the run sends fewer at once than asked (open-file limit).
     """
     if check is None:
         from anyio import to_thread
@@ -91,6 +93,7 @@ async def submit_spec(
             None if plan is None else store.sync_plan(job, plan.items, digest),
             0,
         ),
+        warn=warn,
     )
 
 
@@ -104,8 +107,10 @@ async def retry_job(
     send: SendOptions = _DEFAULT_SEND,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Send failed items (and blocked ones if asked) again, with fresh tries."""
+    """Send failed items (and blocked ones if asked) again, with fresh tries;
+    `warn` as for `submit_spec`."""
     settings = run_settings(job.settings, stored_price(job), send, overrides)
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     return await _run(
@@ -118,6 +123,7 @@ async def retry_job(
         command="retry",
         simulated=send.simulated,
         prepare=lambda: (None, store.requeue(job, statuses)),
+        warn=warn,
     )
 
 
@@ -167,13 +173,22 @@ async def _run(
     command: str,
     simulated: bool,
     prepare: Callable[[], tuple[SyncResult | None, int]],
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
     import anyio
     import httpx
     from anyio import to_thread
 
     from runner import client
+    from runner.runs.open_files import fit_concurrency
     from runner.scheduler import Progress, Recovered, RunResult, recover, run_items
+
+    # Before anything is opened: as many requests in flight as open files allow.
+    fit = fit_concurrency(settings.concurrency, simulated=simulated)
+    if fit.warning is not None:
+        settings = replace(settings, concurrency=fit.concurrency)
+        if warn is not None:
+            warn(fit.warning)
 
     owner = uuid.uuid4().hex
 
