@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+import secrets
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,10 @@ import pytest
 
 from runner import __version__, client
 from runner.client import Endpoint, Kind, Outcome, relay
+from runner.client import answer as answer_module
+from runner.client import request as request_module
+from runner.client import transport as transport_module
+from runner.client.blobs import BlobExtractor
 from runner.plan import Request
 from runner.simulate import Fault, SimServer
 from runner.spec import Reference
@@ -1614,3 +1620,111 @@ async def test_the_pool_shards_share_the_load_and_get_every_slot_back(
                     tg.start_soon(one, wave * 100 + i)
         assert transport._busy == [0] * len(transport._pools)
         assert max(peak) <= client.POOL_SHARD_SIZE
+
+
+# -- at a thousand requests in flight ------------------------------------------------
+
+
+def test_a_request_body_carries_each_encoded_reference_as_given_not_a_copy() -> None:
+    refs = (make_reference("a.png"), make_reference("b.jpg", "image/jpeg"))
+    request = make_request(references=refs)
+    images = [client.InlineImage.of(b"one" * 1000), client.InlineImage.of(b"two")]
+
+    pieces = request_module.encode_body(request, images)
+
+    assert json.loads(b"".join(pieces)) == client.build_body(
+        request, [b"one" * 1000, b"two"]
+    )
+    assert [p for p in pieces if any(p is i.b64 for i in images)] == [
+        images[0].b64,
+        images[1].b64,
+    ]
+
+
+def test_a_prompt_that_is_the_body_marker_still_gets_its_own_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "0" * 2 * n)
+    text = "runner-ref-0000000000000000"
+    request = make_request(text=text, references=(make_reference(),))
+    pieces = request_module.encode_body(request, [PNG])
+    assert json.loads(b"".join(pieces)) == client.build_body(request, [PNG])
+
+
+async def test_a_large_answer_document_is_parsed_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[str] = []
+    read = answer_module._read
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return read(*args)
+
+    monkeypatch.setattr(answer_module, "_read", spy)
+    filler = "x" * answer_module.PARSE_OFF_LOOP_BYTES
+    relayed = [{"text": f"{filler} data:image/png;base64,{PNG_B64}"}]
+    big = await call(reply(200, answer(relayed)))
+    small = await call(reply(200, sample("200-relay-markdown-data-uri.json")))
+
+    assert big.images == small.images == (client.Image("image/png", PNG, "data-uri"),)
+    loop = threading.current_thread().name
+    assert threads[0] != loop and threads[1] == loop
+
+
+async def test_only_so_many_answers_are_read_at_once_the_rest_wait_unread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport_module, "ANSWERS_READ_AT_ONCE", 3)
+    reading = 0
+    most = 0
+    body = json.dumps(sample("200-image.json")).encode()
+
+    class Slow(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            nonlocal reading, most
+            reading += 1
+            most = max(most, reading)
+            for start in range(0, len(body), 256):
+                await anyio.sleep(0.001)
+                yield body[start : start + 256]
+            reading -= 1
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Slow())
+
+    mock = httpx.MockTransport(handler)
+    outcomes: list[Outcome] = []
+    async with client.make_http_client(concurrency=10, transport=mock) as http:
+
+        async def one() -> None:
+            outcomes.append(
+                await client.generate(http, Endpoint(BASE, KEY), make_request(), [])
+            )
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+
+    assert [o.kind for o in outcomes] == [Kind.SUCCESS] * 10
+    assert most == 3
+
+
+async def test_answers_are_read_in_pieces_larger_than_httpcores_64_kb(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+    feed = BlobExtractor.feed
+
+    def spy(self: BlobExtractor, chunk: bytes) -> None:
+        sizes.append(len(chunk))
+        feed(self, chunk)
+
+    monkeypatch.setattr(BlobExtractor, "feed", spy)
+    with SimServer(image_scale=0.0625, image_pad_bytes=2_000_000) as sim:
+        async with client.make_http_client(concurrency=1) as http:
+            outcome = await client.generate(http, Endpoint(sim.url), make_request(), [])
+
+    assert outcome.kind is Kind.SUCCESS
+    assert sum(sizes) > 2_000_000
+    assert max(sizes) > 64 * 1024

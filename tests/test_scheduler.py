@@ -443,3 +443,33 @@ async def test_a_reference_changed_since_planning_fails_its_item_without_sending
     assert sim.stats()["requests"] == 0
     assert attempt["outcome"] == "not_sent" and "changed" in attempt["reason"]
     assert report.status.counts["failed"] == 1
+
+
+async def test_reference_images_are_encoded_once_per_run_not_per_request(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.client import InlineImage
+
+    encoded: list[int] = []
+    of = InlineImage.of
+
+    def counted(data: bytes) -> InlineImage:
+        encoded.append(len(data))
+        return of(data)
+
+    monkeypatch.setattr(InlineImage, "of", staticmethod(counted))
+    for name, colour in (("a", "red"), ("b", "green"), ("c", "blue")):
+        Image.new("RGB", (8, 8), colour).save(tmp_path / f"{name}.png")
+    sim.add_fault(Fault("503", times=4))  # four requests sent twice
+    settings = "references:\n  - [a.png, b.png, c.png]\nsamples: 2\nconcurrency: 4\n"
+
+    report, attempts = await run(
+        tmp_path, sim, ["one", "two", "three"], settings=settings
+    )
+
+    assert report.status.counts["succeeded"] == 6
+    assert len(attempts) == sim.stats()["requests"] == 10
+    # Three images, each read and encoded once for ten requests.
+    assert len(encoded) == 3
+    # ... and every request for a prompt carried the same body.
+    assert len(sim.stats()["bodies"]) == 3

@@ -12,7 +12,6 @@ network, no knowledge of the API beyond the key name.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
 import re
@@ -21,6 +20,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# SIMD base64: a 1K answer's 1.5 MB decodes in ~0.2 ms where binascii takes ~7 ms
+# of the event loop's time (at 1,000 requests in flight, 60 answers a second, that
+# was most of a core). Falls back to binascii where its C extension is missing.
+import pybase64
 
 DEFAULT_SPILL_BYTES = 1 << 20  # decoded bytes kept in memory before spilling to disk
 # A "data" string shorter than this stays in the document untouched: only image
@@ -55,12 +59,22 @@ class BlobExtractor:
     """Feed it the body's chunks, then `finish()` for the kept text and the blobs."""
 
     def __init__(
-        self, *, spool_dir: Path | None = None, spill_bytes: int | None = None
+        self,
+        *,
+        spool_dir: Path | None = None,
+        spill_bytes: int | None = None,
+        expected: int | None = None,
     ) -> None:
+        """With `spool_dir`, an image past `spill_bytes` goes to a temp file there;
+        if the body's `expected` length says an image that large may come, every
+        image goes to its file from its first bytes (not gathered in memory, then
+        copied there)."""
         self.nonce = "runner-blob-" + secrets.token_hex(6)
         self.blobs: list[Blob] = []
         self._spool_dir = spool_dir
-        self._spill_bytes = DEFAULT_SPILL_BYTES if spill_bytes is None else spill_bytes
+        spill = DEFAULT_SPILL_BYTES if spill_bytes is None else spill_bytes
+        large = expected is not None and expected * 3 // 4 > spill
+        self._spill_bytes = 0 if large else spill
         self._kept = bytearray()
         self._pending = bytearray()  # input not handled yet
         self._in_value = False  # inside the string after a "data" key
@@ -78,20 +92,23 @@ class BlobExtractor:
         return None
 
     def feed(self, chunk: bytes) -> None:
-        self._pending += chunk
-        while self._pending:
+        # Whole chunks are scanned in place (a 1K answer is ~1.5 MB of base64 in
+        # 32-256 KB chunks): only a key's last bytes are ever carried over.
+        data: bytes | bytearray = self._pending + chunk if self._pending else chunk
+        self._pending = bytearray()
+        pos, end = 0, len(data)
+        while pos < end:
             if self._in_value:
-                if not self._feed_value():
-                    return
+                pos = self._feed_value(data, pos)
                 continue
-            match = _KEY.search(self._pending)
+            match = _KEY.search(data, pos)
             if match is None:
-                keep = max(0, len(self._pending) - _KEY_TAIL)
-                self._kept += self._pending[:keep]
-                del self._pending[:keep]
+                keep = max(pos, end - _KEY_TAIL)
+                self._kept += memoryview(data)[pos:keep]
+                self._pending = bytearray(data[keep:])
                 return
-            self._kept += self._pending[: match.end()]
-            del self._pending[: match.end()]
+            self._kept += memoryview(data)[pos : match.end()]
+            pos = match.end()
             self._in_value = True
 
     def finish(self) -> bytes:
@@ -114,44 +131,63 @@ class BlobExtractor:
         for blob in self.blobs:
             blob.discard()
 
-    def _feed_value(self) -> bool:
-        """Consume string bytes; False when the string goes on past the input."""
-        end = self._pending.find(b'"')
-        cut = len(self._pending) if end == -1 else end
-        piece = bytes(self._pending[:cut])
-        del self._pending[: cut if end == -1 else cut + 1]
+    def _feed_value(self, data: bytes | bytearray, pos: int) -> int:
+        """Consume string bytes from `pos`; where the string ends, or len(data)."""
+        end = data.find(b'"', pos)
+        cut = len(data) if end == -1 else end
         if self._current is None:
-            self._head += piece
+            self._head += memoryview(data)[pos:cut]
             if len(self._head) < MIN_BLOB_CHARS:
                 if end == -1:
-                    return False
+                    return cut
                 self._kept += self._head + b'"'  # a short value: left as it was
                 self._head = bytearray()
                 self._in_value = False
-                return True
+                return end + 1
             self._current = Blob()
             self.blobs.append(self._current)
-            piece, self._head = bytes(self._head), bytearray()
-        self._decode(piece)
+            head, self._head = self._head, bytearray()
+            self._decode(head, 0, len(head))
+        else:
+            self._decode(data, pos, cut)
         if end == -1:
-            return False
+            return cut
         if self._b64 and self._current.error is None:
             self._write(self._b64)  # strict mode rejects a bad final quantum
         self._close_blob()
         self._kept += f"{self.nonce}:{len(self.blobs) - 1}".encode() + b'"'
         self._in_value = False
-        return True
+        return end + 1
 
-    def _decode(self, piece: bytes) -> None:
-        self._b64 += piece
-        if b"\\" in self._b64:
-            # JSON may escape '/' as '\/'; a lone '\' at the end waits for its '/'.
-            tail = self._b64.endswith(b"\\")
-            self._b64 = bytearray(self._b64.replace(b"\\/", b"/"))
-            if tail:
-                self._write_aligned(len(self._b64) - 1)
+    def _decode(self, data: bytes | bytearray, start: int, stop: int) -> None:
+        """Decode data[start:stop], whole 4-character quanta at a time; the rest
+        (at most 3 characters) waits in `_b64` for the next piece."""
+        if self._current is not None and self._current.error is not None:
+            return
+        if self._b64.endswith(b"\\") or data.find(b"\\", start, stop) != -1:
+            self._decode_escaped(data[start:stop])
+            return
+        view = memoryview(data)[start:stop]
+        if self._b64:
+            take = min(len(view), -len(self._b64) % 4)
+            self._b64 += view[:take]
+            view = view[take:]
+            if len(self._b64) % 4:
                 return
-        self._write_aligned(len(self._b64))
+            self._write(self._b64)
+            self._b64 = bytearray()
+        usable = len(view) - len(view) % 4
+        if usable:
+            self._write(view[:usable])
+        self._b64 += view[usable:]
+
+    def _decode_escaped(self, piece: bytes | bytearray) -> None:
+        """The rare value with backslashes: JSON may escape '/' as '\\/'; a lone
+        '\\' at the end waits for its '/'."""
+        self._b64 += piece
+        tail = self._b64.endswith(b"\\")
+        self._b64 = bytearray(self._b64.replace(b"\\/", b"/"))
+        self._write_aligned(len(self._b64) - 1 if tail else len(self._b64))
 
     def _write_aligned(self, available: int) -> None:
         usable = available - available % 4
@@ -159,14 +195,14 @@ class BlobExtractor:
             self._write(self._b64[:usable])
             del self._b64[:usable]
 
-    def _write(self, text: bytes | bytearray) -> None:
+    def _write(self, text: bytes | bytearray | memoryview) -> None:
         blob = self._current
         assert blob is not None
         if blob.error is not None:
             return
         try:
-            decoded = binascii.a2b_base64(text, strict_mode=True)
-        except binascii.Error as exc:
+            decoded = pybase64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
             blob.error = f"invalid base64 image data ({exc})"
             return
         blob.size += len(decoded)
@@ -199,7 +235,7 @@ def decode_image_data(payload: Any, where: str) -> bytes:
     if not isinstance(payload, str):
         raise ImageDataError(f"{where} image data is not a base64 string")
     try:
-        return base64.b64decode(payload, validate=True)
+        return pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ImageDataError(f"invalid base64 image data in {where} ({exc})") from exc
 
@@ -214,7 +250,7 @@ class _SpoolFile:
         self.path = Path(name)
         self._fh = os.fdopen(fd, "wb")
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if data:
             self._fh.write(data)
 

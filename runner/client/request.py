@@ -1,19 +1,22 @@
 """The generateContent HTTP request: where it goes, its headers and its JSON body.
 
 Owns: `Endpoint` (base URL, key, auth style), the endpoint URL, the auth headers and
-the request body built from a planned `Request`. A request that cannot be sent at all
-(a bad base URL, a key no header can carry) raises `Refused` with the outcome to
-report. Must not send anything or read a reply.
+the request body built from a planned `Request`, with reference images as base64
+encoded once (`InlineImage`) and sent as pieces, not copied into each body. A
+request that cannot be sent at all (a bad base URL, a key no header can carry)
+raises `Refused` with the outcome to report. Must not send anything or read a reply.
 """
 
 from __future__ import annotations
 
-import base64
+import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pybase64
 
 from runner import __version__
 from runner.client.outcome import Kind, Outcome
@@ -45,23 +48,65 @@ class Refused(Exception):
         self.outcome = outcome
 
 
-def build_body(request: Request, reference_data: Sequence[bytes]) -> dict[str, Any]:
-    """The generateContent JSON body for `request` (reference bytes in order)."""
-    if len(reference_data) != len(request.references):
+@dataclass(frozen=True, slots=True)
+class InlineImage:
+    """Image bytes as a request body carries them: their base64 text, encoded once
+    and sent with every request that names the image (a run's references)."""
+
+    b64: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, data: bytes) -> InlineImage:
+        return cls(pybase64.b64encode(data))
+
+
+# What a reference image may be given as: its bytes, or already encoded.
+ReferenceData = bytes | InlineImage
+
+
+def build_body(
+    request: Request, reference_data: Sequence[ReferenceData]
+) -> dict[str, Any]:
+    """The generateContent JSON body for `request` (reference images in order)."""
+    texts = [_inline(data).b64.decode("ascii") for data in reference_data]
+    return _body(request, texts)
+
+
+def encode_body(
+    request: Request, reference_data: Sequence[ReferenceData]
+) -> list[bytes]:
+    """`build_body` as JSON bytes, in pieces to send one after another: the document
+    around the reference images, and each image's base64 text as it was given
+    (a 14-image set is neither encoded nor copied again for each request)."""
+    images = [_inline(data) for data in reference_data]
+    marker = f"runner-ref-{secrets.token_hex(8)}"
+    text = json.dumps(
+        _body(request, [marker] * len(images)),
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    around = text.split(f'"{marker}"')
+    if len(around) != len(images) + 1:  # the marker in the prompt: astronomically rare
+        whole = build_body(request, images)
+        return [json.dumps(whole, ensure_ascii=False, separators=(",", ":")).encode()]
+    pieces = [around[0].encode()]
+    for image, after in zip(images, around[1:], strict=True):
+        pieces += [b'"', image.b64, b'"', after.encode()]
+    return pieces
+
+
+def _inline(data: ReferenceData) -> InlineImage:
+    return data if isinstance(data, InlineImage) else InlineImage.of(data)
+
+
+def _body(request: Request, image_texts: Sequence[str]) -> dict[str, Any]:
+    if len(image_texts) != len(request.references):
         raise ValueError(
-            f"{len(request.references)} references but {len(reference_data)} "
-            "byte strings given"
+            f"{len(request.references)} references but {len(image_texts)} images given"
         )
     parts: list[dict[str, Any]] = [{"text": request.text}]
-    for ref, data in zip(request.references, reference_data, strict=True):
-        parts.append(
-            {
-                "inline_data": {
-                    "mime_type": ref.mime_type,
-                    "data": base64.b64encode(data).decode("ascii"),
-                }
-            }
-        )
+    for ref, data in zip(request.references, image_texts, strict=True):
+        parts.append({"inline_data": {"mime_type": ref.mime_type, "data": data}})
 
     axes: dict[str, Any] = {}
     if request.aspect_ratio is not None:

@@ -225,11 +225,11 @@ class _Run:
     async def process(self, item: WorkItem) -> None:
         request = Request.from_json(item.request_json)
         try:
-            refs = (
-                await to_thread.run_sync(self.references.load, request.references)
-                if request.references
-                else []
-            )
+            refs = self.references.cached(request.references)
+            if refs is None:
+                refs = await to_thread.run_sync(
+                    self.references.load, request.references
+                )
         except ReferenceChanged as exc:
             await self._finish_without_attempt(item, str(exc))
             return
@@ -314,7 +314,7 @@ class _Run:
         self,
         item: WorkItem,
         request: Request,
-        refs: list[bytes],
+        refs: list[client.InlineImage],
         number: int,
         history: History,
     ) -> Ending[AttemptResult]:
@@ -362,7 +362,7 @@ class _Run:
             ),
         )
 
-    async def _send(self, request: Request, refs: list[bytes]) -> Outcome:
+    async def _send(self, request: Request, refs: list[client.InlineImage]) -> Outcome:
         return await client.generate(
             self.http,
             self.endpoint,
@@ -373,7 +373,7 @@ class _Run:
         )
 
     async def _connect_again(
-        self, request: Request, refs: list[bytes], failed: Outcome
+        self, request: Request, refs: list[client.InlineImage], failed: Outcome
     ) -> Outcome:
         """No connection could be opened and the base URL has answered nothing in
         this run: wait a moment and try once more, in the same attempt (nothing was
