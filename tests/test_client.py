@@ -1537,6 +1537,16 @@ async def test_make_http_client_uses_the_default_timeouts_and_no_redirects():
         assert max(sizes) <= client.POOL_SHARD_SIZE
 
 
+async def test_a_thousand_connections_are_small_pools_sharing_one_tls_context():
+    async with client.make_http_client(concurrency=1024) as http:
+        transport: Any = http._transport
+        pools = [p._pool for p in transport._pools]
+        sizes = [p._max_connections for p in pools]
+        assert sum(sizes) >= 1024 + client.URL_FETCH_CONNECTIONS
+        assert max(sizes) <= client.POOL_SHARD_SIZE
+        assert len({id(p._ssl_context) for p in pools}) == 1
+
+
 async def test_generate_content_goes_straight_to_the_pool_not_through_client_send(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
