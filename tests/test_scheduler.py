@@ -4,6 +4,7 @@ the simulated API, a real SQLite store, image files on disk. Backoff is shortene
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -473,3 +474,41 @@ async def test_reference_images_are_encoded_once_per_run_not_per_request(
     assert len(encoded) == 3
     # ... and every request for a prompt carried the same body.
     assert len(sim.stats()["bodies"]) == 3
+
+
+async def test_no_store_call_runs_on_the_event_loop(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop_thread = threading.current_thread()
+    on_loop: list[str] = []
+
+    def watched(name: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is loop_thread:
+                on_loop.append(name)
+            return method(*args, **kwargs)
+
+        return call
+
+    job = write_job(tmp_path, "name: t\nprompts: [one, two, three]\nsamples: 3\n")
+    sim.add_fault(Fault("503", times=2))
+    workspace = runs.Workspace(tmp_path / "out")
+    store = workspace.open_store()
+    try:
+        for name in dir(Store):
+            if not name.startswith("_") and callable(getattr(Store, name)):
+                monkeypatch.setattr(Store, name, watched(name, getattr(Store, name)))
+        report = await execution.submit_spec(
+            load_job(job),
+            workspace=workspace,
+            store=store,
+            endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
+            overrides=FAST,
+        )
+        monkeypatch.undo()
+    finally:
+        store.close()
+
+    assert report.status.counts["succeeded"] == 9
+    assert sim.stats()["requests"] == 11
+    assert on_loop == []

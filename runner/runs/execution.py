@@ -64,9 +64,9 @@ async def submit_spec(
     `check` is `check_submit(spec, store, price)` if the caller already has it;
     `warn` is told when the run sends fewer at once than asked (open-file limit).
     """
-    if check is None:
-        from anyio import to_thread
+    from anyio import to_thread
 
+    if check is None:
         from runner.runs.planning import check_submit
 
         # Nobody is asked here: the cost estimate is not read, nor learnt.
@@ -79,7 +79,10 @@ async def submit_spec(
     plan, digest = check.plan, check.digest
     saved = job_settings(spec)
     settings = run_settings(saved, check.price, send, overrides)
-    job = store.upsert_job(spec.name, str(spec.path), spec.model, saved)
+    # Like every store call of a run, off the event loop.
+    job = await to_thread.run_sync(
+        store.upsert_job, spec.name, str(spec.path), spec.model, saved
+    )
     return await _run(
         store,
         job,
