@@ -25,6 +25,7 @@ import pytest
 from runner import __version__, client
 from runner.client import Endpoint, Kind, Outcome, relay
 from runner.client import answer as answer_module
+from runner.client import blobs as blobs_module
 from runner.client import request as request_module
 from runner.client import transport as transport_module
 from runner.client.blobs import BlobExtractor
@@ -1718,6 +1719,29 @@ async def test_only_so_many_answers_are_read_at_once_the_rest_wait_unread(
 
     assert [o.kind for o in outcomes] == [Kind.SUCCESS] * 10
     assert most == 3
+
+
+async def test_spilled_image_data_is_written_from_worker_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    flush = blobs_module._SpoolFile.flush
+
+    def spy(self: Any) -> None:
+        threads.append(threading.current_thread().name)
+        flush(self)
+
+    monkeypatch.setattr(blobs_module._SpoolFile, "flush", spy)
+    with SimServer(image_scale=0.0625, image_pad_bytes=2_000_000) as sim:
+        async with client.make_http_client(concurrency=1) as http:
+            outcome = await client.generate(
+                http, Endpoint(sim.url), make_request(), [], spool_dir=tmp_path
+            )
+
+    (image,) = outcome.images
+    assert image.path is not None and image.path.stat().st_size > 2_000_000
+    assert len(threads) > 1  # written as it arrives, not at the end
+    assert threading.current_thread().name not in threads
 
 
 async def test_answers_are_read_in_pieces_larger_than_httpcores_64_kb(

@@ -16,15 +16,16 @@ import binascii
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 # SIMD base64: a 1K answer's 1.5 MB decodes in ~0.2 ms where binascii takes ~7 ms
 # of the event loop's time (at 1,000 requests in flight, 60 answers a second, that
 # was most of a core). Falls back to binascii where its C extension is missing.
 import pybase64
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_SPILL_BYTES = 1 << 20  # decoded bytes kept in memory before spilling to disk
 # A "data" string shorter than this stays in the document untouched: only image
@@ -81,7 +82,10 @@ class BlobExtractor:
         self._head = bytearray()  # that string's first bytes, until it proves long
         self._current: Blob | None = None
         self._b64 = bytearray()  # base64 text short of a whole 4-char quantum
-        self._file: _SpoolFile | None = None
+        self._file: _SpoolFile | None = None  # the current blob's, if it spilled
+        self._spools: list[_SpoolFile] = []
+        self._dirty: list[_SpoolFile] = []  # with bytes or a close for `flush`
+        self.unwritten = 0  # decoded bytes waiting for `flush`
 
     def blob_for(self, value: object) -> Blob | None:
         """The blob a placeholder string stands for, if it is one."""
@@ -111,8 +115,25 @@ class BlobExtractor:
             pos = match.end()
             self._in_value = True
 
+    @property
+    def needs_flush(self) -> bool:
+        """Temp files have bytes to write or are to be closed (`flush`)."""
+        return bool(self._dirty)
+
+    def flush(self) -> None:
+        """Write what spilled to temp files since the last flush, closing the files
+        of finished values. `feed` only gathers it: a write may block (the kernel
+        holding back a writer of many dirty pages), so the client flushes from a
+        worker thread, never from the event loop. Not thread-safe: no `feed` while
+        it runs."""
+        dirty, self._dirty = self._dirty, []
+        self.unwritten = 0
+        for spool in dirty:
+            spool.flush()
+
     def finish(self) -> bytes:
-        """The kept document, with a placeholder for every extracted value."""
+        """The kept document, with a placeholder for every extracted value; what
+        is left to write goes to its file first (nothing if the caller flushed)."""
         if self._in_value:  # the body ended inside the string
             if self._current is None:
                 self._kept += self._head
@@ -121,13 +142,16 @@ class BlobExtractor:
                 self._close_blob()
         self._kept += self._pending
         self._pending = bytearray()
+        self.flush()
         return bytes(self._kept)
 
     def discard(self) -> None:
         """Drop every blob and its temp file (an answer not used, or cut short)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for spool in self._spools:
+            spool.drop()
+        self._file = None
+        self._dirty = []
+        self.unwritten = 0
         for blob in self.blobs:
             blob.discard()
 
@@ -213,14 +237,25 @@ class BlobExtractor:
                 return
             assert self._spool_dir is not None
             self._file = _SpoolFile(self._spool_dir)
+            self._spools.append(self._file)
             blob.path = self._file.path
-            self._file.write(blob.data)
+            self._spill(bytes(blob.data))
             blob.data = bytearray()
-        self._file.write(decoded)
+        self._spill(decoded)
+
+    def _spill(self, data: bytes) -> None:
+        assert self._file is not None
+        if data:
+            if not self._file.pending:
+                self._dirty.append(self._file)
+            self._file.add(data)
+            self.unwritten += len(data)
 
     def _close_blob(self) -> None:
         if self._file is not None:
-            self._file.close()
+            if not self._file.pending:
+                self._dirty.append(self._file)
+            self._file.closing = True
             self._file = None
         self._b64 = bytearray()
         self._current = None
@@ -242,17 +277,42 @@ def decode_image_data(payload: Any, where: str) -> bytes:
 
 class _SpoolFile:
     """A hidden temp file next to where the image will live, so that saving it is
-    a rename; a crash leaves only `.*.tmp` files, which the next run removes."""
+    a rename; a crash leaves only `.*.tmp` files, which the next run removes. Made,
+    written and closed by `flush` (a worker thread); named at once."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".blob-", suffix=".tmp", dir=folder)
-        self.path = Path(name)
-        self._fh = os.fdopen(fd, "wb")
+        self.folder = folder
+        self.path = folder / f".blob-{secrets.token_hex(8)}.tmp"
+        self.closing = False  # the value ended: close the file at the next flush
+        self._chunks: list[bytes] = []
+        self._fh: BinaryIO | None = None
+        self._done = False
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if data:
-            self._fh.write(data)
+    @property
+    def pending(self) -> bool:
+        return bool(self._chunks) or (self.closing and not self._done)
 
-    def close(self) -> None:
-        self._fh.close()
+    def add(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def flush(self) -> None:
+        if self._done:
+            return
+        if self._fh is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            self._fh = os.fdopen(os.open(self.path, flags, 0o600), "wb")
+        chunks, self._chunks = self._chunks, []
+        for chunk in chunks:
+            self._fh.write(chunk)
+        if self.closing:
+            self._fh.close()
+            self._done = True
+
+    def drop(self) -> None:
+        """Close and delete the file, whatever was written of it."""
+        self._chunks = []
+        self._done = True
+        if self._fh is not None:
+            self._fh.close()
+        self.path.unlink(missing_ok=True)

@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
+from anyio import to_thread
 
 from runner.client.answer import classify_answer
 from runner.client.api_errors import classify_error
@@ -89,6 +91,10 @@ class _Reply:
 
 # Error bodies are only read for a reason; no need to hold a large one.
 _MAX_ERROR_BODY_BYTES = 64 * 1024
+# Image data spilled to a temp file is written from a worker thread (a write may
+# block while the kernel holds back a writer of many dirty pages) once this much
+# has gathered, and when the answer ends.
+SPOOL_FLUSH_BYTES = 256 * 1024
 
 
 async def _generate(
@@ -178,7 +184,7 @@ async def _post(
         opened = http.stream(
             "POST", url, content=content, headers=headers, follow_redirects=False
         )
-    readers = http.readers if isinstance(http, RunnerClient) else None
+    runner = http if isinstance(http, RunnerClient) else None
     async with opened as response:
         if response.is_success:
             declared = response.headers.get("content-length", "")
@@ -186,9 +192,12 @@ async def _post(
                 spool_dir=spool_dir,
                 expected=int(declared) if declared.isdigit() else None,
             )
+            writers = runner.spool_writers if runner else None
             try:
-                async with readers or contextlib.nullcontext():
-                    too_large = await _stream_answer(response, max_bytes, blobs)
+                async with runner.readers if runner else contextlib.nullcontext():
+                    too_large = await _stream_answer(
+                        response, max_bytes, blobs, writers
+                    )
             except BaseException:
                 blobs.discard()
                 raise
@@ -228,9 +237,13 @@ def _drop_unused_blobs(blobs: BlobExtractor | None, outcome: Outcome | None) -> 
 
 
 async def _stream_answer(
-    response: httpx.Response, limit: int, blobs: BlobExtractor
+    response: httpx.Response,
+    limit: int,
+    blobs: BlobExtractor,
+    writers: anyio.CapacityLimiter | None,
 ) -> bool:
-    """Feed the body to `blobs`; True if it is longer than `limit` bytes."""
+    """Feed the body to `blobs`, their temp files written by `writers` threads;
+    True if it is longer than `limit` bytes."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return True
@@ -240,6 +253,10 @@ async def _stream_answer(
         if seen > limit:
             return True
         blobs.feed(chunk)
+        if blobs.unwritten >= SPOOL_FLUSH_BYTES:
+            await to_thread.run_sync(blobs.flush, limiter=writers)
+    if blobs.needs_flush:
+        await to_thread.run_sync(blobs.flush, limiter=writers)
     return False
 
 

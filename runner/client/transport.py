@@ -41,6 +41,9 @@ READ_BYTES = 1024 * 1024
 # (TCP slow start after the server's idle wait), and 1,000 requests of 16 s need
 # about 60 answers a second.
 ANSWERS_READ_AT_ONCE = 128
+# Threads writing spilled image data to temp files (client.call): if the disk
+# stalls, reading waits on them, not the event loop nor the run's other threads.
+SPOOL_WRITERS = 4
 
 
 def make_http_client(
@@ -75,7 +78,8 @@ class RunnerClient(httpx.AsyncClient):
     to its sharded transport (`direct`), skipping the client's per-request layers
     (URL merging, auth and redirect flows, the cookie jar): about 0.25 ms of CPU a
     request, a sixth of what httpx costs here. `readers` admits the success
-    answers whose bodies are read at once."""
+    answers whose bodies are read at once; `spool_writers` are the threads that
+    write their spilled image data."""
 
     def __init__(
         self,
@@ -96,6 +100,7 @@ class RunnerClient(httpx.AsyncClient):
             )
         self.direct = transport
         self.readers = anyio.CapacityLimiter(ANSWERS_READ_AT_ONCE)
+        self.spool_writers = anyio.CapacityLimiter(SPOOL_WRITERS)
 
 
 async def read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
