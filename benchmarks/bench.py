@@ -24,8 +24,8 @@ one file per image), same workload, same server, one after the other.
   simulator's own latencies, the google-genai script with its pool opened and as
   written, peak RSS, CPU per item, the event loop's lag.
 
-    .venv/bin/python -m benchmarks.bench            # everything, about 4 minutes
-    .venv/bin/python -m benchmarks.bench --quick    # smaller, about a minute
+    .venv/bin/python -m benchmarks.bench            # everything, about 14 minutes
+    .venv/bin/python -m benchmarks.bench --quick    # smaller, about 4 minutes
     .venv/bin/python -m benchmarks.bench --only throughput --no-peer
 
 Needs the `bench` dependency group for the peer (`pip install google-genai`); without
