@@ -79,6 +79,8 @@ def cli() -> None:
                           this many USD [default: 5]
       RUNNER_DEBUG        1: errors keep their traceback [default: 0]
       RUNNER_SIMULATE_FAULTS  JSON fault rules for --simulate (README)
+      RUNNER_BATCH_POLL   seconds between looks at a live batch, at first (then
+                          slower, up to 30 s) [default: 1]
       TOKAIFY_API_KEY     the API key for every base URL but Google's (Bearer)
       GEMINI_API_KEY      the API key for generativelanguage.googleapis.com
                           (x-goog-api-key); only the base URL's one is read
@@ -225,7 +227,7 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--concurrency",
             "-c",
-            type=click.IntRange(1, 256),
+            type=click.IntRange(1, 1024),
             help="Requests in flight at once [default: the job file's, else 8].",
         ),
         click.option(
@@ -383,6 +385,7 @@ def retry(
         include_blocked=blocked,
         progress=functools.partial(render.progress, as_json),
         announce=None if as_json else render.sending,
+        warn=render.warning,
     )
     _finish(report, as_json, _retry_command(report, output, db_url, send))
 

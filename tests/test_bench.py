@@ -16,7 +16,14 @@ from benchmarks.harness import (
     render_verdicts,
     simulator_options,
 )
-from benchmarks.scenarios import run_memory, run_rpm, run_scale, run_throughput
+from benchmarks.scenarios import (
+    run_inflight,
+    run_memory,
+    run_rpm,
+    run_scale,
+    run_throughput,
+)
+from benchmarks.scenarios.inflight import perfect_seconds
 from benchmarks.scenarios.rpm import TARGET_RPM_REJECTED
 from benchmarks.scenarios.scale_job import build_fixture, write_scale_job
 from runner.plan import build_plan
@@ -53,6 +60,47 @@ def test_the_google_genai_script_writes_one_file_per_image(tmp_path: Path) -> No
     assert peer["items"] == peer["images"] == 8, section.render()
     assert peer["errors"] == 0
     assert len(list((tmp_path / "throughput/peer/images").iterdir())) == 8
+
+
+TINY_INFLIGHT = Sizes(
+    inflight_prompts=2,
+    inflight_samples=4,
+    inflight_concurrency=4,
+    inflight_latency=0.1,
+    inflight_jitter=0.05,
+    inflight_written_share=0.5,
+)
+
+
+def test_the_inflight_run_compares_each_contender_with_a_perfect_scheduler(
+    tmp_path: Path,
+) -> None:
+    peer = peer_available()
+    section = run_inflight(TINY_INFLIGHT, tmp_path, peer=peer)
+
+    contenders = section.data["contenders"]
+    names = ["runner", "genai, pool 4", "genai as written"] if peer else ["runner"]
+    assert list(contenders) == names, section.render()
+    for name, figures in contenders.items():
+        assert figures["images"] == figures["items"], (name, section.render())
+        # Every request's latency came back from the simulator for the replay.
+        assert figures["latencies"] == figures["server"]["requests"]
+        assert 0 < figures["rate"] < figures["perfect_rate"] * 1.05
+    runner = contenders["runner"]
+    assert runner["items"] == 8 and runner["server"]["max_in_flight"] <= 4
+    assert runner["extra"]["loop_lag_ms"]["ticks"] > 0
+    if peer:
+        assert contenders["genai as written"]["items"] == 4
+    assert len(section.verdicts) == 5
+    assert not list(tmp_path.glob("inflight/**/images/*"))  # ~9 GB at full size
+
+
+def test_a_perfect_scheduler_gives_each_request_the_first_free_slot() -> None:
+    # Two slots: 3 and 1 start at once; 1 ends first and takes 2 (ends at 3);
+    # then 3's slot and that one are both free at 3 for the last, 1: ends at 4.
+    assert perfect_seconds([3, 1, 2, 1], 2) == 4
+    assert perfect_seconds([5, 5, 5], 8) == 5
+    assert perfect_seconds([1, 1, 1, 1], 1) == 4
 
 
 @pytest.mark.slow

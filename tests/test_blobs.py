@@ -74,6 +74,34 @@ def test_large_images_spill_to_a_hidden_temp_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_answer_declared_large_spills_its_images_from_the_first_byte(
+    tmp_path: Path,
+) -> None:
+    raw = answer(base64.b64encode(IMAGE).decode())
+    blobs = BlobExtractor(spool_dir=tmp_path, expected=len(raw) * 10)
+    for start in range(0, len(raw), 65536):
+        blobs.feed(raw[start : start + 65536])
+        assert not any(blob.data for blob in blobs.blobs)
+    doc = json.loads(blobs.finish())
+    blob = blobs.blob_for(inline_data(doc))
+    assert blob is not None and blob.path is not None
+    assert blob.path.read_bytes() == IMAGE
+
+
+def test_spilled_bytes_wait_for_flush_and_nothing_is_written_before(
+    tmp_path: Path,
+) -> None:
+    raw = answer(base64.b64encode(IMAGE).decode())
+    blobs = BlobExtractor(spool_dir=tmp_path, spill_bytes=1000)
+    blobs.feed(raw)
+    assert blobs.needs_flush and blobs.unwritten == len(IMAGE)
+    assert list(tmp_path.iterdir()) == []
+    blobs.flush()
+    assert not blobs.needs_flush and blobs.unwritten == 0
+    (path,) = tmp_path.iterdir()
+    assert path.read_bytes() == IMAGE
+
+
 def test_escaped_slashes_are_base64_slashes() -> None:
     raw = answer(base64.b64encode(IMAGE).decode()).replace(b"/", b"\\/")
     blobs, doc = extract(raw, 1000)

@@ -87,7 +87,7 @@ CASES: dict[str, tuple[str, int, str]] = {
     "bool concurrency": (
         "prompts: ['a']\nconcurrency: yes\n",
         2,
-        "concurrency must be a whole number from 1 to 256, got yes (a yes/no value)",
+        "concurrency must be a whole number from 1 to 1024, got yes (a yes/no value)",
     ),
     "negative attempts": (
         "prompts: ['a']\nmax_attempts: -1\n",

@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+import secrets
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,12 @@ import pytest
 
 from runner import __version__, client
 from runner.client import Endpoint, Kind, Outcome, relay
+from runner.client import answer as answer_module
+from runner.client import blobs as blobs_module
+from runner.client import request as request_module
+from runner.client import transport as transport_module
+from runner.client.blobs import BlobExtractor
+from runner.lineage import FILE, Turn
 from runner.plan import Request
 from runner.simulate import Fault, SimServer
 from runner.spec import Reference
@@ -185,7 +194,7 @@ def test_references_are_sent_in_order_with_their_own_mime_types():
 
 
 def test_reference_bytes_must_match_the_references():
-    with pytest.raises(ValueError, match="1 references but 0"):
+    with pytest.raises(ValueError, match="1 images but 0 given"):
         client.build_body(make_request(references=(make_reference(),)), [])
 
 
@@ -1531,6 +1540,16 @@ async def test_make_http_client_uses_the_default_timeouts_and_no_redirects():
         assert max(sizes) <= client.POOL_SHARD_SIZE
 
 
+async def test_a_thousand_connections_are_small_pools_sharing_one_tls_context():
+    async with client.make_http_client(concurrency=1024) as http:
+        transport: Any = http._transport
+        pools = [p._pool for p in transport._pools]
+        sizes = [p._max_connections for p in pools]
+        assert sum(sizes) >= 1024 + client.URL_FETCH_CONNECTIONS
+        assert max(sizes) <= client.POOL_SHARD_SIZE
+        assert len({id(p._ssl_context) for p in pools}) == 1
+
+
 async def test_generate_content_goes_straight_to_the_pool_not_through_client_send(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1614,3 +1633,170 @@ async def test_the_pool_shards_share_the_load_and_get_every_slot_back(
                     tg.start_soon(one, wave * 100 + i)
         assert transport._busy == [0] * len(transport._pools)
         assert max(peak) <= client.POOL_SHARD_SIZE
+
+
+# -- at a thousand requests in flight ------------------------------------------------
+
+
+def test_a_request_body_carries_each_encoded_reference_as_given_not_a_copy() -> None:
+    refs = (make_reference("a.png"), make_reference("b.jpg", "image/jpeg"))
+    request = make_request(references=refs)
+    images = [client.InlineImage.of(b"one" * 1000), client.InlineImage.of(b"two")]
+
+    pieces = request_module.encode_body(request, images)
+
+    assert json.loads(b"".join(pieces)) == client.build_body(
+        request, [b"one" * 1000, b"two"]
+    )
+    assert [p for p in pieces if any(p is i.b64 for i in images)] == [
+        images[0].b64,
+        images[1].b64,
+    ]
+
+
+def test_a_continued_conversation_carries_each_image_where_its_part_names_it() -> None:
+    first, second = make_reference("a.png"), make_reference("b.png")
+    # a model turn whose parts name its files out of order
+    model_turn = Turn(
+        "model",
+        (
+            {"inlineData": {"mimeType": "image/png", FILE: 1}},
+            {
+                "inlineData": {"mimeType": "image/png", FILE: 0},
+                "thoughtSignature": "c2ln",
+            },
+        ),
+        (first, second),
+    )
+    request = replace(
+        make_request(references=(make_reference("c.png"),)),
+        history=(Turn.user("earlier", ()), model_turn),
+    )
+    images = [b"first", b"second", b"third"]
+
+    pieces = request_module.encode_body(
+        request, [client.InlineImage.of(i) for i in images]
+    )
+    body = json.loads(b"".join(pieces))
+
+    assert body == client.build_body(request, images)
+    sent = [
+        base64.b64decode(part.get("inlineData", part.get("inline_data"))["data"])
+        for turn in body["contents"]
+        for part in turn["parts"]
+        if "inlineData" in part or "inline_data" in part
+    ]
+    assert sent == [b"second", b"first", b"third"]
+    assert body["contents"][1]["parts"][1]["thoughtSignature"] == "c2ln"
+
+
+def test_a_prompt_that_is_the_body_marker_still_gets_its_own_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "0" * 2 * n)
+    text = "runner-image-0000000000000000-0"
+    request = make_request(text=text, references=(make_reference(),))
+    pieces = request_module.encode_body(request, [PNG])
+    assert json.loads(b"".join(pieces)) == client.build_body(request, [PNG])
+
+
+async def test_a_large_answer_document_is_parsed_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[str] = []
+    read = answer_module._read
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return read(*args)
+
+    monkeypatch.setattr(answer_module, "_read", spy)
+    filler = "x" * answer_module.PARSE_OFF_LOOP_BYTES
+    relayed = [{"text": f"{filler} data:image/png;base64,{PNG_B64}"}]
+    big = await call(reply(200, answer(relayed)))
+    small = await call(reply(200, sample("200-relay-markdown-data-uri.json")))
+
+    assert big.images == small.images == (client.Image("image/png", PNG, "data-uri"),)
+    loop = threading.current_thread().name
+    assert threads[0] != loop and threads[1] == loop
+
+
+async def test_only_so_many_answers_are_read_at_once_the_rest_wait_unread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport_module, "ANSWERS_READ_AT_ONCE", 3)
+    reading = 0
+    most = 0
+    body = json.dumps(sample("200-image.json")).encode()
+
+    class Slow(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            nonlocal reading, most
+            reading += 1
+            most = max(most, reading)
+            for start in range(0, len(body), 256):
+                await anyio.sleep(0.001)
+                yield body[start : start + 256]
+            reading -= 1
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Slow())
+
+    mock = httpx.MockTransport(handler)
+    outcomes: list[Outcome] = []
+    async with client.make_http_client(concurrency=10, transport=mock) as http:
+
+        async def one() -> None:
+            outcomes.append(
+                await client.generate(http, Endpoint(BASE, KEY), make_request(), [])
+            )
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+
+    assert [o.kind for o in outcomes] == [Kind.SUCCESS] * 10
+    assert most == 3
+
+
+async def test_spilled_image_data_is_written_from_worker_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    flush = blobs_module._SpoolFile.flush
+
+    def spy(self: Any) -> None:
+        threads.append(threading.current_thread().name)
+        flush(self)
+
+    monkeypatch.setattr(blobs_module._SpoolFile, "flush", spy)
+    with SimServer(image_scale=0.0625, image_pad_bytes=2_000_000) as sim:
+        async with client.make_http_client(concurrency=1) as http:
+            outcome = await client.generate(
+                http, Endpoint(sim.url), make_request(), [], spool_dir=tmp_path
+            )
+
+    (image,) = outcome.images
+    assert image.path is not None and image.path.stat().st_size > 2_000_000
+    assert len(threads) > 1  # written as it arrives, not at the end
+    assert threading.current_thread().name not in threads
+
+
+async def test_answers_are_read_in_pieces_larger_than_httpcores_64_kb(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+    feed = BlobExtractor.feed
+
+    def spy(self: BlobExtractor, chunk: bytes) -> None:
+        sizes.append(len(chunk))
+        feed(self, chunk)
+
+    monkeypatch.setattr(BlobExtractor, "feed", spy)
+    with SimServer(image_scale=0.0625, image_pad_bytes=2_000_000) as sim:
+        async with client.make_http_client(concurrency=1) as http:
+            outcome = await client.generate(http, Endpoint(sim.url), make_request(), [])
+
+    assert outcome.kind is Kind.SUCCESS
+    assert sum(sizes) > 2_000_000
+    assert max(sizes) > 64 * 1024

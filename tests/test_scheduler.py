@@ -4,6 +4,7 @@ the simulated API, a real SQLite store, image files on disk. Backoff is shortene
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -443,3 +444,71 @@ async def test_a_reference_changed_since_planning_fails_its_item_without_sending
     assert sim.stats()["requests"] == 0
     assert attempt["outcome"] == "not_sent" and "changed" in attempt["reason"]
     assert report.status.counts["failed"] == 1
+
+
+async def test_reference_images_are_encoded_once_per_run_not_per_request(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.client import InlineImage
+
+    encoded: list[int] = []
+    of = InlineImage.of
+
+    def counted(data: bytes) -> InlineImage:
+        encoded.append(len(data))
+        return of(data)
+
+    monkeypatch.setattr(InlineImage, "of", staticmethod(counted))
+    for name, colour in (("a", "red"), ("b", "green"), ("c", "blue")):
+        Image.new("RGB", (8, 8), colour).save(tmp_path / f"{name}.png")
+    sim.add_fault(Fault("503", times=4))  # four requests sent twice
+    settings = "references:\n  - [a.png, b.png, c.png]\nsamples: 2\nconcurrency: 4\n"
+
+    report, attempts = await run(
+        tmp_path, sim, ["one", "two", "three"], settings=settings
+    )
+
+    assert report.status.counts["succeeded"] == 6
+    assert len(attempts) == sim.stats()["requests"] == 10
+    # Three images, each read and encoded once for ten requests.
+    assert len(encoded) == 3
+    # ... and every request for a prompt carried the same body.
+    assert len(sim.stats()["bodies"]) == 3
+
+
+async def test_no_store_call_runs_on_the_event_loop(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop_thread = threading.current_thread()
+    on_loop: list[str] = []
+
+    def watched(name: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is loop_thread:
+                on_loop.append(name)
+            return method(*args, **kwargs)
+
+        return call
+
+    job = write_job(tmp_path, "name: t\nprompts: [one, two, three]\nsamples: 3\n")
+    sim.add_fault(Fault("503", times=2))
+    workspace = runs.Workspace(tmp_path / "out")
+    store = workspace.open_store()
+    try:
+        for name in dir(Store):
+            if not name.startswith("_") and callable(getattr(Store, name)):
+                monkeypatch.setattr(Store, name, watched(name, getattr(Store, name)))
+        report = await execution.submit_spec(
+            load_job(job),
+            workspace=workspace,
+            store=store,
+            endpoint=Endpoint(base_url=sim.url, api_key=SECRET),
+            overrides=FAST,
+        )
+        monkeypatch.undo()
+    finally:
+        store.close()
+
+    assert report.status.counts["succeeded"] == 9
+    assert sim.stats()["requests"] == 11
+    assert on_loop == []

@@ -510,6 +510,57 @@ def test_latency_delays_every_answer() -> None:
     assert time.monotonic() - started >= 0.2
 
 
+def test_recorded_latencies_are_the_seeded_draws_again_after_a_reset() -> None:
+    with (
+        SimServer(
+            image_scale=SCALE,
+            latency=0.02,
+            latency_jitter=0.01,
+            seed=7,
+            record_latencies=True,
+        ) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        for _ in range(5):
+            http.post(GENERATE, json=request_body()).raise_for_status()
+        first = server.latencies()
+        server.reset()
+        for _ in range(5):
+            http.post(GENERATE, json=request_body()).raise_for_status()
+        again = http.get("/_sim/latencies").json()["latencies"]
+
+    assert len(first) == 5 and len(set(first)) == 5
+    assert all(0.01 <= x <= 0.03 for x in first)
+    assert again == first
+
+
+def test_latencies_are_not_kept_unless_asked(sim: SimServer) -> None:
+    with httpx.Client(base_url=sim.url) as http:
+        http.post(GENERATE, json=request_body()).raise_for_status()
+    assert sim.latencies() == []
+
+
+def test_reused_answers_are_the_same_bytes_for_the_same_request() -> None:
+    with (
+        SimServer(image_scale=SCALE, reuse_answers=True) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        first = http.post(GENERATE, json=request_body("a lighthouse"))
+        second = http.post(GENERATE, json=request_body("a lighthouse"))
+        other = http.post(GENERATE, json=request_body("a windmill"))
+        stats = server.stats()
+
+    assert first.content == second.content
+    assert image_parts(other.json())[0]["data"] != image_parts(first.json())[0]["data"]
+
+    # Each is counted as an answer sent, like any other.
+    def tokens(response: httpx.Response) -> int:
+        return int(response.json()["usageMetadata"]["totalTokenCount"])
+
+    assert stats["images_sent"] == 3
+    assert stats["usage"]["totalTokenCount"] == 2 * tokens(first) + tokens(other)
+
+
 # -- models: what each one accepts -------------------------------------------------
 
 

@@ -316,8 +316,8 @@ def test_duplicate_prompt_ids_are_refused(tmp_path: Path) -> None:
         ("samples: 1001", "got 1001"),
         ("samples: [1]", "got a list"),
         ('samples: "2"', "write it without quotes"),
-        ("concurrency: 0", "concurrency must be a whole number from 1 to 256"),
-        ("concurrency: 300", "got 300"),
+        ("concurrency: 0", "concurrency must be a whole number from 1 to 1024"),
+        ("concurrency: 1025", "got 1025"),
         ("concurrency: on", "got on (a yes/no value)"),
         ("max_attempts: 0", "max_attempts must be a whole number from 1 to 100"),
         ("max_attempts: false", "got false"),
@@ -1500,7 +1500,7 @@ def test_every_problem_in_a_job_file_is_reported_at_once_in_line_order(
         f"{at} 10: samples must be a whole number from 1 to 1000, got 'two'",
         f"{at} 11: unknown key 'sampels'; did you mean 'samples'? Valid keys are: "
         + ", ".join(TOP_LEVEL_KEYS),
-        f"{at} 12: concurrency must be a whole number from 1 to 256, got 0",
+        f"{at} 12: concurrency must be a whole number from 1 to 1024, got 0",
     ]
 
 

@@ -28,7 +28,13 @@ from benchmarks.harness.process import (
     run_logged,
     runner_cli,
 )
-from benchmarks.harness.report import Section, Verdict, render_verdicts, side_by_side
+from benchmarks.harness.report import (
+    Section,
+    Verdict,
+    columns,
+    render_verdicts,
+    side_by_side,
+)
 from benchmarks.harness.simulator import (
     SIM_IMAGE_PAD_OPTION,
     SIM_RPM_OPTION,
@@ -55,6 +61,7 @@ __all__ = [
     "Workload",
     "child_command",
     "clean_env",
+    "columns",
     "median_wall",
     "peer_available",
     "prompt_texts",

@@ -51,11 +51,12 @@ def main(argv: Sequence[str], scenarios: Mapping[str, Scenario]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench",
         description="Measure the runner against a google-genai script on the "
-        "simulated API: throughput, CPU per item, peak RSS, 100k-item scale, rpm.",
+        "simulated API: throughput, CPU per item, peak RSS, 100k-item scale, rpm, "
+        "1,024 in flight.",
         epilog="example: .venv/bin/python -m benchmarks.bench --quick",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller runs (about a minute)"
+        "--quick", action="store_true", help="smaller runs (about 4 minutes)"
     )
     parser.add_argument(
         "--only",

@@ -89,8 +89,11 @@ def peer_available() -> bool:
         return False
 
 
-def runner_command(job: Path, out: Path, base_url: str, concurrency: int) -> list[str]:
-    """The runner's child: submit `job` into `out` against `base_url`."""
+def runner_command(
+    job: Path, out: Path, base_url: str, concurrency: int, *, loop_lag: bool = False
+) -> list[str]:
+    """The runner's child: submit `job` into `out` against `base_url` (with
+    `loop_lag`, a ticker in its event loop measures how late it wakes)."""
     return child_command(
         RUNNER_CHILD,
         "--job",
@@ -101,6 +104,7 @@ def runner_command(job: Path, out: Path, base_url: str, concurrency: int) -> lis
         base_url,
         "--concurrency",
         str(concurrency),
+        *(["--loop-lag"] if loop_lag else []),
     )
 
 
@@ -111,11 +115,14 @@ def run_runner(
     *,
     texts: Sequence[str],
     faults: Sequence[dict[str, Any]] = (),
+    loop_lag: bool = False,
 ) -> Figures:
     """The runner side: `submit_spec` in a child process against `sim`."""
     shutil.rmtree(folder, ignore_errors=True)  # a fresh store: nothing to resume
     job = write_job(folder, workload, texts)
-    command = runner_command(job, folder / "out", sim.url, workload.concurrency)
+    command = runner_command(
+        job, folder / "out", sim.url, workload.concurrency, loop_lag=loop_lag
+    )
     return _measured(sim, command, folder / "runner.log", faults)
 
 
@@ -126,8 +133,10 @@ def run_peer(
     *,
     texts: Sequence[str],
     faults: Sequence[dict[str, Any]] = (),
+    max_connections: int | None = None,
 ) -> Figures:
-    """The google-genai script, same workload, same server."""
+    """The google-genai script, same workload, same server; `max_connections`
+    opens its httpx pool that far (as written it keeps httpx's default, 100)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     prompts = folder / "prompts.txt"
@@ -149,6 +158,7 @@ def run_peer(
         workload.image_size,
         "--out",
         str(folder / "images"),
+        *(["--max-connections", str(max_connections)] if max_connections else []),
     ]
     return _measured(sim, command, folder / "peer.log", faults)
 

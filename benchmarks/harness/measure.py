@@ -54,3 +54,20 @@ def percentiles(values: Sequence[float]) -> dict[str, float] | None:
         "p95": values[min(len(values) - 1, int(len(values) * 0.95))],
         "max": values[-1],
     }
+
+
+def loop_lag(lags: Sequence[float]) -> dict[str, float] | None:
+    """p50, p99 and max of event-loop lags in seconds, as ms, and how many ticks."""
+    if not lags:
+        return None
+    ordered = sorted(lags)
+
+    def at(share: float) -> float:
+        return 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+    return {
+        "p50": at(0.5),
+        "p99": at(0.99),
+        "max": 1000 * ordered[-1],
+        "ticks": len(ordered),
+    }

@@ -113,6 +113,23 @@ def side_by_side(runner: Figures, peer: Figures | None, ideal: float) -> list[st
     return lines
 
 
+def columns(
+    names: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]
+) -> list[str]:
+    """A table of figures already formatted: a label, then one column per name."""
+    label = max(len(row[0]) for row in rows) + 2
+    widths = [max(12, len(n) + 2) for n in names]
+    lines = [
+        "  "
+        + " " * label
+        + "".join(n.rjust(w) for n, w in zip(names, widths, strict=True))
+    ]
+    for title, values in rows:
+        cells = "".join(v.rjust(w) for v, w in zip(values, widths, strict=False))
+        lines.append(f"  {title.ljust(label)}{cells}".rstrip())
+    return lines
+
+
 def render_verdicts(verdicts: Sequence[Verdict]) -> str:
     """One line per target; notes follow the verdict."""
     head = ("target", "runner", "google-genai", "goal", "")

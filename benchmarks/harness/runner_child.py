@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.harness.measure import cpu, mark, peak_rss_kb, percentiles
+from benchmarks.harness.measure import cpu, loop_lag, mark, peak_rss_kb, percentiles
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
+    from runner.reports import RunReport
     from runner.scheduler import Progress
+
+# How often the ticker wakes to see how late the event loop lets it.
+TICK = 0.01
 
 
 def main(argv: Sequence[str]) -> int:
@@ -32,6 +36,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--concurrency", type=int)
+    parser.add_argument(
+        "--loop-lag",
+        action="store_true",
+        help="tick in the event loop and report how late it wakes",
+    )
     args = parser.parse_args(argv)
 
     import functools
@@ -55,18 +64,22 @@ def main(argv: Sequence[str]) -> int:
     spec = load_job(args.job)
     workspace = runs.Workspace(args.out)
     store = workspace.open_store()
+    ticks: list[tuple[float, float]] = []
+    submit = functools.partial(
+        submit_spec,
+        spec,
+        workspace=workspace,
+        store=store,
+        endpoint=Endpoint(base_url=args.base_url),
+        send=runs.SendOptions(concurrency=args.concurrency),
+        on_progress=on_progress,
+        overrides={"handle_signals": False},
+    )
     try:
         report = anyio.run(
-            functools.partial(
-                submit_spec,
-                spec,
-                workspace=workspace,
-                store=store,
-                endpoint=Endpoint(base_url=args.base_url),
-                send=runs.SendOptions(concurrency=args.concurrency),
-                on_progress=on_progress,
-                overrides={"handle_signals": False},
-            )
+            functools.partial(_with_ticker, submit, ticks, started)
+            if args.loop_lag
+            else submit
         )
     finally:
         store.close()
@@ -99,5 +112,34 @@ def main(argv: Sequence[str]) -> int:
         "image_file_bytes": images[0].stat().st_size if images else None,
         "latency_ms": percentiles(latencies),
     }
+    if args.loop_lag:
+        first = marks.get("first_request", end)["wall"]
+        last = marks.get("last_image", end)["wall"]
+        figures["loop_lag_ms"] = loop_lag(
+            [lag for at, lag in ticks if first <= at <= last]
+        )
     print(json.dumps(figures), flush=True)
     return 0
+
+
+async def _with_ticker(
+    submit: Callable[[], Awaitable[RunReport]],
+    ticks: list[tuple[float, float]],
+    started: float,
+) -> RunReport:
+    """`submit()` with a task beside it in the same event loop that sleeps TICK
+    seconds over and over and notes (when, how late) it woke: the loop's lag."""
+    import anyio
+
+    async def tick() -> None:
+        while True:
+            before = time.monotonic()
+            await anyio.sleep(TICK)
+            now = time.monotonic()
+            ticks.append((now - started, max(0.0, now - before - TICK)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        report = await submit()
+        tg.cancel_scope.cancel()
+    return report

@@ -104,6 +104,13 @@ class SimProcess:
     def requests(self) -> int:
         return int(self.stats()["requests"])
 
+    def latencies(self) -> list[float]:
+        """Each request's drawn latency since the last reset, in the order drawn
+        (the simulator must run with `--record-latencies`)."""
+        data = _http_json(f"{self.url}/_sim/latencies")
+        assert isinstance(data, dict)
+        return [float(x) for x in data["latencies"]]
+
     def reset(self) -> None:
         _http_json(f"{self.url}/_sim/reset", {})
 
@@ -114,8 +121,16 @@ class SimProcess:
         """The simulator's CPU seconds so far (Linux /proc), None elsewhere."""
         return proc_cpu(self.pid)
 
-    def warm(self, texts: Sequence[str], aspect_ratio: str, image_size: str) -> None:
-        """One request per text, so that no contender pays for first renders."""
+    def warm(
+        self,
+        texts: Sequence[str],
+        aspect_ratio: str,
+        image_size: str,
+        *,
+        parallel: int = 8,
+    ) -> None:
+        """One request per text, `parallel` at a time, so that no contender pays
+        for first renders (nor, with `--reuse-answers`, for building answers)."""
         url = f"{self.url}/v1beta/models/{MODEL}:generateContent"
 
         def send(text: str) -> None:
@@ -131,7 +146,7 @@ class SimProcess:
             }
             _http_json(url, body, timeout=120)
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
             list(pool.map(send, texts))
         self.reset()
 

@@ -33,6 +33,14 @@ class Sizes:
     rpm: int = 120
     rpm_items: int = 160
     rpm_concurrency: int = 8
+    # in flight: many requests at real latencies and real 1K answer sizes
+    inflight_prompts: int = 32
+    inflight_samples: int = 256
+    inflight_concurrency: int = 1024
+    inflight_latency: float = 16.0
+    inflight_jitter: float = 8.0  # latency drawn uniformly from latency +- this
+    inflight_seed: int = 1  # the simulator's: same latencies for every contender
+    inflight_written_share: float = 0.125  # items the 100-connection script sends
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -44,6 +52,9 @@ class Sizes:
             scale_items=10_000,
             rpm=600,
             rpm_items=100,
+            # Fewer items at the same latency: a shorter one would ask this box
+            # for more answers a second than two cores can take (2 s: 350/s).
+            inflight_samples=64,
         )
 
 

@@ -16,7 +16,7 @@ from runner.client.call import DEFAULT_MAX_RESPONSE_BYTES, generate
 from runner.client.outcome import MAX_REASON_CHARS, Image, Kind, Outcome
 from runner.client.redaction import redact
 from runner.client.relay import DEFAULT_URL_FETCH_TIMEOUT
-from runner.client.request import Endpoint, build_body, endpoint_url
+from runner.client.request import Endpoint, InlineImage, build_body, endpoint_url
 from runner.client.transport import (
     DEFAULT_TIMEOUT,
     POOL_SHARD_SIZE,
@@ -35,6 +35,7 @@ __all__ = [
     "URL_FETCH_CONNECTIONS",
     "Endpoint",
     "Image",
+    "InlineImage",
     "Kind",
     "Outcome",
     "batch",

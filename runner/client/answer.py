@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from anyio import to_thread
+
 from runner.client import relay
 from runner.client.api_errors import classify_error, parse_error
 from runner.client.blobs import ImageDataError, decode_image_data
@@ -45,6 +47,13 @@ BLOCKED_FINISH_REASONS = frozenset(
 )
 
 
+# A document this large (a relay's data URI in a text part, say: the image data of
+# `inlineData` is taken out while it streams in) is parsed in a worker thread, so
+# that the event loop is not held for the milliseconds json.loads and the data-URI
+# decoding take. A plain answer's document is a few KB.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+
+
 async def classify_answer(
     http: httpx.AsyncClient,
     status: int,
@@ -57,6 +66,68 @@ async def classify_answer(
     """The outcome of a 2xx answer: `body` is the document with its image data
     taken out into `blobs`; relay image URLs are fetched on `http` (those
     `relay.fetch_image` allows for an answer from `base_url`)."""
+    if len(body) > PARSE_OFF_LOOP_BYTES:
+        read = await to_thread.run_sync(_read, status, headers, body, blobs)
+    else:
+        read = _read(status, headers, body, blobs)
+    if isinstance(read, Outcome):
+        return read
+    meta, found = read.meta, read.found
+    images, urls, finish = found.images, found.urls, read.finish
+
+    # Every image the answer carries is kept: a link that cannot be fetched does
+    # not cost the images that did arrive (the answer is paid for either way).
+    unfetched: list[str] = []
+    for url in urls:
+        got = await relay.fetch_image(http, url, max_bytes, base_url)
+        if isinstance(got, str):
+            unfetched.append(f"could not fetch the image URL {clip(url, 120)}: {got}")
+        else:
+            images.append(got)
+    if urls:
+        meta["extra_urls"] = tuple(urls)
+
+    if images:
+        return Outcome(Kind.SUCCESS, "; ".join(unfetched), images=tuple(images), **meta)
+    if unfetched:
+        return Outcome(Kind.UNKNOWN, "; ".join(unfetched), **meta)
+    text, finish_message = meta["text"], read.finish_message
+    if finish in BLOCKED_FINISH_REASONS:
+        reason = f"finishReason {finish}"
+        if finish_message:
+            reason += f": {clip(finish_message, 120)}"
+        return Outcome(Kind.BLOCKED, reason, **meta)
+    if not read.candidates:
+        reason = "no candidates"
+    elif finish not in (None, "STOP"):
+        reason = f"finishReason {finish}"
+        if text or finish_message:
+            reason += f": {clip(text or finish_message or '', 120)}"
+    elif text:
+        reason = f"answered with text only: {clip(text, 120)}"
+    elif found.empty:
+        reason = "answered with empty image data"
+    else:
+        reason = f"empty answer (finishReason {finish or 'missing'})"
+    return Outcome(Kind.NO_IMAGE, reason, **meta)
+
+
+@dataclass(slots=True)
+class _Read:
+    """What a parsed answer holds before its image URLs are fetched."""
+
+    meta: dict[str, Any]  # the fields every outcome of this answer records
+    found: _Found
+    finish: str | None
+    finish_message: str | None
+    candidates: int
+
+
+def _read(
+    status: int, headers: httpx.Headers, body: bytes, blobs: BlobExtractor | None
+) -> Outcome | _Read:
+    """Parse the document: an Outcome if that settles it (not JSON, an error sent
+    with a 2xx, a blocked prompt, bad image data), else what it holds."""
     try:
         data: Any = json.loads(body)
     except ValueError:
@@ -114,43 +185,8 @@ async def classify_answer(
         found = _collect(candidates, blobs)
     except ImageDataError as exc:
         return Outcome(Kind.UNKNOWN, str(exc), **meta)
-    images, urls = found.images, found.urls
-    text = meta["text"] = "\n".join(found.texts)
-
-    # Every image the answer carries is kept: a link that cannot be fetched does
-    # not cost the images that did arrive (the answer is paid for either way).
-    unfetched: list[str] = []
-    for url in urls:
-        got = await relay.fetch_image(http, url, max_bytes, base_url)
-        if isinstance(got, str):
-            unfetched.append(f"could not fetch the image URL {clip(url, 120)}: {got}")
-        else:
-            images.append(got)
-    if urls:
-        meta["extra_urls"] = tuple(urls)
-
-    if images:
-        return Outcome(Kind.SUCCESS, "; ".join(unfetched), images=tuple(images), **meta)
-    if unfetched:
-        return Outcome(Kind.UNKNOWN, "; ".join(unfetched), **meta)
-    if finish in BLOCKED_FINISH_REASONS:
-        reason = f"finishReason {finish}"
-        if finish_message:
-            reason += f": {clip(finish_message, 120)}"
-        return Outcome(Kind.BLOCKED, reason, **meta)
-    if not candidates:
-        reason = "no candidates"
-    elif finish not in (None, "STOP"):
-        reason = f"finishReason {finish}"
-        if text or finish_message:
-            reason += f": {clip(text or finish_message or '', 120)}"
-    elif text:
-        reason = f"answered with text only: {clip(text, 120)}"
-    elif found.empty:
-        reason = "answered with empty image data"
-    else:
-        reason = f"empty answer (finishReason {finish or 'missing'})"
-    return Outcome(Kind.NO_IMAGE, reason, **meta)
+    meta["text"] = "\n".join(found.texts)
+    return _Read(meta, found, finish, finish_message, len(candidates))
 
 
 _MAX_TEXT_CHARS = 4096  # of each text part, kept for reasons (clipped far shorter)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
+from anyio import to_thread
 
 from runner.client.answer import classify_answer
 from runner.client.api_errors import classify_error
@@ -26,8 +27,8 @@ from runner.client.redaction import redact_bytes, seal
 from runner.client.request import (
     Endpoint,
     Refused,
-    build_body,
     checked_url,
+    encode_body,
     endpoint_url,
     request_headers,
 )
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
 
+    from runner.client.request import ReferenceData
     from runner.plan import Request
 
 # Two 4K PNGs in base64 stay well under this; anything larger is not an answer.
@@ -47,16 +49,18 @@ async def generate(
     http: httpx.AsyncClient,
     endpoint: Endpoint,
     request: Request,
-    reference_data: Sequence[bytes],
+    reference_data: Sequence[ReferenceData],
     *,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     spool_dir: Path | None = None,
 ) -> Outcome:
     """Send one generateContent call and classify the reply; never raises on I/O.
 
-    Image data is decoded while the answer streams in; with `spool_dir`, images
-    past a megabyte go to hidden temp files there (`Image.path`), which the caller
-    renames into place. Files of answers that are not a success are deleted.
+    Reference images are given as bytes or, encoded once for many calls, as
+    `InlineImage`s. Image data is decoded while the answer streams in; with
+    `spool_dir`, images past a megabyte go to hidden temp files there
+    (`Image.path`), which the caller renames into place. Files of answers that are
+    not a success are deleted.
     """
     secret = (endpoint.api_key or "").strip() or None
     try:
@@ -87,6 +91,10 @@ class _Reply:
 
 # Error bodies are only read for a reason; no need to hold a large one.
 _MAX_ERROR_BODY_BYTES = 64 * 1024
+# Image data spilled to a temp file is written from a worker thread (a write may
+# block while the kernel holds back a writer of many dirty pages) once this much
+# has gathered, and when the answer ends.
+SPOOL_FLUSH_BYTES = 256 * 1024
 
 
 async def _generate(
@@ -94,15 +102,15 @@ async def _generate(
     endpoint: Endpoint,
     secret: str | None,
     request: Request,
-    reference_data: Sequence[bytes],
+    reference_data: Sequence[ReferenceData],
     max_bytes: int,
     spool_dir: Path | None,
 ) -> Outcome:
     url = checked_url(endpoint_url(endpoint, request.model))
     headers = request_headers(endpoint, secret)
-    content = json.dumps(
-        build_body(request, reference_data), ensure_ascii=False, separators=(",", ":")
-    ).encode("utf-8")
+    pieces = encode_body(request, reference_data)
+    headers["Content-Length"] = str(sum(map(len, pieces)))
+    content = _Body(pieces)
 
     started = time.perf_counter()
     try:
@@ -143,15 +151,27 @@ async def _generate(
     return dataclasses.replace(outcome, http_status=reply.status, latency=latency)
 
 
+class _Body(httpx.AsyncByteStream):
+    """A request body sent as the pieces `encode_body` gives (its length is in the
+    headers); may be sent again if a connection drops before it went out."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+
 async def _post(
     http: httpx.AsyncClient,
     url: str,
     headers: dict[str, str],
-    content: bytes,
+    content: _Body,
     max_bytes: int,
     spool_dir: Path | None,
 ) -> _Reply:
-    if isinstance(http, RunnerClient):
+    if isinstance(http, RunnerClient) and http.direct is not None:
         request = httpx.Request(
             "POST",
             url,
@@ -164,11 +184,20 @@ async def _post(
         opened = http.stream(
             "POST", url, content=content, headers=headers, follow_redirects=False
         )
+    runner = http if isinstance(http, RunnerClient) else None
     async with opened as response:
         if response.is_success:
-            blobs = BlobExtractor(spool_dir=spool_dir)
+            declared = response.headers.get("content-length", "")
+            blobs = BlobExtractor(
+                spool_dir=spool_dir,
+                expected=int(declared) if declared.isdigit() else None,
+            )
+            writers = runner.spool_writers if runner else None
             try:
-                too_large = await _stream_answer(response, max_bytes, blobs)
+                async with runner.readers if runner else contextlib.nullcontext():
+                    too_large = await _stream_answer(
+                        response, max_bytes, blobs, writers
+                    )
             except BaseException:
                 blobs.discard()
                 raise
@@ -208,9 +237,13 @@ def _drop_unused_blobs(blobs: BlobExtractor | None, outcome: Outcome | None) -> 
 
 
 async def _stream_answer(
-    response: httpx.Response, limit: int, blobs: BlobExtractor
+    response: httpx.Response,
+    limit: int,
+    blobs: BlobExtractor,
+    writers: anyio.CapacityLimiter | None,
 ) -> bool:
-    """Feed the body to `blobs`; True if it is longer than `limit` bytes."""
+    """Feed the body to `blobs`, their temp files written by `writers` threads;
+    True if it is longer than `limit` bytes."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return True
@@ -220,6 +253,10 @@ async def _stream_answer(
         if seen > limit:
             return True
         blobs.feed(chunk)
+        if blobs.unwritten >= SPOOL_FLUSH_BYTES:
+            await to_thread.run_sync(blobs.flush, limiter=writers)
+    if blobs.needs_flush:
+        await to_thread.run_sync(blobs.flush, limiter=writers)
     return False
 
 

@@ -2,19 +2,23 @@
 
 Owns: `Endpoint` (base URL, key, auth style), the endpoint URL, the auth headers and
 the request body built from a planned `Request` (a derived `continue` sends its
-earlier turns first, each image's bytes put back in its part). A request that
-cannot be sent at all (a bad base URL, a key no header can carry) raises `Refused`
-with the outcome to report. Must not send anything or read a reply.
+earlier turns first, each image's bytes put back in its part), with images as
+base64 encoded once (`InlineImage`) and sent as pieces, not copied into each body.
+A request that cannot be sent at all (a bad base URL, a key no header can carry)
+raises `Refused` with the outcome to report. Must not send anything or read a reply.
 """
 
 from __future__ import annotations
 
-import base64
+import json
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pybase64
 
 from runner import __version__
 from runner.client.outcome import Kind, Outcome
@@ -48,21 +52,75 @@ class Refused(Exception):
         self.outcome = outcome
 
 
-def build_body(request: Request, reference_data: Sequence[bytes]) -> dict[str, Any]:
-    """The generateContent JSON body for `request`; `reference_data` holds the bytes
-    of each of `request.inline_files`, in order."""
-    if len(reference_data) != len(request.inline_files):
+@dataclass(frozen=True, slots=True)
+class InlineImage:
+    """Image bytes as a request body carries them: their base64 text, encoded once
+    and sent with every request that names the image (a run's references)."""
+
+    b64: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, data: bytes) -> InlineImage:
+        return cls(pybase64.b64encode(data))
+
+
+# What an image may be given as: its bytes, or already encoded.
+ReferenceData = bytes | InlineImage
+# A placeholder for an image's base64 text in the JSON document, then its index.
+_MARKER = re.compile(rb'"runner-image-([0-9a-f]{16})-([0-9]+)"')
+
+
+def build_body(
+    request: Request, reference_data: Sequence[ReferenceData]
+) -> dict[str, Any]:
+    """The generateContent JSON body for `request`; `reference_data` holds each of
+    `request.inline_files` (a continued conversation's images, then the
+    references), in order."""
+    texts = [_inline(data).b64.decode("ascii") for data in reference_data]
+    return _body(request, texts)
+
+
+def encode_body(
+    request: Request, reference_data: Sequence[ReferenceData]
+) -> list[bytes]:
+    """`build_body` as JSON bytes, in pieces to send one after another: the document
+    around the images, and each image's base64 text as it was given (a 14-image set
+    is neither encoded nor copied again for each request)."""
+    images = [_inline(data) for data in reference_data]
+    token = secrets.token_hex(8)
+    text = json.dumps(
+        _body(request, [f"runner-image-{token}-{i}" for i in range(len(images))]),
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    found = [m for m in _MARKER.finditer(text) if m.group(1).decode() == token]
+    if len(found) != len(images):  # the prompt holds a marker: astronomically rare
+        whole = build_body(request, images)
+        return [json.dumps(whole, ensure_ascii=False, separators=(",", ":")).encode()]
+    pieces: list[bytes] = []
+    start = 0
+    for match in found:
+        image = images[int(match.group(2))]
+        pieces += [text[start : match.start()], b'"', image.b64, b'"']
+        start = match.end()
+    pieces.append(text[start:])
+    return pieces
+
+
+def _inline(data: ReferenceData) -> InlineImage:
+    return data if isinstance(data, InlineImage) else InlineImage.of(data)
+
+
+def _body(request: Request, image_texts: Sequence[str]) -> dict[str, Any]:
+    if len(image_texts) != len(request.inline_files):
         raise ValueError(
-            f"{len(request.inline_files)} references but {len(reference_data)} "
-            "byte strings given"
+            f"{len(request.inline_files)} images but {len(image_texts)} given"
         )
-    data = iter(reference_data)
-    contents = [_turn(turn, data) for turn in request.history]
+    texts = iter(image_texts)
+    contents = [_turn(turn, texts) for turn in request.history]
     parts: list[dict[str, Any]] = [{"text": request.text}]
     for ref in request.references:
-        parts.append(
-            {"inline_data": {"mime_type": ref.mime_type, "data": _b64(next(data))}}
-        )
+        parts.append({"inline_data": {"mime_type": ref.mime_type, "data": next(texts)}})
 
     axes: dict[str, Any] = {}
     if request.aspect_ratio is not None:
@@ -147,10 +205,11 @@ def request_headers(endpoint: Endpoint, secret: str | None) -> dict[str, str]:
     return headers
 
 
-def _turn(turn: Turn, data: Iterator[bytes]) -> dict[str, Any]:
+def _turn(turn: Turn, texts: Iterator[str]) -> dict[str, Any]:
     """An earlier turn as it was sent or answered: every part verbatim (a model
-    turn's `thoughtSignature`s included), each image's bytes in place of FILE."""
-    images = [next(data) for _ in turn.files]
+    turn's `thoughtSignature`s included), each image's base64 text in place of
+    FILE."""
+    images = [next(texts) for _ in turn.files]
     parts = []
     for part in turn.parts:
         part = dict(part)
@@ -158,13 +217,9 @@ def _turn(turn: Turn, data: Iterator[bytes]) -> dict[str, Any]:
             inline = part.get(key)
             if isinstance(inline, Mapping) and FILE in inline:
                 kept = {k: v for k, v in inline.items() if k != FILE}
-                part[key] = {**kept, "data": _b64(images[inline[FILE]])}
+                part[key] = {**kept, "data": images[inline[FILE]]}
         parts.append(part)
     return {"role": turn.role, "parts": parts}
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _camel(key: str) -> str:

@@ -123,6 +123,7 @@ def submit(
                     send=send,
                     on_progress=on_progress,
                     check=check,
+                    warn=warn,
                 ),
             )
         finally:
@@ -137,6 +138,7 @@ def retry(
     include_blocked: bool = False,
     progress: ProgressDisplay | None = None,
     announce: Announce | None = None,
+    warn: Warn | None = None,
 ) -> RunReport:
     """Send a stored job's failed items again (blocked ones too if asked), then
     rebuild the gallery; with nothing to send, the job's status and no run.
@@ -177,6 +179,7 @@ def retry(
                     include_blocked=include_blocked,
                     send=send,
                     on_progress=on_progress,
+                    warn=warn,
                 ),
             )
     finally:

@@ -58,15 +58,17 @@ async def submit_spec(
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
     check: SubmitCheck | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Plan the job, store the plan, and send every item not finished yet.
 
     `overrides` replaces RunSettings fields (backoff, signals) for this run;
-    `check` is `check_submit(spec, store, price)` if the caller already has it.
+    `check` is `check_submit(spec, store, price)` if the caller already has it;
+    `warn` is told when the run sends fewer at once than asked (open-file limit).
     """
-    if check is None:
-        from anyio import to_thread
+    from anyio import to_thread
 
+    if check is None:
         from runner.runs.planning import check_submit
 
         # Nobody is asked here: the cost estimate is not read, nor learnt.
@@ -87,7 +89,10 @@ async def submit_spec(
     settings = run_settings(
         saved, check.price, send, overrides, batch_price=spec_batch_price(spec)
     )
-    job = store.upsert_job(spec.name, str(spec.path), spec.model, saved)
+    # Like every store call of a run, off the event loop.
+    job = await to_thread.run_sync(
+        store.upsert_job, spec.name, str(spec.path), spec.model, saved
+    )
     return await _run(
         store,
         job,
@@ -102,6 +107,7 @@ async def submit_spec(
             0,
         ),
         batch_mode=mode,
+        warn=warn,
     )
 
 
@@ -116,9 +122,11 @@ async def retry_job(
     send: SendOptions = _DEFAULT_SEND,
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries;
-    `price` is `stored_price(job)`, which the caller has looked up."""
+    `price` is `stored_price(job)`, which the caller has looked up; `warn` as for
+    `submit_spec`."""
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     return await _stored_run(
         store,
@@ -131,6 +139,7 @@ async def retry_job(
         on_progress,
         command="retry",
         prepare=lambda: (None, store.requeue(job, statuses)),
+        warn=warn,
     )
 
 
@@ -174,6 +183,7 @@ async def _stored_run(
     command: str,
     prepare: Callable[[], tuple[SyncResult | None, int]],
     batch_mode: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
     """A run of a stored job, with the settings it was submitted with."""
     settings = run_settings(
@@ -190,6 +200,7 @@ async def _stored_run(
         simulated=send.simulated,
         prepare=prepare,
         batch_mode=batch_mode,
+        warn=warn,
     )
 
 
@@ -263,6 +274,7 @@ async def _run(
     simulated: bool,
     prepare: Callable[[], tuple[SyncResult | None, int]],
     batch_mode: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
     """One run under the job's lease: interactive (`batch_mode` None: the job's
     live batches collected first, if any are done), or through the Batch API
@@ -272,6 +284,7 @@ async def _run(
     from anyio import to_thread
 
     from runner import client
+    from runner.runs.open_files import fit_concurrency
     from runner.scheduler import (
         BatchMode,
         Progress,
@@ -281,6 +294,13 @@ async def _run(
         run_batches,
         run_items,
     )
+
+    # Before anything is opened: as many requests in flight as open files allow.
+    fit = fit_concurrency(settings.concurrency, simulated=simulated)
+    if fit.warning is not None:
+        settings = replace(settings, concurrency=fit.concurrency)
+        if warn is not None:
+            warn(fit.warning)
 
     owner = uuid.uuid4().hex
 

@@ -156,11 +156,11 @@ class _Run(RunControl):
     async def process(self, item: WorkItem) -> None:
         request = Request.from_json(item.request_json)
         try:
-            refs = (
-                await to_thread.run_sync(self.references.load, request.inline_files)
-                if request.inline_files
-                else []
-            )
+            refs = self.references.cached(request.inline_files)
+            if refs is None:
+                refs = await to_thread.run_sync(
+                    self.references.load, request.inline_files
+                )
         except ReferenceChanged as exc:
             await self._finish_without_attempt(item, str(exc))
             return
@@ -245,7 +245,7 @@ class _Run(RunControl):
         self,
         item: WorkItem,
         request: Request,
-        refs: list[bytes],
+        refs: list[client.InlineImage],
         number: int,
         history: History,
     ) -> Ending[AttemptResult]:
@@ -295,7 +295,7 @@ class _Run(RunControl):
             ),
         )
 
-    async def _send(self, request: Request, refs: list[bytes]) -> Outcome:
+    async def _send(self, request: Request, refs: list[client.InlineImage]) -> Outcome:
         return await client.generate(
             self.http,
             self.endpoint,
@@ -306,7 +306,7 @@ class _Run(RunControl):
         )
 
     async def _connect_again(
-        self, request: Request, refs: list[bytes], failed: Outcome
+        self, request: Request, refs: list[client.InlineImage], failed: Outcome
     ) -> Outcome:
         """No connection could be opened and the base URL has answered nothing in
         this run: wait a moment and try once more, in the same attempt (nothing was

@@ -121,6 +121,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         """'{"kind": "batch-expired", "times": 1}'; kinds also """
         + ", ".join(BATCH_FAULT_KINDS),
     )
+    parser.add_argument(
+        "--reuse-answers",
+        action="store_true",
+        help="build a plain image answer once per request content and send the "
+        "same bytes to every equal request (benchmarks)",
+    )
+    parser.add_argument(
+        "--record-latencies",
+        action="store_true",
+        help="keep each request's drawn latency, served at /_sim/latencies",
+    )
     args = parser.parse_args(argv)
     try:
         faults = parse_rules(args.faults.encode()) if args.faults.strip() else []
@@ -139,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             thought_images=args.thought_images,
             thoughts_tokens=args.thoughts_tokens,
             images_per_answer=args.images_per_answer,
+            reuse_answers=args.reuse_answers,
+            record_latencies=args.record_latencies,
             extra_models=[m for m in args.extra_models.split(",") if m],
             fault_mix=[k for k in args.fault_mix.split(",") if k],
             seed=args.seed,

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from array import array
 from collections import OrderedDict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,7 @@ from runner.simulate.wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
     from anyio.abc import SocketStream, TaskGroup, TaskStatus
@@ -134,6 +135,8 @@ class SimServer:
         batch_running: float = DEFAULT_RUNNING,
         line_error_rate: float = 0.0,
         batch_support: bool = True,
+        reuse_answers: bool = False,
+        record_latencies: bool = False,
     ) -> None:
         self._faults = FaultRules(
             rate=fault_rate, mix=fault_mix, seed=seed, line_error_rate=line_error_rate
@@ -191,6 +194,15 @@ class SimServer:
         self._waiters = 0
         self._stats = Counters()
         self._jitter_rng = random.Random(seed + 1)
+        # Each request's drawn latency in the order drawn (`latencies()`), for a
+        # benchmark to replay with a perfect scheduler; off by default, since a
+        # long-lived server would keep them all.
+        self._latencies: array[float] | None = array("d") if record_latencies else None
+        # A plain image answer built once per request content and sent again to
+        # every equal request, so that a benchmark at 1,000 requests in flight
+        # measures its client, not this server's PNG and base64 encoding. Same
+        # bytes each time (label, responseId and all).
+        self._answers: _AnswerCache | None = _AnswerCache() if reuse_answers else None
         self._files: OrderedDict[str, bytes] = OrderedDict()
         # The thought signatures it issued (decoded), newest last: a later turn
         # that sends back one it never issued is refused, as the real API does.
@@ -290,6 +302,8 @@ class SimServer:
             # requests still being reply will decrement the new counter
             self._stats = Counters(in_flight=self._stats.in_flight)
             self._jitter_rng.seed(self.seed + 1)
+            if self._latencies is not None:
+                self._latencies = array("d")
             self._files.clear()
             if self._waiters:
                 self._changed.notify_all()
@@ -298,6 +312,12 @@ class SimServer:
         """A snapshot of the counters, safe to read from any thread."""
         with self._lock:
             return self._stats.snapshot()
+
+    def latencies(self) -> list[float]:
+        """Each generateContent request's drawn latency in seconds, in the order
+        drawn since the start or the last reset (needs `record_latencies`)."""
+        with self._lock:
+            return [] if self._latencies is None else self._latencies.tolist()
 
     def wait_until(
         self, condition: Callable[[Stats], bool], *, timeout: float = 10.0
@@ -477,6 +497,8 @@ class SimServer:
             return Answer(200, data, content_type="image/png")
         if req.path == "/_sim/stats" and req.method == "GET":
             return json_reply(200, self.stats())
+        if req.path == "/_sim/latencies" and req.method == "GET":
+            return json_reply(200, {"latencies": self.latencies()})
         if req.path == "/_sim/reset" and req.method == "POST":
             self.reset()
             return json_reply(200, {"ok": True})
@@ -606,6 +628,15 @@ class SimServer:
                 elif chosen is not None and chosen.kind == "line-error":
                     fault, kind = chosen, chosen.kind
                     reply = error_reply(500, "Internal error encountered.", "INTERNAL")
+                elif chosen is None and self._answers is not None:
+                    kind = "ok"
+                    reply = await self._answers.reply(
+                        # equal bodies: a Generate holds dicts, so is unhashable
+                        (model, version, body_hash),
+                        lambda: answer(
+                            gen, target, None, render=render, publish=self._publish
+                        ),
+                    )
                 else:
                     fault = chosen
                     kind = fault.kind if fault else "ok"
@@ -782,11 +813,16 @@ class SimServer:
         return None
 
     def _latency(self) -> float:
-        if self.latency_jitter <= 0:
-            return self.latency
         with self._lock:
-            jitter = self._jitter_rng.uniform(-self.latency_jitter, self.latency_jitter)
-        return max(0.0, self.latency + jitter)
+            delay = self.latency
+            if self.latency_jitter > 0:
+                jitter = self._jitter_rng.uniform(
+                    -self.latency_jitter, self.latency_jitter
+                )
+                delay = max(0.0, delay + jitter)
+            if self._latencies is not None:
+                self._latencies.append(delay)
+        return delay
 
     async def _png(self, gen: Generate, spec: ModelSpec) -> bytes:
         """The PNG of one answer; without a ratio, the first reference's decides."""
@@ -843,6 +879,42 @@ def _count_upload(counters: BatchCounters) -> None:
 
 def _count_download(stats: Counters, sign: int) -> None:
     stats.batch.downloads += sign
+
+
+class _AnswerCache:
+    """Plain image answers by request content, least recently used dropped past
+    `budget` bytes of bodies."""
+
+    budget = 256 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._bodies: OrderedDict[object, Answer] = OrderedDict()
+        self._used = 0
+
+    async def reply(
+        self, key: object, build: Callable[[], Awaitable[Answer]]
+    ) -> Answer:
+        """A fresh Answer (statistics hook its own) with the cached body for `key`,
+        built by `build` the first time."""
+        cached = self._bodies.get(key)
+        if cached is None:
+            cached = await build()
+            # Every await is behind us: only the event loop's thread gets here.
+            self._bodies[key] = cached
+            self._used += len(cached.body)
+            while self._used > self.budget and len(self._bodies) > 1:
+                _, old = self._bodies.popitem(last=False)
+                self._used -= len(old.body)
+        else:
+            self._bodies.move_to_end(key)
+        return Answer(
+            cached.status,
+            cached.body,
+            headers=cached.headers,
+            usage=cached.usage,
+            images=cached.images,
+            signatures=cached.signatures,
+        )
 
 
 def _google_reply(body: dict[str, Any]) -> Answer:
