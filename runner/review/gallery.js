@@ -1,52 +1,516 @@
 "use strict";
+// The gallery: draws window.RUNNER_GALLERY (gallery-data.js, see data.py) into
+// #list, a screenful at a time. The list is a run of blocks (a prompt's header,
+// then one block per grid row) between two spacers standing for the blocks not
+// drawn; a block's height is estimated until it has been drawn once, then known.
+// Every text from the data goes in with textContent: prompts are user text and
+// reasons come from the network.
 (() => {
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => Array.from(r.querySelectorAll(s));
-const boxes = $$("#filters input[type=checkbox]");
-const shown = $("#shown");
-const sections = $$("section.prompt").map((sec) => ({
-  sec,
-  heads: $$("thead th.col", sec),
-  rows: $$("tbody tr", sec).map((tr) => ({ tr, cells: $$("td", tr) })),
-}));
-function apply() {
-  const allowed = new Map();
-  for (const b of boxes) {
-    if (!allowed.has(b.name)) allowed.set(b.name, new Set());
-    if (b.checked) allowed.get(b.name).add(b.value);
-  }
-  const axes = [...allowed];
-  let count = 0;
-  for (const s of sections) {
-    const colOn = s.heads.map(() => false);
-    let secOn = false;
-    for (const r of s.rows) {
-      let rowOn = false;
-      r.cells.forEach((td, i) => {
-        if (!td.classList.contains("cell")) return;
-        let ok = true;
-        for (const [axis, set] of axes) {
-          const v = td.dataset[axis];
-          if (v !== undefined && !set.has(v)) { ok = false; break; }
-        }
-        td.classList.toggle("off", !ok);
-        if (ok) { rowOn = true; colOn[i] = true; count++; }
-      });
-      r.tr.hidden = !rowOn;
-      if (rowOn) secOn = true;
-    }
-    s.heads.forEach((th, i) => th.classList.toggle("gone", !colOn[i]));
-    for (const r of s.rows) {
-      r.cells.forEach((td, i) => td.classList.toggle("gone", !colOn[i]));
-    }
-    s.sec.hidden = !secOn;
-  }
-  shown.textContent = count.toLocaleString("en-US");
-  $("#nomatch").hidden = count > 0 || !sections.length;
+const D = window.RUNNER_GALLERY;
+if (!D || D.version !== 1) {
+  $("#nodata").hidden = false;
+  return;
 }
-$("#filters").addEventListener("change", apply);
+const A = D.axes;
+const IT = D.items;
+const N = IT.n;
+const STATUS = 0; // data.py: status first, then prompt
+const OVERSCAN = 900; // px drawn beyond each edge of the window
+const HEAD_EST = 150;
+const ROW_EST = 268;
+const MAX_COLS = 6; // the comparison keeps grid columns up to this many
+const CARDS = 120; // comparison cards drawn at a time
+const fmt = (n) => n.toLocaleString("en-US");
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function value(a, i) {
+  const column = IT.axis[a];
+  return column ? column[i] : 0;
+}
+function head(a, i) {
+  const v = value(a, i);
+  return v < 0 ? A[a].missing : A[a].heads[v];
+}
+const statusOf = (i) => A[STATUS].values[value(STATUS, i)];
+// a relative path as a URL: each segment percent-encoded (never a scheme)
+const href = (path) => path.split("/").map(encodeURIComponent).join("/");
+function thumbOf(i) {
+  const t = IT.thumb[i];
+  if (t === 0 || !IT.image[i]) return null;
+  if (t !== 1) return t;
+  const image = IT.image[i];
+  const name = image.slice(image.lastIndexOf("/") + 1);
+  const dot = name.lastIndexOf(".");
+  return "thumbs/" + (dot > 0 ? name.slice(0, dot) : name) + ".jpg";
+}
+
+// -- prompts: their grids and fixed facts --------------------------------------
+const prompts = D.prompts.map((p) => {
+  const C = p.columns.length;
+  const counts = {};
+  let tokens = 0;
+  let items = 0;
+  for (const i of p.cells) {
+    if (i < 0) continue;
+    const s = statusOf(i);
+    counts[s] = (counts[s] || 0) + 1;
+    if (IT.tokens[i] > 0) tokens += IT.tokens[i];
+    items++;
+  }
+  const R = p.cells.length / C;
+  return { ...p, C, R, counts, tokens, items, headH: 0, rowH: new Float32Array(R) };
+});
+function entryLabel(p, i) {
+  const axes = (p.col >= 0 ? [p.col] : []).concat(p.rows);
+  return axes.map((a) => head(a, i)).join(" · ");
+}
+function rowLines(p, r) {
+  let i = -1;
+  for (let c = 0; c < p.C && i < 0; c++) i = p.cells[r * p.C + c];
+  const lines = p.rows.map((a) => head(a, i));
+  if (p.dups[r] !== undefined) lines.push(p.dups[r]);
+  return lines;
+}
+
+// -- filters --------------------------------------------------------------------
+const allowed = A.map((ax) => new Uint8Array(ax.values.length).fill(1));
+const filterAxes = A.map((_, a) => a)
+  .filter((a) => a === STATUS || A[a].values.length > 1);
+const form = $("#filters");
+for (const a of filterAxes) {
+  const ax = A[a];
+  const set = el("fieldset");
+  set.append(el("legend", "", ax.title));
+  if (a !== STATUS && ax.values.length > D.layout.chip_max) {
+    const box = el("input", "find");
+    box.type = "search";
+    box.name = "q" + a;
+    box.placeholder = `${fmt(ax.values.length)} values: type to narrow`;
+    box.setAttribute("aria-label", ax.title + " contains");
+    set.append(box);
+  } else {
+    ax.values.forEach((v, k) => {
+      const chip = el("label", a === STATUS ? "chip s-" + v : "chip");
+      const refs = ax.key === "references" ? D.references[v] : undefined;
+      chip.title = (refs ? refs.join(", ") + "\n" : "") + "double-click: only this";
+      const box = el("input");
+      box.type = "checkbox";
+      box.name = "f" + a;
+      box.value = v;
+      box.checked = true;
+      box.dataset.k = k;
+      const text = el("span", "", ax.chips[k] + " ");
+      text.append(el("small", "", fmt(ax.counts[k])));
+      chip.append(box, text);
+      set.append(chip);
+    });
+  }
+  $("#fsets").append(set);
+}
+const boxes = $$("input[type=checkbox]", form);
+const finds = $$("input.find", form);
+const promptIndex = new Map(prompts.map((p, n) => [p.id, n]));
+function readFilters() {
+  for (const b of boxes) allowed[+b.name.slice(1)][+b.dataset.k] = b.checked ? 1 : 0;
+  for (const f of finds) {
+    const a = +f.name.slice(1);
+    const q = f.value.trim().toLowerCase();
+    A[a].values.forEach((v, k) => {
+      let hit = !q || A[a].chips[k].toLowerCase().includes(q);
+      if (!hit && A[a].key === "prompt") {
+        const p = prompts[promptIndex.get(v)];
+        hit = !!p && p.texts.some((t) => t.toLowerCase().includes(q));
+      }
+      allowed[a][k] = hit ? 1 : 0;
+    });
+  }
+}
+const on = new Uint8Array(N);
+function computeOn() {
+  const tests = filterAxes.filter((a) => allowed[a].includes(0))
+    .map((a) => [IT.axis[a], allowed[a]]);
+  let count = 0;
+  for (let i = 0; i < N; i++) {
+    let ok = 1;
+    for (const [column, yes] of tests) {
+      const v = column ? column[i] : 0;
+      if (v >= 0 && !yes[v]) { ok = 0; break; }
+    }
+    on[i] = ok;
+    count += ok;
+  }
+  return count;
+}
+
+// -- blocks and pages -----------------------------------------------------------
+// A block: {p, r} (r = -1: the prompt's header), `last`: the prompt's last row.
+let pages = [[]];
+let pageItems = [0];
+let page = 0;
+function blockHeight(b) {
+  const p = prompts[b.p];
+  return b.r < 0 ? p.headH || HEAD_EST : p.rowH[b.r] || ROW_EST;
+}
+function layout() {
+  pages = [[]];
+  pageItems = [0];
+  let height = 0;
+  for (let n = 0; n < prompts.length; n++) {
+    const p = prompts[n];
+    p.colOn = new Uint8Array(p.C);
+    p.rowsOn = [];
+    const shown = [];
+    for (let r = 0; r < p.R; r++) {
+      let any = 0;
+      for (let c = 0; c < p.C; c++) {
+        const i = p.cells[r * p.C + c];
+        if (i >= 0 && on[i]) { any++; p.colOn[c] = 1; }
+      }
+      if (any) { p.rowsOn.push(r); shown.push(any); }
+    }
+    if (!p.rowsOn.length) continue;
+    p.ncols = p.colOn.reduce((s, v) => s + v, 0);
+    const add = (b, items) => {
+      const h = blockHeight(b);
+      if (height + h > D.layout.page_px && pages[pages.length - 1].length) {
+        pages.push([]);
+        pageItems.push(0);
+        height = 0;
+        if (b.r >= 0) add({ p: n, r: -1, more: true }, 0); // its header again
+      }
+      pages[pages.length - 1].push(b);
+      pageItems[pages.length - 1] += items;
+      height += h;
+    };
+    add({ p: n, r: -1 }, 0);
+    p.rowsOn.forEach((r, k) => add({ p: n, r, last: k === p.rowsOn.length - 1 }, shown[k]));
+  }
+}
+
+// -- drawing a block ------------------------------------------------------------
+function gridRow(p) {
+  const row = el("div", "grow");
+  row.style.gridTemplateColumns =
+    (p.rows.length ? "var(--label) " : "") + `repeat(${p.ncols}, var(--cell))`;
+  return row;
+}
+function marked(text, names) {
+  const out = el("p", "ptext");
+  if (!names.length) { out.textContent = text; return out; }
+  const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const token = new RegExp("(\\{(?:" + names.map(escape).join("|") + ")\\})");
+  text.split(token).forEach((part, k) => {
+    if (part) out.append(k % 2 ? el("span", "var", part) : document.createTextNode(part));
+  });
+  return out;
+}
+function drawHead(b) {
+  const p = prompts[b.p];
+  const blk = el("div", "blk head");
+  blk.dataset.prompt = p.id;
+  const card = el("div", "part");
+  const top = el("div", "phead");
+  const title = el("div", "ptitle");
+  title.append(el("h2", "", p.id + (b.more ? " (continued)" : "")));
+  p.texts.slice(0, 3).forEach((t, k) => {
+    const line = marked(t, p.vars);
+    if (k) line.classList.add("alt");
+    title.append(line);
+  });
+  if (p.texts.length > 3) {
+    title.append(el("p", "ptext alt", `… and ${fmt(p.texts.length - 3)} more wordings`));
+  }
+  const side = el("div", "pside");
+  const counts = el("p", "pcounts");
+  for (const s of A[STATUS].values) {
+    if (!p.counts[s]) continue;
+    const span = el("span", "s-" + s);
+    span.append(el("i", "dot"), `${fmt(p.counts[s])} ${s}`);
+    counts.append(span);
+  }
+  counts.append(el("span", "", `${fmt(p.tokens)} tokens`));
+  const act = el("div", "pact");
+  if (p.sheets.length) {
+    const links = el("span", "sheets", "contact sheet");
+    p.sheets.forEach((rel, k) => {
+      const a = el("a", "", p.sheets.length === 1 ? "PNG" : `PNG ${k + 1}`);
+      a.href = href(rel); a.target = "_blank"; a.rel = "noopener";
+      links.append(" ", a);
+    });
+    act.append(links);
+  }
+  const cmp = el("button", "cmp", `Compare ${fmt(p.items)} side by side`);
+  cmp.type = "button";
+  cmp.dataset.compare = b.p;
+  act.append(cmp);
+  side.append(counts, act);
+  top.append(title, side);
+  card.append(top);
+  if (p.col >= 0 || p.rows.length) {
+    const heads = gridRow(p);
+    heads.classList.add("heads");
+    if (p.rows.length) heads.append(el("div", "corner", p.rows.map((a) => A[a].title).join(" / ")));
+    for (let c = 0; c < p.C; c++) {
+      if (p.colOn[c]) heads.append(el("div", "col", p.col >= 0 ? A[p.col].heads[p.columns[c]] : ""));
+    }
+    card.append(heads);
+  }
+  blk.append(card);
+  return blk;
+}
+function drawRow(b) {
+  const p = prompts[b.p];
+  const blk = el("div", b.last ? "blk row last" : "blk row");
+  blk.dataset.prompt = p.id;
+  const card = el("div", "part");
+  const row = gridRow(p);
+  if (p.rows.length) {
+    const label = el("div", "rl");
+    for (const line of rowLines(p, b.r)) label.append(el("span", "", line));
+    row.append(label);
+  }
+  for (let c = 0; c < p.C; c++) {
+    if (!p.colOn[c]) continue;
+    const i = p.cells[b.r * p.C + c];
+    if (i < 0) {
+      const hole = el("div", "void");
+      hole.append(el("div", "frame", "not in plan"));
+      row.append(hole);
+    } else {
+      row.append(drawCell(p, i));
+    }
+  }
+  card.append(row);
+  blk.append(card);
+  return blk;
+}
+function frameOf(i, label, full) {
+  const image = IT.image[i];
+  const thumb = thumbOf(i);
+  if (thumb) {
+    const a = el("a", "frame");
+    a.href = href(image); a.target = "_blank"; a.rel = "noopener";
+    const img = el("img");
+    img.loading = "lazy"; img.decoding = "async"; img.alt = label;
+    img.src = href(full ? image : thumb);
+    a.append(img);
+    return a;
+  }
+  const s = statusOf(i);
+  const ph = el("div", "frame ph");
+  ph.append(el("b", "", s === "succeeded" ? "no image" : s),
+            el("span", "reason", IT.reasons[IT.reason[i]]));
+  return ph;
+}
+function extras(i, into) {
+  const s = statusOf(i);
+  const cap = el("div", "cap");
+  cap.append(el("span", "badge s-" + s, s));
+  if (IT.simulated && IT.simulated[i]) {
+    // a --simulate result is never mistaken for a real one (SPEC 5)
+    const sim = el("span", "badge s-simulated", "simulated");
+    sim.title = "made by --simulate, not the API";
+    cap.append(sim);
+  }
+  const mark = IT.image[i] ? D.marks[IT.image[i]] : undefined;
+  if (mark && mark.mark) cap.append(el("span", "mark m-" + mark.mark, mark.mark === "star" ? "★ star" : "✕ reject"));
+  const n = IT.attempts[i];
+  let meta = `${n} attempt${n === 1 ? "" : "s"}`;
+  if (IT.tokens[i] >= 0) meta += ` · ${fmt(IT.tokens[i])} tok`;
+  cap.append(el("span", "meta", meta));
+  into.append(cap);
+  if (mark && mark.note) into.append(el("p", "mnote", mark.note));
+  const more = D.extra[i];
+  if (more) {
+    const box = el("div", "more");
+    more.forEach((rel, k) => {
+      const a = el("a", "", `image ${k + 2}`);
+      a.href = href(rel); a.target = "_blank"; a.rel = "noopener";
+      box.append(a);
+    });
+    into.append(box);
+  }
+  const g = D.grounding[i];
+  if (g) into.append(grounding(g));
+}
+function drawCell(p, i) {
+  const s = statusOf(i);
+  const cell = el("div", on[i] ? "cell s-" + s : "cell off s-" + s);
+  cell.dataset.i = i;
+  const label = entryLabel(p, i);
+  cell.title = `${IT.texts[IT.text[i]]}\n${label}\nkey ${IT.key[i]}`;
+  cell.append(frameOf(i, label, false));
+  extras(i, cell);
+  return cell;
+}
+// A grounded image's sources, and Google's search suggestions shown exactly as
+// given (Google's terms for grounding ask that they stay visible with the answer:
+// ai.google.dev/gemini-api/docs/grounding/search-suggestions). The suggestions are
+// markup from the network: they go in an iframe's srcdoc (data.py's document with
+// its own Content-Security-Policy), sandboxed before the srcdoc is set: without
+// allow-scripts nothing in it runs, without allow-same-origin it cannot reach this
+// page; allow-popups(-to-escape-sandbox) lets a click open Google's results page
+// in a new tab as an ordinary page.
+function grounding(g) {
+  const box = el("div", "ground");
+  const links = g.sources.filter(([, uri]) => /^https?:\/\//i.test(uri));
+  if (links.length) {
+    const list = el("ol", "src");
+    for (const [title, uri] of links) {
+      const a = el("a", "", title);
+      a.href = uri; a.target = "_blank"; a.rel = "noopener noreferrer";
+      const li = el("li");
+      li.append(a);
+      list.append(li);
+    }
+    box.append(list);
+  }
+  if (g.suggestions !== null) {
+    const frame = el("iframe", "gs");
+    frame.title = "Google Search suggestions";
+    frame.loading = "lazy";
+    frame.setAttribute("sandbox", "allow-popups allow-popups-to-escape-sandbox");
+    frame.srcdoc = g.suggestions;
+    box.append(frame);
+  } else if (g.queries.length) {
+    box.append(el("p", "gq", "searched: " + g.queries.join(" · ")));
+  }
+  return box;
+}
+
+// -- the window -------------------------------------------------------------------
+const list = $("#list");
+const above = el("div", "spacer");
+const below = el("div", "spacer");
+list.append(above, below);
+let offsets = new Float64Array(1);
+let drawn = new Map(); // block index -> element
+let first = 0;
+let end = 0;
+function measureAll() {
+  const blocks = pages[page];
+  offsets = new Float64Array(blocks.length + 1);
+  for (let k = 0; k < blocks.length; k++) offsets[k + 1] = offsets[k] + blockHeight(blocks[k]);
+}
+function firstAfter(y) { // the first block whose bottom edge is below y
+  let lo = 0;
+  let hi = pages[page].length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (offsets[mid + 1] > y) hi = mid; else lo = mid + 1;
+  }
+  return lo;
+}
+let queued = false;
+let firstDrawn = false;
+function schedule() {
+  if (!queued) { queued = true; requestAnimationFrame(draw); }
+}
+function draw() {
+  queued = false;
+  const blocks = pages[page];
+  const top = -list.getBoundingClientRect().top;
+  const a = Math.min(firstAfter(top - OVERSCAN), blocks.length);
+  const b = Math.max(a, Math.min(firstAfter(top + innerHeight + OVERSCAN) + 1, blocks.length));
+  if (a === first && b === end && drawn.size) return;
+  for (const [k, node] of drawn) {
+    if (k < a || k >= b) { node.remove(); drawn.delete(k); }
+  }
+  const fresh = [];
+  let next = below;
+  for (let k = b - 1; k >= a; k--) {
+    let node = drawn.get(k);
+    if (!node) {
+      const blk = blocks[k];
+      node = blk.r < 0 ? drawHead(blk) : drawRow(blk);
+      list.insertBefore(node, next);
+      drawn.set(k, node);
+      fresh.push([k, node]);
+    }
+    next = node;
+  }
+  first = a; end = b;
+  if (!firstDrawn && fresh.length) {
+    // when the first rows were drawn, and a frame later painted (benchmarks/)
+    firstDrawn = true;
+    performance.mark("gallery:rows");
+    requestAnimationFrame(() => performance.mark("gallery:painted"));
+  }
+  above.style.height = offsets[a] + "px";
+  below.style.height = offsets[blocks.length] - offsets[b] + "px";
+  let changed = false;
+  for (const [k, node] of fresh) { // one layout for all of them
+    const blk = blocks[k];
+    const h = node.offsetHeight;
+    if (Math.abs(h - blockHeight(blk)) < 0.5) continue;
+    if (blk.r < 0) prompts[blk.p].headH = h; else prompts[blk.p].rowH[blk.r] = h;
+    changed = true;
+  }
+  if (changed) {
+    measureAll(); // blocks outside [a, b) are unchanged, so are the spacers
+    schedule();
+  }
+}
+function redraw() {
+  for (const node of drawn.values()) node.remove();
+  drawn = new Map();
+  first = end = 0;
+  measureAll();
+  drawPager();
+  schedule();
+}
+addEventListener("scroll", schedule, { passive: true });
+addEventListener("resize", schedule);
+
+// -- pages ------------------------------------------------------------------------
+const pagers = $$("nav.pager");
+function drawPager() {
+  for (const nav of pagers) {
+    nav.hidden = pages.length < 2;
+    if (nav.hidden) continue;
+    const prev = el("button", "prev", "‹ previous");
+    const next = el("button", "next", "next ›");
+    prev.type = next.type = "button";
+    prev.disabled = page === 0;
+    next.disabled = page === pages.length - 1;
+    prev.onclick = () => go(page - 1);
+    next.onclick = () => go(page + 1);
+    const where = el("span", "where",
+      `page ${page + 1} of ${pages.length} · ${fmt(pageItems[page])} items`);
+    nav.replaceChildren(prev, where, next);
+  }
+}
+function go(n) {
+  page = Math.max(0, Math.min(n, pages.length - 1));
+  redraw();
+  pagers[0].scrollIntoView();
+}
+
+function apply() {
+  readFilters();
+  const count = computeOn();
+  layout();
+  page = Math.min(page, pages.length - 1);
+  $("#shown").textContent = fmt(count);
+  $("#nomatch").hidden = count > 0 || !N;
+  redraw();
+}
+form.addEventListener("change", apply);
+let typing = 0;
+form.addEventListener("input", (e) => {
+  if (!e.target.classList.contains("find")) return;
+  clearTimeout(typing);
+  typing = setTimeout(apply, 120);
+});
 // double-click a chip: keep only that value of its axis
-$("#filters").addEventListener("dblclick", (e) => {
+form.addEventListener("dblclick", (e) => {
   const chip = e.target.closest("label.chip");
   if (!chip) return;
   const box = $("input", chip);
@@ -54,92 +518,83 @@ $("#filters").addEventListener("dblclick", (e) => {
   apply();
 });
 $("#fold").addEventListener("click", (e) => {
-  const folded = $("#filters").classList.toggle("folded");
+  const folded = form.classList.toggle("folded");
   e.target.textContent = folded ? "show filters" : "hide filters";
   e.target.setAttribute("aria-expanded", String(!folded));
 });
 $("#reset").addEventListener("click", () => {
   for (const b of boxes) b.checked = true;
+  for (const f of finds) f.value = "";
   apply();
 });
+
+// -- comparison -------------------------------------------------------------------
 const overlay = $("#compare");
-const grid = $("#cmpgrid");
+const cmpgrid = $("#cmpgrid");
 let lastFocus = null;
+let more = null;
 // Same columns as the prompt's grid (an empty slot where a cell is missing or
 // filtered out), so one column keeps one aspect ratio; free flow past MAX_COLS.
-const MAX_COLS = 6;
-function openCompare(id) {
-  const sec = document.getElementById("p-" + id);
-  if (!sec) return;
-  const cols = $$("thead th.col", sec).map((th) => !th.classList.contains("gone"));
-  const width = cols.filter(Boolean).length;
-  const aligned = width <= MAX_COLS;
+function openCompare(n) {
+  const p = prompts[n];
+  const cols = [];
+  for (let c = 0; c < p.C; c++) if (p.colOn[c]) cols.push(c);
+  const aligned = cols.length <= MAX_COLS;
   const slots = [];
   let count = 0;
-  for (const tr of $$("tbody tr", sec)) {
-    if (tr.hidden) continue;
-    $$("td", tr).forEach((td, i) => {
-      if (!cols[i]) return;
-      if (td.classList.contains("cell") && !td.classList.contains("off")) {
-        slots.push(card(td));
-        count++;
-      } else if (aligned) {
-        slots.push(document.createElement("div"));
-      }
-    });
+  for (const r of p.rowsOn) {
+    for (const c of cols) {
+      const i = p.cells[r * p.C + c];
+      if (i >= 0 && on[i]) { slots.push(i); count++; } else if (aligned) slots.push(-1);
+    }
   }
-  if (!count) {
-    const none = document.createElement("p");
-    none.className = "cmpnone";
-    none.textContent = "No variant of this prompt passes the filters.";
-    slots.push(none);
-  }
-  grid.classList.toggle("free", !aligned);
-  grid.style.setProperty("--cols", String(Math.max(1, width)));
-  grid.replaceChildren(...slots);
-  $("#cmpt").textContent = id + " · " + count + " shown";
-  $("#cmpx").textContent = $(".ptext", sec).textContent;
+  cmpgrid.classList.toggle("free", !aligned);
+  cmpgrid.style.setProperty("--cols", String(Math.max(1, cols.length)));
+  cmpgrid.replaceChildren();
+  if (!count) cmpgrid.append(el("p", "cmpnone", "No variant of this prompt passes the filters."));
+  let done = 0;
+  const sentinel = el("div", "cmpmore");
+  const fill = () => {
+    const part = slots.slice(done, done + CARDS).map((i) => (i < 0 ? el("div") : card(p, i)));
+    done += part.length;
+    sentinel.before(...part);
+    if (done >= slots.length) { sentinel.remove(); more.disconnect(); }
+  };
+  if (more) more.disconnect();
+  more = new IntersectionObserver((seen) => { if (seen.some((s) => s.isIntersecting)) fill(); },
+                                  { root: overlay, rootMargin: "600px" });
+  cmpgrid.append(sentinel);
+  fill();
+  if (done < slots.length) more.observe(sentinel);
+  $("#cmpt").textContent = `${p.id} · ${count} shown`;
+  $("#cmpx").textContent = p.texts[0] || "";
   lastFocus = document.activeElement;
   overlay.hidden = false;
   document.body.classList.add("modal");
   $("#cmpclose").focus();
 }
-function card(td) {
-  const fig = document.createElement("figure");
-  fig.className = "card " + [...td.classList].filter((c) => c.startsWith("s-"))
-    .join(" ");
-  if (td.dataset.full) {
-    const a = document.createElement("a");
-    a.href = td.dataset.full; a.target = "_blank"; a.rel = "noopener";
-    const img = document.createElement("img");
-    img.src = td.dataset.full; img.alt = td.dataset.label;
-    img.loading = "lazy"; img.decoding = "async";
-    a.append(img);
-    fig.append(a);
-  } else {
-    fig.append($(".frame", td).cloneNode(true));
-  }
-  const label = document.createElement("figcaption");
-  label.className = "lbl";
-  label.textContent = td.dataset.label || "(single item)";
-  fig.append(label, $(".cap", td).cloneNode(true));
-  for (const extra of [$(".more", td), $(".ground", td)]) {
-    if (extra) fig.append(extra.cloneNode(true));
-  }
+function card(p, i) {
+  const fig = el("figure", "card s-" + statusOf(i));
+  const label = entryLabel(p, i);
+  fig.append(frameOf(i, label, true), el("figcaption", "lbl", label || "(single item)"));
+  extras(i, fig);
   return fig;
 }
 function closeCompare() {
   overlay.hidden = true;
-  grid.replaceChildren();
+  if (more) more.disconnect();
+  cmpgrid.replaceChildren();
   document.body.classList.remove("modal");
   if (lastFocus) lastFocus.focus();
 }
 document.addEventListener("click", (e) => {
   const b = e.target.closest("button.cmp");
-  if (b) openCompare(b.dataset.compare);
+  if (b) openCompare(+b.dataset.compare);
 });
 $("#cmpclose").addEventListener("click", closeCompare);
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !overlay.hidden) closeCompare();
 });
+
+apply();
 })();
