@@ -302,6 +302,7 @@ def browser(index: Path) -> None:
                 f"median {statistics.median(jumps):.0f} ms, max {max(jumps):.0f} ms"
             )
             page.evaluate("() => window.scrollTo(0, 0)")
+            page.wait_for_selector("button.cmp")
             compare = _frame_after(page, "document.querySelector('button.cmp').click()")
             print(f"comparison view open: {compare:.0f} ms")
             if errors:

@@ -165,7 +165,8 @@ def gallery_items(folder: Path) -> list[dict[str, Any]]:
             column = items["axis"][a]
             v = 0 if column is None else column[i]
             item[axis["key"]] = None if v < 0 else axis["values"][v]
-        thumb, image = items["thumb"][i], items["image"][i]
+        thumb, name = items["thumb"][i], items["image"][i]
+        image = items["image_dir"] + name if name else ""
         item.update(
             key=items["key"][i],
             text=items["texts"][items["text"][i]],
@@ -205,7 +206,7 @@ def test_every_item_is_in_the_data_once_and_excluded_cells_are_marked(
     # every item in exactly one cell of its prompt's grid; poster, Kyoto / flat
     # vector, 1:1 was excluded: a hole in the grid
     prompts = gallery_data(job.folder)["prompts"]
-    cells = [i for p in prompts for i in p["cells"]]
+    cells = [i + p["first"] if i >= 0 else i for p in prompts for i in p["cells"]]
     assert sorted(i for i in cells if i >= 0) == list(range(len(items)))
     assert cells.count(-1) == 1
     (poster,) = [p for p in prompts if p["id"] == "poster"]

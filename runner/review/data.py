@@ -13,16 +13,18 @@ statement, `window.RUNNER_GALLERY = {...};`, whose object is JSON:
                 sample; `chips` and `heads` are how each value reads in the filters
                 and in headers (`missing`: in a header, for an item without it)
     references  {label: [path as written, ...]}: what each reference set sends
-    prompts     [{id, texts, vars, col, rows, columns, cells, dups, sheets}]: a
-                prompt's grid; `col`/`rows` are indices into `axes`, `columns`
-                value indices of `col`, `cells` item indices row by row (-1: not
-                in the plan), `dups` {row: label} where two items share a cell
+    prompts     [{id, texts, vars, col, rows, columns, first, cells, dups,
+                sheets}]: a prompt's grid; `col`/`rows` are indices into `axes`,
+                `columns` value indices of `col`, `cells` row by row the item
+                index minus `first` (-1: not in the plan), `dups` {row: label}
+                where two items share a cell
     items       columns of `n` values each, item i at index i: `axis` (a value
                 index per axis, -1 where the item has no such axis, null where
                 every item has value 0), `key` (12 hex), `text` (into `texts`),
                 `attempts`, `tokens` (-1: nothing billed), `reason` (into
-                `reasons`), `image` (its first image, "" if none), `thumb` (0 none,
-                1 `thumbs/<image stem>.jpg`, or the path), `simulated` (0/1 or null)
+                `reasons`), `image` (its first image after `image_dir`, "" if none),
+                `thumb` (0 none, 1 `thumbs/<image stem>.jpg`, or the path),
+                `simulated` (0/1 or null)
     extra       {item: [paths]}: an item's second and later images
     grounding   {item: {sources: [[title, uri]], suggestions, queries}}; suggestions
                 is the whole srcdoc of its sandboxed frame (or null)
@@ -39,9 +41,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from runner.outputs import IMAGES_DIR
 from runner.review.grid import NO_VALUE, axis_title, chip_label, value_label
 from runner.review.sheets import CONTACT_DIR
 from runner.review.thumbnails import THUMBS_DIR
@@ -105,6 +107,10 @@ def gallery_data(
     reasons = _Table([""])
     extra: dict[str, list[str]] = {}
     grounding: dict[str, dict[str, Any]] = {}
+    images = [e.image or "" for e in entries]
+    image_dir = f"{IMAGES_DIR}/"
+    if not all(i.startswith(image_dir) for i in images if i):
+        image_dir = ""
     items: dict[str, Any] = {
         "n": len(entries),
         "axis": [axis.column(entries) for axis in axes],
@@ -113,7 +119,8 @@ def gallery_data(
         "attempts": [int(e.row.get("attempts") or 0) for e in entries],
         "tokens": [-1 if e.tokens is None else e.tokens for e in entries],
         "reason": [reasons.add(e.reason) for e in entries],
-        "image": [e.image or "" for e in entries],
+        "image_dir": image_dir,
+        "image": [i[len(image_dir) :] for i in images],
         "thumb": [_thumb(e) for e in entries],
         "simulated": None,
     }
@@ -149,7 +156,7 @@ def gallery_data(
 def thumb_path(image: str) -> str:
     """Where the page looks for an image's thumbnail when `thumb` is 1: the rule
     gallery.js applies (`thumbs/` + the file name up to its last dot + `.jpg`)."""
-    name = PurePosixPath(image).name
+    name = image.rpartition("/")[2]
     dot = name.rfind(".")
     return f"{THUMBS_DIR}/{name[:dot] if dot > 0 else name}.jpg"
 
@@ -241,8 +248,9 @@ def _prompt(
 ) -> dict[str, Any]:
     col = axis_index[grid.col_axis] if grid.col_axis else -1
     columns = [axes[col].index[v] for v in grid.columns] if col >= 0 else [0]
+    first = min(index[id(e)] for e in grid.entries)
     cells = [
-        index[id(cell)] if (cell := grid.cells.get((r, c))) is not None else -1
+        index[id(cell)] - first if (cell := grid.cells.get((r, c))) is not None else -1
         for r in range(len(grid.rows))
         for c in range(len(grid.columns))
     ]
@@ -258,6 +266,7 @@ def _prompt(
         "col": col,
         "rows": [axis_index[a] for a in grid.row_axes],
         "columns": columns,
+        "first": first,
         "cells": cells,
         "dups": dups,
         "sheets": list(sheets),

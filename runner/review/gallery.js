@@ -16,6 +16,8 @@ if (!D || D.version !== 1) {
 const A = D.axes;
 const IT = D.items;
 const N = IT.n;
+// an item's first image, relative to the job folder ("" if none)
+const imageOf = (i) => (IT.image[i] ? IT.image_dir + IT.image[i] : "");
 const STATUS = 0; // data.py: status first, then prompt
 const OVERSCAN = 900; // px drawn beyond each edge of the window
 const HEAD_EST = 150;
@@ -31,7 +33,7 @@ function el(tag, cls, text) {
   return e;
 }
 function value(a, i) {
-  const column = IT.axis[a];
+  const column = IT.axis[a]; // the data's array: columns (below) is for filters
   return column ? column[i] : 0;
 }
 function head(a, i) {
@@ -45,7 +47,7 @@ function thumbOf(i) {
   const t = IT.thumb[i];
   if (t === 0 || !IT.image[i]) return null;
   if (t !== 1) return t;
-  const image = IT.image[i];
+  const image = imageOf(i);
   const name = image.slice(image.lastIndexOf("/") + 1);
   const dot = name.lastIndexOf(".");
   return "thumbs/" + (dot > 0 ? name.slice(0, dot) : name) + ".jpg";
@@ -54,6 +56,7 @@ function thumbOf(i) {
 // -- prompts: their grids and fixed facts --------------------------------------
 const prompts = D.prompts.map((p) => {
   const C = p.columns.length;
+  p.cells = p.cells.map((k) => (k < 0 ? -1 : k + p.first));
   const counts = {};
   let tokens = 0;
   let items = 0;
@@ -133,15 +136,22 @@ function readFilters() {
   }
 }
 const on = new Uint8Array(N);
+const columns = IT.axis.map((c) => (c ? Int32Array.from(c) : null));
 function computeOn() {
-  const tests = filterAxes.filter((a) => allowed[a].includes(0))
-    .map((a) => [IT.axis[a], allowed[a]]);
+  const cols = [];
+  const yes = [];
+  for (const a of filterAxes) {
+    if (!allowed[a].includes(0)) continue;
+    if (columns[a] === null && !allowed[a][0]) { on.fill(0); return 0; }
+    if (columns[a] !== null) { cols.push(columns[a]); yes.push(allowed[a]); }
+  }
+  if (!cols.length) { on.fill(1); return N; }
   let count = 0;
   for (let i = 0; i < N; i++) {
     let ok = 1;
-    for (const [column, yes] of tests) {
-      const v = column ? column[i] : 0;
-      if (v >= 0 && !yes[v]) { ok = 0; break; }
+    for (let t = 0; t < cols.length; t++) {
+      const v = cols[t][i];
+      if (v >= 0 && yes[t][v] === 0) { ok = 0; break; }
     }
     on[i] = ok;
     count += ok;
@@ -292,7 +302,7 @@ function drawRow(b) {
   return blk;
 }
 function frameOf(i, label, full) {
-  const image = IT.image[i];
+  const image = imageOf(i);
   const thumb = thumbOf(i);
   if (thumb) {
     const a = el("a", "frame");
@@ -319,7 +329,7 @@ function extras(i, into) {
     sim.title = "made by --simulate, not the API";
     cap.append(sim);
   }
-  const mark = IT.image[i] ? D.marks[IT.image[i]] : undefined;
+  const mark = IT.image[i] ? D.marks[imageOf(i)] : undefined;
   if (mark && mark.mark) cap.append(el("span", "mark m-" + mark.mark, mark.mark === "star" ? "★ star" : "✕ reject"));
   const n = IT.attempts[i];
   let meta = `${n} attempt${n === 1 ? "" : "s"}`;
@@ -410,20 +420,22 @@ function firstAfter(y) { // the first block whose bottom edge is below y
 }
 let queued = false;
 let firstDrawn = false;
+let listTop = null; // the list's top edge in the document; null: measure it again
 function schedule() {
   if (!queued) { queued = true; requestAnimationFrame(draw); }
 }
 function draw() {
   queued = false;
   const blocks = pages[page];
-  const top = -list.getBoundingClientRect().top;
+  if (listTop === null) listTop = list.getBoundingClientRect().top + scrollY;
+  const top = scrollY - listTop;
   const a = Math.min(firstAfter(top - OVERSCAN), blocks.length);
   const b = Math.max(a, Math.min(firstAfter(top + innerHeight + OVERSCAN) + 1, blocks.length));
   if (a === first && b === end && drawn.size) return;
   for (const [k, node] of drawn) {
     if (k < a || k >= b) { node.remove(); drawn.delete(k); }
   }
-  const fresh = [];
+  let added = false;
   let next = below;
   for (let k = b - 1; k >= a; k--) {
     let node = drawn.get(k);
@@ -432,12 +444,12 @@ function draw() {
       node = blk.r < 0 ? drawHead(blk) : drawRow(blk);
       list.insertBefore(node, next);
       drawn.set(k, node);
-      fresh.push([k, node]);
+      added = true;
     }
     next = node;
   }
   first = a; end = b;
-  if (!firstDrawn && fresh.length) {
+  if (!firstDrawn && added) {
     // when the first rows were drawn, and a frame later painted (benchmarks/)
     firstDrawn = true;
     performance.mark("gallery:rows");
@@ -446,7 +458,8 @@ function draw() {
   above.style.height = offsets[a] + "px";
   below.style.height = offsets[blocks.length] - offsets[b] + "px";
   let changed = false;
-  for (const [k, node] of fresh) { // one layout for all of them
+  // every drawn block, not only the new ones: a narrower window rewraps text
+  for (const [k, node] of drawn) { // one layout for all of them
     const blk = blocks[k];
     const h = node.offsetHeight;
     if (Math.abs(h - blockHeight(blk)) < 0.5) continue;
@@ -462,12 +475,13 @@ function redraw() {
   for (const node of drawn.values()) node.remove();
   drawn = new Map();
   first = end = 0;
+  listTop = null; // the pager or the no-match line above it may have changed
   measureAll();
   drawPager();
-  schedule();
+  draw(); // now, not at the next frame: a filter's answer is in the same frame
 }
 addEventListener("scroll", schedule, { passive: true });
-addEventListener("resize", schedule);
+addEventListener("resize", () => { first = end = -1; listTop = null; schedule(); });
 
 // -- pages ------------------------------------------------------------------------
 const pagers = $$("nav.pager");
@@ -519,6 +533,7 @@ form.addEventListener("dblclick", (e) => {
 });
 $("#fold").addEventListener("click", (e) => {
   const folded = form.classList.toggle("folded");
+  listTop = null;
   e.target.textContent = folded ? "show filters" : "hide filters";
   e.target.setAttribute("aria-expanded", String(!folded));
 });

@@ -32,7 +32,6 @@ class Entry:
     tokens: int | None  # totalTokenCount over every attempt (blocked ones are billed)
     image: str | None = None  # first output, relative to the job folder
     thumb: str | None = None  # relative to the job folder, once made
-    thumb_size: tuple[int, int] | None = None
     thumb_mtime: int = 0
     note: str | None = None  # why an item that has outputs shows no picture
     grounding: Grounding | None = None  # the success's sources and suggestions

@@ -18,9 +18,11 @@ page shows it as the browser would).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -122,6 +124,7 @@ def plan_sheets(
     the job's reference sets, drawn on the pages of prompts that use them."""
     folder = job_folder / CONTACT_DIR
     taken = {_safe_name(g.prompt_id) + ".png" for g in grids}
+    numbered = _numbered_pages(folder)
     found: list[SheetPage] = []
     for grid in grids:
         layout = _sheet_layout(grid, sets_of(grid, legend))
@@ -135,7 +138,8 @@ def plan_sheets(
                 folder / name, grid, layout, rs, cs, n + 1, len(pages)
             )
             found.append(page)
-        _remove_surplus_pages(folder, grid.prompt_id, set(names))
+        stem = _safe_name(grid.prompt_id)
+        _remove_surplus_pages(numbered.get(stem, []), grid.prompt_id, set(names))
     return found
 
 
@@ -163,7 +167,11 @@ def _sheet_layout(grid: Grid, legend: tuple[ReferenceSet, ...]) -> _SheetLayout:
     label = _font(SHEET_LABEL_PX)
     line = _line_height(label)
     widest = max(
-        (label.getlength(t) for r in range(len(grid.rows)) for t in grid.row_lines(r)),
+        (
+            _text_width(SHEET_LABEL_PX, t)
+            for r in range(len(grid.rows))
+            for t in grid.row_lines(r)
+        ),
         default=0.0,
     )
     row_label_w = min(SHEET_ROW_LABEL_MAX, int(widest) + 12) if grid.row_axes else 0
@@ -298,21 +306,36 @@ def _sheet_signature(path: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _remove_surplus_pages(folder: Path, prompt_id: str, keep: set[str]) -> None:
-    """Pages of this prompt's sheet that an earlier, larger grid needed."""
-    stem = _safe_name(prompt_id)
-    for pattern in (f"{stem}_*.png", f"{stem}+*.png"):
-        for path in folder.glob(pattern):
-            if path.name in keep:
-                continue
-            try:
-                with Image.open(path) as existing:
-                    ours = existing.info.get(_PROMPT_KEY) == prompt_id
-            except (OSError, ValueError):
-                continue
-            suffix = path.name[len(stem) + 1 : -len(".png")]
-            if ours and suffix.isdigit():
-                path.unlink(missing_ok=True)
+def _numbered_pages(folder: Path) -> dict[str, list[Path]]:
+    """The files of `folder` named like a later page (`<stem>_<n>.png` or
+    `<stem>+<n>.png`), by stem: one listing for every prompt."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    found: dict[str, list[Path]] = {}
+    for name in names:
+        if not name.endswith(".png"):
+            continue
+        cut = max(name.rfind("_"), name.rfind("+"))
+        if cut > 0 and name[cut + 1 : -len(".png")].isdigit():
+            found.setdefault(name[:cut], []).append(folder / name)
+    return found
+
+
+def _remove_surplus_pages(pages: list[Path], prompt_id: str, keep: set[str]) -> None:
+    """Pages of this prompt's sheet that an earlier, larger grid needed (among
+    `pages`, the numbered pages named after it)."""
+    for path in pages:
+        if path.name in keep:
+            continue
+        try:
+            with Image.open(path) as existing:
+                ours = existing.info.get(_PROMPT_KEY) == prompt_id
+        except (OSError, ValueError):
+            continue
+        if ours:
+            path.unlink(missing_ok=True)
 
 
 # -- drawing ---------------------------------------------------------------------------
@@ -566,6 +589,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
         assert isinstance(font, ImageFont.FreeTypeFont)
         cache[size] = font
     return cache[size]
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_width(size: int, text: str) -> float:
+    """`text`'s width in px at `size`: row labels repeat across prompts, and
+    measuring each again cost seconds at 100,000 items."""
+    return _font(size).getlength(text)
 
 
 def _line_height(font: ImageFont.FreeTypeFont) -> int:
