@@ -30,6 +30,7 @@ import anyio
 import pytest
 from PIL import Image
 
+from benchmarks import review_bench
 from runner import runs
 from runner.client import Endpoint
 from runner.plan import build_plan
@@ -148,6 +149,10 @@ def gallery_data(folder: Path) -> dict[str, Any]:
     prefix, suffix = f"window.{DATA_GLOBAL} = ", ";\n"
     assert text.startswith(prefix) and text.endswith(suffix)
     data: dict[str, Any] = json.loads(text[len(prefix) : -len(suffix)])
+    prompt_axis = data["axes"][1]
+    assert prompt_axis["key"] == "prompt"
+    if prompt_axis["values"] is None:  # written so when they are the prompts' ids
+        prompt_axis["values"] = data["prompts"]["id"]
     return data
 
 
@@ -205,12 +210,18 @@ def test_every_item_is_in_the_data_once_and_excluded_cells_are_marked(
     assert len(by_status(items, "failed")) == 2
     # every item in exactly one cell of its prompt's grid; poster, Kyoto / flat
     # vector, 1:1 was excluded: a hole in the grid
-    prompts = gallery_data(job.folder)["prompts"]
-    cells = [i + p["first"] if i >= 0 else i for p in prompts for i in p["cells"]]
+    data = gallery_data(job.folder)
+    prompts = data["prompts"]
+    assert prompts["id"] == ["poster", "xss", "refused"]
+    cells = [
+        i + first if i >= 0 else i
+        for first, grid in zip(prompts["first"], prompts["cells"], strict=True)
+        for i in grid
+    ]
     assert sorted(i for i in cells if i >= 0) == list(range(len(items)))
     assert cells.count(-1) == 1
-    (poster,) = [p for p in prompts if p["id"] == "poster"]
-    assert len(poster["columns"]) == 2 and len(poster["cells"]) == 8
+    poster = data["shapes"][prompts["shape"][0]]
+    assert len(poster["columns"]) == 2 and len(prompts["cells"][0]) == 8
 
 
 def test_thumbnails_are_small_jpegs_and_images_are_relative_paths(
@@ -664,7 +675,8 @@ def test_one_contact_sheet_per_prompt(gallery: tuple[Job, Review]) -> None:
     )
     assert all(path.is_file() for path in built.contact_sheets)
     # linked from each prompt's header
-    linked = {p["id"]: p["sheets"] for p in gallery_data(job.folder)["prompts"]}
+    prompts = gallery_data(job.folder)["prompts"]
+    linked = dict(zip(prompts["id"], prompts["sheets"], strict=True))
     assert linked == {
         path.stem: [f"contact/{path.name}"] for path in built.contact_sheets
     }
@@ -1016,3 +1028,14 @@ def test_grounded_gallery_in_chromium(
         page.locator("button.cmp").first.click()
         assert page.locator("#compare .card .ground iframe.gs").count() == 1
     assert hits == []
+
+
+def test_the_review_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """`benchmarks/review_bench.py` at a tiny size, so it cannot rot; its figures
+    are printed, never asserted."""
+    assert review_bench.main(["--items", "100", "--image-scale", "0.02"]) == 0
+    printed = capsys.readouterr().out
+    for line in ("job: 100 items", "build cold:", "build warm:", "files: index.html"):
+        assert line in printed
+    if CHROMIUM:
+        assert "browser: 100 items" in printed and "page errors" not in printed

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from benchmarks import review_bench
 from benchmarks.review_bench import make_job
 from runner import review
 from runner.review import build_review, data
@@ -216,14 +215,3 @@ def test_a_list_too_tall_for_one_page_is_paged(
     finally:
         monkeypatch.undo()
         large.review()  # the module's other tests see one page
-
-
-def test_the_review_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    """`benchmarks/review_bench.py` at a tiny size, so it cannot rot; its figures
-    are printed, never asserted."""
-    assert review_bench.main(["--items", "100", "--image-scale", "0.02"]) == 0
-    printed = capsys.readouterr().out
-    for line in ("job: 100 items", "build cold:", "build warm:", "files: index.html"):
-        assert line in printed
-    if CHROMIUM:
-        assert "browser: 100 items" in printed and "page errors" not in printed

@@ -11,13 +11,17 @@ statement, `window.RUNNER_GALLERY = {...};`, whose object is JSON:
     axes        [{key, title, values, chips, heads, missing, counts}]: status,
                 prompt, then aspect_ratio, var:<name>..., image_size, references,
                 sample; `chips` and `heads` are how each value reads in the filters
-                and in headers (`missing`: in a header, for an item without it)
+                and in headers (null: as `values`; `missing`: in a header, for an
+                item without that axis); the prompt axis's `values` are null when
+                they are the prompts' ids in order
     references  {label: [path as written, ...]}: what each reference set sends
-    prompts     [{id, texts, vars, col, rows, columns, first, cells, dups,
-                sheets}]: a prompt's grid; `col`/`rows` are indices into `axes`,
-                `columns` value indices of `col`, `cells` row by row the item
-                index minus `first` (-1: not in the plan), `dups` {row: label}
-                where two items share a cell
+    shapes      [{vars, col, rows, columns}]: how a prompt's grid is laid out
+                (many prompts share one): `col`/`rows` are indices into `axes`
+                (-1: no column axis), `columns` value indices of `col`
+    prompts     columns of one value per prompt: `id`, `texts` (its wordings),
+                `shape` (into `shapes`), `first`, `cells` (row by row, the item
+                index minus `first`; -1: not in the plan), `sheets` (contact-sheet
+                pages); `dups` {prompt: {row: label}} where two items share a cell
     items       columns of `n` values each, item i at index i: `axis` (a value
                 index per axis, -1 where the item has no such axis, null where
                 every item has value 0), `key` (12 hex), `text` (into `texts`),
@@ -60,8 +64,10 @@ if TYPE_CHECKING:
 DATA_FILE = "gallery-data.js"
 DATA_VERSION = 1
 DATA_GLOBAL = "RUNNER_GALLERY"
-# Chromium lays out at most about 33 million px; a list taller than this is paged
-PAGE_MAX_PX = 4_000_000
+# Chromium lays out at most 2**25 px (33.5 million: 32-bit layout units of 1/64 px);
+# a list taller than half that is paged. 100,000 items in grids of four columns
+# are about 6.5 million px; as many prompts of one cell each take three pages.
+PAGE_MAX_PX = 16_000_000
 CHIP_MAX = 40
 
 # Axes in the order the filters show them; vars take their place in `_AFTER_VARS`.
@@ -136,16 +142,44 @@ def gallery_data(
     links: dict[str, list[str]] = {}
     for sheet in sheets:
         links.setdefault(sheet.prompt_id, []).append(f"{CONTACT_DIR}/{sheet.path.name}")
+    shapes = _Table()
+    prompts: dict[str, Any] = {
+        name: [] for name in ("id", "texts", "shape", "first", "cells", "sheets")
+    }
+    prompts["dups"] = {}
+    for n, grid in enumerate(grids):
+        col = axis_index[grid.col_axis] if grid.col_axis else -1
+        shape = {
+            "vars": list(grid.var_names),
+            "col": col,
+            "rows": [axis_index[a] for a in grid.row_axes],
+            "columns": [axes[col].index[v] for v in grid.columns] if col >= 0 else [0],
+        }
+        first = min(index[id(e)] for e in grid.entries)
+        prompts["id"].append(grid.prompt_id)
+        prompts["texts"].append(list(grid.texts))
+        prompts["shape"].append(shapes.add(json.dumps(shape)))
+        prompts["first"].append(first)
+        prompts["cells"].append(_cells(grid, index, first))
+        prompts["sheets"].append(links.get(grid.prompt_id, []))
+        dups = {
+            str(r): " · ".join(grid.row_lines(r)[len(grid.row_axes) :])
+            for r, key in enumerate(grid.rows)
+            if len(key) > len(grid.row_axes)
+        }
+        if dups:
+            prompts["dups"][str(n)] = dups
+    axes_out = [axis.as_dict() for axis in axes]
+    if axes[1].values == prompts["id"]:  # as at 100,000 prompts of one item
+        axes_out[1]["values"] = None
     return {
         "version": DATA_VERSION,
         "job": job_name,
         "layout": {"page_px": PAGE_MAX_PX, "chip_max": CHIP_MAX},
-        "axes": [axis.as_dict() for axis in axes],
+        "axes": axes_out,
         "references": {s.label: [f.path for f in s.files] for s in legend},
-        "prompts": [
-            _prompt(g, index, axes, axis_index, links.get(g.prompt_id, []))
-            for g in grids
-        ],
+        "shapes": [json.loads(shape) for shape in shapes.values],
+        "prompts": prompts,
         "items": items,
         "extra": extra,
         "grounding": grounding,
@@ -180,12 +214,14 @@ class _Axis:
         return column if any(column) else None
 
     def as_dict(self) -> dict[str, Any]:
+        chips = [chip_label(self.key, v) for v in self.values]
+        heads = [value_label(self.key, v) for v in self.values]
         return {
             "key": self.key,
             "title": axis_title(self.key),
             "values": self.values,
-            "chips": [chip_label(self.key, v) for v in self.values],
-            "heads": [value_label(self.key, v) for v in self.values],
+            "chips": None if chips == self.values else chips,
+            "heads": None if heads == self.values else heads,
             "missing": value_label(self.key, NO_VALUE),  # the head of value -1
             "counts": self.counts,
         }
@@ -239,38 +275,12 @@ def _thumb(entry: Entry) -> int | str:
     return 1 if entry.thumb == thumb_path(entry.image) else entry.thumb
 
 
-def _prompt(
-    grid: Grid,
-    index: Mapping[int, int],
-    axes: Sequence[_Axis],
-    axis_index: Mapping[str, int],
-    sheets: Sequence[str],
-) -> dict[str, Any]:
-    col = axis_index[grid.col_axis] if grid.col_axis else -1
-    columns = [axes[col].index[v] for v in grid.columns] if col >= 0 else [0]
-    first = min(index[id(e)] for e in grid.entries)
-    cells = [
+def _cells(grid: Grid, index: Mapping[int, int], first: int) -> list[int]:
+    return [
         index[id(cell)] - first if (cell := grid.cells.get((r, c))) is not None else -1
         for r in range(len(grid.rows))
         for c in range(len(grid.columns))
     ]
-    dups = {
-        str(r): " · ".join(grid.row_lines(r)[len(grid.row_axes) :])
-        for r, key in enumerate(grid.rows)
-        if len(key) > len(grid.row_axes)
-    }
-    return {
-        "id": grid.prompt_id,
-        "texts": list(grid.texts),
-        "vars": list(grid.var_names),
-        "col": col,
-        "rows": [axis_index[a] for a in grid.row_axes],
-        "columns": columns,
-        "first": first,
-        "cells": cells,
-        "dups": dups,
-        "sheets": list(sheets),
-    }
 
 
 def _grounding(grounding: Grounding) -> dict[str, Any]:

@@ -14,14 +14,16 @@ if (!D || D.version !== 1) {
   return;
 }
 const A = D.axes;
+A[1].values = A[1].values || D.prompts.id; // data.py: status first, then prompt
+for (const ax of A) { ax.chips = ax.chips || ax.values; ax.heads = ax.heads || ax.values; }
 const IT = D.items;
 const N = IT.n;
 // an item's first image, relative to the job folder ("" if none)
 const imageOf = (i) => (IT.image[i] ? IT.image_dir + IT.image[i] : "");
-const STATUS = 0; // data.py: status first, then prompt
+const STATUS = 0;
 const OVERSCAN = 900; // px drawn beyond each edge of the window
-const HEAD_EST = 150;
-const ROW_EST = 268;
+const HEAD_EST = 110; // px, until a block is drawn: a one-line prompt
+const ROW_EST = 248;
 const MAX_COLS = 6; // the comparison keeps grid columns up to this many
 const CARDS = 120; // comparison cards drawn at a time
 const fmt = (n) => n.toLocaleString("en-US");
@@ -53,33 +55,57 @@ function thumbOf(i) {
   return "thumbs/" + (dot > 0 ? name.slice(0, dot) : name) + ".jpg";
 }
 
-// -- prompts: their grids and fixed facts --------------------------------------
-const prompts = D.prompts.map((p) => {
-  const C = p.columns.length;
-  p.cells = p.cells.map((k) => (k < 0 ? -1 : k + p.first));
+// -- prompts: their grids ---------------------------------------------------------
+// Prompts are columns (data.py), read through these; what changes with the filters
+// is kept in typed arrays indexed by prompt, by grid row (rowBase[p] + r) and by
+// grid column (colBase[p] + c), so 100,000 prompts cost no object each.
+const PR = D.prompts;
+const P = PR.id.length;
+const shapes = D.shapes.map((sh) => ({ ...sh, C: sh.columns.length }));
+const shapeOf = (p) => shapes[PR.shape[p]];
+const rowBase = new Int32Array(P + 1);
+const colBase = new Int32Array(P + 1);
+for (let p = 0; p < P; p++) {
+  const C = shapeOf(p).C;
+  rowBase[p + 1] = rowBase[p] + PR.cells[p].length / C;
+  colBase[p + 1] = colBase[p] + C;
+}
+const rowsOf = (p) => rowBase[p + 1] - rowBase[p];
+function cellAt(p, r, c) { // an item index, or -1
+  const k = PR.cells[p][r * shapeOf(p).C + c];
+  return k < 0 ? -1 : k + PR.first[p];
+}
+const headH = new Float32Array(P); // measured heights (0: not drawn yet)
+const rowH = new Float32Array(rowBase[P]);
+const rowShown = new Int32Array(rowBase[P]); // items a row shows under the filters
+const colOn = new Uint8Array(colBase[P]);
+const ncols = new Int32Array(P);
+function entryLabel(p, i) {
+  const sh = shapeOf(p);
+  return (sh.col >= 0 ? [sh.col] : []).concat(sh.rows).map((a) => head(a, i)).join(" · ");
+}
+function rowLines(p, r) {
+  const sh = shapeOf(p);
+  let i = -1;
+  for (let c = 0; c < sh.C && i < 0; c++) i = cellAt(p, r, c);
+  const lines = sh.rows.map((a) => head(a, i));
+  const dups = PR.dups[p];
+  if (dups && dups[r] !== undefined) lines.push(dups[r]);
+  return lines;
+}
+function promptFacts(p) { // status counts, tokens and items: when its header is drawn
   const counts = {};
   let tokens = 0;
   let items = 0;
-  for (const i of p.cells) {
-    if (i < 0) continue;
+  for (const k of PR.cells[p]) {
+    if (k < 0) continue;
+    const i = k + PR.first[p];
     const s = statusOf(i);
     counts[s] = (counts[s] || 0) + 1;
     if (IT.tokens[i] > 0) tokens += IT.tokens[i];
     items++;
   }
-  const R = p.cells.length / C;
-  return { ...p, C, R, counts, tokens, items, headH: 0, rowH: new Float32Array(R) };
-});
-function entryLabel(p, i) {
-  const axes = (p.col >= 0 ? [p.col] : []).concat(p.rows);
-  return axes.map((a) => head(a, i)).join(" · ");
-}
-function rowLines(p, r) {
-  let i = -1;
-  for (let c = 0; c < p.C && i < 0; c++) i = p.cells[r * p.C + c];
-  const lines = p.rows.map((a) => head(a, i));
-  if (p.dups[r] !== undefined) lines.push(p.dups[r]);
-  return lines;
+  return { counts, tokens, items };
 }
 
 // -- filters --------------------------------------------------------------------
@@ -119,21 +145,29 @@ for (const a of filterAxes) {
 }
 const boxes = $$("input[type=checkbox]", form);
 const finds = $$("input.find", form);
-const promptIndex = new Map(prompts.map((p, n) => [p.id, n]));
+const promptIndex = new Map(PR.id.map((id, p) => [id, p]));
 function readFilters() {
   for (const b of boxes) allowed[+b.name.slice(1)][+b.dataset.k] = b.checked ? 1 : 0;
   for (const f of finds) {
     const a = +f.name.slice(1);
     const q = f.value.trim().toLowerCase();
-    A[a].values.forEach((v, k) => {
-      let hit = !q || A[a].chips[k].toLowerCase().includes(q);
-      if (!hit && A[a].key === "prompt") {
-        const p = prompts[promptIndex.get(v)];
-        hit = !!p && p.texts.some((t) => t.toLowerCase().includes(q));
-      }
-      allowed[a][k] = hit ? 1 : 0;
-    });
+    if (!q) { allowed[a].fill(1); continue; }
+    const texts = haystack(a);
+    for (let k = 0; k < texts.length; k++) allowed[a][k] = texts[k].includes(q) ? 1 : 0;
   }
+}
+const haystacks = new Map();
+function haystack(a) { // what a search box matches each value of its axis against
+  if (!haystacks.has(a)) {
+    haystacks.set(a, A[a].values.map((v, k) => {
+      let text = A[a].chips[k];
+      if (A[a].key === "prompt" && promptIndex.has(v)) {
+        text += "\n" + PR.texts[promptIndex.get(v)].join("\n");
+      }
+      return text.toLowerCase();
+    }));
+  }
+  return haystacks.get(a);
 }
 const on = new Uint8Array(N);
 const columns = IT.axis.map((c) => (c ? Int32Array.from(c) : null));
@@ -159,56 +193,80 @@ function computeOn() {
   return count;
 }
 
-// -- blocks and pages -----------------------------------------------------------
-// A block: {p, r} (r = -1: the prompt's header), `last`: the prompt's last row.
-let pages = [[]];
+// -- blocks and pages ---------------------------------------------------------
+// Block k: prompt bP[k], grid row bR[k] (-1: the prompt's header); bF[k] flags
+// LAST (the prompt's last row shown) and MORE (a header repeated atop a page).
+// Page n is blocks pageStart[n] up to pageStart[n + 1].
+const LAST = 1;
+const MORE = 2;
+const CAP = P + 2 * rowBase[P] + 1;
+const bP = new Int32Array(CAP);
+const bR = new Int32Array(CAP);
+const bF = new Uint8Array(CAP);
+let pageStart = [0, 0];
 let pageItems = [0];
 let page = 0;
-function blockHeight(b) {
-  const p = prompts[b.p];
-  return b.r < 0 ? p.headH || HEAD_EST : p.rowH[b.r] || ROW_EST;
+function blockHeight(k) {
+  return bR[k] < 0 ? headH[bP[k]] || HEAD_EST : rowH[rowBase[bP[k]] + bR[k]] || ROW_EST;
 }
 function layout() {
-  pages = [[]];
-  pageItems = [0];
+  let nb = 0;
   let height = 0;
-  for (let n = 0; n < prompts.length; n++) {
-    const p = prompts[n];
-    p.colOn = new Uint8Array(p.C);
-    p.rowsOn = [];
-    const shown = [];
-    for (let r = 0; r < p.R; r++) {
-      let any = 0;
-      for (let c = 0; c < p.C; c++) {
-        const i = p.cells[r * p.C + c];
-        if (i >= 0 && on[i]) { any++; p.colOn[c] = 1; }
-      }
-      if (any) { p.rowsOn.push(r); shown.push(any); }
-    }
-    if (!p.rowsOn.length) continue;
-    p.ncols = p.colOn.reduce((s, v) => s + v, 0);
-    const add = (b, items) => {
-      const h = blockHeight(b);
-      if (height + h > D.layout.page_px && pages[pages.length - 1].length) {
-        pages.push([]);
-        pageItems.push(0);
+  pageStart = [0];
+  pageItems = [0];
+  let headAt = -1; // the block of the current prompt's header
+  const add = (p, r, flags, items) => {
+    bP[nb] = p; bR[nb] = r; bF[nb] = flags;
+    const h = blockHeight(nb);
+    const start = pageStart[pageStart.length - 1];
+    if (height + h > D.layout.page_px && nb > start) {
+      pageItems.push(0);
+      if (r >= 0 && headAt === nb - 1 && headAt > start) {
+        pageStart.push(headAt); // a header alone at the bottom moves down with its row
+        height = blockHeight(headAt);
+      } else {
+        pageStart.push(nb);
         height = 0;
-        if (b.r >= 0) add({ p: n, r: -1, more: true }, 0); // its header again
+        if (r >= 0) { add(p, -1, MORE, 0); add(p, r, flags, items); return; }
       }
-      pages[pages.length - 1].push(b);
-      pageItems[pages.length - 1] += items;
-      height += h;
-    };
-    add({ p: n, r: -1 }, 0);
-    p.rowsOn.forEach((r, k) => add({ p: n, r, last: k === p.rowsOn.length - 1 }, shown[k]));
+    }
+    pageItems[pageItems.length - 1] += items;
+    height += h;
+    nb++;
+  };
+  for (let p = 0; p < P; p++) {
+    const C = shapeOf(p).C;
+    const R = rowsOf(p);
+    colOn.fill(0, colBase[p], colBase[p + 1]);
+    let lastRow = -1;
+    for (let r = 0; r < R; r++) {
+      let any = 0;
+      for (let c = 0; c < C; c++) {
+        const i = cellAt(p, r, c);
+        if (i >= 0 && on[i]) { any++; colOn[colBase[p] + c] = 1; }
+      }
+      rowShown[rowBase[p] + r] = any;
+      if (any) lastRow = r;
+    }
+    if (lastRow < 0) continue;
+    let n = 0;
+    for (let c = colBase[p]; c < colBase[p + 1]; c++) n += colOn[c];
+    ncols[p] = n;
+    headAt = nb;
+    add(p, -1, 0, 0);
+    for (let r = 0; r <= lastRow; r++) {
+      const shown = rowShown[rowBase[p] + r];
+      if (shown) add(p, r, r === lastRow ? LAST : 0, shown);
+    }
   }
+  pageStart.push(nb);
 }
 
 // -- drawing a block ------------------------------------------------------------
 function gridRow(p) {
   const row = el("div", "grow");
   row.style.gridTemplateColumns =
-    (p.rows.length ? "var(--label) " : "") + `repeat(${p.ncols}, var(--cell))`;
+    (shapeOf(p).rows.length ? "var(--label) " : "") + `repeat(${ncols[p]}, var(--cell))`;
   return row;
 }
 function marked(text, names) {
@@ -221,74 +279,83 @@ function marked(text, names) {
   });
   return out;
 }
-function drawHead(b) {
-  const p = prompts[b.p];
+function drawHead(k) {
+  const p = bP[k];
+  const sh = shapeOf(p);
+  const facts = promptFacts(p);
   const blk = el("div", "blk head");
-  blk.dataset.prompt = p.id;
+  blk.dataset.prompt = PR.id[p];
   const card = el("div", "part");
   const top = el("div", "phead");
   const title = el("div", "ptitle");
-  title.append(el("h2", "", p.id + (b.more ? " (continued)" : "")));
-  p.texts.slice(0, 3).forEach((t, k) => {
-    const line = marked(t, p.vars);
-    if (k) line.classList.add("alt");
+  title.append(el("h2", "", PR.id[p] + (bF[k] & MORE ? " (continued)" : "")));
+  const texts = PR.texts[p];
+  texts.slice(0, 3).forEach((t, n) => {
+    const line = marked(t, sh.vars);
+    if (n) line.classList.add("alt");
     title.append(line);
   });
-  if (p.texts.length > 3) {
-    title.append(el("p", "ptext alt", `… and ${fmt(p.texts.length - 3)} more wordings`));
+  if (texts.length > 3) {
+    title.append(el("p", "ptext alt", `… and ${fmt(texts.length - 3)} more wordings`));
   }
   const side = el("div", "pside");
   const counts = el("p", "pcounts");
   for (const s of A[STATUS].values) {
-    if (!p.counts[s]) continue;
+    if (!facts.counts[s]) continue;
     const span = el("span", "s-" + s);
-    span.append(el("i", "dot"), `${fmt(p.counts[s])} ${s}`);
+    span.append(el("i", "dot"), `${fmt(facts.counts[s])} ${s}`);
     counts.append(span);
   }
-  counts.append(el("span", "", `${fmt(p.tokens)} tokens`));
+  counts.append(el("span", "", `${fmt(facts.tokens)} tokens`));
   const act = el("div", "pact");
-  if (p.sheets.length) {
+  const sheets = PR.sheets[p];
+  if (sheets.length) {
     const links = el("span", "sheets", "contact sheet");
-    p.sheets.forEach((rel, k) => {
-      const a = el("a", "", p.sheets.length === 1 ? "PNG" : `PNG ${k + 1}`);
+    sheets.forEach((rel, n) => {
+      const a = el("a", "", sheets.length === 1 ? "PNG" : `PNG ${n + 1}`);
       a.href = href(rel); a.target = "_blank"; a.rel = "noopener";
       links.append(" ", a);
     });
     act.append(links);
   }
-  const cmp = el("button", "cmp", `Compare ${fmt(p.items)} side by side`);
+  const cmp = el("button", "cmp", `Compare ${fmt(facts.items)} side by side`);
   cmp.type = "button";
-  cmp.dataset.compare = b.p;
+  cmp.dataset.compare = p;
   act.append(cmp);
   side.append(counts, act);
   top.append(title, side);
   card.append(top);
-  if (p.col >= 0 || p.rows.length) {
+  if (sh.col >= 0 || sh.rows.length) {
     const heads = gridRow(p);
     heads.classList.add("heads");
-    if (p.rows.length) heads.append(el("div", "corner", p.rows.map((a) => A[a].title).join(" / ")));
-    for (let c = 0; c < p.C; c++) {
-      if (p.colOn[c]) heads.append(el("div", "col", p.col >= 0 ? A[p.col].heads[p.columns[c]] : ""));
+    if (sh.rows.length) {
+      heads.append(el("div", "corner", sh.rows.map((a) => A[a].title).join(" / ")));
+    }
+    for (let c = 0; c < sh.C; c++) {
+      if (!colOn[colBase[p] + c]) continue;
+      heads.append(el("div", "col", sh.col >= 0 ? A[sh.col].heads[sh.columns[c]] : ""));
     }
     card.append(heads);
   }
   blk.append(card);
   return blk;
 }
-function drawRow(b) {
-  const p = prompts[b.p];
-  const blk = el("div", b.last ? "blk row last" : "blk row");
-  blk.dataset.prompt = p.id;
+function drawRow(k) {
+  const p = bP[k];
+  const r = bR[k];
+  const sh = shapeOf(p);
+  const blk = el("div", bF[k] & LAST ? "blk row last" : "blk row");
+  blk.dataset.prompt = PR.id[p];
   const card = el("div", "part");
   const row = gridRow(p);
-  if (p.rows.length) {
+  if (sh.rows.length) {
     const label = el("div", "rl");
-    for (const line of rowLines(p, b.r)) label.append(el("span", "", line));
+    for (const line of rowLines(p, r)) label.append(el("span", "", line));
     row.append(label);
   }
-  for (let c = 0; c < p.C; c++) {
-    if (!p.colOn[c]) continue;
-    const i = p.cells[b.r * p.C + c];
+  for (let c = 0; c < sh.C; c++) {
+    if (!colOn[colBase[p] + c]) continue;
+    const i = cellAt(p, r, c);
     if (i < 0) {
       const hole = el("div", "void");
       hole.append(el("div", "frame", "not in plan"));
@@ -401,17 +468,20 @@ const above = el("div", "spacer");
 const below = el("div", "spacer");
 list.append(above, below);
 let offsets = new Float64Array(1);
-let drawn = new Map(); // block index -> element
+let drawn = new Map(); // block index within the page -> element
 let first = 0;
 let end = 0;
+// offsets[j]: the top of the page's block j (block pageStart[page] + j) in the list
+const pageLength = () => pageStart[page + 1] - pageStart[page];
 function measureAll() {
-  const blocks = pages[page];
-  offsets = new Float64Array(blocks.length + 1);
-  for (let k = 0; k < blocks.length; k++) offsets[k + 1] = offsets[k] + blockHeight(blocks[k]);
+  const base = pageStart[page];
+  const n = pageLength();
+  offsets = new Float64Array(n + 1);
+  for (let j = 0; j < n; j++) offsets[j + 1] = offsets[j] + blockHeight(base + j);
 }
 function firstAfter(y) { // the first block whose bottom edge is below y
   let lo = 0;
-  let hi = pages[page].length;
+  let hi = pageLength();
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     if (offsets[mid + 1] > y) hi = mid; else lo = mid + 1;
@@ -424,26 +494,26 @@ let listTop = null; // the list's top edge in the document; null: measure it aga
 function schedule() {
   if (!queued) { queued = true; requestAnimationFrame(draw); }
 }
-function draw() {
+function draw() { // the blocks near the window drawn, those far from it removed
   queued = false;
-  const blocks = pages[page];
+  const base = pageStart[page];
+  const n = pageLength();
   if (listTop === null) listTop = list.getBoundingClientRect().top + scrollY;
   const top = scrollY - listTop;
-  const a = Math.min(firstAfter(top - OVERSCAN), blocks.length);
-  const b = Math.max(a, Math.min(firstAfter(top + innerHeight + OVERSCAN) + 1, blocks.length));
+  const a = Math.min(firstAfter(top - OVERSCAN), n);
+  const b = Math.max(a, Math.min(firstAfter(top + innerHeight + OVERSCAN) + 1, n));
   if (a === first && b === end && drawn.size) return;
-  for (const [k, node] of drawn) {
-    if (k < a || k >= b) { node.remove(); drawn.delete(k); }
+  for (const [j, node] of drawn) {
+    if (j < a || j >= b) { node.remove(); drawn.delete(j); }
   }
   let added = false;
   let next = below;
-  for (let k = b - 1; k >= a; k--) {
-    let node = drawn.get(k);
+  for (let j = b - 1; j >= a; j--) {
+    let node = drawn.get(j);
     if (!node) {
-      const blk = blocks[k];
-      node = blk.r < 0 ? drawHead(blk) : drawRow(blk);
+      node = bR[base + j] < 0 ? drawHead(base + j) : drawRow(base + j);
       list.insertBefore(node, next);
-      drawn.set(k, node);
+      drawn.set(j, node);
       added = true;
     }
     next = node;
@@ -456,14 +526,14 @@ function draw() {
     requestAnimationFrame(() => performance.mark("gallery:painted"));
   }
   above.style.height = offsets[a] + "px";
-  below.style.height = offsets[blocks.length] - offsets[b] + "px";
+  below.style.height = offsets[n] - offsets[b] + "px";
   let changed = false;
   // every drawn block, not only the new ones: a narrower window rewraps text
-  for (const [k, node] of drawn) { // one layout for all of them
-    const blk = blocks[k];
+  for (const [j, node] of drawn) { // one layout for all of them
+    const k = base + j;
     const h = node.offsetHeight;
-    if (Math.abs(h - blockHeight(blk)) < 0.5) continue;
-    if (blk.r < 0) prompts[blk.p].headH = h; else prompts[blk.p].rowH[blk.r] = h;
+    if (Math.abs(h - blockHeight(k)) < 0.5) continue;
+    if (bR[k] < 0) headH[bP[k]] = h; else rowH[rowBase[bP[k]] + bR[k]] = h;
     changed = true;
   }
   if (changed) {
@@ -487,31 +557,33 @@ addEventListener("resize", () => { first = end = -1; listTop = null; schedule();
 const pagers = $$("nav.pager");
 function drawPager() {
   for (const nav of pagers) {
-    nav.hidden = pages.length < 2;
+    const pages = pageStart.length - 1;
+    nav.hidden = pages < 2;
     if (nav.hidden) continue;
     const prev = el("button", "prev", "‹ previous");
     const next = el("button", "next", "next ›");
     prev.type = next.type = "button";
     prev.disabled = page === 0;
-    next.disabled = page === pages.length - 1;
+    next.disabled = page === pages - 1;
     prev.onclick = () => go(page - 1);
     next.onclick = () => go(page + 1);
     const where = el("span", "where",
-      `page ${page + 1} of ${pages.length} · ${fmt(pageItems[page])} items`);
+      `page ${page + 1} of ${pages} · ${fmt(pageItems[page])} items`);
     nav.replaceChildren(prev, where, next);
   }
 }
 function go(n) {
-  page = Math.max(0, Math.min(n, pages.length - 1));
+  page = Math.max(0, Math.min(n, pageStart.length - 2));
+  // to the top of the new page, just under the sticky filter bar
+  scrollTo(0, pagers[0].getBoundingClientRect().top + scrollY - form.offsetHeight - 8);
   redraw();
-  pagers[0].scrollIntoView();
 }
 
 function apply() {
   readFilters();
   const count = computeOn();
   layout();
-  page = Math.min(page, pages.length - 1);
+  page = Math.min(page, pageStart.length - 2);
   $("#shown").textContent = fmt(count);
   $("#nomatch").hidden = count > 0 || !N;
   redraw();
@@ -550,16 +622,17 @@ let lastFocus = null;
 let more = null;
 // Same columns as the prompt's grid (an empty slot where a cell is missing or
 // filtered out), so one column keeps one aspect ratio; free flow past MAX_COLS.
-function openCompare(n) {
-  const p = prompts[n];
+function openCompare(p) {
+  const sh = shapeOf(p);
   const cols = [];
-  for (let c = 0; c < p.C; c++) if (p.colOn[c]) cols.push(c);
+  for (let c = 0; c < sh.C; c++) if (colOn[colBase[p] + c]) cols.push(c);
   const aligned = cols.length <= MAX_COLS;
   const slots = [];
   let count = 0;
-  for (const r of p.rowsOn) {
+  for (let r = 0; r < rowsOf(p); r++) {
+    if (!rowShown[rowBase[p] + r]) continue;
     for (const c of cols) {
-      const i = p.cells[r * p.C + c];
+      const i = cellAt(p, r, c);
       if (i >= 0 && on[i]) { slots.push(i); count++; } else if (aligned) slots.push(-1);
     }
   }
@@ -581,8 +654,8 @@ function openCompare(n) {
   cmpgrid.append(sentinel);
   fill();
   if (done < slots.length) more.observe(sentinel);
-  $("#cmpt").textContent = `${p.id} · ${count} shown`;
-  $("#cmpx").textContent = p.texts[0] || "";
+  $("#cmpt").textContent = `${PR.id[p]} · ${count} shown`;
+  $("#cmpx").textContent = PR.texts[p][0] || "";
   lastFocus = document.activeElement;
   overlay.hidden = false;
   document.body.classList.add("modal");
