@@ -972,6 +972,30 @@ def test_gallery_in_chromium(
 
 
 @needs_chromium
+def test_marks_in_the_data_are_shown_read_only(fresh: Job) -> None:
+    """Marks belong to images (SPEC 6); until the store keeps them the data holds
+    none, so here they are written into the data as the served gallery will."""
+    built = fresh.review()
+    data = gallery_data(fresh.folder)
+    items = gallery_items(fresh.folder)
+    starred, rejected = [i["image"] for i in by_status(items, "succeeded")][:2]
+    data["marks"] = {
+        starred: {"mark": "star", "note": "<b>keep</b> this one"},
+        rejected: {"mark": "reject", "note": None},
+    }
+    body = json.dumps(data, ensure_ascii=False)
+    built.data.write_text(f"window.{DATA_GLOBAL} = {body};\n", "utf-8")
+    with opened(built.index, height=3000) as page:
+        marks = page.locator("#list .cell .mark").all_inner_texts()
+        assert sorted(marks) == ["★ star", "✕ reject"]
+        note = page.locator("#list .cell .mnote")
+        assert note.inner_text() == "<b>keep</b> this one"  # text, never markup
+        assert page.locator("#list .cell .mnote b").count() == 0
+        # read-only: nothing on the static page changes a mark
+        assert page.locator("#list .cell button, #list .cell input").count() == 0
+
+
+@needs_chromium
 def test_grounded_gallery_in_chromium(
     tmp_path: Path, loopback_hits: tuple[str, list[str]]
 ) -> None:

@@ -32,8 +32,10 @@ statement, `window.RUNNER_GALLERY = {...};`, whose object is JSON:
     extra       {item: [paths]}: an item's second and later images
     grounding   {item: {sources: [[title, uri]], suggestions, queries}}; suggestions
                 is the whole srcdoc of its sandboxed frame (or null)
-    marks       {image path: {mark, note}}: marks on images; the static page shows
-                them and never writes (empty until the store keeps marks)
+    marks       {image path: {mark, note}}: marks on images, each image named by
+                its path as in `image` and `extra` (the served gallery's ids); the
+                static page shows them and never writes (empty until the store
+                keeps marks)
 
 Columns of small integers and string tables rather than one object per item: the
 file grows with what is particular to each item (its image name and key), not with
@@ -70,7 +72,7 @@ DATA_GLOBAL = "RUNNER_GALLERY"
 PAGE_MAX_PX = 16_000_000
 CHIP_MAX = 40
 
-# Axes in the order the filters show them; vars take their place in `_AFTER_VARS`.
+# Axes in the order the filters show them; the vars come between these two.
 _AXES_BEFORE = ("status", "prompt", "aspect_ratio")
 _AXES_AFTER = ("image_size", "references", "sample")
 

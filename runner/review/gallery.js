@@ -397,7 +397,9 @@ function extras(i, into) {
     cap.append(sim);
   }
   const mark = IT.image[i] ? D.marks[imageOf(i)] : undefined;
-  if (mark && mark.mark) cap.append(el("span", "mark m-" + mark.mark, mark.mark === "star" ? "★ star" : "✕ reject"));
+  if (mark && (mark.mark === "star" || mark.mark === "reject")) {
+    cap.append(el("span", "mark m-" + mark.mark, mark.mark === "star" ? "★ star" : "✕ reject"));
+  }
   const n = IT.attempts[i];
   let meta = `${n} attempt${n === 1 ? "" : "s"}`;
   if (IT.tokens[i] >= 0) meta += ` · ${fmt(IT.tokens[i])} tok`;
@@ -408,7 +410,9 @@ function extras(i, into) {
   if (more) {
     const box = el("div", "more");
     more.forEach((rel, k) => {
-      const a = el("a", "", `image ${k + 2}`);
+      const mark = D.marks[rel] ? D.marks[rel].mark : null;
+      const sign = mark === "star" ? " ★" : mark === "reject" ? " ✕" : "";
+      const a = el("a", "", `image ${k + 2}${sign}`);
       a.href = href(rel); a.target = "_blank"; a.rel = "noopener";
       box.append(a);
     });
