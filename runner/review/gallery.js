@@ -121,7 +121,7 @@ for (const a of filterAxes) {
     const box = el("input", "find");
     box.type = "search";
     box.name = "q" + a;
-    box.placeholder = `${fmt(ax.values.length)} values: type to narrow`;
+    box.placeholder = `search ${fmt(ax.values.length)} values`;
     box.setAttribute("aria-label", ax.title + " contains");
     set.append(box);
   } else {
