@@ -1,18 +1,22 @@
-r"""Review benchmark: build a 2,000-item job's gallery, then use it in Chromium.
+r"""Review benchmark: build a job's gallery, then use it in Chromium.
 
     .venv/bin/python benchmarks/review_bench.py
     .venv/bin/python benchmarks/review_bench.py --image-scale 0.25 --keep
+    .venv/bin/python benchmarks/review_bench.py --items 100000 --image-scale 0.05
 
-The job (20 prompts x 4 aspect ratios x 5 styles x 5 samples by default) is put in
-the store directly (`sync_plan`, then one `begin_attempt`/`finish_attempt` per item:
+The job (items/100 prompts x 4 aspect ratios x 5 styles x 5 samples; 2,000 items by
+default) is put in the store directly (`sync_plan`, then batched `record_attempts`:
 about 90% succeeded, 6% blocked, 4% failed, with usage), and every succeeded item
-gets a PNG at the real 1K size of its aspect ratio (`--image-scale 0.25` writes small
+gets a PNG at the real 1K size of its aspect ratio (`--image-scale 0.05` writes small
 ones instead). Then it times `build_review` cold (no thumbnails, no sheets) and warm
-(everything up to date), with its stages (store, thumbnails, index, contact_sheets:
-the page is written before the sheets are drawn), opens index.html from file:// in
-headless Chromium (Debian's `chromium`) and reports navigation timings and how long
-filter clicks and the comparison view take to apply (until the next frame).
-Prints the figures; exit code 0.
+(everything up to date), with its stages (store, thumbnails, index: the data file
+and the page, contact_sheets; the page is written before the sheets are drawn),
+and the size of index.html and gallery-data.js per item. It opens index.html from
+file:// in headless Chromium (Debian's `chromium`) and reports when the first rows
+were drawn and painted (the page's `gallery:rows` and `gallery:painted` marks), how
+long filter clicks, a jump to the middle of the list and the comparison view take
+to apply (until the next frame), and that the thumbnails in view load. Prints the
+figures; exit code 0.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from runner.plan import build_plan
 from runner.review import build_review
 from runner.simulate import image_dimensions
 from runner.spec import load_job
-from runner.store import AttemptResult, Store
+from runner.store import AttemptEnd, AttemptResult, AttemptStart, Store
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -82,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         warm_s = time.perf_counter() - warm_t
         store.close()
         pages = len(cold.contact_sheets)
-        html_mb = cold.index.stat().st_size / 1e6
+        page_b, data_b = cold.index.stat().st_size, cold.data.stat().st_size
         print(
             f"build cold: {cold_s:.2f} s ({cold.thumbnails_made:,} thumbnails, "
-            f"{pages} contact-sheet pages, index.html {html_mb:.1f} MB)"
+            f"{pages} contact-sheet pages)"
         )
         print(f"  stages: {_stages(cold.seconds)}")
         print(
@@ -93,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(s.written for s in warm.sheets)} sheets redrawn)"
         )
         print(f"  stages: {_stages(warm.seconds)}")
+        print(
+            f"files: index.html {page_b / 1e3:,.0f} kB + gallery-data.js "
+            f"{data_b / 1e6:,.2f} MB = {(page_b + data_b) / n:,.0f} bytes per item "
+            f"(data alone {data_b / n:,.0f}; thumbs/ not counted)"
+        )
         browser(cold.index)
         if args.keep:
             print(f"kept: {folder}")
@@ -140,43 +149,54 @@ def make_job(
     folder = outputs.job_dir(output, spec.name)
     pictures = {ratio: _pictures(ratio, scale, rng) for ratio in ASPECTS}
     by_key = {item.key: item for item in plan.items}
-    for work in store.pending_items(job):
-        item = by_key[work.key]
-        attempt = store.begin_attempt(work.id, run_id, 1)
-        roll = rng.random()
-        usage = {"promptTokenCount": 14, "candidatesTokenCount": 1120}
-        if roll < 0.06:
-            result = AttemptResult(
-                outcome="blocked",
-                reason="finishReason IMAGE_SAFETY",
-                item_status="blocked",
-                finish_reason="IMAGE_SAFETY",
-                usage={**usage, "candidatesTokenCount": 0, "totalTokenCount": 14},
-            )
-        elif roll < 0.10:
-            result = AttemptResult(
-                outcome="fatal_item",
-                reason="400 INVALID_ARGUMENT: Request contains an invalid argument.",
-                item_status="failed",
-                http_status=400,
-            )
-        else:
-            name = outputs.item_image_name(item, 0, "png")
-            path = folder / outputs.IMAGES_DIR / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(rng.choice(pictures[item.aspect_ratio]))
-            result = AttemptResult(
-                outcome="success",
-                reason="ok",
-                item_status="succeeded",
-                http_status=200,
-                finish_reason="STOP",
-                usage={**usage, "totalTokenCount": 1134},
-                outputs=[f"{outputs.IMAGES_DIR}/{name}"],
-            )
-        store.finish_attempt(attempt, work.id, result)
+    pending = store.pending_items(job)
+    for start in range(0, len(pending), 1000):
+        batch = pending[start : start + 1000]
+        ids = store.record_attempts([AttemptStart(w.id, run_id, 1) for w in batch])
+        ends = []
+        for work, attempt in zip(batch, ids, strict=True):
+            assert attempt is not None
+            result = _result(folder, by_key[work.key], pictures, rng)
+            ends.append(AttemptEnd(attempt, work.id, result))
+        store.record_attempts(ends)
     store.end_run(run_id, "finished")
     return store, job, folder, len(plan.items)
+
+
+def _result(
+    folder: Path, item: Any, pictures: Mapping[str, list[bytes]], rng: random.Random
+) -> AttemptResult:
+    """An item's end: blocked, failed, or succeeded with its image written."""
+    roll = rng.random()
+    usage = {"promptTokenCount": 14, "candidatesTokenCount": 1120}
+    if roll < 0.06:
+        return AttemptResult(
+            outcome="blocked",
+            reason="finishReason IMAGE_SAFETY",
+            item_status="blocked",
+            finish_reason="IMAGE_SAFETY",
+            usage={**usage, "candidatesTokenCount": 0, "totalTokenCount": 14},
+        )
+    if roll < 0.10:
+        return AttemptResult(
+            outcome="fatal_item",
+            reason="400 INVALID_ARGUMENT: Request contains an invalid argument.",
+            item_status="failed",
+            http_status=400,
+        )
+    name = outputs.item_image_name(item, 0, "png")
+    path = folder / outputs.IMAGES_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(rng.choice(pictures[item.aspect_ratio]))
+    return AttemptResult(
+        outcome="success",
+        reason="ok",
+        item_status="succeeded",
+        http_status=200,
+        finish_reason="STOP",
+        usage={**usage, "totalTokenCount": 1134},
+        outputs=[f"{outputs.IMAGES_DIR}/{name}"],
+    )
 
 
 def _pictures(ratio: str, scale: float, rng: random.Random) -> list[bytes]:
@@ -225,20 +245,44 @@ def browser(index: Path) -> None:
             wall = time.perf_counter()
             page.goto(index.as_uri(), wait_until="load")
             wall_ms = (time.perf_counter() - wall) * 1000
+            page.wait_for_function(
+                "() => performance.getEntriesByName('gallery:painted').length"
+            )
             timing = page.evaluate(
                 """() => {
+                  const at = (name) => performance.getEntriesByName(name)[0];
                   const nav = performance.getEntriesByType("navigation")[0];
-                  const fcp = "first-contentful-paint";
-                  const paint = performance.getEntriesByName(fcp)[0];
+                  const fcp = at("first-contentful-paint");
                   return {dcl: nav.domContentLoadedEventEnd, load: nav.loadEventEnd,
-                          fcp: paint ? paint.startTime : null,
-                          cells: document.querySelectorAll("td.cell").length};
+                          fcp: fcp ? fcp.startTime : 0,
+                          rows: at("gallery:rows").startTime,
+                          painted: at("gallery:painted").startTime,
+                          drawn: document.querySelectorAll("#list .cell").length,
+                          items: window.RUNNER_GALLERY.items.n};
                 }"""
             )
             print(
-                f"browser: {timing['cells']:,} cells; DOMContentLoaded "
-                f"{timing['dcl']:.0f} ms, first paint {timing['fcp'] or 0:.0f} ms, "
-                f"load {timing['load']:.0f} ms (goto wall {wall_ms:.0f} ms)"
+                f"browser: {timing['items']:,} items, {timing['drawn']:,} cells drawn; "
+                f"first contentful paint {timing['fcp']:.0f} ms, first rows drawn "
+                f"{timing['rows']:.0f} ms, painted by {timing['painted']:.0f} ms; "
+                f"DOMContentLoaded {timing['dcl']:.0f} ms, load {timing['load']:.0f} "
+                f"ms (goto wall {wall_ms:.0f} ms)"
+            )
+            page.wait_for_function(
+                """() => [...document.querySelectorAll("#list img")]
+                  .filter((i) => i.getBoundingClientRect().top < innerHeight)
+                  .every((i) => i.complete)""",
+                timeout=60_000,
+            )
+            loaded = page.evaluate(
+                """() => { const imgs = [...document.querySelectorAll("#list img")];
+                  return [imgs.filter((i) => i.naturalWidth > 0).length,
+                          imgs.filter((i) => i.loading === "lazy").length,
+                          imgs.length]; }"""
+            )
+            print(
+                f"thumbnails: {loaded[0]} of {loaded[2]} drawn have loaded "
+                f"({loaded[1]} lazy)"
             )
             clicks = {
                 "status (hide blocked)": "#filters input[value='blocked']",
@@ -252,12 +296,38 @@ def browser(index: Path) -> None:
                     f"filter {name}: median {statistics.median(times):.0f} ms, "
                     f"max {max(times):.0f} ms (until the next frame)"
                 )
+            jumps = [_jump(page, f) for f in (0.5, 0.9, 0.1, 0.7)]
+            print(
+                f"jump in the list (scrollTo 50%, 90%, 10%, 70%): rows in view after "
+                f"median {statistics.median(jumps):.0f} ms, max {max(jumps):.0f} ms"
+            )
+            page.evaluate("() => window.scrollTo(0, 0)")
+            page.wait_for_selector("button.cmp")
             compare = _frame_after(page, "document.querySelector('button.cmp').click()")
             print(f"comparison view open: {compare:.0f} ms")
             if errors:
                 print(f"page errors: {errors}")
         finally:
             launched.close()
+
+
+def _jump(page: Any, fraction: float) -> float:
+    """ms from scrolling to `fraction` of the page to the first frame whose middle
+    of the window shows a drawn row."""
+    result: float = page.evaluate(
+        f"""() => new Promise((resolve) => {{
+              const t0 = performance.now();
+              scrollTo(0, document.documentElement.scrollHeight * {fraction});
+              const check = () => {{
+                const at = document.elementFromPoint(innerWidth / 2, innerHeight / 2);
+                if (at && at.closest(".blk")) setTimeout(
+                  () => resolve(performance.now() - t0), 0);
+                else requestAnimationFrame(check);
+              }};
+              requestAnimationFrame(check);
+            }})"""
+    )
+    return result
 
 
 def _frame_after(page: Any, action: str) -> float:

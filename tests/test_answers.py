@@ -164,6 +164,7 @@ async def test_a_grounded_job_sends_its_tools_and_keeps_and_shows_the_sources(
     and the gallery (sources as links, suggestions in a sandboxed frame)."""
     from runner.review import build_review
     from runner.store import Store
+    from tests.test_review import gallery_items
 
     report, attempts = await run(
         tmp_path,
@@ -187,11 +188,10 @@ async def test_a_grounded_job_sends_its_tools_and_keeps_and_shows_the_sources(
         built = build_review(store, job, tmp_path / "out" / "t")
     finally:
         store.close()
-    page = built.index.read_text("utf-8")
-    for uri in uris:
-        assert f"<a href='{uri}'" in page
-    assert "Google Search suggestions' loading=lazy sandbox='" in page
-    assert "srcdoc='" in page
+    (shown,) = [i["grounding"] for i in gallery_items(built.index.parent)]
+    assert [uri for _, uri in shown["sources"]] == list(dict.fromkeys(uris))
+    rendered = stored["searchEntryPoint"]["renderedContent"]
+    assert rendered in shown["suggestions"]
 
 
 async def test_a_job_without_tools_asks_for_no_grounding(

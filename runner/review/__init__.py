@@ -3,17 +3,23 @@
 Owns: turning what the store knows about a job (manifest rows, status totals, attempt
 usage) and the image files on disk into, under the job folder only,
 
-    index.html              one self-contained page (inline CSS and JS, no network,
-                            works from file://): rows = prompts, columns = the axes
-                            that vary, filters, per-prompt comparison, job totals,
-                            a grounded image's sources and search suggestions
+    index.html              the page (inline CSS and JS, no network, works from
+                            file://): rows = prompts, columns = the axes that vary,
+                            filters, per-prompt comparison, job totals, the
+                            reference-set legend, a grounded image's sources and
+                            search suggestions; drawn a screenful at a time from
+    gallery-data.js         every item's data, compact (columns, string tables),
+                            loaded by the page with <script src>
     thumbs/<image>.jpg      one JPEG per item's first image, THUMB_SIZE px at most
-    contact/<prompt>.png    one labelled grid per prompt (X/Y-plot style); a grid
-                            too big for one page continues in <prompt>_2.png, ...
+    thumbs/refs/<sha>.jpg   one per reference file, named by its content hash
+    contact/<prompt>.png    one labelled grid per prompt (X/Y-plot style), with a
+                            legend of the reference sets it uses; a grid too big
+                            for one page continues in <prompt>_2.png, ...
 
 Every file is written atomically (`outputs.write_atomic`) and only when its content
 changed: a thumbnail newer than its image is kept, a contact sheet whose embedded
-signature matches is kept, an identical index.html is not rewritten. Nothing is
+signature matches is kept, an identical index.html or gallery-data.js is not
+rewritten. Nothing is
 deleted except surplus pages of a contact sheet this package wrote earlier.
 
 Must not write to the store, use the network, or touch files outside the job folder.
@@ -27,9 +33,10 @@ be larger first gets smaller cells (down to SHEET_MIN_CELL) and is then split in
 pages of whole rows (and of whole columns if even one row is too wide).
 
 Modules: `grid` (entries and per-prompt grids from store rows), `grounding` (a
-grounded image's sources and search suggestions), `thumbnails`,
-`sheets` (contact sheets), `page` (index.html, with the package data files
-gallery.css and gallery.js), `workers` (the thread pool). Tunables are read from the
+grounded image's sources and search suggestions), `legend` (reference sets),
+`thumbnails`, `sheets` (contact sheets), `data` (gallery-data.js), `page`
+(index.html, with the package data files gallery.css and gallery.js), `workers`
+(the thread pool). Tunables are read from the
 module that owns them (`sheets.SHEET_MAX_SIDE`, `workers.WORKERS`): change them there.
 """
 
@@ -39,7 +46,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runner.review.data import DATA_FILE, render_data
 from runner.review.grid import build_entries, build_grids
+from runner.review.legend import reference_legend
 from runner.review.page import INDEX, render_page, write_page
 from runner.review.sheets import (
     PLACEHOLDER_RGB,
@@ -52,7 +61,11 @@ from runner.review.sheets import (
     draw_sheets,
     plan_sheets,
 )
-from runner.review.thumbnails import THUMB_SIZE, make_thumbnails
+from runner.review.thumbnails import (
+    THUMB_SIZE,
+    make_reference_thumbnails,
+    make_thumbnails,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -61,6 +74,7 @@ if TYPE_CHECKING:
     from runner.store import JobRow, Store
 
 __all__ = [
+    "DATA_FILE",
     "PLACEHOLDER_RGB",
     "SHEET_BACKGROUND",
     "SHEET_CELL",
@@ -79,11 +93,12 @@ class Review:
     """What `build_review` left in the job folder."""
 
     index: Path
+    data: Path  # gallery-data.js
     contact_sheets: tuple[Path, ...]
     thumbnails: int  # items shown with a thumbnail
     thumbnails_made: int  # of those, thumbnails made or remade by this build
     sheets: tuple[ContactSheet, ...]
-    index_written: bool  # False when index.html was already identical
+    index_written: bool  # False when index.html and its data were already identical
     seconds: Mapping[str, float]  # wall time of each stage, for progress and benches
 
 
@@ -106,19 +121,27 @@ def build_review(store: Store, job: JobRow, job_folder: Path) -> Review:
     status = store.status(job)
     entries = build_entries(rows, store.attempt_rows(job))
     grids = build_grids(entries)
+    legend = reference_legend(store.reference_sets(job))
     lap("store")
     made = make_thumbnails(job_folder, entries)
+    make_reference_thumbnails(job_folder, legend)
     lap("thumbnails")
     # The page before the sheets: the gallery is usable while they are drawn.
-    pages = plan_sheets(job_folder, grids)
+    pages = plan_sheets(job_folder, grids, legend)
     sheets = tuple(p.sheet for p in pages)
-    index = job_folder / INDEX
-    written = write_page(index, render_page(job, status, grids, entries, sheets))
+    data_path, index = job_folder / DATA_FILE, job_folder / INDEX
+    data = render_data(job.name, grids, entries, sheets, legend)
+    # the data first: a page is never on disk without the data it names
+    written = write_page(data_path, data)
+    written = (
+        write_page(index, render_page(job, status, len(grids), legend, data)) or written
+    )
     lap("index")
     draw_sheets(pages)
     lap("contact_sheets")
     return Review(
         index=index,
+        data=data_path,
         contact_sheets=tuple(s.path for s in sheets),
         thumbnails=sum(1 for e in entries if e.thumb is not None),
         thumbnails_made=made,

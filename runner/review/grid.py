@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from runner.review.grounding import Grounding
 
-_NO_VALUE = "—"
+NO_VALUE = "—"
 
 
 @dataclass(slots=True)
@@ -33,7 +33,6 @@ class Entry:
     tokens: int | None  # totalTokenCount over every attempt (blocked ones are billed)
     image: str | None = None  # first output, relative to the job folder
     thumb: str | None = None  # relative to the job folder, once made
-    thumb_size: tuple[int, int] | None = None
     thumb_mtime: int = 0
     note: str | None = None  # why an item that has outputs shows no picture
     grounding: Grounding | None = None  # the success's sources and suggestions
@@ -91,19 +90,17 @@ class Grid:
     def column_label(self, c: int) -> str:
         if self.col_axis is None:
             return ""
-        return _value_label(self.col_axis, self.columns[c])
+        return value_label(self.col_axis, self.columns[c])
 
     def row_lines(self, r: int) -> list[str]:
         values = self.rows[r]
-        lines = [
-            _value_label(a, v) for a, v in zip(self.row_axes, values, strict=False)
-        ]
+        lines = [value_label(a, v) for a, v in zip(self.row_axes, values, strict=False)]
         # values beyond the axes only appear when two items share a cell
         return lines + [f"duplicate {v}" for v in values[len(self.row_axes) :]]
 
     def entry_label(self, entry: Entry) -> str:
         axes = ([self.col_axis] if self.col_axis else []) + list(self.row_axes)
-        return " · ".join(_value_label(a, entry.axes.get(a, _NO_VALUE)) for a in axes)
+        return " · ".join(value_label(a, entry.axes.get(a, NO_VALUE)) for a in axes)
 
 
 def build_entries(
@@ -136,6 +133,19 @@ def chip_label(axis: str, value: str) -> str:
     """How a value reads under its axis title (filters)."""
     if axis == "references":
         return "none" if value == "noref" else value
+    return value
+
+
+def value_label(axis: str, value: str) -> str:
+    """How a value reads in a header, where the axis name is not shown."""
+    if axis == "image_size":
+        return "default size" if value == "default" else value
+    if axis == "references":
+        return "no refs" if value == "noref" else f"refs {value}"
+    if axis == "sample":
+        return f"sample {value}"
+    if axis.startswith("var:"):
+        return f"{axis[4:]}: {value}"
     return value
 
 
@@ -184,19 +194,6 @@ def _item_axes(row: Mapping[str, Any]) -> dict[str, str]:
     axes["references"] = str(row.get("ref_set") or "noref")
     axes["sample"] = str(row["sample"])
     return axes
-
-
-def _value_label(axis: str, value: str) -> str:
-    """How a value reads in a header, where the axis name is not shown."""
-    if axis == "image_size":
-        return "default size" if value == "default" else value
-    if axis == "references":
-        return "no refs" if value == "noref" else f"refs {value}"
-    if axis == "sample":
-        return f"sample {value}"
-    if axis.startswith("var:"):
-        return f"{axis[4:]}: {value}"
-    return value
 
 
 def _entry(row: Mapping[str, Any], tokens: int | None) -> Entry:
@@ -275,7 +272,7 @@ def _grid(prompt_id: str, entries: Sequence[Entry]) -> Grid:
     cells: dict[tuple[int, int], Entry] = {}
     for entry in entries:
         c = columns.index(entry.axes[col_axis]) if col_axis else 0
-        key = tuple(entry.axes.get(a, _NO_VALUE) for a in row_axes)
+        key = tuple(entry.axes.get(a, NO_VALUE) for a in row_axes)
         n = 1
         while key in row_index and (row_index[key], c) in cells:
             n += 1

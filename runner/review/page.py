@@ -1,33 +1,33 @@
-"""The gallery page: `index.html`, one self-contained file per job.
+"""The gallery page: `index.html`, the shell that shows a job's `gallery-data.js`.
 
-Owns the page's markup: job totals, the filter bar, one section per prompt (its grid
-of cells with a grounded image's sources and search suggestions, counts,
-contact-sheet links, comparison button) and the comparison overlay.
-Its style and behaviour are the package data files `gallery.css` and `gallery.js`,
-inlined into every page, so the page needs no server and makes no request (it works
-from file://). Must not read images, draw, or write anything but `index.html`.
+Owns the page's markup: job totals, the reference-set legend, the filter bar's
+frame, the list the items are drawn into and the comparison overlay. The items
+themselves are data (`data.py`), drawn by `gallery.js` a screenful at a time, so
+the page stays small and opens fast however many items the job has. Its style and
+behaviour are the package data files `gallery.css` and `gallery.js`, inlined into
+every page; the data is loaded with `<script src>`, so the page needs no server and
+makes no request beyond its own folder (it works from file://). Must not read
+images, draw, or write anything but `index.html` and `gallery-data.js`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from runner import outputs
-from runner.review.grid import axis_title, chip_label, filter_counts
-from runner.review.sheets import CONTACT_DIR
+from runner.review.data import DATA_FILE
 from runner.store import STATUSES
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from runner.review.grid import Entry, Grid
-    from runner.review.grounding import Grounding
-    from runner.review.sheets import ContactSheet
+    from runner.review.legend import ReferenceSet
     from runner.store import JobRow, Status
 
 INDEX = "index.html"
@@ -36,12 +36,11 @@ INDEX = "index.html"
 def render_page(
     job: JobRow,
     status: Status,
-    grids: Sequence[Grid],
-    entries: Sequence[Entry],
-    sheets: Sequence[ContactSheet],
+    prompts: int,
+    legend: Sequence[ReferenceSet],
+    data: str,
 ) -> str:
-    filters = filter_counts(entries)
-    attr_of = {axis: f"f{i}" for i, (axis, _) in enumerate(filters)}
+    """index.html for a job whose `gallery-data.js` holds `data`."""
     total = sum(status.counts.values())
     out: list[str] = []
     w = out.append
@@ -54,7 +53,7 @@ def render_page(
     w(f"<h1>{_e(job.name)}</h1>\n<p class=sub>")
     if job.model:
         w(f"<span>{_e(job.model)}</span>")
-    w(f"<span>{total:,} items · {len(grids):,} prompts</span>")
+    w(f"<span>{total:,} items · {prompts:,} prompts</span>")
     if job.job_path:
         w(f"<span class=path>{_e(job.job_path)}</span>")
     w("</p>\n<div class=totals>\n")
@@ -78,43 +77,39 @@ def render_page(
         + (f" · {unknown:,} unknown outcome" if unknown else "")
         + "</span></div>\n"
     )
-    w("</div>\n</header>\n")
-
-    w("<form id=filters class=filters autocomplete=off onsubmit='return false'>\n")
-    for axis, values in filters:
-        attr = attr_of[axis]
-        w(f"<fieldset><legend>{_e(axis_title(axis))}</legend>")
-        for value, n in values:
-            cls = f" s-{_e(value)}" if axis == "status" else ""
-            w(
-                f"<label class='chip{cls}' title='double-click: only this'>"
-                f"<input type=checkbox name={attr} "
-                f"value='{_e(value)}' checked>"
-                f"<span>{_e(chip_label(axis, value))} <small>{n:,}</small></span>"
-                "</label>"
-            )
-        w("</fieldset>\n")
+    w("</div>\n")
+    if legend:
+        _render_legend(w, legend)
+    w("</header>\n")
     w(
-        "<div class=fstat><span>showing <b id=shown>"
-        f"{len(entries):,}</b> of {len(entries):,}</span>"
+        "<form id=filters class=filters autocomplete=off onsubmit='return false'>\n"
+        "<div id=fsets class=fsets></div>"
+        f"<div class=fstat><span>showing <b id=shown>{total:,}</b> of {total:,}</span>"
         "<button type=button id=reset>reset</button>"
         "<button type=button id=fold aria-expanded=true>hide filters</button>"
         "</div>\n</form>\n<main>\n"
     )
-    if not entries:
+    if not total:
         w("<p class=empty>This job has no items yet.</p>\n")
-    w("<p id=nomatch class=empty hidden>No item matches these filters.</p>\n")
-    links: dict[str, list[str]] = {}
-    for sheet in sheets:
-        rel = f"{CONTACT_DIR}/{sheet.path.name}"
-        links.setdefault(sheet.prompt_id, []).append(rel)
-    for grid in grids:
-        _render_grid(w, grid, attr_of, links.get(grid.prompt_id, []))
+    w(
+        "<p id=nomatch class=empty hidden>No item matches these filters.</p>\n"
+        "<p id=nodata class=empty hidden>The gallery's data did not load: "
+        f"{DATA_FILE} belongs next to {INDEX}; rebuild them with "
+        f"<code>runner review {_e(job.name)}</code>.</p>\n"
+        "<noscript><p class=empty>The gallery needs JavaScript to show its items."
+        "</p></noscript>\n"
+        "<nav class=pager hidden aria-label=pages></nav>\n"
+        "<div id=list class=list></div>\n"
+        "<nav class=pager hidden aria-label=pages></nav>\n"
+    )
     w(_COMPARE_HTML)
-    # Light on purpose: the rows are rendered here; gallery.js only toggles classes
-    # in one pass (no layout reads), so a filter click costs one style recalc and
-    # layout.
-    w(f"</main>\n<script>\n{_asset('gallery.js')}</script>\n</body>\n</html>\n")
+    # The data file's hash in its URL: a browser never pairs this page with an
+    # older copy of the data from its cache.
+    version = hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
+    w(
+        f"</main>\n<script src='{DATA_FILE}?v={version}'></script>\n"
+        f"<script>\n{_asset('gallery.js')}</script>\n</body>\n</html>\n"
+    )
     return "".join(out)
 
 
@@ -131,178 +126,31 @@ def write_page(path: Path, text: str) -> bool:
     return True
 
 
-def _render_grid(
-    w: Any, grid: Grid, attr_of: Mapping[str, str], sheets: Sequence[str]
-) -> None:
-    pid = grid.prompt_id
-    counts: dict[str, int] = {}
-    tokens = 0
-    for entry in grid.entries:
-        counts[entry.status] = counts.get(entry.status, 0) + 1
-        tokens += entry.tokens or 0
-    w(f"<section class=prompt id='p-{_e(pid)}' data-prompt='{_e(pid)}'>\n")
-    w("<div class=phead><div class=ptitle>")
-    w(f"<h2>{_e(pid)}</h2>")
-    for n, text in enumerate(grid.texts[:3]):
-        w(f"<p class='ptext{' alt' if n else ''}'>{_marked(text, grid.var_names)}</p>")
-    if len(grid.texts) > 3:
-        w(f"<p class='ptext alt'>… and {len(grid.texts) - 3:,} more wordings</p>")
-    w("</div><div class=pside><p class=pcounts>")
-    for name in STATUSES:
-        if counts.get(name):
-            w(f"<span class=s-{name}><i class=dot></i>{counts[name]:,} {name}</span>")
-    w(f"<span>{tokens:,} tokens</span></p>")
-    w("<div class=pact>")
-    if sheets:
-        w("<span class=sheets>contact sheet")
-        for n, rel in enumerate(sheets, start=1):
-            label = "" if len(sheets) == 1 else f" {n}"
-            w(f" <a href='{_href(rel)}' target=_blank rel=noopener>PNG{label}</a>")
-        w("</span>")
+def _render_legend(w: Callable[[str], object], legend: Sequence[ReferenceSet]) -> None:
+    """Each reference set's files, as written in the job, with their thumbnails."""
     w(
-        f"<button type=button class=cmp data-compare='{_e(pid)}'>"
-        f"Compare {len(grid.entries):,} side by side</button></div></div></div>\n"
+        "<section id=legend class=legend aria-labelledby=legendt>"
+        "<h2 id=legendt>Reference sets</h2><div class=rsets>\n"
     )
-    w("<div class=scroll><table class=grid>\n<thead><tr><th class=corner>")
-    w(_e(" / ".join(axis_title(a) for a in grid.row_axes)))
-    w("</th>")
-    for c in range(len(grid.columns)):
-        w(f"<th class=col data-col>{_e(grid.column_label(c))}</th>")
-    w("</tr></thead>\n<tbody>\n")
-    for r in range(len(grid.rows)):
-        w("<tr><th class=rl scope=row>")
-        for line in grid.row_lines(r):
-            w(f"<span>{_e(line)}</span>")
-        w("</th>")
-        for c in range(len(grid.columns)):
-            cell = grid.cells.get((r, c))
-            if cell is None:
-                w("<td class=void><div class=frame>not in plan</div></td>")
+    for ref_set in legend:
+        count = len(ref_set.files)
+        w(
+            f"<div class=rset id='ref-{_e(ref_set.label)}'><h3>{_e(ref_set.label)}"
+            f" <small>{count} file{'s' if count != 1 else ''}</small></h3><ul>"
+        )
+        for ref in ref_set.files:
+            w(f"<li title='{_e(ref.path)}'>")
+            if ref.thumb is not None:
+                w(f"<img src='{_href(ref.thumb)}' alt='{_e(ref.path)}'>")
             else:
-                _render_cell(w, grid, cell, attr_of)
-        w("</tr>\n")
-    w("</tbody></table></div>\n</section>\n")
-
-
-def _render_cell(w: Any, grid: Grid, entry: Entry, attr_of: Mapping[str, str]) -> None:
-    row = entry.row
-    status = entry.status
-    values = {"status": status, "prompt": str(row["prompt_id"]), **entry.axes}
-    data = "".join(
-        f" data-{attr}='{_e(values[axis])}'"
-        for axis, attr in attr_of.items()
-        if axis in values
-    )
-    label = grid.entry_label(entry)
-    title = f"{row['prompt']}\n{label}\nkey {str(row['key'])[:12]}"
-    full = ""
-    if entry.thumb is not None and entry.image is not None:
-        full = f" data-full='{_href(entry.image)}'"
-    w(
-        f"<td class='cell s-{_e(status)}'{data}{full} data-label='{_e(label)}'"
-        f" title='{_e(title)}'>"
-    )
-    if entry.thumb is not None and entry.image is not None and entry.thumb_size:
-        width, height = entry.thumb_size
-        w(
-            f"<a class=frame href='{_href(entry.image)}' target=_blank rel=noopener>"
-            f"<img src='{_href(entry.thumb)}' loading=lazy decoding=async"
-            f" width={width} height={height} alt='{_e(label)}'></a>"
-        )
-    else:
-        word = "no image" if status == "succeeded" else status
-        w(
-            f"<div class='frame ph'><b>{_e(word)}</b>"
-            f"<span class=reason>{_e(entry.reason)}</span></div>"
-        )
-    attempts = int(row.get("attempts") or 0)
-    meta = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-    if entry.tokens is not None:
-        meta += f" · {entry.tokens:,} tok"
-    # a --simulate result is never mistaken for a real one (SPEC 5)
-    simulated = (
-        "<span class='badge s-simulated' title='made by --simulate, not the API'>"
-        "simulated</span>"
-        if row.get("simulated")
-        else ""
-    )
-    w(
-        f"<div class=cap><span class='badge s-{_e(status)}'>{_e(status)}</span>"
-        f"{simulated}<span class=meta>{_e(meta)}</span></div>"
-    )
-    extra = list(row.get("outputs") or [])[1:]
-    if extra:
-        w("<div class=more>")
-        for n, rel in enumerate(extra, start=2):
-            w(f"<a href='{_href(str(rel))}' target=_blank rel=noopener>image {n}</a>")
-        w("</div>")
-    if entry.grounding is not None:
-        _render_grounding(w, entry.grounding)
-    w("</td>")
-
-
-def _render_grounding(w: Any, grounding: Grounding) -> None:
-    """The sources of a grounded image as links, and Google's search suggestions,
-    beside it: Google's terms for grounding ask that the suggestions stay visible
-    with the answer, shown exactly as given (ai.google.dev/gemini-api/docs/
-    grounding/search-suggestions), so they are not folded away."""
-    w("<div class=ground>")
-    if grounding.sources:
-        w("<ol class=src>")
-        for source in grounding.sources:
-            w(
-                f"<li><a href='{_e(source.uri)}' target=_blank"
-                f" rel='noopener noreferrer'>{_e(source.title)}</a></li>"
-            )
-        w("</ol>")
-    if grounding.suggestions is not None:
-        w(
-            "<iframe class=gs title='Google Search suggestions' loading=lazy"
-            f" sandbox='{_SUGGESTIONS_SANDBOX}'"
-            f" srcdoc='{_e(_suggestions_doc(grounding.suggestions))}'>"
-            "</iframe>"
-        )
-    elif grounding.queries:
-        w(f"<p class=gq>searched: {_e(' · '.join(grounding.queries))}</p>")
-    w("</div>")
-
-
-# Google's search suggestions come as a snippet of HTML and CSS to show as given:
-# markup from the network that must not reach into the gallery. A sandboxed iframe
-# holding it in `srcdoc` keeps it in a document of its own: without allow-scripts
-# no script in it runs, without allow-same-origin it cannot read or change this
-# page, and nothing it contains can restyle or break this page's markup (the
-# snippet is one escaped attribute value here). Its own Content-Security-Policy
-# lets it load nothing (only inline styles and data: images), so opening the
-# gallery fetches nothing. A click on a suggestion must take the user straight to
-# Google's results page: links open in a new tab (`base target`, allow-popups),
-# as an ordinary page (allow-popups-to-escape-sandbox), since Google's pages refuse
-# to be shown inside a frame.
-_SUGGESTIONS_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
-_SUGGESTIONS_HEAD = (
-    "<!doctype html><html><head><meta charset=utf-8>"
-    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\';'
-    " style-src 'unsafe-inline'; img-src data:\">"
-    "<base target=_blank><style>body{margin:0}</style></head><body>"
-)
-_SUGGESTIONS_TAIL = "</body></html>"
-
-
-def _suggestions_doc(rendered: str) -> str:
-    return _SUGGESTIONS_HEAD + rendered + _SUGGESTIONS_TAIL
+                w(f"<span class=rmiss>{_e(ref.note or 'no thumbnail')}</span>")
+            w(f"<span class=rname>{_e(ref.path)}</span></li>")
+        w("</ul></div>\n")
+    w("</div></section>\n")
 
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _marked(template: str, names: Sequence[str]) -> str:
-    """Escaped template text with its `{name}` placeholders wrapped for styling."""
-    out = _e(template)
-    for name in names:
-        token = _e("{" + name + "}")
-        out = out.replace(token, f"<span class=var>{token}</span>")
-    return out
 
 
 def _href(rel: str) -> str:

@@ -6,6 +6,11 @@ each PNG that lets an up-to-date page be kept, removing surplus pages it wrote
 earlier, and drawing (composed from the thumbnails, never the full images). Must not
 write anywhere but `contact/`.
 
+A page whose prompt sends reference images ends with a legend strip: each set the
+prompt uses (`r0`, ...) with its files' thumbnails and paths as written. On every
+page rather than on a sheet of its own: a contact sheet is often passed around as
+one file, and a cell labelled `refs r1` means nothing without it.
+
 Fonts: Pillow's bundled FreeType font (Aileron), so no system font is needed; it
 covers Latin scripts, and text in other scripts draws as boxes on the sheets (the
 page shows it as the browser would).
@@ -13,9 +18,11 @@ page shows it as the browser would).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from runner import outputs
 from runner.review.grid import axis_title
+from runner.review.legend import sets_of
 from runner.review.workers import parallel
 
 if TYPE_CHECKING:
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from runner.review.grid import Entry, Grid
+    from runner.review.legend import ReferenceSet
 
 CONTACT_DIR = "contact"
 
@@ -44,6 +53,10 @@ SHEET_LABEL_PX = 20
 SHEET_TITLE_PX = 28
 SHEET_SMALL_PX = 15
 SHEET_ROW_LABEL_MAX = 360  # px; longer row labels are shortened with an ellipsis
+LEGEND_THUMB = 64  # px, a reference's thumbnail in the legend strip
+LEGEND_SLOT = 150  # px across per reference: its thumbnail, its path below
+LEGEND_MIN_WIDTH = 2 * SHEET_MARGIN + 3 * LEGEND_SLOT  # a page with a legend
+LEGEND_MAX_HEIGHT = SHEET_MAX_SIDE // 4  # sets past this are named, not drawn
 # zlib level 1: half the time of the default 6 for files about 15% larger (most of
 # what is left is Pillow's per-row PNG filtering, which holds the GIL).
 SHEET_COMPRESS_LEVEL = 1
@@ -64,7 +77,7 @@ STATUS_RGB: Mapping[str, tuple[int, int, int]] = {
 
 _SIGNATURE_KEY = "runner-review"
 _PROMPT_KEY = "runner-review-prompt"
-_LAYOUT_VERSION = "1"  # bump when the drawing changes, so old sheets are redrawn
+_LAYOUT_VERSION = "2"  # bump when the drawing changes, so old sheets are redrawn
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,8 @@ class ContactSheet:
     top: int
     size: tuple[int, int]
     written: bool  # False when the file on disk was already up to date
+    legend: tuple[str, ...] = ()  # the reference sets in its legend strip
+    legend_top: int | None = None  # y of that strip (None: no strip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +116,18 @@ class SheetPage:
     signature: str  # of everything drawn; embedded in the PNG
 
 
-def plan_sheets(job_folder: Path, grids: Sequence[Grid]) -> list[SheetPage]:
+def plan_sheets(
+    job_folder: Path, grids: Sequence[Grid], legend: Sequence[ReferenceSet] = ()
+) -> list[SheetPage]:
     """Every prompt's sheet pages, each `written` if its content changed (and so
-    must be drawn); removes surplus pages an earlier, larger grid needed."""
+    must be drawn); removes surplus pages an earlier, larger grid needed. `legend`:
+    the job's reference sets, drawn on the pages of prompts that use them."""
     folder = job_folder / CONTACT_DIR
     taken = {_safe_name(g.prompt_id) + ".png" for g in grids}
+    numbered = _numbered_pages(folder)
     found: list[SheetPage] = []
     for grid in grids:
-        layout = _sheet_layout(grid)
+        layout = _sheet_layout(grid, sets_of(grid, legend))
         row_chunks = _chunks(len(grid.rows), layout.rows_per_page)
         col_chunks = _chunks(len(grid.columns), layout.cols_per_page)
         pages = [(rs, cs) for rs in row_chunks for cs in col_chunks]
@@ -119,7 +138,8 @@ def plan_sheets(job_folder: Path, grids: Sequence[Grid]) -> list[SheetPage]:
                 folder / name, grid, layout, rs, cs, n + 1, len(pages)
             )
             found.append(page)
-        _remove_surplus_pages(folder, grid.prompt_id, set(names))
+        stem = _safe_name(grid.prompt_id)
+        _remove_surplus_pages(numbered.get(stem, []), grid.prompt_id, set(names))
     return found
 
 
@@ -140,13 +160,18 @@ class _SheetLayout:
     cols_per_page: int
     rows_per_page: int
     title_lines: int
+    legend: tuple[ReferenceSet, ...]
 
 
-def _sheet_layout(grid: Grid) -> _SheetLayout:
+def _sheet_layout(grid: Grid, legend: tuple[ReferenceSet, ...]) -> _SheetLayout:
     label = _font(SHEET_LABEL_PX)
     line = _line_height(label)
     widest = max(
-        (label.getlength(t) for r in range(len(grid.rows)) for t in grid.row_lines(r)),
+        (
+            _text_width(SHEET_LABEL_PX, t)
+            for r in range(len(grid.rows))
+            for t in grid.row_lines(r)
+        ),
         default=0.0,
     )
     row_label_w = min(SHEET_ROW_LABEL_MAX, int(widest) + 12) if grid.row_axes else 0
@@ -164,12 +189,23 @@ def _sheet_layout(grid: Grid) -> _SheetLayout:
     if grid.col_axis is not None:
         top += line + SHEET_GAP
     pitch = cell + SHEET_GAP
-    width = left + cols_per_page * pitch - SHEET_GAP + SHEET_MARGIN
-    max_h = min(SHEET_MAX_SIDE, SHEET_MAX_PIXELS // width)
+    width = _page_width(legend, left + cols_per_page * pitch - SHEET_GAP)
+    # the narrowest page (a last chunk of columns) has the tallest legend
+    narrowest = n_cols % cols_per_page or cols_per_page
+    legend_h = _legend_layout(
+        legend, _page_width(legend, left + narrowest * pitch - SHEET_GAP)
+    ).height
+    max_h = min(SHEET_MAX_SIDE, SHEET_MAX_PIXELS // width) - legend_h
     rows_per_page = max(1, (max_h - top - SHEET_MARGIN + SHEET_GAP) // pitch)
     return _SheetLayout(
-        cell, row_label_w, left, top, cols_per_page, rows_per_page, title_lines
+        cell, row_label_w, left, top, cols_per_page, rows_per_page, title_lines, legend
     )
+
+
+def _page_width(legend: Sequence[ReferenceSet], grid_right: int) -> int:
+    """A page's width: its grid's, and wide enough for a legend strip."""
+    width = grid_right + SHEET_MARGIN
+    return max(width, LEGEND_MIN_WIDTH) if legend else width
 
 
 def _chunks(n: int, size: int) -> list[range]:
@@ -188,10 +224,10 @@ def _describe_page(
     """A page's geometry, labels and the signature of what it shows; its sheet is
     `written` (must be drawn) unless the file on disk carries that signature."""
     pitch = layout.cell + SHEET_GAP
-    size = (
-        layout.left + len(cols) * pitch - SHEET_GAP + SHEET_MARGIN,
-        layout.top + len(rows) * pitch - SHEET_GAP + SHEET_MARGIN,
-    )
+    width = _page_width(layout.legend, layout.left + len(cols) * pitch - SHEET_GAP)
+    grid_bottom = layout.top + len(rows) * pitch - SHEET_GAP
+    strip = _legend_layout(layout.legend, width)
+    size = (width, grid_bottom + strip.height + SHEET_MARGIN)
     column_labels = tuple(grid.column_label(c) for c in cols)
     row_labels = tuple(" / ".join(grid.row_lines(r)) for r in rows)
     cells = []
@@ -216,6 +252,11 @@ def _describe_page(
                 row_labels,
                 layout.cell,
                 cells,
+                [
+                    [s.label, [[f.path, f.thumb, f.note] for f in s.files]]
+                    for s in layout.legend
+                ],
+                width,
             ],
             ensure_ascii=False,
         ).encode("utf-8")
@@ -232,6 +273,8 @@ def _describe_page(
         top=layout.top,
         size=size,
         written=_sheet_signature(path) != signature,
+        legend=tuple(s.label for s in layout.legend),
+        legend_top=grid_bottom + SHEET_GAP if layout.legend else None,
     )
     return SheetPage(sheet, grid, layout, rows, cols, signature)
 
@@ -263,21 +306,36 @@ def _sheet_signature(path: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _remove_surplus_pages(folder: Path, prompt_id: str, keep: set[str]) -> None:
-    """Pages of this prompt's sheet that an earlier, larger grid needed."""
-    stem = _safe_name(prompt_id)
-    for pattern in (f"{stem}_*.png", f"{stem}+*.png"):
-        for path in folder.glob(pattern):
-            if path.name in keep:
-                continue
-            try:
-                with Image.open(path) as existing:
-                    ours = existing.info.get(_PROMPT_KEY) == prompt_id
-            except (OSError, ValueError):
-                continue
-            suffix = path.name[len(stem) + 1 : -len(".png")]
-            if ours and suffix.isdigit():
-                path.unlink(missing_ok=True)
+def _numbered_pages(folder: Path) -> dict[str, list[Path]]:
+    """The files of `folder` named like a later page (`<stem>_<n>.png` or
+    `<stem>+<n>.png`), by stem: one listing for every prompt."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    found: dict[str, list[Path]] = {}
+    for name in names:
+        if not name.endswith(".png"):
+            continue
+        cut = max(name.rfind("_"), name.rfind("+"))
+        if cut > 0 and name[cut + 1 : -len(".png")].isdigit():
+            found.setdefault(name[:cut], []).append(folder / name)
+    return found
+
+
+def _remove_surplus_pages(pages: list[Path], prompt_id: str, keep: set[str]) -> None:
+    """Pages of this prompt's sheet that an earlier, larger grid needed (among
+    `pages`, the numbered pages named after it)."""
+    for path in pages:
+        if path.name in keep:
+            continue
+        try:
+            with Image.open(path) as existing:
+                ours = existing.info.get(_PROMPT_KEY) == prompt_id
+        except (OSError, ValueError):
+            continue
+        if ours:
+            path.unlink(missing_ok=True)
 
 
 # -- drawing ---------------------------------------------------------------------------
@@ -312,6 +370,8 @@ def _draw_page(page: SheetPage) -> None:
             box = (layout.left + k * pitch, y, layout.cell)
             entry = grid.cells.get((r, c))
             _draw_cell(canvas, draw, sheet.path.parent.parent, entry, box)
+    if sheet.legend_top is not None:
+        _draw_legend(canvas, draw, sheet, layout.legend)
 
     info = PngImagePlugin.PngInfo()
     info.add_text(_SIGNATURE_KEY, page.signature)
@@ -406,6 +466,108 @@ def _draw_cell(
             )
 
 
+@dataclass(frozen=True, slots=True)
+class _LegendLayout:
+    sets: tuple[ReferenceSet, ...]  # those drawn
+    per_line: int  # references per line of thumbnails
+    omitted: int  # sets past LEGEND_MAX_HEIGHT, named on one line
+    height: int  # from the grid's bottom edge to the strip's bottom edge
+
+
+def _legend_layout(legend: Sequence[ReferenceSet], width: int) -> _LegendLayout:
+    """Where the strip's parts go on a page `width` px wide; height 0 without sets."""
+    if not legend:
+        return _LegendLayout((), 1, 0, 0)
+    per_line = max(1, (width - 2 * SHEET_MARGIN) // LEGEND_SLOT)
+    small, label = _font(SHEET_SMALL_PX), _font(SHEET_LABEL_PX)
+    # the gap and a rule above, the title, then each set: its label, its lines
+    height = 2 * SHEET_GAP + _line_height(small)
+    shown: list[ReferenceSet] = []
+    for ref_set in legend:
+        lines = -(-len(ref_set.files) // per_line)
+        more = _line_height(label) + lines * _legend_slot_height()
+        if height + more + _line_height(small) > LEGEND_MAX_HEIGHT and shown:
+            break
+        shown.append(ref_set)
+        height += more
+    omitted = len(legend) - len(shown)
+    if omitted:
+        height += _line_height(small)
+    return _LegendLayout(tuple(shown), per_line, omitted, height)
+
+
+def _legend_slot_height() -> int:
+    return LEGEND_THUMB + 4 + _line_height(_font(SHEET_SMALL_PX)) + SHEET_GAP
+
+
+def _draw_legend(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    sheet: ContactSheet,
+    legend: Sequence[ReferenceSet],
+) -> None:
+    """The strip under the grid: each set's label, its files' thumbnails and paths."""
+    assert sheet.legend_top is not None
+    width = sheet.size[0]
+    strip = _legend_layout(legend, width)
+    small, label = _font(SHEET_SMALL_PX), _font(SHEET_LABEL_PX)
+    job_folder = sheet.path.parent.parent
+    y = sheet.legend_top + SHEET_GAP
+    draw.line((SHEET_MARGIN, y - 4, width - SHEET_MARGIN, y - 4), fill=SHEET_LETTERBOX)
+    draw.text((SHEET_MARGIN, y), "Reference sets", font=small, fill=SHEET_MUTED)
+    y += _line_height(small)
+    for ref_set in strip.sets:
+        count = len(ref_set.files)
+        heading = f"{ref_set.label}  ·  {count} file{'s' if count != 1 else ''}"
+        draw.text((SHEET_MARGIN, y), heading, font=label, fill=SHEET_INK)
+        y += _line_height(label)
+        for n, ref in enumerate(ref_set.files):
+            line, slot = divmod(n, strip.per_line)
+            x = SHEET_MARGIN + slot * LEGEND_SLOT
+            top = y + line * _legend_slot_height()
+            _draw_reference(canvas, draw, job_folder, ref.thumb, (x, top))
+            name = _fit_left(ref.path, small, LEGEND_SLOT - 8)
+            draw.text((x, top + LEGEND_THUMB + 4), name, font=small, fill=SHEET_INK)
+        y += -(-count // strip.per_line) * _legend_slot_height()
+    if strip.omitted:
+        rest = ", ".join(s.label for s in legend[len(strip.sets) :])
+        text = f"and {strip.omitted} more sets ({rest}): see index.html"
+        draw.text(
+            (SHEET_MARGIN, y),
+            _fit(text, small, width - 2 * SHEET_MARGIN),
+            font=small,
+            fill=SHEET_MUTED,
+        )
+
+
+def _draw_reference(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    job_folder: Path,
+    thumb: str | None,
+    at: tuple[int, int],
+) -> None:
+    x, y = at
+    box = (x, y, x + LEGEND_THUMB - 1, y + LEGEND_THUMB - 1)
+    image = None
+    if thumb is not None:
+        try:
+            with Image.open(job_folder / thumb) as opened:
+                opened.draft("RGB", (LEGEND_THUMB, LEGEND_THUMB))
+                image = opened.convert("RGB")
+            image.thumbnail((LEGEND_THUMB, LEGEND_THUMB), Image.Resampling.LANCZOS)
+        except (OSError, ValueError):
+            image = None
+    if image is None:  # the page says why; here a labelled placeholder
+        draw.rectangle(box, fill=PLACEHOLDER_RGB)
+        small = _font(SHEET_SMALL_PX)
+        draw.text((x + 6, y + 6), "missing", font=small, fill=STATUS_RGB["missing"])
+        return
+    draw.rectangle(box, fill=SHEET_LETTERBOX)
+    dx, dy = (LEGEND_THUMB - image.width) // 2, (LEGEND_THUMB - image.height) // 2
+    canvas.paste(image, (x + dx, y + dy))
+
+
 def _fit_size(size: tuple[int, int], box: int) -> tuple[int, int]:
     """`size` scaled to fit a `box` px square, keeping its aspect ratio."""
     scale = min(1.0, box / max(size))
@@ -429,6 +591,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return cache[size]
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_width(size: int, text: str) -> float:
+    """`text`'s width in px at `size`: row labels repeat across prompts, and
+    measuring each again cost seconds at 100,000 items."""
+    return _font(size).getlength(text)
+
+
 def _line_height(font: ImageFont.FreeTypeFont) -> int:
     ascent, descent = font.getmetrics()
     return ascent + descent + 4
@@ -446,6 +615,21 @@ def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
         else:
             hi = mid - 1
     return text[:lo].rstrip() + "…"
+
+
+def _fit_left(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """`text`, its start replaced by an ellipsis to fit `width` px: the end of a
+    path (the file name) is what tells two references apart."""
+    if font.getlength(text) <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if font.getlength("…" + text[len(text) - mid :]) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return "…" + text[len(text) - lo :]
 
 
 def _wrap(

@@ -127,13 +127,14 @@ def _delete_built(folder: Path) -> None:
     it: what the gallery and the runs built from the images, by the names review
     and outputs give them."""
     from runner import outputs
+    from runner.review.data import DATA_FILE
     from runner.review.page import INDEX
     from runner.review.sheets import CONTACT_DIR
     from runner.review.thumbnails import THUMBS_DIR
 
     for name in (THUMBS_DIR, CONTACT_DIR):
         shutil.rmtree(folder / name, ignore_errors=True)
-    for name in (INDEX, outputs.MANIFEST):
+    for name in (INDEX, DATA_FILE, outputs.MANIFEST):
         (folder / name).unlink(missing_ok=True)
     for empty in (folder / outputs.IMAGES_DIR, folder):
         try:

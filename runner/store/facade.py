@@ -353,6 +353,11 @@ class Store:
         with self._connect() as conn:
             return parents.parent_images(conn, job, marked, statuses)
 
+    def reference_sets(self, job: JobRow) -> dict[str, list[dict[str, Any]]]:
+        """Reference set label -> its files (path as written, abs_path, sha256)."""
+        with self._connect() as conn:
+            return queries.reference_sets(conn, job)
+
     def attempt_rows(self, job: JobRow) -> list[dict[str, Any]]:
         with self._connect() as conn:
             return queries.attempt_rows(conn, job)

@@ -1,5 +1,5 @@
 """What the store reports: jobs, status and spend (also per axis), manifest and
-attempt rows.
+attempt rows, and each reference set's files.
 
 Owns: the read queries through SQLAlchemy. The job lookup and the status totals run
 `records`' SQL text, the same the sqlite3 `reader` runs, so both answer alike; spend
@@ -221,6 +221,28 @@ def _parent(r: Any) -> dict[str, str] | None:
         "image": r.parent_image,
         "mode": r.parent_mode,
     }
+
+
+def reference_sets(conn: Connection, job: JobRow) -> dict[str, list[dict[str, Any]]]:
+    """Each reference set's label (`r0`, ...) -> its files as one of its active items
+    sent them (`path` as written, `abs_path`, `sha256`, ...), in set order; text-only
+    sets have no entry. One row per set is read, not every item's request."""
+    first = conn.execute(
+        sa.select(items.c.ref_label, sa.func.min(items.c.id))
+        .where(
+            items.c.job_id == job.id,
+            items.c.active == 1,
+            items.c.references_json != "[]",
+        )
+        .group_by(items.c.ref_label)
+    ).all()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for label, item_id in first:
+        request = conn.execute(
+            sa.select(items.c.request_json).where(items.c.id == item_id)
+        ).scalar_one()
+        found[str(label)] = list(json.loads(request)["references"])
+    return found
 
 
 def attempt_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:
