@@ -731,22 +731,27 @@ def _sending_counts(about: Sending) -> str:
 
 
 def _sending_line(about: Sending) -> str:
-    """`demo: 36 items: 12 done, 24 new; sending 24 (est. $1.61)`."""
+    """`demo: 36 items: 12 done, 24 new; sending 24 (est. $1.61)`; by batch,
+    `sending 24 by batch (est. $0.81 at the batch price, $1.61 interactive)`."""
     counts = _sending_counts(about)
     if not about.to_send:
         return f"{counts}; nothing to send"
+    how = " by batch" if about.by_batch else ""
     if about.cost_usd is None:
         estimate = "no price known for its model"
+    elif about.by_batch and about.batch_cost_usd is not None:
+        estimate = (
+            f"est. ${about.batch_cost_usd:,.2f} at the batch price, "
+            f"${about.cost_usd:,.2f} interactive"
+        )
     else:
         estimate = f"est. ${about.cost_usd:,.2f}"
-        if about.batch_cost_usd is not None:
-            estimate += f", ${about.batch_cost_usd:,.2f} by batch"
     if not about.simulated:
-        return f"{counts}; sending {about.to_send:,} ({estimate})"
+        return f"{counts}; sending {about.to_send:,}{how} ({estimate})"
     if about.cost_usd is not None:
         estimate += " if real"
     # SPEC 5: simulated usage is never money
-    return f"{counts}; simulating {about.to_send:,} ({estimate}; nothing is spent)"
+    return f"{counts}; simulating {about.to_send:,}{how} ({estimate}; nothing is spent)"
 
 
 def _n(count: int, noun: str, plural: str | None = None) -> str:

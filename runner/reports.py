@@ -308,9 +308,9 @@ class Sending:
     cost_usd: float | None
     simulated: bool  # --simulate: what it would cost, never spent (SPEC 5)
     recorded_answers: int = 0  # the estimate learnt from this many answers
-    # The same requests through the Batch API (SPEC 7): filled where that
-    # transport exists (issue 16); None until then.
+    # The same requests through the Batch API (SPEC 7): set when they go that way.
     batch_cost_usd: float | None = None
+    by_batch: bool = False  # sent through the Batch API (--batch, `transport: batch`)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

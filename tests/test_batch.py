@@ -102,6 +102,25 @@ def test_plan_with_batch_shows_both_prices(tmp_path: Path) -> None:
     assert "batch_cost_usd" not in json.loads(one.stdout)["estimate"]["to_send"]
 
 
+def test_submit_by_batch_says_so_before_sending_with_the_batch_price_first(
+    tmp_path: Path,
+) -> None:
+    job = write_job(tmp_path, GRID)
+    out = tmp_path / "out"
+    plan = json.loads(invoke("plan", job, "--batch", "--json", "--output", out).stdout)
+    estimate = plan["estimate"]["to_send"]
+    result = invoke("submit", job, "--simulate", "--batch", "--output", out)
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.endswith(
+        f"simulating {estimate['requests']} by batch (est. "
+        f"${estimate['batch_cost_usd']:,.2f} at the batch price, "
+        f"${estimate['cost_usd']:,.2f} interactive if real; nothing is spent)"
+    ), first
+    again = invoke("submit", job, "--simulate", "--output", tmp_path / "two")
+    assert " by batch" not in again.stderr.splitlines()[0]
+
+
 # -- the store ---------------------------------------------------------------------
 
 

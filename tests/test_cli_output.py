@@ -296,8 +296,13 @@ def test_commands_that_send_name_both_key_variables_and_which_is_read() -> None:
 def test_the_group_help_names_every_variable_runner_reads() -> None:
     read = set()
     for path in (REPO / "runner").rglob("*.py"):
+        # a variable's name where it is read, or named as one (`*_VARIABLE = ...`)
         read |= set(
-            re.findall(r'"((?:RUNNER|GEMINI|TOKAIFY)_[A-Z_]+)"', path.read_text())
+            re.findall(
+                r"(?:_VARIABLE = |envvar=|environ\.get\(|environ\[|getenv\()"
+                r'"((?:RUNNER|GEMINI|TOKAIFY)_[A-Z_]+)"',
+                path.read_text(),
+            )
         )
     assert {
         "RUNNER_OUTPUT", "RUNNER_DB", "RUNNER_BASE_URL", "RUNNER_DEBUG",

@@ -118,7 +118,7 @@ def test_with_json_the_facts_before_sending_and_the_retry_command_are_in_the_rep
     assert sending["command"] == "submit"
     assert (sending["items"], sending["new"], sending["to_send"]) == (3, 3, 3)
     assert sending["cost_usd"] > 0 and sending["simulated"] is False
-    assert sending["batch_cost_usd"] is None  # no Batch API transport yet
+    assert sending["batch_cost_usd"] is None and sending["by_batch"] is False
     assert data["retry_command"] == (
         f"runner retry three --output {out} --base-url {sim.url}"
     )

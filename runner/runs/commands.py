@@ -106,7 +106,7 @@ def submit(
             policy.confirm_submit(
                 spec.name, check, yes=yes, confirm=confirm, simulated=send.simulated
             )
-            sending = check.sending(spec.name, send.simulated)
+            sending = check.sending(spec.name, send.simulated, by_batch=by_batch)
             if announce is not None:
                 announce(sending)
             return _send(

@@ -46,8 +46,9 @@ class SubmitCheck:
     new: int = 0  # of them, the ones the store has never seen
     batch_cost_usd: float | None = None  # sent through the Batch API (SPEC 7)
 
-    def sending(self, job: str, simulated: bool) -> Sending:
-        """What the submit is about to send, to say so before it does."""
+    def sending(self, job: str, simulated: bool, *, by_batch: bool = False) -> Sending:
+        """What the submit is about to send (through the Batch API if `by_batch`),
+        to say so before it does."""
         return Sending(
             job=job,
             command="submit",
@@ -61,6 +62,7 @@ class SubmitCheck:
             simulated=simulated,
             recorded_answers=self.recorded_answers,
             batch_cost_usd=self.batch_cost_usd,
+            by_batch=by_batch,
         )
 
     notes: tuple[str, ...] = ()  # about a derived job's parents
