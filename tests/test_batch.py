@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from click.testing import Result
+
     from runner.reports import RunReport
     from runner.store import BatchRow
 
@@ -302,6 +304,7 @@ def test_an_inline_request_is_the_jsonl_line_with_its_key_as_metadata() -> None:
 
 # Polls every few milliseconds: the simulated batches end in a twentieth of a second.
 FAST = {"batch_poll": 0.01, "batch_poll_max": 0.02, "handle_signals": False}
+CLI_ENV = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.01"}
 
 
 @pytest.fixture(scope="module")
@@ -312,8 +315,10 @@ def batch_server() -> Iterator[SimServer]:
 
 @pytest.fixture
 def bsim(batch_server: SimServer) -> Iterator[SimServer]:
+    """The module's server, reset: a test may change its batches' turnaround."""
     batch_server.reset()
     batch_server.batch_support = True
+    batch_server.batch_running = 0.05
     yield batch_server
 
 
@@ -597,10 +602,7 @@ async def test_detach_returns_once_the_batch_exists_and_a_later_submit_collects(
     bsim: SimServer, tmp_path: Path
 ) -> None:
     bsim.batch_running = 0.3
-    try:
-        detached = await send(tmp_path, bsim.url, detach=True)
-    finally:
-        bsim.batch_running = 0.05
+    detached = await send(tmp_path, bsim.url, detach=True)
     assert detached.exit_code == 0
     assert detached.result.detached and detached.result.batches_left == 1
     assert detached.status.counts["in_batch"] == 4
@@ -642,15 +644,11 @@ async def test_items_in_live_batches_count_against_the_caps_of_an_interactive_ru
     submit of the job (now six items) may send one request, not two."""
     capped = GRID + "budget: {max_requests: 5}\n"
     bsim.batch_running = 30.0
-    try:
-        await send(tmp_path, bsim.url, capped, detach=True)
-        more = capped.replace(
-            '"A fox, {style}"]', '"A fox, {style}", "A owl, {style}"]'
-        )
+    await send(tmp_path, bsim.url, capped, detach=True)
+    more = capped.replace('"A fox, {style}"]', '"A fox, {style}", "A owl, {style}"]')
 
-        report = await send(tmp_path, bsim.url, more, batch=False)
-    finally:
-        bsim.batch_running = 0.05
+    report = await send(tmp_path, bsim.url, more, batch=False)
+
     assert bsim.stats()["requests"] == 1
     assert report.result.budget_stop is not None
     counts = report.status.counts
@@ -687,23 +685,12 @@ def test_simulate_detach_is_refused_before_anything_runs(tmp_path: Path) -> None
 def test_cancel_stops_a_live_batch_and_its_items_go_back_to_pending(
     bsim: SimServer, tmp_path: Path
 ) -> None:
-    job = write_job(tmp_path, GRID)
-    out = tmp_path / "o"
-    env = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.01"}
     bsim.batch_running = 30.0
-    try:
-        first = invoke(
-            "submit", job, "--batch", "--detach", "--base-url", bsim.url,
-            "--output", out, "--no-review", env=env,
-        )  # fmt: skip
-        assert first.exit_code == 0, first.output
-        assert "returned once they existed: 1 batch goes on" in first.stderr
+    out, first = submit_detached(tmp_path, bsim)
+    assert "returned once they existed: 1 batch goes on" in first.stderr
 
-        cancelled = invoke(
-            "cancel", "grid", "--base-url", bsim.url, "--output", out, env=env
-        )
-    finally:
-        bsim.batch_running = 0.05
+    cancelled = cancel(bsim, out)
+
     assert cancelled.exit_code == 0, cancelled.output
     data = status_json("grid", out)
     assert data["counts"]["pending"] == 4 and data["counts"]["in_batch"] == 0
@@ -724,12 +711,8 @@ def test_cancel_forgets_a_batch_the_endpoint_does_not_know(
         store.update_batch(batch.id, remote_name="batches/gone")
     finally:
         store.close()
-    env = {"TOKAIFY_API_KEY": SECRET}
 
-    result = invoke(
-        "cancel", "grid", "--base-url", bsim.url, "--output", tmp_path / "out",
-        env=env,
-    )  # fmt: skip
+    result = cancel(bsim, tmp_path / "out")
 
     assert result.exit_code == 0, result.output
     data = status_json("grid", tmp_path / "out")
@@ -741,42 +724,27 @@ def test_cancel_forgets_a_batch_the_endpoint_does_not_know(
 
 # -- rm and retry with batches ------------------------------------------------------
 
-CLI_ENV = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.01"}
-
 
 def test_rm_refuses_a_job_with_live_batches_until_they_are_cancelled(
     bsim: SimServer, tmp_path: Path
 ) -> None:
-    job = write_job(tmp_path, GRID)
-    out = tmp_path / "o"
     bsim.batch_running = 30.0
-    try:
-        detached = invoke(
-            "submit", job, "--batch", "--detach", "--base-url", bsim.url,
-            "--output", out, "--no-review", env=CLI_ENV,
-        )  # fmt: skip
-        assert detached.exit_code == 0, detached.output
+    out, _ = submit_detached(tmp_path, bsim)
 
-        refused = invoke("rm", "grid", "--yes", "--output", out)
+    refused = invoke("rm", "grid", "--yes", "--output", out)
 
-        assert refused.exit_code == 2
-        assert " ".join(refused.stderr.split()) == (
-            "error: job 'grid' has 1 live batch at the API (4 item(s) waiting for "
-            "results), which would go on, billed and never collected; `runner "
-            "cancel grid` cancels it (what finished is collected), or `runner "
-            "submit` collects it once done; then remove the job"
-        )
-        assert status_json("grid", out)["counts"]["in_batch"] == 4  # untouched
-        as_json = invoke("rm", "grid", "--yes", "--json", "--output", out)
-        assert as_json.exit_code == 2
-        assert json.loads(as_json.stdout)["error"]["type"] == "LiveBatchesError"
-
-        cancelled = invoke(
-            "cancel", "grid", "--base-url", bsim.url, "--output", out, env=CLI_ENV
-        )
-        assert cancelled.exit_code == 0, cancelled.output
-    finally:
-        bsim.batch_running = 0.05
+    assert refused.exit_code == 2
+    assert " ".join(refused.stderr.split()) == (
+        "error: job 'grid' has 1 live batch at the API (4 item(s) waiting for "
+        "results), which would go on, billed and never collected; `runner "
+        "cancel grid` cancels it (what finished is collected), or `runner "
+        "submit` collects it once done; then remove the job"
+    )
+    assert status_json("grid", out)["counts"]["in_batch"] == 4  # untouched
+    as_json = invoke("rm", "grid", "--yes", "--json", "--output", out)
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["error"]["type"] == "LiveBatchesError"
+    assert cancel(bsim, out).exit_code == 0
 
     removed = invoke("rm", "grid", "--yes", "--output", out)
 
@@ -872,15 +840,10 @@ def test_a_runner_killed_between_create_and_its_answer_makes_no_second_batch(
         proc = submit_in_a_child(job, sim, out)
         sim.wait_until(lambda s: bool(s["batch"]["creates"]), timeout=60)
         assert live_names(out) == {""}  # recorded before the create, never named
-        proc.popen.send_signal(signal.SIGKILL)
-        code, _, _ = proc.finish()
-        assert code == -signal.SIGKILL
+        kill(proc)
         assert status_json("grid", out)["counts"]["in_batch"] == 4
 
-        result = invoke(
-            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
-            "--no-review", env=KILL_ENV,
-        )  # fmt: skip
+        result = resubmit(job, sim, out, "--batch")
 
         assert result.exit_code == 0, result.output
         stats = sim.stats()
@@ -900,15 +863,10 @@ def test_a_runner_killed_while_polling_is_resumed_without_a_second_batch(
         proc = submit_in_a_child(job, sim, out)
         sim.wait_until(lambda s: bool(s["batch"]["creates"]))
         wait_for(lambda: live_names(out) == {"batches/"})  # its answer recorded
-        proc.popen.send_signal(signal.SIGKILL)
-        code, _, _ = proc.finish()
-        assert code == -signal.SIGKILL
+        kill(proc)
         assert status_json("grid", out)["counts"]["in_batch"] == 4
 
-        result = invoke(
-            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
-            "--no-review", env=KILL_ENV,
-        )  # fmt: skip
+        result = resubmit(job, sim, out, "--batch")
 
         assert result.exit_code == 0, result.output
         assert list(sim.stats()["batch"]["creates"].values()) == [1]
@@ -940,15 +898,11 @@ def test_a_runner_killed_while_downloading_results_records_each_once(
     ) as sim:  # fmt: skip
         proc = submit_in_a_child(job, sim, out)
         wait_for(lambda: images.is_dir() and any(images.glob("*.png")))
-        proc.popen.send_signal(signal.SIGKILL)
-        proc.finish()
+        kill(proc)
         assert sim.stats()["batch"]["uploads"] == 1  # a file batch
         assert status_json("grid", out)["counts"]["in_batch"] > 0
 
-        result = invoke(
-            "submit", job, "--base-url", sim.url, "--output", out, "--no-review",
-            env=KILL_ENV,
-        )  # fmt: skip
+        result = resubmit(job, sim, out)  # the job file says nothing: collects
 
         assert result.exit_code == 0, result.output
         stats = sim.stats()
@@ -1024,6 +978,38 @@ def submit_in_a_child(job: Path, sim: SimServer, out: Path) -> Proc:
     """`runner submit JOB --batch` against `sim`, in a process of its own."""
     return spawn(
         "submit", job, "--batch", "--base-url", sim.url, "--output", out, env=KILL_ENV
+    )  # fmt: skip
+
+
+def submit_detached(tmp_path: Path, sim: SimServer) -> tuple[Path, Result]:
+    """`runner submit JOB --batch --detach` of GRID, in process: its output
+    folder, and what it said."""
+    out = tmp_path / "o"
+    result = invoke(
+        "submit", write_job(tmp_path, GRID), "--batch", "--detach", "--base-url",
+        sim.url, "--output", out, "--no-review", env=CLI_ENV,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def cancel(sim: SimServer, out: Path) -> Result:
+    """`runner cancel grid`, in process."""
+    return invoke("cancel", "grid", "--base-url", sim.url, "--output", out, env=CLI_ENV)
+
+
+def kill(proc: Proc) -> None:
+    """SIGKILL the child: nothing of it runs after, no handler, no cleanup."""
+    proc.popen.send_signal(signal.SIGKILL)
+    code, _, _ = proc.finish()
+    assert code == -signal.SIGKILL
+
+
+def resubmit(job: Path, sim: SimServer, out: Path, *flags: str) -> Result:
+    """`runner submit JOB` again, in process, after a child was killed."""
+    return invoke(
+        "submit", job, *flags, "--base-url", sim.url, "--output", out, "--no-review",
+        env=KILL_ENV,
     )  # fmt: skip
 
 
