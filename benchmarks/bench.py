@@ -23,8 +23,11 @@ one file per image), same workload, same server, one after the other.
   answers of real 1K size: requests/s against a perfect scheduler replaying the
   simulator's own latencies, the google-genai script with its pool opened and as
   written, peak RSS, CPU per item, the event loop's lag.
+- batch: `--batch` submits of 10,000 small images and of 500 2K-size answers:
+  the time to build, upload and create the input, and to ingest the results;
+  peak RSS (runner only: the script has no batch counterpart).
 
-    .venv/bin/python -m benchmarks.bench            # everything, about 14 minutes
+    .venv/bin/python -m benchmarks.bench            # everything, about 15 minutes
     .venv/bin/python -m benchmarks.bench --quick    # smaller, about 4 minutes
     .venv/bin/python -m benchmarks.bench --only throughput --no-peer
 
@@ -66,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def scenarios() -> Mapping[str, Scenario]:
     """`--only` names, in the order they run, and how each is called."""
     from benchmarks.scenarios import (
+        run_batch,
         run_inflight,
         run_memory,
         run_rpm,
@@ -83,6 +87,7 @@ def scenarios() -> Mapping[str, Scenario]:
         "scale": lambda sizes, workdir, o: run_scale(sizes, workdir, judge=not o.quick),
         "rpm": lambda sizes, workdir, o: run_rpm(sizes, workdir, sim_help=o.sim_help),
         "inflight": lambda sizes, workdir, o: run_inflight(sizes, workdir, peer=o.peer),
+        "batch": lambda sizes, workdir, o: run_batch(sizes, workdir),
     }
 
 

@@ -298,6 +298,15 @@ def batch_option(f: F) -> F:
     )(f)
 
 
+def detach_option(f: F) -> F:
+    return click.option(
+        "--detach",
+        is_flag=True,
+        help="With --batch: return once the batches exist; a later submit collects "
+        "them.",
+    )(f)
+
+
 # -- commands -------------------------------------------------------------------------
 
 
@@ -319,11 +328,7 @@ def batch_option(f: F) -> F:
     "another job file.",
 )
 @batch_option
-@click.option(
-    "--detach",
-    is_flag=True,
-    help="With --batch: return once the batches exist; a later submit collects them.",
-)
+@detach_option
 def submit(
     job_file: Path,
     send: runs.SendOptions,
@@ -364,6 +369,8 @@ def submit(
 @send_options
 @store_options
 @json_option
+@batch_option
+@detach_option
 def retry(
     job: str,
     blocked: bool,
@@ -371,13 +378,18 @@ def retry(
     output: Path,
     db_url: str | None,
     as_json: bool,
+    batch: bool | None,
+    detach: bool,
 ) -> None:
     """Send a job's failed items again (and blocked ones with --blocked).
 
-    JOB is a job name or a job file. Finished items are never sent again.
+    JOB is a job name or a job file. Finished items are never sent again. With
+    --batch (the default for a job submitted with `transport: batch`) they go
+    through the Batch API at half price.
 
     Example: runner retry routing-banners --blocked
     """
+    send = dataclasses.replace(send, batch=batch, detach=detach)
     report = runs.retry(
         job,
         workspace=runs.Workspace(output, db_url),
@@ -695,6 +707,8 @@ def _retry_command(
         words += ["--base-url", send.base_url]
     if counts["blocked"]:
         words.append("--blocked")
+    if send.batch is not None:  # as this command was told; else the job's own
+        words.append("--batch" if send.batch else "--no-batch")
     return shlex.join(words)
 
 

@@ -2,6 +2,7 @@
 
     RunnerError (1)
     ├── UsageError (2)            bad command-line usage, unknown job
+    │   └── LiveBatchesError (2)  `runner rm` of a job whose batches still run
     ├── JobSpecError (2)          invalid job file: path, line, what to change
     │   └── JobSpecErrors (2)     several of them, reported at once, one per line
     ├── StoreError (1)            database unreadable, locked or corrupt
@@ -53,6 +54,27 @@ class RunnerError(Exception):
 
 class UsageError(RunnerError):
     exit_code = 2
+
+
+class LiveBatchesError(UsageError):
+    """`runner rm` of a job with live Batch API batches: removing it would leave
+    them running and billed, their results never collected (SPEC 7)."""
+
+    def __init__(self, job: str, batches: int, items: int) -> None:
+        self.job = job
+        self.batches = batches
+        self.items = items
+        them = "it" if batches == 1 else "them"
+        super().__init__(
+            f"job '{job}' has {batches} live batch{'es' if batches != 1 else ''} at "
+            f"the API ({items} item(s) waiting for results), which would go on, "
+            f"billed and never collected; `runner cancel {job}` cancels {them} "
+            f"(what finished is collected), or `runner submit` collects {them} "
+            "once done; then remove the job"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"job": self.job, "batches": self.batches, "items": self.items}
 
 
 class JobSpecError(RunnerError):

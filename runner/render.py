@@ -616,17 +616,24 @@ def _status_tables(out: Stdout, data: dict[str, Any], by: Sequence[str] = ()) ->
 
 
 def _batch_lines(in_batch: int, batches: Sequence[dict[str, Any]]) -> list[str]:
-    """The items in live batches, and each live batch as last seen (SPEC 7)."""
+    """The items in live batches, and each live batch as last seen (SPEC 7); the
+    uploaded inputs of closed ones that could not be deleted."""
     live = [b for b in batches if b["live"]]
-    if not in_batch and not live:
-        return []
-    lines = [
-        f"in batches: {_n(in_batch, 'item')} wait for results in "
-        f"{_n(len(live), 'live batch', 'live batches')}; `runner submit` collects "
-        "them, `runner cancel` cancels them"
-    ]
+    lines = []
+    if in_batch or live:
+        lines.append(
+            f"in batches: {_n(in_batch, 'item')} wait for results in "
+            f"{_n(len(live), 'live batch', 'live batches')}; `runner submit` "
+            "collects them, `runner cancel` cancels them"
+        )
     for b in live:
         lines.append(f"  {_batch_line(b)}")
+    for b in batches:
+        if not b["live"] and b.get("input_file"):
+            lines.append(
+                f"{b['display_name']}: its uploaded input {b['input_file']} could "
+                "not be deleted; the API deletes it 48 hours after its upload"
+            )
     return lines
 
 

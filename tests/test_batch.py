@@ -20,6 +20,7 @@ from runner.client import batch as client_batch
 from runner.errors import JobSpecError
 from runner.models import MODELS
 from runner.plan import Request
+from runner.review import build_review
 from runner.runs import execution
 from runner.scheduler.batches import inline_matches
 from runner.simulate import Fault, SimServer
@@ -39,6 +40,8 @@ from tests.test_resume import wait_for
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    from click.testing import Result
 
     from runner.reports import RunReport
     from runner.store import BatchRow
@@ -124,12 +127,12 @@ def test_submit_by_batch_says_so_before_sending_with_the_batch_price_first(
 # -- the store ---------------------------------------------------------------------
 
 
-async def test_status_counts_items_in_batch_and_lists_batches_as_last_seen(
+def test_status_counts_items_in_batch_and_lists_batches_as_last_seen(
     tmp_path: Path,
 ) -> None:
     """Offline: status reads the store only, and says what the API said last."""
     out = tmp_path / "out"
-    batch = await crash_before_create(tmp_path, items=3)
+    batch = crash_before_create(tmp_path, items=3)
     store = Store.for_output(out)
     try:
         store.update_batch(
@@ -320,6 +323,7 @@ def test_an_inline_request_is_the_jsonl_line_with_its_key_as_metadata() -> None:
 
 # Polls every few milliseconds: the simulated batches end in a twentieth of a second.
 FAST = {"batch_poll": 0.01, "batch_poll_max": 0.02, "handle_signals": False}
+CLI_ENV = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.01"}
 
 
 @pytest.fixture(scope="module")
@@ -330,8 +334,10 @@ def batch_server() -> Iterator[SimServer]:
 
 @pytest.fixture
 def bsim(batch_server: SimServer) -> Iterator[SimServer]:
+    """The module's server, reset: a test may change its batches' turnaround."""
     batch_server.reset()
     batch_server.batch_support = True
+    batch_server.batch_running = 0.05
     yield batch_server
 
 
@@ -401,6 +407,29 @@ async def test_a_grid_by_batch_ends_as_it_does_interactively(
     assert {body["received"] for body in stats["bodies"].values()} == {2}
     assert {a["transport"] for a in attempts(tmp_path / "two")} == {"batch"}
     assert {a["transport"] for a in attempts(tmp_path / "one")} == {"interactive"}
+    # the gallery too: the same page and data, thumbnails and contact sheets
+    first, second = (gallery(tmp_path / out) for out in ("one", "two"))
+    assert first == second
+    assert first["gallery-data.js"] and first["thumbs"] and first["contact"]
+
+
+def gallery(out: Path) -> dict[str, Any]:
+    """A job's gallery as `runner review` builds it: its page and data, and the
+    names of its thumbnails and contact sheets (whose pixels are the images')."""
+    store = Store.for_output(out)
+    try:
+        job = store.get_job("grid")
+        assert job is not None
+        build_review(store, job, out / "grid")
+    finally:
+        store.close()
+    folder = out / "grid"
+    return {
+        "index.html": (folder / "index.html").read_text("utf-8"),
+        "gallery-data.js": (folder / "gallery-data.js").read_text("utf-8"),
+        "thumbs": sorted(p.name for p in (folder / "thumbs").iterdir()),
+        "contact": sorted(p.name for p in (folder / "contact").iterdir()),
+    }
 
 
 async def test_usage_and_cost_by_batch_are_the_servers_at_half_price(
@@ -409,19 +438,24 @@ async def test_usage_and_cost_by_batch_are_the_servers_at_half_price(
     report = await send(tmp_path, bsim.url)
 
     data = report.status.as_dict()
-    assert data["usage"] == bsim.stats()["batch"]["usage"]
+    served = bsim.stats()["batch"]["usage"]  # the lines the server answered
+    assert served["totalTokenCount"] > 0
+    assert data["usage"] == served
     assert data["batch_requests"] == data["requests"]["sent"] == 4
     price = pricing.batch_price_for("gemini-3.1-flash-image-preview")
-    assert price is not None
+    standard = pricing.price_for("gemini-3.1-flash-image-preview")
+    assert price is not None and standard is not None
+    # the server's usage at the batch price, half the standard one
+    at_batch_price = pricing.usage_cost(served, price)
+    assert at_batch_price == pytest.approx(pricing.usage_cost(served, standard) / 2)
+    assert data["cost"]["billed_usd"] == pytest.approx(at_batch_price, abs=1e-6)
+    assert data["cost"]["total_usd"] == pytest.approx(at_batch_price, abs=1e-6)
+    # and each attempt's, as the store recorded it
     billed = sum(
         pricing.usage_cost(json.loads(a["usage_json"]), price)
         for a in attempts(tmp_path / "out")
     )
-    assert data["cost"]["billed_usd"] == pytest.approx(billed, abs=1e-6)
-    standard = pricing.price_for("gemini-3.1-flash-image-preview")
-    assert standard is not None
-    tokens = report.status.status.spend.tokens
-    assert billed == pytest.approx(pricing.tokens_cost(tokens, standard) / 2)
+    assert billed == pytest.approx(at_batch_price, abs=1e-9)
 
 
 async def test_a_batch_too_big_to_send_inline_goes_as_an_uploaded_file(
@@ -434,9 +468,49 @@ async def test_a_batch_too_big_to_send_inline_goes_as_an_uploaded_file(
     assert stats["uploads"] == 1 and stats["downloads"] == 1
     [batch] = stats["batches"].values()
     assert batch["source"] == "file" and batch["succeeded"] == 4
-    assert report.status.as_dict()["batches"][0]["input"] == "file"
-    # the input file is gone once the batch exists
+    shown = report.status.as_dict()["batches"][0]
+    assert shown["input"] == "file"
+    # the local input file is gone once the batch exists, the uploaded one once
+    # its results are stored
     assert not list((tmp_path / "out" / "grid" / "batches").iterdir())
+    assert stats["deletes"] == 1 and shown["input_file"] is None
+
+
+async def test_an_uploaded_input_is_deleted_however_its_batch_ends(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    """An expired batch's input, and the input of the batch its items went in
+    next: each deleted at the API once its batch is closed."""
+    bsim.add_fault(Fault("batch-expired", match="grid-batch", times=1))
+
+    report = await send(tmp_path, bsim.url, batch_inline_bytes=0)
+
+    assert report.exit_code == 0
+    stats = bsim.stats()["batch"]
+    assert stats["uploads"] == stats["deletes"] == 2
+    assert [b["input_file"] for b in report.status.as_dict()["batches"]] == [
+        None,
+        None,
+    ]
+
+
+async def test_an_input_that_could_not_be_deleted_is_a_note_not_a_failure(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    bsim.add_fault(Fault("file-delete-error", match="grid-batch"))
+
+    report = await send(tmp_path, bsim.url, batch_inline_bytes=0)
+
+    assert report.exit_code == 0
+    assert report.status.counts["succeeded"] == 4
+    assert bsim.stats()["batch"]["deletes"] == 0
+    [shown] = status_json("grid", tmp_path / "out")["batches"]
+    assert shown["input_file"].startswith("files/")  # the store keeps its name
+    text = invoke("status", "grid", "--output", tmp_path / "out").stdout
+    assert (
+        f"{shown['display_name']}: its uploaded input {shown['input_file']} could "
+        "not be deleted; the API deletes it 48 hours after its upload"
+    ) in " ".join(text.split())
 
 
 async def test_items_past_the_count_limit_go_in_further_batches(
@@ -511,7 +585,7 @@ async def test_a_batch_recorded_but_never_created_is_let_go_then_sent(
 ) -> None:
     """The runner died after recording the batch and before its create reached
     the API: the name is not listed, so its items are batched again."""
-    await crash_before_create(tmp_path)
+    crash_before_create(tmp_path)
 
     report = await send(tmp_path, bsim.url)
 
@@ -526,7 +600,7 @@ async def test_a_batch_created_whose_answer_never_came_is_found_and_collected(
 ) -> None:
     """The runner died between the create and its answer: the batch exists at
     the API under the recorded name, and is collected, never made twice."""
-    batch = await crash_before_create(tmp_path)
+    batch = crash_before_create(tmp_path)
     async with httpx.AsyncClient() as http:
         await client_batch.create_batch(
             http,
@@ -547,10 +621,7 @@ async def test_detach_returns_once_the_batch_exists_and_a_later_submit_collects(
     bsim: SimServer, tmp_path: Path
 ) -> None:
     bsim.batch_running = 0.3
-    try:
-        detached = await send(tmp_path, bsim.url, detach=True)
-    finally:
-        bsim.batch_running = 0.05
+    detached = await send(tmp_path, bsim.url, detach=True)
     assert detached.exit_code == 0
     assert detached.result.detached and detached.result.batches_left == 1
     assert detached.status.counts["in_batch"] == 4
@@ -592,15 +663,11 @@ async def test_items_in_live_batches_count_against_the_caps_of_an_interactive_ru
     submit of the job (now six items) may send one request, not two."""
     capped = GRID + "budget: {max_requests: 5}\n"
     bsim.batch_running = 30.0
-    try:
-        await send(tmp_path, bsim.url, capped, detach=True)
-        more = capped.replace(
-            '"A fox, {style}"]', '"A fox, {style}", "A owl, {style}"]'
-        )
+    await send(tmp_path, bsim.url, capped, detach=True)
+    more = capped.replace('"A fox, {style}"]', '"A fox, {style}", "A owl, {style}"]')
 
-        report = await send(tmp_path, bsim.url, more, batch=False)
-    finally:
-        bsim.batch_running = 0.05
+    report = await send(tmp_path, bsim.url, more, batch=False)
+
     assert bsim.stats()["requests"] == 1
     assert report.result.budget_stop is not None
     counts = report.status.counts
@@ -637,23 +704,12 @@ def test_simulate_detach_is_refused_before_anything_runs(tmp_path: Path) -> None
 def test_cancel_stops_a_live_batch_and_its_items_go_back_to_pending(
     bsim: SimServer, tmp_path: Path
 ) -> None:
-    job = write_job(tmp_path, GRID)
-    out = tmp_path / "o"
-    env = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.01"}
     bsim.batch_running = 30.0
-    try:
-        first = invoke(
-            "submit", job, "--batch", "--detach", "--base-url", bsim.url,
-            "--output", out, "--no-review", env=env,
-        )  # fmt: skip
-        assert first.exit_code == 0, first.output
-        assert "returned once they existed: 1 batch goes on" in first.stderr
+    out, first = submit_detached(tmp_path, bsim)
+    assert "returned once they existed: 1 batch goes on" in first.stderr
 
-        cancelled = invoke(
-            "cancel", "grid", "--base-url", bsim.url, "--output", out, env=env
-        )
-    finally:
-        bsim.batch_running = 0.05
+    cancelled = cancel(bsim, out)
+
     assert cancelled.exit_code == 0, cancelled.output
     data = status_json("grid", out)
     assert data["counts"]["pending"] == 4 and data["counts"]["in_batch"] == 0
@@ -663,9 +719,157 @@ def test_cancel_stops_a_live_batch_and_its_items_go_back_to_pending(
     assert batch["state"] == "BATCH_STATE_CANCELLED"
 
 
+def test_cancel_forgets_a_batch_the_endpoint_does_not_know(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    """Deleted at the API, or made through another base URL: cancelling it
+    closes it here, its items back to pending, rather than stopping on a 404."""
+    batch = crash_before_create(tmp_path)
+    store = Store.for_output(tmp_path / "out")
+    try:
+        store.update_batch(batch.id, remote_name="batches/gone")
+    finally:
+        store.close()
+
+    result = cancel(bsim, tmp_path / "out")
+
+    assert result.exit_code == 0, result.output
+    data = status_json("grid", tmp_path / "out")
+    assert data["counts"]["pending"] == 4 and data["counts"]["in_batch"] == 0
+    [shown] = data["batches"]
+    assert not shown["live"]
+    assert shown["error"] == f"not found at {bsim.url} when cancelled; forgotten"
+
+
+# -- rm and retry with batches ------------------------------------------------------
+
+
+def test_rm_refuses_a_job_with_live_batches_until_they_are_cancelled(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    bsim.batch_running = 30.0
+    out, _ = submit_detached(tmp_path, bsim)
+
+    refused = invoke("rm", "grid", "--yes", "--output", out)
+
+    assert refused.exit_code == 2
+    assert " ".join(refused.stderr.split()) == (
+        "error: job 'grid' has 1 live batch at the API (4 item(s) waiting for "
+        "results), which would go on, billed and never collected; `runner "
+        "cancel grid` cancels it (what finished is collected), or `runner "
+        "submit` collects it once done; then remove the job"
+    )
+    assert status_json("grid", out)["counts"]["in_batch"] == 4  # untouched
+    as_json = invoke("rm", "grid", "--yes", "--json", "--output", out)
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["error"]["type"] == "LiveBatchesError"
+    assert cancel(bsim, out).exit_code == 0
+
+    removed = invoke("rm", "grid", "--yes", "--output", out)
+
+    assert removed.exit_code == 0, removed.output
+    assert "removed job grid: 4 item(s)" in removed.stdout
+    assert list(creates(bsim).values()) == [1]
+
+
+def test_a_batch_left_by_a_simulate_run_does_not_block_rm(
+    tmp_path: Path,
+) -> None:
+    """Its simulated API ended with its command: nothing goes on to be billed."""
+    crash_before_create(tmp_path, simulated=True)
+
+    removed = invoke("rm", "grid", "--yes", "--output", tmp_path / "out")
+
+    assert removed.exit_code == 0, removed.output
+
+
+def test_retry_sends_by_batch_when_the_job_file_says_transport_batch(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path, GRID + "transport: batch\n")
+    out = tmp_path / "o"
+    bsim.add_fault(Fault("400", match="fox, ink", times=2))
+    where = ("--base-url", bsim.url, "--output", out, "--no-review")
+    first = invoke("submit", job, *where, env=CLI_ENV)
+    assert first.exit_code == 1, first.output
+    assert f"runner retry grid --output {out} --base-url {bsim.url}\n" in (
+        first.stderr
+    )  # the job's transport: no flag needed
+
+    again = invoke("retry", "grid", *where, env=CLI_ENV)
+
+    assert again.exit_code == 1, again.output  # the fault's second time
+    assert sorted(creates(bsim).values()) == [1, 1]  # a batch of its own
+    assert bsim.stats()["requests"] == 0  # no generateContent call
+    [(two, sent)] = [
+        (b["requests"], b["display_name"])
+        for b in bsim.stats()["batch"]["batches"].values()
+        if b["display_name"] == "grid-batch-2"
+    ]
+    assert two == 1 and sent == "grid-batch-2"
+
+    interactive = invoke("retry", "grid", "--no-batch", *where, env=CLI_ENV)
+
+    assert interactive.exit_code == 0, interactive.output
+    assert bsim.stats()["requests"] == 1
+    rows = {row["prompt"]: row for row in manifest(out, "grid")}
+    assert rows["A fox, ink"]["status"] == "succeeded"
+    fox = [a for a in attempts(out) if a["key"] == rows["A fox, ink"]["key"]]
+    assert [a["transport"] for a in fox] == ["batch", "batch", "interactive"]
+
+
+def test_retry_with_batch_sends_an_interactive_jobs_failures_by_batch(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path, GRID)
+    out = tmp_path / "o"
+    bsim.add_fault(Fault("400", match="fox, ink", times=1))
+    where = ("--base-url", bsim.url, "--output", out, "--no-review")
+    first = invoke("submit", job, "--batch", *where, env=CLI_ENV)
+    assert first.exit_code == 1, first.output
+    suggested = f"runner retry grid --output {out} --base-url {bsim.url} --batch"
+    assert suggested in first.stderr  # as the submit was told
+    assert invoke("retry", "grid", "--detach", "--simulate").exit_code == 2
+
+    retried = invoke("retry", "grid", "--batch", *where, env=CLI_ENV)
+
+    assert retried.exit_code == 0, retried.output
+    assert sorted(creates(bsim).values()) == [1, 1]
+    assert bsim.stats()["requests"] == 0
+    assert bsim.stats()["batch"]["lines"] == 5
+    assert status_json("grid", out)["counts"]["succeeded"] == 4
+
+
 # -- a runner killed or interrupted mid-batch --------------------------------------
 
 KILL_ENV = {"TOKAIFY_API_KEY": SECRET, "RUNNER_BATCH_POLL": "0.02"}
+
+
+@pytest.mark.slow
+def test_a_runner_killed_between_create_and_its_answer_makes_no_second_batch(
+    tmp_path: Path,
+) -> None:
+    """The API made the batch; its answer never reached the runner, killed while
+    waiting for it. The next submit finds the batch by its recorded name and
+    collects it."""
+    job = write_job(tmp_path, GRID)
+    out = tmp_path / "o"
+    with SimServer(image_scale=0.0625, batch_pending=0.0, batch_running=0.1) as sim:
+        sim.add_fault(Fault("batch-create-hang", times=1))
+        proc = submit_in_a_child(job, sim, out)
+        sim.wait_until(lambda s: bool(s["batch"]["creates"]), timeout=60)
+        assert live_names(out) == {""}  # recorded before the create, never named
+        kill(proc)
+        assert status_json("grid", out)["counts"]["in_batch"] == 4
+
+        result = resubmit(job, sim, out, "--batch")
+
+        assert result.exit_code == 0, result.output
+        stats = sim.stats()
+        assert stats["batch"]["creates"] == {"grid-batch-1": 1}
+        assert stats["batch"]["lines"] == 4 and stats["requests"] == 0
+    assert status_json("grid", out)["counts"]["succeeded"] == 4
+    assert [a["number"] for a in attempts(out)] == [1, 1, 1, 1]
 
 
 @pytest.mark.slow
@@ -678,15 +882,10 @@ def test_a_runner_killed_while_polling_is_resumed_without_a_second_batch(
         proc = submit_in_a_child(job, sim, out)
         sim.wait_until(lambda s: bool(s["batch"]["creates"]))
         wait_for(lambda: live_names(out) == {"batches/"})  # its answer recorded
-        proc.popen.send_signal(signal.SIGKILL)
-        code, _, _ = proc.finish()
-        assert code == -signal.SIGKILL
+        kill(proc)
         assert status_json("grid", out)["counts"]["in_batch"] == 4
 
-        result = invoke(
-            "submit", job, "--batch", "--base-url", sim.url, "--output", out,
-            "--no-review", env=KILL_ENV,
-        )  # fmt: skip
+        result = resubmit(job, sim, out, "--batch")
 
         assert result.exit_code == 0, result.output
         assert list(sim.stats()["batch"]["creates"].values()) == [1]
@@ -718,15 +917,11 @@ def test_a_runner_killed_while_downloading_results_records_each_once(
     ) as sim:  # fmt: skip
         proc = submit_in_a_child(job, sim, out)
         wait_for(lambda: images.is_dir() and any(images.glob("*.png")))
-        proc.popen.send_signal(signal.SIGKILL)
-        proc.finish()
+        kill(proc)
         assert sim.stats()["batch"]["uploads"] == 1  # a file batch
         assert status_json("grid", out)["counts"]["in_batch"] > 0
 
-        result = invoke(
-            "submit", job, "--base-url", sim.url, "--output", out, "--no-review",
-            env=KILL_ENV,
-        )  # fmt: skip
+        result = resubmit(job, sim, out)  # the job file says nothing: collects
 
         assert result.exit_code == 0, result.output
         stats = sim.stats()
@@ -759,10 +954,12 @@ def test_ctrl_c_stops_waiting_not_the_batch(tmp_path: Path) -> None:
 # -- helpers ------------------------------------------------------------------------
 
 
-async def crash_before_create(tmp_path: Path, items: int = 4) -> BatchRow:
+def crash_before_create(
+    tmp_path: Path, items: int = 4, *, simulated: bool = False
+) -> BatchRow:
     """The store as a runner killed right after recording a batch leaves it: the
     plan stored, the batch recorded with its (first `items`) items in it, no
-    remote name."""
+    remote name (`simulated`: made by a --simulate run)."""
     from runner.plan import build_plan
 
     spec = load_job(write_job(tmp_path, GRID))
@@ -771,9 +968,14 @@ async def crash_before_create(tmp_path: Path, items: int = 4) -> BatchRow:
         job = store.upsert_job("grid", str(spec.path), spec.model)
         store.sync_plan(job, build_plan(spec).items)
         work = store.pending_items(job)[:items]
-        run = store.start_run(job, "submit")
+        run = store.start_run(job, "submit", simulated)
         batch = store.record_batch(
-            job, run, [w.id for w in work], model=spec.model, input_kind="inline"
+            job,
+            run,
+            [w.id for w in work],
+            model=spec.model,
+            input_kind="inline",
+            simulated=simulated,
         )
         folder = tmp_path / "out" / "grid" / "batches"
         folder.mkdir(parents=True)
@@ -795,6 +997,38 @@ def submit_in_a_child(job: Path, sim: SimServer, out: Path) -> Proc:
     """`runner submit JOB --batch` against `sim`, in a process of its own."""
     return spawn(
         "submit", job, "--batch", "--base-url", sim.url, "--output", out, env=KILL_ENV
+    )  # fmt: skip
+
+
+def submit_detached(tmp_path: Path, sim: SimServer) -> tuple[Path, Result]:
+    """`runner submit JOB --batch --detach` of GRID, in process: its output
+    folder, and what it said."""
+    out = tmp_path / "o"
+    result = invoke(
+        "submit", write_job(tmp_path, GRID), "--batch", "--detach", "--base-url",
+        sim.url, "--output", out, "--no-review", env=CLI_ENV,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def cancel(sim: SimServer, out: Path) -> Result:
+    """`runner cancel grid`, in process."""
+    return invoke("cancel", "grid", "--base-url", sim.url, "--output", out, env=CLI_ENV)
+
+
+def kill(proc: Proc) -> None:
+    """SIGKILL the child: nothing of it runs after, no handler, no cleanup."""
+    proc.popen.send_signal(signal.SIGKILL)
+    code, _, _ = proc.finish()
+    assert code == -signal.SIGKILL
+
+
+def resubmit(job: Path, sim: SimServer, out: Path, *flags: str) -> Result:
+    """`runner submit JOB` again, in process, after a child was killed."""
+    return invoke(
+        "submit", job, *flags, "--base-url", sim.url, "--output", out, "--no-review",
+        env=KILL_ENV,
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from benchmarks.harness import (
     simulator_options,
 )
 from benchmarks.scenarios import (
+    run_batch,
     run_inflight,
     run_memory,
     run_rpm,
@@ -173,6 +174,23 @@ def test_the_runner_side_of_the_memory_run_gets_4k_size_answers(
     if section.data["padding"] == "image":
         assert runner["extra"]["image_file_bytes"] > 15_000_000
     assert [v.ok is not None for v in section.verdicts] == [True]
+
+
+def test_the_batch_run_marks_each_phase_of_a_batch(
+    tmp_path: Path,
+) -> None:
+    section = run_batch(Sizes(batch_small_items=10, batch_big_items=2), tmp_path)
+
+    for name, items in (("small", 10), ("2k", 2)):
+        runner = section.data[name]
+        assert runner["items"] == runner["images"] == items, section.render()
+        marks = runner["extra"]["batch_marks"]
+        order = ["batch_run", "batch_built", "batch_created", "batch_ended"]
+        walls = [marks[mark]["wall"] for mark in order]
+        assert walls == sorted(walls)
+        assert list(runner["server"]["batch"]["creates"].values()) == [1]
+    assert [v.ok for v in section.verdicts] == [True, True]
+    assert "ingest the results" in section.render()
 
 
 def test_rpm_is_reported_as_not_measured_without_simulator_support(

@@ -26,7 +26,7 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from runner.simulate import Fault, SimServer
+from runner.simulate import BATCH_FAULT_KINDS, Fault, SimServer
 from tests.simulator_process import module_main
 
 if TYPE_CHECKING:
@@ -712,11 +712,29 @@ def test_uploaded_files_cannot_be_downloaded(client: httpx.Client) -> None:
     assert response.json()["error"]["status"] == "FAILED_PRECONDITION"
 
 
-def test_a_deleted_file_is_gone(client: httpx.Client) -> None:
+def test_a_deleted_file_is_gone_and_counted(
+    server: SimServer, client: httpx.Client
+) -> None:
     file = upload(client, jsonl(["a cat"]))
 
     assert client.delete(f"/v1beta/{file['name']}").json() == {}
     assert client.get(f"/v1beta/{file['name']}").status_code == 404
+    assert client.delete(f"/v1beta/{file['name']}").status_code == 404
+    assert server.stats()["batch"]["deletes"] == 1  # the one that deleted
+
+
+def test_a_file_delete_error_rule_fails_the_delete_of_the_files_it_matches(
+    server: SimServer, client: httpx.Client
+) -> None:
+    server.add_fault(Fault("file-delete-error", match="requests", times=1))
+    file = upload(client, jsonl(["a cat"]))  # displayName "requests"
+
+    refused = client.delete(f"/v1beta/{file['name']}")
+    assert refused.status_code == 500
+    assert refused.json()["error"]["status"] == "INTERNAL"
+    assert client.get(f"/v1beta/{file['name']}").status_code == 200  # still there
+    assert client.delete(f"/v1beta/{file['name']}").status_code == 200
+    assert server.stats()["batch"]["deletes"] == 1
 
 
 def test_a_batch_of_big_answers_is_never_held_whole_in_memory() -> None:
@@ -853,6 +871,23 @@ def test_a_lost_create_answer_still_makes_the_batch_and_counts_it(
     assert server.stats()["batch"]["creates"] == {"job-lost": 1}
 
 
+def test_a_hung_create_makes_the_batch_and_never_answers(server: SimServer) -> None:
+    server.add_fault(Fault("batch-create-hang", match="job-hung"))
+
+    with (
+        httpx.Client(base_url=server.url, timeout=0.3) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post(CREATE, json=inline_body(["a cat"], "job-hung"))
+
+    assert server.stats()["batch"]["creates"] == {"job-hung": 1}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        (listed,) = client.get("/v1beta/batches").json()["operations"]
+        assert listed["metadata"]["displayName"] == "job-hung"
+        done = finished(server, client, listed["name"])
+    assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+
+
 def test_creates_are_counted_per_display_name(
     server: SimServer, client: httpx.Client
 ) -> None:
@@ -894,7 +929,7 @@ def test_batch_rules_come_through_the_control_endpoint(
 
 
 def test_batch_faults_do_nothing_to_generate_content(client: httpx.Client) -> None:
-    for kind in ("batch-expired", "line-error", "batch-create-lost"):
+    for kind in BATCH_FAULT_KINDS:
         response = client.post(
             f"/v1beta/models/{MODEL}:generateContent",
             json=generate_body(f"a cat [sim:{kind}]"),
@@ -1069,6 +1104,12 @@ def test_the_sdk_uploads_a_file_batch_and_downloads_its_results(
     data = sdk.files.download(file=done.dest.file_name)
     keys = [json.loads(line)["key"] for line in data.splitlines()]
     assert keys == ["item-0", "item-1"]
+    # the input deleted once the batch is done, as the runner does it
+    sdk.files.delete(name=file.name)
+    with pytest.raises(errors.ClientError) as gone:
+        sdk.files.get(name=file.name)
+    assert gone.value.code == 404
+    assert server.stats()["batch"]["deletes"] == 1
 
 
 def test_the_sdk_lists_cancels_and_deletes_batches() -> None:

@@ -90,10 +90,17 @@ def peer_available() -> bool:
 
 
 def runner_command(
-    job: Path, out: Path, base_url: str, concurrency: int, *, loop_lag: bool = False
+    job: Path,
+    out: Path,
+    base_url: str,
+    concurrency: int,
+    *,
+    loop_lag: bool = False,
+    batch_poll: float | None = None,
 ) -> list[str]:
     """The runner's child: submit `job` into `out` against `base_url` (with
-    `loop_lag`, a ticker in its event loop measures how late it wakes)."""
+    `loop_lag`, a ticker in its event loop measures how late it wakes; with
+    `batch_poll`, through the Batch API, polling that often)."""
     return child_command(
         RUNNER_CHILD,
         "--job",
@@ -105,6 +112,7 @@ def runner_command(
         "--concurrency",
         str(concurrency),
         *(["--loop-lag"] if loop_lag else []),
+        *([] if batch_poll is None else ["--batch-poll", str(batch_poll)]),
     )
 
 
@@ -116,12 +124,19 @@ def run_runner(
     texts: Sequence[str],
     faults: Sequence[dict[str, Any]] = (),
     loop_lag: bool = False,
+    batch_poll: float | None = None,
 ) -> Figures:
-    """The runner side: `submit_spec` in a child process against `sim`."""
+    """The runner side: `submit_spec` in a child process against `sim` (through
+    the Batch API with `batch_poll`)."""
     shutil.rmtree(folder, ignore_errors=True)  # a fresh store: nothing to resume
     job = write_job(folder, workload, texts)
     command = runner_command(
-        job, folder / "out", sim.url, workload.concurrency, loop_lag=loop_lag
+        job,
+        folder / "out",
+        sim.url,
+        workload.concurrency,
+        loop_lag=loop_lag,
+        batch_poll=batch_poll,
     )
     return _measured(sim, command, folder / "runner.log", faults)
 

@@ -41,6 +41,11 @@ def main(argv: Sequence[str]) -> int:
         action="store_true",
         help="tick in the event loop and report how late it wakes",
     )
+    parser.add_argument(
+        "--batch-poll",
+        type=float,
+        help="send through the Batch API, asking for the batches every SECONDS",
+    )
     args = parser.parse_args(argv)
 
     import functools
@@ -56,6 +61,8 @@ def main(argv: Sequence[str]) -> int:
     marks: dict[str, dict[str, float]] = {}
 
     def on_progress(p: Progress) -> None:
+        if args.batch_poll is not None:
+            _batch_marks(p, marks, started, cpu_start)
         if p.requests and "first_request" not in marks:
             marks["first_request"] = mark(started, cpu_start)
         if p.total and p.finished >= p.total and "last_image" not in marks:
@@ -71,9 +78,13 @@ def main(argv: Sequence[str]) -> int:
         workspace=workspace,
         store=store,
         endpoint=Endpoint(base_url=args.base_url),
-        send=runs.SendOptions(concurrency=args.concurrency),
+        send=runs.SendOptions(
+            concurrency=args.concurrency,
+            batch=True if args.batch_poll is not None else None,
+        ),
         on_progress=on_progress,
-        overrides={"handle_signals": False},
+        overrides={"handle_signals": False}
+        | ({} if args.batch_poll is None else {"batch_poll": args.batch_poll}),
     )
     try:
         report = anyio.run(
@@ -112,6 +123,8 @@ def main(argv: Sequence[str]) -> int:
         "image_file_bytes": images[0].stat().st_size if images else None,
         "latency_ms": percentiles(latencies),
     }
+    if args.batch_poll is not None:
+        figures["batch_marks"] = {k: v for k, v in marks.items() if k.startswith("b")}
     if args.loop_lag:
         first = marks.get("first_request", end)["wall"]
         last = marks.get("last_image", end)["wall"]
@@ -120,6 +133,30 @@ def main(argv: Sequence[str]) -> int:
         )
     print(json.dumps(figures), flush=True)
     return 0
+
+
+def _batch_marks(
+    p: Progress, marks: dict[str, dict[str, float]], started: float, cpu_start: float
+) -> None:
+    """The phases of a Batch API run, each marked once: the run begins
+    (`batch_run`), every batch's input is built and the batch recorded
+    (`batch_built`), created at the API (`batch_created`: after the upload), and
+    seen ended (`batch_ended`: its results are then read and recorded)."""
+    states = [b.state for b in p.batches]
+    reached = {
+        "batch_run": True,
+        "batch_built": bool(states),
+        "batch_created": bool(states) and all(states),
+        "batch_ended": bool(states)
+        and all(s.startswith("BATCH_STATE_") and s.split("_")[-1] in _ENDED
+                for s in states),
+    }  # fmt: skip
+    for name, now in reached.items():
+        if now and name not in marks:
+            marks[name] = mark(started, cpu_start)
+
+
+_ENDED = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
 
 
 async def _with_ticker(

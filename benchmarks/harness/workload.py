@@ -41,6 +41,9 @@ class Sizes:
     inflight_jitter: float = 8.0  # latency drawn uniformly from latency +- this
     inflight_seed: int = 1  # the simulator's: same latencies for every contender
     inflight_written_share: float = 0.125  # items the 100-connection script sends
+    # the Batch API: one batch of small images, one of real 2K-size answers
+    batch_small_items: int = 10_000
+    batch_big_items: int = 500
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -55,6 +58,8 @@ class Sizes:
             # Fewer items at the same latency: a shorter one would ask this box
             # for more answers a second than two cores can take (2 s: 350/s).
             inflight_samples=64,
+            batch_small_items=1_000,
+            batch_big_items=50,
         )
 
 

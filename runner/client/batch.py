@@ -1,5 +1,6 @@
 """The Batch API and the Files API on the wire (SPEC 7): the probe, create, get,
-list and cancel calls, the resumable upload of a JSONL input, and a batch's results
+list and cancel calls, the resumable upload of a JSONL input and its deletion once
+used, and a batch's results
 read as they stream in, each classified exactly like a generateContent answer.
 
 Wire shapes, as google-genai writes and reads them (googleapis/python-genai,
@@ -244,6 +245,16 @@ async def cancel_batch(http: httpx.AsyncClient, endpoint: Endpoint, name: str) -
     url = _url(endpoint, f"v1beta/{name}:cancel")
     async with _Call(http, endpoint, "POST", url, b"{}") as call:
         await call.document()
+
+
+async def delete_file(http: httpx.AsyncClient, endpoint: Endpoint, name: str) -> None:
+    """Delete an uploaded file (`DELETE /v1beta/{name=files/*}`, an empty body
+    both ways: ai.google.dev/api/files#method:-files.delete). Files are deleted
+    48 hours after their upload anyway (ai.google.dev/gemini-api/docs/files)."""
+    async with _Call(
+        http, endpoint, "DELETE", _url(endpoint, f"v1beta/{name}")
+    ) as call:
+        await call.document(empty_ok=True)
 
 
 async def upload_file(

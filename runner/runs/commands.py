@@ -19,7 +19,9 @@ from runner.runs.settings import (
     SendOptions,
     spec_batch_price,
     spec_price,
+    stored_batch_price,
     stored_price,
+    stored_transport,
 )
 from runner.runs.workspace import find_job
 
@@ -142,7 +144,8 @@ def retry(
 ) -> RunReport:
     """Send a stored job's failed items again (blocked ones too if asked), then
     rebuild the gallery; with nothing to send, the job's status and no run.
-    `job` is a job name or a job file."""
+    `job` is a job name or a job file. `send.batch` None: through the Batch API
+    if the job was submitted with `transport: batch`."""
     from runner.runs.endpoint import open_endpoint
     from runner.runs.execution import idle_report, retry_job
     from runner.runs.planning import check_retry
@@ -151,6 +154,8 @@ def retry(
     store = workspace.open_store()
     try:
         row = find_job(store, job)
+        by_batch = send.by_batch(stored_transport(row))
+        check_detach(send, by_batch)
         price = stored_price(row)
         sending = check_retry(
             row,
@@ -158,6 +163,7 @@ def retry(
             price,
             include_blocked=include_blocked,
             simulated=send.simulated,
+            batch_price=stored_batch_price(row) if by_batch else None,
         )
         if not sending.to_send:
             return idle_report(store, row, workspace, sending, price)

@@ -26,6 +26,7 @@ from runner.runs.settings import (
     spec_batch_price,
     spec_price,
     stored_batch_price,
+    stored_transport,
 )
 
 if TYPE_CHECKING:
@@ -126,8 +127,12 @@ async def retry_job(
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries;
     `price` is `stored_price(job)`, which the caller has looked up; `warn` as for
-    `submit_spec`."""
+    `submit_spec`. Through the Batch API if `send` or the job's `transport:` says
+    so (SPEC 7)."""
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
+    mode = None
+    if send.by_batch(stored_transport(job)):
+        mode = "detach" if send.detach else "send"
     return await _stored_run(
         store,
         job,
@@ -139,6 +144,7 @@ async def retry_job(
         on_progress,
         command="retry",
         prepare=lambda: (None, store.requeue(job, statuses)),
+        batch_mode=mode,
         warn=warn,
     )
 

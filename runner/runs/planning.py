@@ -166,9 +166,11 @@ def check_retry(
     *,
     include_blocked: bool,
     simulated: bool,
+    batch_price: pricing.Price | None = None,
 ) -> Sending:
     """What a retry would send: the failed items (and blocked ones if asked) and
-    whatever a stopped run left pending."""
+    whatever a stopped run left pending; with `batch_price`, also its cost
+    through the Batch API."""
     failed = ("failed", "blocked") if include_blocked else ("failed",)
     sends = (*failed, "pending", "running")
     model = job.model or ""
@@ -179,6 +181,7 @@ def check_retry(
         ),
         price,
         store.recorded_usage(job),
+        batch_price,
     )
     stored = {k: n for k, n in store.counts(job).items() if n}
     return Sending(
@@ -193,6 +196,7 @@ def check_retry(
         cost_usd=estimate["cost_usd"],
         simulated=simulated,
         recorded_answers=estimate["recorded_answers"],
+        batch_cost_usd=estimate.get("batch_cost_usd"),
     )
 
 

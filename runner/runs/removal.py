@@ -67,6 +67,7 @@ def _removal(
         folder = workspace.job_folder(row.name)
         kept = 0
         if what == "job":
+            store.check_removable(row)  # live batches: cancel or collect them first
             count = store.item_count(row)
         else:
             # marked images are never pruned: their items stay (store.prune_stale)

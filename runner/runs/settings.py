@@ -120,7 +120,14 @@ def job_settings(spec: JobSpec) -> dict[str, Any]:
         "rpm": spec.rpm,
         "pricing": dict(spec.pricing or {}),
         "budget": asdict(spec.budget),
+        "transport": spec.transport,  # retry's default (SPEC 7)
     }
+
+
+def stored_transport(job: JobRow) -> str:
+    """The `transport:` a stored job was submitted with ("interactive" for a job
+    stored before the Batch API existed)."""
+    return str(job.settings.get("transport") or "interactive")
 
 
 def run_settings(

@@ -8,8 +8,9 @@ before its create call and found again by its display name after a crash, so an
 item is never in two live batches; the JSONL input built on disk and uploaded;
 polling with backoff; the results, matched by key (inline ones else by position),
 saved, judged and recorded like any answer; the items of failed lines and of
-expired or failed batches back to pending (bounded by max_attempts). Ctrl-C stops
-the waiting, never the batches. Must not parse YAML, print or exit.
+expired or failed batches back to pending (bounded by max_attempts); a closed
+batch's uploaded input deleted at the API. Ctrl-C stops the waiting, never the
+batches. Must not parse YAML, print or exit.
 """
 
 from __future__ import annotations
@@ -210,9 +211,11 @@ class _BatchRun(RunControl):
         for batch in await self._thread(self.store.live_batches, self.job):
             if batch.simulated and batch.id not in self.created:
                 # Each --simulate command has its own simulated API: the one that
-                # made this batch has gone with its command.
+                # made this batch has gone with its command (and its files too).
                 await self._close(
-                    batch, "made on a simulated API that ended with its command"
+                    batch,
+                    "made on a simulated API that ended with its command",
+                    api_gone=True,
                 )
             elif batch.simulated == self.simulated:
                 reachable.append(batch)
@@ -277,6 +280,14 @@ class _BatchRun(RunControl):
         try:
             await client.batch.cancel_batch(self.http, self.endpoint, batch.remote_name)
         except BatchCallFailed as failed:
+            if failed.outcome.http_status == 404:
+                # Unknown to this endpoint (deleted there, or made through another
+                # base URL): forgotten, as asked, its items back to pending.
+                await self._close(
+                    batch,
+                    f"not found at {self.endpoint.base_url} when cancelled; forgotten",
+                )
+                return
             # Refused because it ended already: the poll below collects it.
             if failed.outcome.http_status not in (400, 409):
                 self._halt(
@@ -606,8 +617,11 @@ class _BatchRun(RunControl):
             blocked=int(status == "blocked"),
         )
 
-    async def _close(self, batch: BatchRow, error: str | None) -> None:
-        """Close a batch; the items it still held are back to pending."""
+    async def _close(
+        self, batch: BatchRow, error: str | None, *, api_gone: bool = False
+    ) -> None:
+        """Close a batch; the items it still held are back to pending. Then its
+        uploaded input is deleted (unless the API that holds it is gone)."""
         back = await self._thread(
             functools.partial(self.store.close_batch, batch.id, error=error)
         )
@@ -615,6 +629,27 @@ class _BatchRun(RunControl):
             state = self.shown[batch.id].state or "BATCH_STATE_FAILED"
             self.shown[batch.id] = replace(self.shown[batch.id], state=state)
         self._bump(running=-back if batch.simulated == self.simulated else 0)
+        await self._delete_input(batch.id, api_gone=api_gone)
+
+    async def _delete_input(self, batch_id: int, *, api_gone: bool) -> None:
+        """Delete a closed batch's uploaded input file at the API, and forget it.
+        A delete that fails is left as it is: the store keeps the file's name
+        (status shows it) and the API deletes it 48 hours after its upload
+        (ai.google.dev/gemini-api/docs/files); the run goes on."""
+        closed = await self._thread(self.store.get_batch, batch_id)
+        if closed is None or closed.input_file is None:
+            return
+        if not api_gone:
+            try:
+                await client.batch.delete_file(
+                    self.http, self.endpoint, closed.input_file
+                )
+            except BatchCallFailed as failed:
+                if failed.outcome.http_status != 404:  # 404: gone already
+                    return
+        await self._thread(
+            functools.partial(self.store.update_batch, batch_id, input_file=None)
+        )
 
     # -- bookkeeping ------------------------------------------------------------
 

@@ -82,15 +82,20 @@ FAULT_KINDS: tuple[str, ...] = (
 # (its rules' `match` is looked for in the displayName, its directives in the
 # prompts): "batch-expired" and "batch-failed" end it in that state with no
 # results, "batch-create-lost" creates it and then drops the connection before the
-# answer. "line-error" makes a line of a batch answer an error object; ordinary
-# kinds apply to lines too. Batch kinds do nothing to a generateContent request.
+# answer, "batch-create-hang" creates it and never answers (the connection is held
+# until the client goes). "line-error" makes a line of a batch answer an error
+# object; ordinary kinds apply to lines too. "file-delete-error" makes a
+# `DELETE /v1beta/files/ID` answer 500 (its rules' `match` is looked for in the
+# file's displayName). Batch kinds do nothing to a generateContent request.
 BATCH_FAULT_KINDS: tuple[str, ...] = (
     "batch-expired",
     "batch-failed",
     "batch-create-lost",
+    "batch-create-hang",
     "line-error",
+    "file-delete-error",
 )
-BATCH_LEVEL_KINDS = frozenset(BATCH_FAULT_KINDS) - {"line-error"}
+BATCH_LEVEL_KINDS = frozenset(BATCH_FAULT_KINDS) - {"line-error", "file-delete-error"}
 # What `fault_rate` draws from when no mix is given: faults a run recovers from (or
 # records as unknown), never the ones that stop a whole run.
 DEFAULT_FAULT_MIX: tuple[str, ...] = (
@@ -241,6 +246,14 @@ class FaultRules:
                 if times is None or seen <= int(times):
                     return match.group("kind")
         return None
+
+    def pick_file_delete(self, display_name: str) -> bool:
+        """Whether deleting a file with this displayName fails ("file-delete-error"
+        rules only: a file holds no prompt to carry a directive)."""
+        return any(
+            rule.fault.kind == "file-delete-error" and self._fires(rule, display_name)
+            for rule in self._rules
+        )
 
     def _fires(self, rule: _Rule, text: str) -> bool:
         fault = rule.fault

@@ -420,6 +420,9 @@ class SimServer:
             except Exception:
                 logger.exception("simulator failed to answer %s", req.path)
                 other = error_reply(500, "simulator error", "INTERNAL")
+            if other.mode == "hang":  # batch-create-hang
+                await wait_for_disconnect(reader)
+                return False
             return await self._send_counted(stream, other, req.keep_alive)
         if req.method != "POST":
             refused = error_reply(405, "Use POST.", "INVALID_ARGUMENT")
@@ -745,16 +748,31 @@ class SimServer:
             if file.group(1):  # /download/... without :download
                 return not_found_page(req.path)
             if req.method == "DELETE":
-                return self._file_store.delete(file_id)
+                return self._delete_file(file_id)
             if req.method != "GET":
                 return error_reply(405, "Use GET or DELETE.", "INVALID_ARGUMENT")
             return self._file_store.describe(file_id, self.url)
         return not_found_page(req.path)
 
+    def _delete_file(self, file_id: str) -> Answer:
+        """`DELETE /v1beta/files/ID`, counted; a "file-delete-error" rule matching
+        the file's displayName answers Google's internal error instead."""
+        stored = self._file_store.get(f"files/{file_id}")
+        if stored is not None:
+            with self._lock:
+                fails = self._faults.pick_file_delete(stored.display_name or "")
+            if fails:
+                return error_reply(500, "Internal error encountered.", "INTERNAL")
+        reply = self._file_store.delete(file_id)
+        if reply.status == 200:
+            self._record(_count_delete)
+        return reply
+
     async def _create_batch(self, req: Request, model: str, version: str) -> Answer:
         """`POST /v1beta/models/M:batchGenerateContent`: create the batch, start it
         in the background, and answer its operation (or drop the connection
-        instead, for "batch-create-lost")."""
+        instead, for "batch-create-lost", or hold it unanswered, for
+        "batch-create-hang")."""
         if model not in self._models:
             return json_reply(404, model_not_found(model, version))
         auth_style, _ = auth_of(req.headers)
@@ -779,6 +797,8 @@ class SimServer:
         task_group.start_soon(self._run_batch, created)
         if created.fault == "batch-create-lost":
             return Answer(0, b"", mode="drop")
+        if created.fault == "batch-create-hang":
+            return Answer(0, b"", mode="hang")
         return self._batches.show(created.id)
 
     async def _run_batch(self, batch: Batch) -> None:
@@ -875,6 +895,10 @@ def _inert(kind: str, line: bool) -> bool:
 
 def _count_upload(counters: BatchCounters) -> None:
     counters.uploads += 1
+
+
+def _count_delete(counters: BatchCounters) -> None:
+    counters.deletes += 1
 
 
 def _count_download(stats: Counters, sign: int) -> None:

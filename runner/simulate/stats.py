@@ -64,8 +64,9 @@ class BatchTotals(TypedDict):
     answer was lost: a client that resends a create makes a second batch here as it
     would at Google. `lines`, `by_kind`, `usage` and `images` count the lines
     answered (billed at the batch price), apart from generateContent's counters;
-    their request bodies count in `Stats.bodies` like any request's. `uploads` and
-    `downloads` count files finalized and downloads sent completely.
+    their request bodies count in `Stats.bodies` like any request's. `uploads`,
+    `downloads` and `deletes` count files finalized, downloads sent completely and
+    files deleted.
     """
 
     creates: dict[str, int]
@@ -76,6 +77,7 @@ class BatchTotals(TypedDict):
     images: int
     uploads: int
     downloads: int
+    deletes: int
 
 
 class Stats(TypedDict):
@@ -120,6 +122,7 @@ class BatchCounters:
     images: int = 0
     uploads: int = 0
     downloads: int = 0
+    deletes: int = 0
 
     def snapshot(self) -> BatchTotals:
         """A deep copy, safe to hand out."""
@@ -132,6 +135,7 @@ class BatchCounters:
             images=self.images,
             uploads=self.uploads,
             downloads=self.downloads,
+            deletes=self.deletes,
         )
 
 

@@ -103,9 +103,16 @@ class Store:
 
     def remove_job(self, job: JobRow) -> Removed:
         """Delete a job and everything the store holds of it (JobBusyError while a
-        live process runs it); the image files its rows named."""
+        live process runs it, LiveBatchesError while it has live batches); the
+        image files its rows named."""
         with self._begin() as conn:
             return removal.remove_job(conn, job)
+
+    def check_removable(self, job: JobRow) -> None:
+        """LiveBatchesError if `remove_job` would refuse the job for its live
+        batches (asked before the user is)."""
+        with self._begin() as conn:
+            removal.check_no_live_batches(conn, job)
 
     def prune_stale(self, job: JobRow) -> Removed:
         """Delete the items the job file no longer has, with their attempts (their

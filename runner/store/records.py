@@ -94,7 +94,7 @@ TOTALS_SQL = (
 BATCH_FIELDS = (
     "id", "display_name", "remote_name", "state", "input", "items", "requests",
     "succeeded", "failed", "pending", "created_at", "seen_at", "ended_at", "error",
-    "model", "result_file", "simulated",
+    "model", "result_file", "simulated", "input_file",
 )  # fmt: skip
 # The job's batches (SPEC 7), newest first: live ones (no `ended_at`) and the
 # last few closed ones, each as last seen (status never asks the API).
@@ -254,6 +254,10 @@ class BatchRow:
     model: str = ""
     result_file: str | None = None  # files/... of the results, once seen
     simulated: bool = False  # made on a --simulate API, gone with it
+    # files/... of its uploaded JSONL input while the API may still hold it: set
+    # at upload, cleared once deleted (on a closed batch: a delete that failed;
+    # the API deletes it 48 hours after its upload)
+    input_file: str | None = None
 
     @property
     def live(self) -> bool:
@@ -278,6 +282,7 @@ class BatchRow:
             "seen_at": self.seen_at,
             "ended_at": self.ended_at,
             "error": self.error,
+            "input_file": self.input_file,
         }
 
 

@@ -1,10 +1,11 @@
 """Taking things out of the store: a whole job (`runner rm`), or the items its job
 file no longer has (`runner prune`).
 
-Owns: the deletes, each under the job's lease (never while a live run holds it),
-marks with their items (prune leaves a stale item with a marked image), and what
-they hand back: the image files the removed rows named, for the caller to delete
-if asked. Works inside a transaction its caller opened; must not touch files.
+Owns: the deletes, each under the job's lease (never while a live run holds it,
+nor while the job has live batches at the API), marks with their items (prune
+leaves a stale item with a marked image), and what they hand back: the image
+files the removed rows named, for the caller to delete if asked. Works inside a
+transaction its caller opened; must not touch files.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from runner.errors import LiveBatchesError
 from runner.store.attempts import summed_totals
+from runner.store.batches import live_batches
 from runner.store.engine import chunks
 from runner.store.leases import acquire_lease
 from runner.store.marks import drop_marks, marked_items, marked_stale
@@ -44,14 +47,31 @@ class Removed:
 
 
 def remove_job(conn: Connection, job: JobRow) -> Removed:
-    """Delete the job with its items, attempts, runs and totals."""
+    """Delete the job with its items, attempts, runs and totals; never while it
+    has live batches at the API (LiveBatchesError)."""
     acquire_lease(conn, job, uuid.uuid4().hex, _LEASE_TTL)  # JobBusyError if live
+    check_no_live_batches(conn, job)
     removed = _remove_items(conn, job, items.c.job_id == job.id)
     conn.execute(batches.delete().where(batches.c.job_id == job.id))
     conn.execute(runs.delete().where(runs.c.job_id == job.id))
     conn.execute(job_totals.delete().where(job_totals.c.job_id == job.id))
     conn.execute(jobs.delete().where(jobs.c.id == job.id))
     return removed
+
+
+def check_no_live_batches(conn: Connection, job: JobRow) -> None:
+    """LiveBatchesError if the job has batches still live at a real API (those
+    made on a --simulate API ended with their command, whatever the store says)."""
+    live = [b for b in live_batches(conn, job) if not b.simulated]
+    if live:
+        waiting = conn.execute(
+            sa.select(sa.func.count()).where(
+                items.c.job_id == job.id,
+                items.c.status == "in_batch",
+                items.c.batch_id.in_([b.id for b in live]),
+            )
+        ).scalar_one()
+        raise LiveBatchesError(job.name, len(live), int(waiting))
 
 
 def prune_stale(conn: Connection, job: JobRow) -> Removed:
