@@ -2,7 +2,8 @@
 (() => {
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => Array.from(r.querySelectorAll(s));
-const boxes = $$("#filters input[type=checkbox]");
+// read at each use: the served page adds its filter by mark (serve.js)
+const checkboxes = () => $$("#filters input[type=checkbox]");
 const shown = $("#shown");
 const sections = $$("section.prompt").map((sec) => ({
   sec,
@@ -11,7 +12,7 @@ const sections = $$("section.prompt").map((sec) => ({
 }));
 function apply() {
   const allowed = new Map();
-  for (const b of boxes) {
+  for (const b of checkboxes()) {
     if (!allowed.has(b.name)) allowed.set(b.name, new Set());
     if (b.checked) allowed.get(b.name).add(b.value);
   }
@@ -50,7 +51,7 @@ $("#filters").addEventListener("dblclick", (e) => {
   const chip = e.target.closest("label.chip");
   if (!chip) return;
   const box = $("input", chip);
-  for (const b of boxes) if (b.name === box.name) b.checked = b === box;
+  for (const b of checkboxes()) if (b.name === box.name) b.checked = b === box;
   apply();
 });
 $("#fold").addEventListener("click", (e) => {
@@ -59,7 +60,7 @@ $("#fold").addEventListener("click", (e) => {
   e.target.setAttribute("aria-expanded", String(!folded));
 });
 $("#reset").addEventListener("click", () => {
-  for (const b of boxes) b.checked = true;
+  for (const b of checkboxes()) b.checked = true;
   apply();
 });
 const overlay = $("#compare");

@@ -1,8 +1,11 @@
 """The gallery page: `index.html`, one self-contained file per job.
 
-Owns the page's markup: job totals, the filter bar, one section per prompt (its grid
-of cells with a grounded image's sources and search suggestions, counts,
-contact-sheet links, comparison button) and the comparison overlay.
+Owns the page's markup: job totals, the filter bar (a filter by mark once an image
+is marked), one section per prompt (its grid of cells with a grounded image's
+sources and search suggestions, the shown image's mark and note, read-only,
+counts, contact-sheet links, comparison button) and the comparison overlay. Each
+cell names its image (`data-image`) and mark (`data-mk`): the served gallery's
+controls (serve.js, added by runner.review.serve) hook in there.
 Its style and behaviour are the package data files `gallery.css` and `gallery.js`,
 inlined into every page, so the page needs no server and makes no request (it works
 from file://). Must not read images, draw, or write anything but `index.html`.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import html
+from collections import Counter
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -31,6 +35,10 @@ if TYPE_CHECKING:
     from runner.store import JobRow, Status
 
 INDEX = "index.html"
+# A cell's `data-mk`, the name of its filter: the shown image's mark, or "none".
+MARK_FILTER = "mk"
+MARK_NONE = "none"
+MARK_LABELS = {"star": "★ starred", "reject": "✕ rejected", MARK_NONE: "unmarked"}
 
 
 def render_page(
@@ -94,6 +102,8 @@ def render_page(
                 "</label>"
             )
         w("</fieldset>\n")
+    if any(entry.mark for entry in entries):
+        _render_mark_filter(w, entries)
     w(
         "<div class=fstat><span>showing <b id=shown>"
         f"{len(entries):,}</b> of {len(entries):,}</span>"
@@ -198,8 +208,13 @@ def _render_cell(w: Any, grid: Grid, entry: Entry, attr_of: Mapping[str, str]) -
     full = ""
     if entry.thumb is not None and entry.image is not None:
         full = f" data-full='{_href(entry.image)}'"
+    # the image the cell shows, as marks name it, and its mark (SPEC 6)
+    if entry.image is not None:
+        full += f" data-image='{_e(entry.image)}'"
+    mark = entry.mark or MARK_NONE
     w(
-        f"<td class='cell s-{_e(status)}'{data}{full} data-label='{_e(label)}'"
+        f"<td class='cell s-{_e(status)} m-{_e(mark)}'{data}{full}"
+        f" data-{MARK_FILTER}='{_e(mark)}' data-label='{_e(label)}'"
         f" title='{_e(title)}'>"
     )
     if entry.thumb is not None and entry.image is not None and entry.thumb_size:
@@ -226,10 +241,18 @@ def _render_cell(w: Any, grid: Grid, entry: Entry, attr_of: Mapping[str, str]) -
         if row.get("simulated")
         else ""
     )
+    shown = entry.marks.get(entry.image or "") or {}
+    marked = (
+        f"<span class='mark m-{_e(entry.mark)}'>{_e(MARK_LABELS[entry.mark])}</span>"
+        if entry.mark in MARK_LABELS
+        else ""
+    )
     w(
         f"<div class=cap><span class='badge s-{_e(status)}'>{_e(status)}</span>"
-        f"{simulated}<span class=meta>{_e(meta)}</span></div>"
+        f"{simulated}{marked}<span class=meta>{_e(meta)}</span></div>"
     )
+    if shown.get("note"):
+        w(f"<p class=mnote>{_e(shown['note'])}</p>")
     extra = list(row.get("outputs") or [])[1:]
     if extra:
         w("<div class=more>")
@@ -239,6 +262,20 @@ def _render_cell(w: Any, grid: Grid, entry: Entry, attr_of: Mapping[str, str]) -
     if entry.grounding is not None:
         _render_grounding(w, entry.grounding)
     w("</td>")
+
+
+def _render_mark_filter(w: Any, entries: Sequence[Entry]) -> None:
+    """Filter by the mark of the image each cell shows (read-only here; the served
+    page's controls change it)."""
+    counts = Counter(entry.mark or MARK_NONE for entry in entries)
+    w("<fieldset><legend>Mark</legend>")
+    for value, label in MARK_LABELS.items():
+        w(
+            f"<label class='chip m-{value}' title='double-click: only this'>"
+            f"<input type=checkbox name={MARK_FILTER} value={value} checked>"
+            f"<span>{_e(label)} <small>{counts[value]:,}</small></span></label>"
+        )
+    w("</fieldset>\n")
 
 
 def _render_grounding(w: Any, grounding: Grounding) -> None:
