@@ -787,8 +787,9 @@ needs_chromium = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def opened(index: Path) -> Iterator[Page]:
-    """`index` open in headless Chromium; the page must raise no error."""
+def opened(index: Path | str) -> Iterator[Page]:
+    """`index` (a file, or a URL) open in headless Chromium; the page must raise
+    no error."""
     assert CHROMIUM, "chromium is missing: .ci/run installs it with apt-get"
     from playwright.sync_api import sync_playwright
 
@@ -800,7 +801,7 @@ def opened(index: Path) -> Iterator[Page]:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(index.as_uri())
+            page.goto(index if isinstance(index, str) else index.as_uri())
             yield page
         finally:
             browser.close()

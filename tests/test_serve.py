@@ -10,7 +10,6 @@ exactly as written, headless Chromium (Debian's `chromium`) for the page.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import signal
@@ -23,7 +22,7 @@ import pytest
 from runner import runs
 from runner.runs.serving import served_gallery
 from tests.e2e import SECRET, invoke, manifest, spawn, write_job
-from tests.test_review import BROWSER_ARGS, CHROMIUM, needs_chromium
+from tests.test_review import grounded_job, needs_chromium, opened
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -425,6 +424,26 @@ def test_runner_review_serve_prints_the_url_and_ctrl_c_stops_it(out: Path) -> No
     assert page.count("class='mark m-star'") == 1 and "RUNNER_SERVE" not in page
 
 
+def test_sigterm_stops_it_as_ctrl_c_does_and_json_says_where_it_serves(
+    out: Path,
+) -> None:
+    proc = spawn("review", "picks", "--serve", "--json", "--output", out)
+    try:
+        assert proc.popen.stdout is not None
+        lines = [proc.popen.stdout.readline()]
+        while lines[-1] not in ("}\n", ""):
+            lines.append(proc.popen.stdout.readline())
+        serving = json.loads("".join(lines))
+        assert serving["job"] == "picks"
+        assert serving["url"].startswith("http://127.0.0.1:")
+        assert serving["folders"] == [str((out / "picks").resolve())]
+    finally:
+        proc.popen.send_signal(signal.SIGTERM)
+    code, stdout, stderr = proc.finish(timeout=20)
+    assert (code, stdout) == (0, "")
+    assert "stopped serving picks; no mark changed" in stderr
+
+
 def test_port_mistakes_are_usage_errors(out: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -439,31 +458,6 @@ def test_port_mistakes_are_usage_errors(out: Path) -> None:
 
 
 # -- in a real browser ---------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def browser(url: str) -> Iterator[Page]:
-    """`url` open in headless Chromium; the page must raise no error."""
-    assert CHROMIUM, "chromium is missing: .ci/run installs it with apt-get"
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=BROWSER_ARGS
-        )
-        try:
-            page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on(
-                "console",
-                lambda m: errors.append(m.text) if m.type == "error" else None,
-            )
-            page.goto(url)
-            yield page
-        finally:
-            chromium.close()
-    assert errors == []
 
 
 def ready(page: Page) -> None:
@@ -486,7 +480,7 @@ def test_marking_with_the_keyboard_is_kept_across_a_reload(out: Path) -> None:
     every = images(out)
     with (
         served_gallery("picks", workspace=workspace) as (server, _),
-        browser(server.url) as page,
+        opened(server.url) as page,
     ):
         ready(page)
         assert shown_marks(page) == ["none"] * 6
@@ -532,7 +526,7 @@ def test_marking_with_the_keyboard_is_kept_across_a_reload(out: Path) -> None:
         page.screenshot(path="/tmp/served-gallery.png", full_page=True)
 
     # the page on disk (rebuilt when the server stopped) shows them, read-only
-    with browser((out / "picks" / "index.html").as_uri()) as static:
+    with opened(out / "picks" / "index.html") as static:
         assert static.locator(".mark.m-star").count() == 2
         assert static.locator(".mark.m-reject").count() == 2
         assert static.locator(".mnote").all_inner_texts() == [
@@ -547,7 +541,7 @@ def test_compare_two_to_four_chosen_images_with_their_settings(
     server: GalleryServer, out: Path
 ) -> None:
     every = images(out)
-    with browser(server.url) as page:
+    with opened(server.url) as page:
         ready(page)
         keys = page.keyboard
         for key in "jcjjcjcjc":  # images 1, 3, 4 and 5
@@ -587,3 +581,21 @@ def test_compare_two_to_four_chosen_images_with_their_settings(
         assert page.locator("td.mkpicked").count() == 4
         keys.press("Escape")  # clears the choice
         assert page.locator("td.mkpicked").count() == 0
+
+
+@needs_chromium
+def test_a_grounded_images_search_suggestions_show_when_served(tmp_path: Path) -> None:
+    """The served page's Content-Security-Policy still lets the suggestions' frame
+    show, as Google's terms for grounding ask."""
+    store, _, _ = grounded_job(tmp_path)
+    store.close()
+    workspace = runs.Workspace(tmp_path / "out")
+    with (
+        served_gallery("grounded", workspace=workspace) as (server, _),
+        opened(server.url) as page,
+    ):
+        ready(page)
+        page.locator("iframe.gs").scroll_into_view_if_needed()
+        chip = page.frame_locator("iframe.gs").locator("a.chip")
+        assert chip.inner_text() == "tram 28 lisbon"
+        assert chip.is_visible()

@@ -11,6 +11,7 @@ exit.
 from __future__ import annotations
 
 import errno
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -44,11 +45,13 @@ def serve(
     """Serve the job's gallery until Ctrl-C; `ready` hears where, once it answers.
     Stopping is the normal end: every change is already in the store."""
     with served_gallery(job, workspace=workspace, port=port) as (server, book):
-        if ready is not None:
-            ready(Serving(server.job, server.url, tuple(server.folders.values())))
         try:
-            while True:
-                time.sleep(3600)
+            with _terminate_as_interrupt():
+                if ready is not None:
+                    where = tuple(server.folders.values())
+                    ready(Serving(server.job, server.url, where))
+                while True:
+                    time.sleep(3600)
         except KeyboardInterrupt:
             pass
     return ServeReport(server.job, book.changes, book.rebuilt)
@@ -155,6 +158,24 @@ def _parent_folders(store: Store, row: JobRow, workspace: Workspace) -> dict[str
         for name in sorted(names - {row.name})
         if store.get_job(name) is not None
     }
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, `kill`) stops the server as Ctrl-C does, so the
+    page is still rebuilt; the handler it replaces comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _port_error(port: int, exc: OSError) -> UsageError:
