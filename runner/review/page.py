@@ -88,7 +88,12 @@ def render_page(
     )
     w("</div>\n</header>\n")
 
-    w("<form id=filters class=filters autocomplete=off onsubmit='return false'>\n")
+    # data-mk-filter: gallery.js filters on a cell's data-mk, so the served page
+    # may add its filter by mark here (serve.js)
+    w(
+        "<form id=filters class=filters autocomplete=off onsubmit='return false'"
+        " data-mk-filter>\n"
+    )
     for axis, values in filters:
         attr = attr_of[axis]
         w(f"<fieldset><legend>{_e(axis_title(axis))}</legend>")

@@ -15,9 +15,11 @@
 //                         MutationObserver), so a page that draws rows lazily works.
 //   data-mk, .m-<mark>    this script sets them on those elements: star, reject or
 //                         none; the page styles and filters on them.
-//   #filters              if it has no checkboxes name=mk, a "Mark" fieldset is
-//                         added before its `.fstat`; after a change, `change` is
-//                         dispatched on #filters so the page filters again.
+//   #filters              if it has the attribute data-mk-filter (the page filters
+//                         cells by their data-mk) and no checkboxes name=mk yet, a
+//                         "Mark" fieldset of them is added before its `.fstat`;
+//                         after a change, `change` is dispatched on #filters so
+//                         the page filters again.
 //   .off, .gone, hidden   a cell the page's filters hide: skipped by j/k.
 //   #compare              the page's own overlay: while open, keys are the page's.
 //   document events       `runner:mark` {image, mark, note} after each change.
@@ -114,7 +116,9 @@ function paint(image) {
 // -- the filter by mark -------------------------------------------------------------
 function markFilter() {
   const form = $("#filters");
-  if (!form || $("input[name=mk]", form)) return;
+  if (!form || !form.hasAttribute("data-mk-filter") || $("input[name=mk]", form)) {
+    return;
+  }
   const set = el("fieldset");
   set.append(el("legend", "", "Mark"));
   for (const [value, label] of Object.entries(LABELS)) {
