@@ -27,6 +27,7 @@ import json
 import mimetypes
 import secrets
 import shutil
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -177,6 +178,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that goes away mid-answer (a page left while images load) is
+        no error worth a traceback on the terminal."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
@@ -223,6 +231,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             self.close_connection = True
             self._json(exc.status, {"error": exc.message})
+        except RunnerError as exc:  # the store could not be read: say why
+            self.close_connection = True
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.message})
 
     def _refuse_foreign_host(self, app: GalleryServer) -> None:
         """DNS rebinding: a page on another name that resolves to 127.0.0.1 talks
@@ -277,8 +288,6 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 HTTPStatus.NOT_FOUND, f"{image!r} is not an image of job {app.job}"
             ) from None
-        except RunnerError as exc:
-            raise ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, exc.message) from None
         self._json(HTTPStatus.OK, changed)
 
     def _body(self) -> bytes:
