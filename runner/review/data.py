@@ -32,10 +32,10 @@ statement, `window.RUNNER_GALLERY = {...};`, whose object is JSON:
     extra       {item: [paths]}: an item's second and later images
     grounding   {item: {sources: [[title, uri]], suggestions, queries}}; suggestions
                 is the whole srcdoc of its sandboxed frame (or null)
-    marks       {image path: {mark, note}}: marks on images, each image named by
-                its path as in `image` and `extra` (the served gallery's ids); the
-                static page shows them and never writes (empty until the store
-                keeps marks)
+    marks       {image path: {mark, note}}: marks on images (those with a mark
+                or a note), each image named by its path as in `image` and `extra`
+                (the served gallery's ids); the static page shows them and never
+                writes, the served page changes them as it writes them
 
 Columns of small integers and string tables rather than one object per item: the
 file grows with what is particular to each item (its image name and key), not with
@@ -93,8 +93,11 @@ def render_data(
     legend: Sequence[ReferenceSet],
     marks: Mapping[str, Mark] | None = None,
 ) -> str:
-    """The text of `gallery-data.js`."""
-    data = gallery_data(job_name, grids, entries, sheets, legend, marks or {})
+    """The text of `gallery-data.js`; `marks` None: as the entries' manifest rows
+    have them (the store's)."""
+    if marks is None:
+        marks = entry_marks(entries)
+    data = gallery_data(job_name, grids, entries, sheets, legend, marks)
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"window.{DATA_GLOBAL} = {body};\n"
 
@@ -186,6 +189,17 @@ def gallery_data(
         "extra": extra,
         "grounding": grounding,
         "marks": {path: {"mark": m.mark, "note": m.note} for path, m in marks.items()},
+    }
+
+
+def entry_marks(entries: Sequence[Entry]) -> dict[str, Mark]:
+    """image -> its mark, for the images of these entries that have a mark or a
+    note (SPEC 6: marks belong to images)."""
+    return {
+        image: Mark(m.get("mark"), m.get("note"))
+        for entry in entries
+        for image, m in entry.marks.items()
+        if m.get("mark") or m.get("note")
     }
 
 
