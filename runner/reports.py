@@ -498,7 +498,7 @@ class ReviewReport:
 @dataclass(frozen=True, slots=True)
 class Serving:
     """`runner review --serve` is answering: the job's page at `url`, and the job
-    folders it serves files of (the job's, then its parents')."""
+    folders it serves files of (the job's, then its parents' and children's)."""
 
     job: str
     url: str

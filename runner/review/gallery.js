@@ -483,6 +483,62 @@ function extras(i, into) {
   }
   const g = D.grounding[i];
   if (g) into.append(grounding(g));
+  if (LN) lineage(i, into);
+}
+// -- lineage (SPEC 6): a derived item's parent, an image's children ------------------
+// Other jobs' folders are siblings of this one: `../<job>/<path>`, from file:// and
+// on the served page alike (it serves the folders of related jobs).
+const LN = D.lineage;
+const LINKS = 12; // children linked one by one per job; the rest via its gallery
+const inJob = (job, path) => "../" + encodeURIComponent(job) + "/" + href(path);
+function thumbRule(image) { // data.py's thumb_path: thumbs/<stem>.jpg
+  const name = image.slice(image.lastIndexOf("/") + 1);
+  const dot = name.lastIndexOf(".");
+  return "thumbs/" + (dot > 0 ? name.slice(0, dot) : name) + ".jpg";
+}
+function link(text, url, title) {
+  const a = el("a", "", text);
+  a.href = url; a.target = "_blank"; a.rel = "noopener";
+  if (title) a.title = title;
+  return a;
+}
+function lineage(i, into) {
+  const up = LN.parent;
+  if (up && up.job[i] >= 0) {
+    const job = LN.jobs[up.job[i]];
+    const image = up.image_dir + up.image[i];
+    const mode = LN.modes[up.mode ? up.mode[i] : 0];
+    const box = el("div", "lin up");
+    const a = link("", inJob(job, image), `${mode} of ${job}/${image}`);
+    const img = el("img");
+    img.alt = ""; img.loading = "lazy";
+    img.onerror = () => img.remove(); // the parent's gallery was never built
+    img.src = inJob(job, thumbRule(image));
+    a.append(img, el("span", "", image.slice(image.lastIndexOf("/") + 1)));
+    box.append(el("span", "lk", `${mode} of ${job}`), a);
+    into.append(box);
+  }
+  const images = IT.image[i] ? [imageOf(i)].concat(D.extra[i] || []) : [];
+  const byJob = new Map(); // job index -> [[mode, child image]]
+  for (const image of images) {
+    for (const [j, m, child] of LN.children[image] || []) {
+      if (!byJob.has(j)) byJob.set(j, []);
+      byJob.get(j).push([m, child]);
+    }
+  }
+  for (const [j, kids] of byJob) {
+    const job = LN.jobs[j];
+    const box = el("div", "lin down");
+    const modes = [...new Set(kids.map(([m]) => LN.modes[m]))].join(", ");
+    box.append(el("span", "lk", "children in"),
+               link(job, inJob(job, "index.html"), `the gallery of ${job}`),
+               el("span", "lk", `(${modes}):`));
+    kids.slice(0, LINKS).forEach(([, child], n) => {
+      if (child) box.append(link(String(n + 1), inJob(job, child), `${job}/${child}`));
+    });
+    if (kids.length > LINKS) box.append(el("span", "lk", `+${fmt(kids.length - LINKS)}`));
+    into.append(box);
+  }
 }
 function markClass(i) {
   return markCol[i] < 2 ? " m-" + MARKS[markCol[i]] : "";

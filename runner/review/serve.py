@@ -12,8 +12,8 @@ read-only page). Checked on every request:
     /api/ needs the header X-Runner-Token holding this server's random token,
     which only its pages carry (compared in constant time); a write also needs a
     JSON body and no other Origin, so a cross-site form or script marks nothing;
-    files only from the job folders it was given (the job's and its parents'):
-    no `..`, no symlink out, no listing; no page may frame these pages.
+    files only from the job folders it was given (the job's, its parents' and
+    children's): no `..`, no symlink out, no listing; no page may frame these pages.
 
 Writes nothing itself: a change goes to the `MarkBook` its caller hands in (the
 runs layer writes it as `runner mark` does). Must not read the API key.

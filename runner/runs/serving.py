@@ -2,10 +2,10 @@
 
 Owns: the served job's mark book (which image a request names, a change written
 through `marking.set_marks` as `runner mark` writes it, how an image was made as
-an export's sidecar says), which folders may be served (the job's, and those of
-the jobs its items derive from), the gallery built before serving and rebuilt
-after when marks changed, and serving until Ctrl-C. Must not print, read input or
-exit.
+an export's sidecar says), which folders may be served (the job's, those of the
+jobs its items derive from and those of the jobs derived from its images), the
+gallery built before serving and rebuilt after when marks changed, and serving
+until Ctrl-C. Must not print, read input or exit.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def served_gallery(
         folder = workspace.job_folder(row.name)
         build_review(store, row, folder)
         book = ServedMarks(store, row, folder)
-        folders = {row.name: folder, **_parent_folders(store, row, workspace)}
+        folders = {row.name: folder, **_related_folders(store, row, workspace)}
         try:
             server = GalleryServer(book, folders, port=port)
         except OSError as exc:
@@ -145,14 +145,18 @@ class ServedMarks:
         return self._items[image]
 
 
-def _parent_folders(store: Store, row: JobRow, workspace: Workspace) -> dict[str, Path]:
-    """The folders of the jobs the store knows that this job's items derive from
-    (their images are shown beside their children's)."""
+def _related_folders(
+    store: Store, row: JobRow, workspace: Workspace
+) -> dict[str, Path]:
+    """The folders of the jobs the store knows that this job's items derive from,
+    and of those deriving from its images: the gallery links a child to its parent
+    and a parent to its children (SPEC 6)."""
     names = {
         str(item["parent"]["job"])
         for item in store.manifest_rows(row)
         if item.get("parent")
     }
+    names |= {child.job for child in store.children_of(row)}
     return {
         name: workspace.job_folder(name)
         for name in sorted(names - {row.name})
