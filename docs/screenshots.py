@@ -5,7 +5,7 @@
 Runs the README's worked example in a temporary folder (`--simulate`: no key, no
 network), serves the galleries as `runner review JOB --serve` does, marks images
 with the keyboard in headless Chromium at a laptop's window size, and writes
-docs/served-gallery.png and docs/served-compare.png.
+docs/served-gallery.png, docs/served-compare.png and docs/served-lineage.png.
 """
 
 from __future__ import annotations
@@ -40,6 +40,16 @@ def ready(page: Page) -> None:
     )
 
 
+def to_list(page: Page) -> None:
+    """The first prompt's grid just under the filter bar, thumbnails shown."""
+    page.evaluate(
+        "() => window.scrollTo(0, document.querySelector('#list')"
+        ".getBoundingClientRect().top + scrollY"
+        " - document.querySelector('#filters').offsetHeight - 12)"
+    )
+    page.wait_for_timeout(300)
+
+
 def main() -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -70,18 +80,31 @@ def main() -> None:
             keys.press("c")
             keys.press("k")
             ready(page)
-            # the first prompt's grid under the filter bar
-            page.evaluate(
-                "() => window.scrollTo(0, document.querySelector('#list')"
-                ".getBoundingClientRect().top + scrollY"
-                " - document.querySelector('#filters').offsetHeight - 12)"
-            )
-            page.wait_for_timeout(300)  # thumbnails decoded
+            to_list(page)
             page.screenshot(path=DOCS / "served-gallery.png")
             keys.press("v")
             page.wait_for_selector("#mkcmp .mkcard .mkset dd")
             page.wait_for_timeout(300)
             page.screenshot(path=DOCS / "served-compare.png")
+            browser.close()
+        # the next round, from the three stars: each child links to its parent
+        for job in ("demo-night", "demo-closer", "demo-4k"):
+            runner(
+                "submit", f"jobs/{job}.yaml", "--simulate", "--output", out, cwd=work
+            )
+        with (
+            sync_playwright() as playwright,
+            served_gallery("demo-night", workspace=workspace) as (server, _),
+        ):
+            browser = playwright.chromium.launch(
+                executable_path=chromium, args=BROWSER_ARGS
+            )
+            page = browser.new_page(viewport=WINDOW)
+            page.goto(server.url)
+            ready(page)
+            to_list(page)
+            page.locator("#list .cell .lin.up a").first.hover()
+            page.screenshot(path=DOCS / "served-lineage.png")
             browser.close()
 
 

@@ -413,6 +413,9 @@ function drawRow(k) {
   const row = gridRow(p);
   if (sh.rows.length) {
     const label = el("div", "rl");
+    if (LN && LN.parent && sh.rows.some((a) => A[a].key === "parent")) {
+      label.append(parentThumb(p, r)); // a row of one parent's children: the parent
+    }
     for (const line of rowLines(p, r)) label.append(el("span", "", line));
     row.append(label);
   }
@@ -502,19 +505,36 @@ function link(text, url, title) {
   if (title) a.title = title;
   return a;
 }
-function lineage(i, into) {
+function parentOf(i) { // [job, image] of item i's parent, or null
   const up = LN.parent;
-  if (up && up.job[i] >= 0) {
-    const job = LN.jobs[up.job[i]];
-    const image = up.image_dir + up.image[i];
-    const mode = LN.modes[up.mode ? up.mode[i] : 0];
+  return up && up.job[i] >= 0 ? [LN.jobs[up.job[i]], up.image_dir + up.image[i]] : null;
+}
+function parentImg(job, image) {
+  const img = el("img");
+  img.alt = ""; img.loading = "lazy";
+  img.onerror = () => img.remove(); // the parent's gallery was never built
+  img.src = inJob(job, thumbRule(image));
+  return img;
+}
+function parentThumb(p, r) { // a row label's picture of the row's parent
+  const sh = shapeOf(p);
+  let i = -1;
+  for (let c = 0; c < sh.C && i < 0; c++) i = cellAt(p, r, c);
+  const up = i >= 0 ? parentOf(i) : null;
+  if (!up) return "";
+  const a = link("", inJob(up[0], up[1]), `${up[0]}/${up[1]}`);
+  a.className = "rlp";
+  a.append(parentImg(up[0], up[1]));
+  return a;
+}
+function lineage(i, into) {
+  const up = parentOf(i);
+  if (up) {
+    const [job, image] = up;
+    const mode = LN.modes[LN.parent.mode ? LN.parent.mode[i] : 0];
     const box = el("div", "lin up");
     const a = link("", inJob(job, image), `${mode} of ${job}/${image}`);
-    const img = el("img");
-    img.alt = ""; img.loading = "lazy";
-    img.onerror = () => img.remove(); // the parent's gallery was never built
-    img.src = inJob(job, thumbRule(image));
-    a.append(img, el("span", "", image.slice(image.lastIndexOf("/") + 1)));
+    a.append(parentImg(job, image), el("span", "", image.slice(image.lastIndexOf("/") + 1)));
     box.append(el("span", "lk", `${mode} of ${job}`), a);
     into.append(box);
   }
