@@ -14,12 +14,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from playwright.sync_api import Page, sync_playwright
 
 from runner import runs
 from runner.runs.serving import served_gallery
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DOCS = Path(__file__).resolve().parent
 REPO = DOCS.parent
@@ -50,6 +55,26 @@ def to_list(page: Page) -> None:
     page.wait_for_timeout(300)
 
 
+@contextmanager
+def served(job: str, out: Path, chromium: str) -> Iterator[Page]:
+    """Job `job`'s gallery served as `runner review JOB --serve` serves it, open in
+    headless Chromium with the store's marks shown."""
+    with (
+        sync_playwright() as playwright,
+        served_gallery(job, workspace=runs.Workspace(out)) as (server, _),
+    ):
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=BROWSER_ARGS
+        )
+        try:
+            page = browser.new_page(viewport=WINDOW)
+            page.goto(server.url)
+            ready(page)
+            yield page
+        finally:
+            browser.close()
+
+
 def main() -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -59,17 +84,7 @@ def main() -> None:
         shutil.copytree(REPO / "jobs", work / "jobs")
         out = work / "output"
         runner("submit", "jobs/demo.yaml", "--simulate", "--output", out, cwd=work)
-        workspace = runs.Workspace(out)
-        with (
-            sync_playwright() as playwright,
-            served_gallery("demo", workspace=workspace) as (server, _),
-        ):
-            browser = playwright.chromium.launch(
-                executable_path=chromium, args=BROWSER_ARGS
-            )
-            page = browser.new_page(viewport=WINDOW)
-            page.goto(server.url)
-            ready(page)
+        with served("demo", out, chromium) as page:
             keys = page.keyboard
             # star three, reject one, a note, two chosen for the comparison
             for key in "jsjxjscjjs":
@@ -86,26 +101,15 @@ def main() -> None:
             page.wait_for_selector("#mkcmp .mkcard .mkset dd")
             page.wait_for_timeout(300)
             page.screenshot(path=DOCS / "served-compare.png")
-            browser.close()
         # the next round, from the three stars: each child links to its parent
         for job in ("demo-night", "demo-closer", "demo-4k"):
             runner(
                 "submit", f"jobs/{job}.yaml", "--simulate", "--output", out, cwd=work
             )
-        with (
-            sync_playwright() as playwright,
-            served_gallery("demo-night", workspace=workspace) as (server, _),
-        ):
-            browser = playwright.chromium.launch(
-                executable_path=chromium, args=BROWSER_ARGS
-            )
-            page = browser.new_page(viewport=WINDOW)
-            page.goto(server.url)
-            ready(page)
+        with served("demo-night", out, chromium) as page:
             to_list(page)
             page.locator("#list .cell .lin.up a").first.hover()
             page.screenshot(path=DOCS / "served-lineage.png")
-            browser.close()
 
 
 if __name__ == "__main__":
