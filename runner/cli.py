@@ -29,7 +29,13 @@ from runner import __version__, render, runs
 from runner.errors import Interrupted, RunnerError, UsageError
 
 if TYPE_CHECKING:
-    from runner.reports import Confirmation, Removal, RemovalQuestion, RunReport
+    from runner.reports import (
+        Confirmation,
+        Removal,
+        RemovalQuestion,
+        RunReport,
+        Serving,
+    )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -482,21 +488,52 @@ def cancel(
 @cli.command()
 @click.argument("job", metavar="JOB", shell_complete=complete_job)
 @click.option("--open", "open_", is_flag=True, help="Open the gallery in a browser.")
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Serve the gallery on 127.0.0.1 with controls to star, reject, note and "
+    "compare images, each change written to the store at once; Ctrl-C stops it.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="With --serve: the port [default: 0, any free one].",
+)
 @store_options
 @json_option
 def review(
-    job: str, open_: bool, output: Path, db_url: str | None, as_json: bool
+    job: str,
+    open_: bool,
+    serve: bool,
+    port: int | None,
+    output: Path,
+    db_url: str | None,
+    as_json: bool,
 ) -> None:
     """(Re)build a job's gallery (index.html), thumbnails and contact sheets.
 
     Submit and retry do this at the end of every run; this command is for
-    rebuilding by hand. JOB is a job name or a job file.
+    rebuilding by hand. With --serve the gallery is served on 127.0.0.1 to mark
+    images in (keys: j/k next/previous, s star, x reject, n note, c compare, ?
+    help) until Ctrl-C (exit 0). JOB is a job name or a job file.
 
-    Example: runner review routing-banners --open
+    Example: runner review routing-banners --serve --open
     """
-    report = runs.review(job, workspace=runs.Workspace(output, db_url))
+    workspace = runs.Workspace(output, db_url)
+    if serve:
+
+        def ready(serving: Serving) -> None:
+            render.serving(serving, as_json)
+            if open_ and not _open_in_browser(serving.url):
+                render.browser_missing(serving.url)
+
+        render.served(runs.serve(job, workspace=workspace, port=port or 0, ready=ready))
+        return
+    if port is not None:
+        raise UsageError("--port only applies with --serve; add --serve, or drop it")
+    report = runs.review(job, workspace=workspace)
     render.review(report, as_json)
-    if open_ and not _open_in_browser(report.index):
+    if open_ and not _open_in_browser(report.index.resolve().as_uri()):
         render.browser_missing(report.index)
 
 
@@ -737,13 +774,13 @@ def _ask_removal(question: RemovalQuestion) -> bool:
 SIMULATE_FAULTS_VARIABLE = "RUNNER_SIMULATE_FAULTS"  # --simulate's fault rules
 
 
-def _open_in_browser(page: Path) -> bool:
-    """Show a file in the user's browser; False when none could be opened (no
+def _open_in_browser(url: str) -> bool:
+    """Show a page in the user's browser; False when none could be opened (no
     display, no browser installed, $BROWSER failing). Not `click.launch`: on
     Linux it starts xdg-open without waiting and reports success either way."""
     import webbrowser
 
-    return webbrowser.open(page.resolve().as_uri())
+    return webbrowser.open(url)
 
 
 @contextmanager

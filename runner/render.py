@@ -43,6 +43,8 @@ if TYPE_CHECKING:
         RunProgress,
         RunReport,
         Sending,
+        ServeReport,
+        Serving,
         Starter,
         StatusReport,
     )
@@ -74,8 +76,11 @@ def error(exc: RunnerError, as_json: bool) -> None:
         err(f"error: {line}")
 
 
-def browser_missing(page: Path) -> None:
-    """`review --open` found no browser to open `page` (stderr)."""
+def browser_missing(page: Path | str) -> None:
+    """`review --open` found no browser to open `page`, a file or a URL (stderr)."""
+    if isinstance(page, str):
+        warning(f"no browser could be opened; open {page} in one")
+        return
     page = page.resolve()
     warning(
         f"no browser could be opened; open {page.as_uri()} in one "
@@ -238,6 +243,30 @@ def review(report: ReviewReport, as_json: bool) -> None:
     click.echo(f"gallery: {report.index}")
     sheets = report.index.parent / "contact"
     click.echo(f"contact sheets: {len(report.contact_sheets)} in {sheets}")
+
+
+SERVE_KEYS = "j/k next/previous · s star · x reject · n note · c compare · ? help"
+
+
+def serving(report: Serving, as_json: bool) -> None:
+    """Where `review --serve` answers, once it does."""
+    if as_json:
+        print_json(report.as_dict())
+        return
+    click.echo(f"serving the gallery of {report.job} at {report.url}")
+    click.echo(f"  keys: {SERVE_KEYS}")
+    click.echo("  Ctrl-C stops it; every change is saved as it is made")
+
+
+def served(report: ServeReport) -> None:
+    """How a served gallery ended (stderr: under --json stdout held `serving`)."""
+    if report.index is None:
+        err(f"stopped serving {report.job}; no mark changed")
+    else:
+        err(
+            f"stopped serving {report.job}; {report.changes:,} change(s) saved, "
+            f"the gallery shows them: {report.index}"
+        )
 
 
 def removal(report: Removal, as_json: bool) -> None:

@@ -1,8 +1,8 @@
 """What the CLI renders: the reports the runs layer returns, and their `--json` data.
 
 Owns: one frozen dataclass per answer (plan preview, confirmation question, status,
-run, gallery step, review, job list, marks set, export), each with `as_dict()` for
-`--json`. Pure: no
+run, gallery step, review, served gallery, job list, marks set, export), each with
+`as_dict()` for `--json`. Pure: no
 I/O and no decisions. Imports neither the store nor the scheduler: the CLI imports
 this module (`runner status` must start fast); the scheduler's progress and
 result are typed by the annotation-only protocols below.
@@ -492,6 +492,40 @@ class ReviewReport:
             "contact_sheets": [str(p) for p in self.contact_sheets],
             "thumbnails": self.thumbnails,
             "seconds": dict(self.seconds),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """`runner review --serve` is answering: the job's page at `url`, and the job
+    folders it serves files of (the job's, then its parents' and children's)."""
+
+    job: str
+    url: str
+    folders: tuple[Path, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "url": self.url,
+            "folders": [str(p) for p in self.folders],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ServeReport:
+    """How a served gallery ended: `changes` marks and notes written while it
+    served, and the page rebuilt to show them (None: nothing changed)."""
+
+    job: str
+    changes: int
+    index: Path | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "changes": self.changes,
+            "index": None if self.index is None else str(self.index),
         }
 
 

@@ -6,12 +6,16 @@ import itertools
 import os
 import re
 import shlex
+import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from runner.cli import cli
-from tests.e2e import REPO, invoke, status_json
+from tests.e2e import REPO, invoke, manifest, spawn, status_json
+from tests.test_review import needs_chromium, opened
+from tests.test_serve import ready
 
 COMMANDS = sorted(cli.commands)
 
@@ -61,3 +65,58 @@ def test_the_readmes_retry_example_leaves_failed_items_that_retry_sends(
 
 def _is_setting(word: str) -> bool:
     return re.fullmatch(r"[A-Z_]+=.*", word, flags=re.S) is not None
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
+def test_the_readmes_whole_loop_runs_as_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every line of the worked example, as written, in a copy of the repo's job
+    files; the served gallery's lines in a child process, starring with the
+    keyboard in headless Chromium as the comment says."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    fenced = re.findall(r"^```(\w*)\n(.*?)^```$", readme, flags=re.S | re.M)
+    (example,) = [b for kind, b in fenced if "runner export demo picked" in b]
+    shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    monkeypatch.chdir(tmp_path)
+    out = Path(os.environ["RUNNER_OUTPUT"])
+    served = 0
+    for line in example.strip().splitlines():
+        command = shlex.split(line, comments=True)
+        assert command[0] == "runner", line
+        if "--serve" not in command:
+            result = invoke(*command[1:])
+            assert result.exit_code == 0, (line, result.output)
+            continue
+        served += 1
+        # BROWSER: what --open starts, a command that opens nothing
+        proc = spawn(*command[1:], env={"BROWSER": "true"})
+        try:
+            assert proc.popen.stdout is not None
+            url = proc.popen.stdout.readline().split(" at ")[1].strip()
+            with opened(url) as page:
+                ready(page)
+                if served == 1:
+                    for key in "jsjsjs":
+                        page.keyboard.press(key)
+                    ready(page)
+                else:
+                    children = page.locator("#list .cell .lin.down")
+                    assert children.count() == 3 * 3  # three stars, three jobs
+        finally:
+            proc.popen.send_signal(signal.SIGINT)
+        code, _, stderr = proc.finish(timeout=30)
+        assert code == 0, stderr
+    assert served == 2
+    stars = [i for r in manifest(out, "demo") for i, m in r["marks"].items()]
+    assert len(stars) == 3
+    assert sorted(p.name for p in (tmp_path / "picked").iterdir()) == sorted(
+        [Path(i).name for i in stars] + [Path(i).name + ".json" for i in stars]
+    )
+    derived = {"demo-night": 6, "demo-closer": 3, "demo-4k": 3}
+    for job, items in derived.items():
+        rows = manifest(out, job)
+        assert len(rows) == items and {r["status"] for r in rows} == {"succeeded"}
+        assert {r["parent"]["image"] for r in rows} == set(stars)
+    assert {r["image_size"] for r in manifest(out, "demo-4k")} == {"4K"}

@@ -818,9 +818,9 @@ needs_chromium = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def opened(index: Path, height: int = 1000) -> Iterator[Page]:
-    """`index` open in headless Chromium, its first rows drawn; the page must
-    raise no error."""
+def opened(index: Path | str, height: int = 1000) -> Iterator[Page]:
+    """`index` (a file, or a URL) open in headless Chromium, its first rows drawn;
+    the page must raise no error."""
     assert CHROMIUM, "chromium is missing: .ci/run installs it with apt-get"
     from playwright.sync_api import sync_playwright
 
@@ -832,7 +832,7 @@ def opened(index: Path, height: int = 1000) -> Iterator[Page]:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": height})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(index.as_uri())
+            page.goto(index if isinstance(index, str) else index.as_uri())
             page.wait_for_function(DRAWN)
             yield page
         finally:
@@ -972,27 +972,40 @@ def test_gallery_in_chromium(
 
 
 @needs_chromium
-def test_marks_in_the_data_are_shown_read_only(fresh: Job) -> None:
-    """Marks belong to images (SPEC 6); until the store keeps them the data holds
-    none, so here they are written into the data as the served gallery will."""
-    built = fresh.review()
-    data = gallery_data(fresh.folder)
+def test_the_stores_marks_are_in_the_data_and_shown_read_only(fresh: Job) -> None:
+    """Marks belong to images (SPEC 6): the data carries those the store holds, and
+    the static page shows them with a filter by mark, and changes none."""
+    fresh.review()
+    assert gallery_data(fresh.folder)["marks"] == {}
     items = gallery_items(fresh.folder)
     starred, rejected = [i["image"] for i in by_status(items, "succeeded")][:2]
-    data["marks"] = {
-        starred: {"mark": "star", "note": "<b>keep</b> this one"},
+    ids = {
+        image: f.item_id
+        for f in fresh.store.images_of(fresh.row)
+        for image in f.outputs
+    }
+    fresh.store.set_marks(
+        fresh.row, [(ids[starred], starred)], "star", "<b>keep</b> it"
+    )
+    fresh.store.set_marks(fresh.row, [(ids[rejected], rejected)], "reject", None)
+    built = fresh.review()
+    assert gallery_data(fresh.folder)["marks"] == {
+        starred: {"mark": "star", "note": "<b>keep</b> it"},
         rejected: {"mark": "reject", "note": None},
     }
-    body = json.dumps(data, ensure_ascii=False)
-    built.data.write_text(f"window.{DATA_GLOBAL} = {body};\n", "utf-8")
     with opened(built.index, height=3000) as page:
         marks = page.locator("#list .cell .mark").all_inner_texts()
         assert sorted(marks) == ["★ star", "✕ reject"]
+        assert page.locator(f"#list .cell.m-star[data-image='{starred}']").count() == 1
         note = page.locator("#list .cell .mnote")
-        assert note.inner_text() == "<b>keep</b> this one"  # text, never markup
+        assert note.inner_text() == "<b>keep</b> it"  # text, never markup
         assert page.locator("#list .cell .mnote b").count() == 0
         # read-only: nothing on the static page changes a mark
         assert page.locator("#list .cell button, #list .cell input").count() == 0
+        only = chip(page, "Mark", "star")
+        assert only.inner_text() == "★ starred 1"
+        only.dblclick()
+        assert page.locator("#list .cell:not(.off)").count() == 1
 
 
 @needs_chromium

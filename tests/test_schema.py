@@ -155,6 +155,19 @@ def test_every_key_with_its_example_value_is_a_valid_job_for_both(
     assert reader_accepts(tmp_path, listed)
 
 
+def test_a_rerender_takes_its_prompts_from_its_parents_in_the_schema_too() -> None:
+    """`mode: rerender` names no prompts (SPEC 6: it sends each parent's own);
+    the reader refuses them with it, and asks for them without it."""
+    rerender = "from: banners\nmode: rerender\nimage_sizes: [4K]\n"
+    assert schema_errors(rerender) == []
+    for key, value in (("prompts", "[A cat]"), ("vars", "{a: [1]}")):
+        assert schema_errors(f"{rerender}{key}: {value}\n") != []
+    assert any(
+        "'prompts' is a required property" in e
+        for e in schema_errors("from: banners\nmode: edit\n")
+    )
+
+
 def test_values_the_reader_takes_as_written_pass_the_schema(tmp_path: Path) -> None:
     text = """\
         prompts: "A single {n} prompt"

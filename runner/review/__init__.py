@@ -7,7 +7,9 @@ usage) and the image files on disk into, under the job folder only,
                             file://): rows = prompts, columns = the axes that vary,
                             filters, per-prompt comparison, job totals, the
                             reference-set legend, a grounded image's sources and
-                            search suggestions; drawn a screenful at a time from
+                            search suggestions, lineage (a derived item's parent,
+                            an image's children in other jobs, linked); drawn a
+                            screenful at a time from
     gallery-data.js         every item's data, compact (columns, string tables),
                             loaded by the page with <script src>
     thumbs/<image>.jpg      one JPEG per item's first image, THUMB_SIZE px at most
@@ -122,6 +124,7 @@ def build_review(store: Store, job: JobRow, job_folder: Path) -> Review:
     entries = build_entries(rows, store.attempt_rows(job))
     grids = build_grids(entries)
     legend = reference_legend(store.reference_sets(job))
+    children = store.children_of(job)  # other jobs' items derived from this one's
     lap("store")
     made = make_thumbnails(job_folder, entries)
     make_reference_thumbnails(job_folder, legend)
@@ -130,7 +133,7 @@ def build_review(store: Store, job: JobRow, job_folder: Path) -> Review:
     pages = plan_sheets(job_folder, grids, legend)
     sheets = tuple(p.sheet for p in pages)
     data_path, index = job_folder / DATA_FILE, job_folder / INDEX
-    data = render_data(job.name, grids, entries, sheets, legend)
+    data = render_data(job.name, grids, entries, sheets, legend, children=children)
     # the data first: a page is never on disk without the data it names
     written = write_page(data_path, data)
     written = (

@@ -32,10 +32,21 @@ statement, `window.RUNNER_GALLERY = {...};`, whose object is JSON:
     extra       {item: [paths]}: an item's second and later images
     grounding   {item: {sources: [[title, uri]], suggestions, queries}}; suggestions
                 is the whole srcdoc of its sandboxed frame (or null)
-    marks       {image path: {mark, note}}: marks on images, each image named by
-                its path as in `image` and `extra` (the served gallery's ids); the
-                static page shows them and never writes (empty until the store
-                keeps marks)
+    marks       {image path: {mark, note}}: marks on images (those with a mark
+                or a note), each image named by its path as in `image` and `extra`
+                (the served gallery's ids); the static page shows them and never
+                writes, the served page changes them as it writes them
+    lineage     null when no item derives from another job's image and no other
+                job derives from this one's (SPEC 6); else `jobs` (names of the
+                jobs linked to), `modes` (edit, continue, rerender), `parent`
+                (null, or columns of one value per item: `job` into `jobs`, -1
+                for an item derived from nothing; `mode` into `modes`, null when
+                every derived item has modes[0]; `image` the parent image after
+                `image_dir`, relative to the parent job's folder, "" for none) and
+                `children` {image: [[job, mode, child image or ""], ...]}: the
+                items of other jobs derived from each image of this job, in their
+                jobs' plan order ("": no image yet). A job's folder is `../<job>/`
+                from this one: links work from file:// and on the served page.
 
 Columns of small integers and string tables rather than one object per item: the
 file grows with what is particular to each item (its image name and key), not with
@@ -62,6 +73,7 @@ if TYPE_CHECKING:
     from runner.review.grounding import Grounding
     from runner.review.legend import ReferenceSet
     from runner.review.sheets import ContactSheet
+    from runner.store import ChildItem
 
 DATA_FILE = "gallery-data.js"
 DATA_VERSION = 1
@@ -92,9 +104,15 @@ def render_data(
     sheets: Sequence[ContactSheet],
     legend: Sequence[ReferenceSet],
     marks: Mapping[str, Mark] | None = None,
+    children: Sequence[ChildItem] = (),
 ) -> str:
-    """The text of `gallery-data.js`."""
-    data = gallery_data(job_name, grids, entries, sheets, legend, marks or {})
+    """The text of `gallery-data.js`; `marks` None: as the entries' manifest rows
+    have them (the store's). `children`: items of other jobs derived from this
+    one's images."""
+    if marks is None:
+        marks = entry_marks(entries)
+    data = gallery_data(job_name, grids, entries, sheets, legend, marks)
+    data["lineage"] = lineage(entries, children)
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"window.{DATA_GLOBAL} = {body};\n"
 
@@ -186,6 +204,53 @@ def gallery_data(
         "extra": extra,
         "grounding": grounding,
         "marks": {path: {"mark": m.mark, "note": m.note} for path, m in marks.items()},
+        "lineage": None,
+    }
+
+
+def lineage(
+    entries: Sequence[Entry], children: Sequence[ChildItem]
+) -> dict[str, Any] | None:
+    """The data's `lineage` (see the module docstring): nothing per item unless
+    some item has a parent."""
+    parents = [e.row.get("parent") for e in entries]
+    if not children and not any(parents):
+        return None
+    jobs, modes = _Table(), _Table()
+    parent: dict[str, Any] | None = None
+    if any(parents):
+        images = [str(p["image"]) if p else "" for p in parents]
+        image_dir = f"{IMAGES_DIR}/"
+        if not all(i.startswith(image_dir) for i in images if i):
+            image_dir = ""
+        mode = [modes.add(str(p["mode"])) if p else 0 for p in parents]
+        parent = {
+            "job": [jobs.add(str(p["job"])) if p else -1 for p in parents],
+            "mode": mode if any(mode) else None,
+            "image_dir": image_dir,
+            "image": [i[len(image_dir) :] for i in images],
+        }
+    kids: dict[str, list[list[int | str]]] = {}
+    for child in children:
+        kids.setdefault(child.parent_image, []).append(
+            [jobs.add(child.job), modes.add(child.mode), child.image or ""]
+        )
+    return {
+        "jobs": jobs.values,
+        "modes": modes.values,
+        "parent": parent,
+        "children": kids,
+    }
+
+
+def entry_marks(entries: Sequence[Entry]) -> dict[str, Mark]:
+    """image -> its mark, for the images of these entries that have a mark or a
+    note (SPEC 6: marks belong to images)."""
+    return {
+        image: Mark(m.get("mark"), m.get("note"))
+        for entry in entries
+        for image, m in entry.marks.items()
+        if m.get("mark") or m.get("note")
     }
 
 

@@ -4,7 +4,8 @@
 // then one block per grid row) between two spacers standing for the blocks not
 // drawn; a block's height is estimated until it has been drawn once, then known.
 // Every text from the data goes in with textContent: prompts are user text and
-// reasons come from the network.
+// reasons come from the network. The served gallery's controls (serve.js) work
+// through window.RUNNER_VIEW, set at the end (see there).
 (() => {
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => Array.from(r.querySelectorAll(s));
@@ -27,6 +28,9 @@ const ROW_EST = 248;
 const MAX_COLS = 6; // the comparison keeps grid columns up to this many
 const CARDS = 120; // comparison cards drawn at a time
 const fmt = (n) => n.toLocaleString("en-US");
+// served by `runner review --serve` (serve.py sets this in <head>): marks change
+const SERVED = Boolean(window.RUNNER_SERVE);
+const hooks = { cell: null }; // see RUNNER_VIEW at the end
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -108,8 +112,38 @@ function promptFacts(p) { // status counts, tokens and items: when its header is
   return { counts, tokens, items };
 }
 
+// -- marks ----------------------------------------------------------------------
+// D.marks: image -> {mark, note}. An item's mark, for the filter, is that of the
+// image its cell shows (its first): markCol[i] is an index into MARKS.
+const MARKS = ["star", "reject", "none"];
+const MARK_CHIPS = ["★ starred", "✕ rejected", "unmarked"];
+const markCol = new Uint8Array(N).fill(2);
+const markCounts = [0, 0, N];
+let itemByImage = null;
+function itemOf(image) { // the item whose cell shows `image`, or -1
+  if (!itemByImage) {
+    itemByImage = new Map();
+    for (let i = 0; i < N; i++) if (IT.image[i]) itemByImage.set(imageOf(i), i);
+  }
+  const i = itemByImage.get(image);
+  return i === undefined ? -1 : i;
+}
+const markCode = (m) => (m && m.mark === "star" ? 0 : m && m.mark === "reject" ? 1 : 2);
+function readMark(image) { // true when the item's filter value changed
+  const i = itemOf(image);
+  if (i < 0) return false;
+  const v = markCode(D.marks[image]);
+  if (markCol[i] === v) return false;
+  markCounts[markCol[i]]--;
+  markCounts[v]++;
+  markCol[i] = v;
+  return true;
+}
+for (const image of Object.keys(D.marks)) readMark(image);
+
 // -- filters --------------------------------------------------------------------
 const allowed = A.map((ax) => new Uint8Array(ax.values.length).fill(1));
+const markAllowed = new Uint8Array(MARKS.length).fill(1);
 const filterAxes = A.map((_, a) => a)
   .filter((a) => a === STATUS || A[a].values.length > 1);
 const form = $("#filters");
@@ -143,11 +177,39 @@ for (const a of filterAxes) {
   }
   $("#fsets").append(set);
 }
+// the filter by mark: on the served page, and on a static one with marks
+const markBoxes = [];
+if (SERVED || Object.keys(D.marks).length) {
+  const set = el("fieldset");
+  set.append(el("legend", "", "Mark"));
+  MARKS.forEach((v, k) => {
+    const chip = el("label", "chip m-" + v);
+    chip.title = "double-click: only this";
+    const box = el("input");
+    box.type = "checkbox";
+    box.name = "mk";
+    box.value = v;
+    box.checked = true;
+    box.dataset.k = k;
+    const text = el("span", "", MARK_CHIPS[k] + " ");
+    text.append(el("small", "", fmt(markCounts[k])));
+    chip.append(box, text);
+    set.append(chip);
+    markBoxes.push(box);
+  });
+  $("#fsets").append(set);
+}
+function countMarks() {
+  markBoxes.forEach((b, k) => { $("small", b.parentElement).textContent = fmt(markCounts[k]); });
+}
 const boxes = $$("input[type=checkbox]", form);
 const finds = $$("input.find", form);
 const promptIndex = new Map(PR.id.map((id, p) => [id, p]));
 function readFilters() {
-  for (const b of boxes) allowed[+b.name.slice(1)][+b.dataset.k] = b.checked ? 1 : 0;
+  for (const b of boxes) {
+    const into = b.name === "mk" ? markAllowed : allowed[+b.name.slice(1)];
+    into[+b.dataset.k] = b.checked ? 1 : 0;
+  }
   for (const f of finds) {
     const a = +f.name.slice(1);
     const q = f.value.trim().toLowerCase();
@@ -179,6 +241,7 @@ function computeOn() {
     if (columns[a] === null && !allowed[a][0]) { on.fill(0); return 0; }
     if (columns[a] !== null) { cols.push(columns[a]); yes.push(allowed[a]); }
   }
+  if (markBoxes.length && markAllowed.includes(0)) { cols.push(markCol); yes.push(markAllowed); }
   if (!cols.length) { on.fill(1); return N; }
   let count = 0;
   for (let i = 0; i < N; i++) {
@@ -350,6 +413,9 @@ function drawRow(k) {
   const row = gridRow(p);
   if (sh.rows.length) {
     const label = el("div", "rl");
+    if (LN && LN.parent && sh.rows.some((a) => A[a].key === "parent")) {
+      label.append(parentThumb(p, r)); // a row of one parent's children: the parent
+    }
     for (const line of rowLines(p, r)) label.append(el("span", "", line));
     row.append(label);
   }
@@ -420,15 +486,93 @@ function extras(i, into) {
   }
   const g = D.grounding[i];
   if (g) into.append(grounding(g));
+  if (LN) lineage(i, into);
+}
+// -- lineage (SPEC 6): a derived item's parent, an image's children ------------------
+// Other jobs' folders are siblings of this one: `../<job>/<path>`, from file:// and
+// on the served page alike (it serves the folders of related jobs).
+const LN = D.lineage;
+const LINKS = 12; // children linked one by one per job; the rest via its gallery
+const inJob = (job, path) => "../" + encodeURIComponent(job) + "/" + href(path);
+function thumbRule(image) { // data.py's thumb_path: thumbs/<stem>.jpg
+  const name = image.slice(image.lastIndexOf("/") + 1);
+  const dot = name.lastIndexOf(".");
+  return "thumbs/" + (dot > 0 ? name.slice(0, dot) : name) + ".jpg";
+}
+function link(text, url, title) {
+  const a = el("a", "", text);
+  a.href = url; a.target = "_blank"; a.rel = "noopener";
+  if (title) a.title = title;
+  return a;
+}
+function parentOf(i) { // [job, image] of item i's parent, or null
+  const up = LN.parent;
+  return up && up.job[i] >= 0 ? [LN.jobs[up.job[i]], up.image_dir + up.image[i]] : null;
+}
+function parentImg(job, image) {
+  const img = el("img");
+  img.alt = ""; img.loading = "lazy";
+  img.onerror = () => img.remove(); // the parent's gallery was never built
+  img.src = inJob(job, thumbRule(image));
+  return img;
+}
+function parentThumb(p, r) { // a row label's picture of the row's parent
+  const sh = shapeOf(p);
+  let i = -1;
+  for (let c = 0; c < sh.C && i < 0; c++) i = cellAt(p, r, c);
+  const up = i >= 0 ? parentOf(i) : null;
+  if (!up) return "";
+  const a = link("", inJob(up[0], up[1]), `${up[0]}/${up[1]}`);
+  a.className = "rlp";
+  a.append(parentImg(up[0], up[1]));
+  return a;
+}
+function lineage(i, into) {
+  const up = parentOf(i);
+  if (up) {
+    const [job, image] = up;
+    const mode = LN.modes[LN.parent.mode ? LN.parent.mode[i] : 0];
+    const box = el("div", "lin up");
+    const a = link("", inJob(job, image), `${mode} of ${job}/${image}`);
+    a.append(parentImg(job, image), el("span", "", image.slice(image.lastIndexOf("/") + 1)));
+    box.append(el("span", "lk", `${mode} of ${job}`), a);
+    into.append(box);
+  }
+  const images = IT.image[i] ? [imageOf(i)].concat(D.extra[i] || []) : [];
+  const byJob = new Map(); // job index -> [[mode, child image]]
+  for (const image of images) {
+    for (const [j, m, child] of LN.children[image] || []) {
+      if (!byJob.has(j)) byJob.set(j, []);
+      byJob.get(j).push([m, child]);
+    }
+  }
+  for (const [j, kids] of byJob) {
+    const job = LN.jobs[j];
+    const box = el("div", "lin down");
+    const modes = [...new Set(kids.map(([m]) => LN.modes[m]))].join(", ");
+    box.append(el("span", "lk", "children in"),
+               link(job, inJob(job, "index.html"), `the gallery of ${job}`),
+               el("span", "lk", `(${modes}):`));
+    kids.slice(0, LINKS).forEach(([, child], n) => {
+      if (child) box.append(link(String(n + 1), inJob(job, child), `${job}/${child}`));
+    });
+    if (kids.length > LINKS) box.append(el("span", "lk", `+${fmt(kids.length - LINKS)}`));
+    into.append(box);
+  }
+}
+function markClass(i) {
+  return markCol[i] < 2 ? " m-" + MARKS[markCol[i]] : "";
 }
 function drawCell(p, i) {
   const s = statusOf(i);
-  const cell = el("div", on[i] ? "cell s-" + s : "cell off s-" + s);
+  const cell = el("div", (on[i] ? "cell s-" : "cell off s-") + s + markClass(i));
   cell.dataset.i = i;
+  if (IT.image[i]) cell.dataset.image = imageOf(i); // what a mark names
   const label = entryLabel(p, i);
   cell.title = `${IT.texts[IT.text[i]]}\n${label}\nkey ${IT.key[i]}`;
   cell.append(frameOf(i, label, false));
   extras(i, cell);
+  if (hooks.cell) hooks.cell(cell, i);
   return cell;
 }
 // A grounded image's sources, and Google's search suggestions shown exactly as
@@ -666,10 +810,13 @@ function openCompare(p) {
   $("#cmpclose").focus();
 }
 function card(p, i) {
-  const fig = el("figure", "card s-" + statusOf(i));
+  const fig = el("figure", "card s-" + statusOf(i) + markClass(i));
+  fig.dataset.i = i;
+  if (IT.image[i]) fig.dataset.image = imageOf(i);
   const label = entryLabel(p, i);
   fig.append(frameOf(i, label, true), el("figcaption", "lbl", label || "(single item)"));
   extras(i, fig);
+  if (hooks.cell) hooks.cell(fig, i);
   return fig;
 }
 function closeCompare() {
@@ -687,6 +834,106 @@ $("#cmpclose").addEventListener("click", closeCompare);
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !overlay.hidden) closeCompare();
 });
+
+// -- for the served gallery's controls (serve.js) ------------------------------------
+// Where an item is among the prompts' cells (lazily: only stepping needs it).
+let where = null;
+function locate() {
+  if (!where) {
+    where = { p: new Int32Array(N).fill(-1), at: new Int32Array(N) };
+    for (let p = 0; p < P; p++) {
+      const cells = PR.cells[p];
+      for (let k = 0; k < cells.length; k++) {
+        if (cells[k] >= 0) { where.p[cells[k] + PR.first[p]] = p; where.at[cells[k] + PR.first[p]] = k; }
+      }
+    }
+  }
+  return where;
+}
+// The next item after item i (step 1) or before it (step -1), in the order the
+// page shows them, that the filters show and that has an image; -1: none. From
+// the first (or last) when i is -1.
+function step(i, dir) {
+  const w = locate();
+  let p = i >= 0 && w.p[i] >= 0 ? w.p[i] : dir > 0 ? 0 : P - 1;
+  let k = i >= 0 && w.p[i] >= 0 ? w.at[i] : null;
+  for (; p >= 0 && p < P; p += dir) {
+    const cells = PR.cells[p];
+    if (k === null) k = dir > 0 ? -1 : cells.length;
+    for (k += dir; k >= 0 && k < cells.length; k += dir) {
+      const j = cells[k] < 0 ? -1 : cells[k] + PR.first[p];
+      if (j >= 0 && on[j] && IT.image[j]) return j;
+    }
+    k = null;
+  }
+  return -1;
+}
+function blockOf(i) { // the block (grid row) item i is drawn in, or -1
+  const w = locate();
+  const p = w.p[i];
+  if (p < 0) return -1;
+  const r = Math.floor(w.at[i] / shapeOf(p).C);
+  const n = pageStart[pageStart.length - 1];
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (bP[mid] < p) lo = mid + 1; else hi = mid; }
+  for (let k = lo; k < n && bP[k] === p; k++) if (bR[k] === r) return k;
+  return -1;
+}
+// Item i's cell drawn and scrolled into view below the filter bar (on its page);
+// the cell, or null when the filters hide its row.
+function reveal(i) {
+  const k = blockOf(i);
+  if (k < 0) return null;
+  let n = 0;
+  while (k >= pageStart[n + 1]) n++;
+  if (n !== page) { page = n; redraw(); }
+  const bar = form.getBoundingClientRect().bottom;
+  if (listTop === null) listTop = list.getBoundingClientRect().top + scrollY;
+  const j = k - pageStart[page];
+  const top = listTop + offsets[j];
+  const bottom = listTop + offsets[j + 1];
+  if (top < scrollY + bar) scrollTo(scrollX, top - bar - 8);
+  else if (bottom > scrollY + innerHeight) scrollTo(scrollX, bottom - innerHeight + 8);
+  draw();
+  const cell = $(`.cell[data-i="${i}"]`, list);
+  if (!cell) return null;
+  cell.scrollIntoView({ block: "nearest", inline: "nearest" });
+  const r = cell.getBoundingClientRect();
+  const under = form.getBoundingClientRect().bottom;
+  if (r.top < under) scrollBy(0, r.top - under - 8);
+  schedule();
+  return cell;
+}
+function setMarks(all) { // every mark replaced (the store's, as the server read it)
+  const before = Object.keys(D.marks);
+  D.marks = {};
+  for (const [image, m] of Object.entries(all)) if (m.mark || m.note) D.marks[image] = m;
+  let changed = false;
+  for (const image of before.concat(Object.keys(D.marks))) changed = readMark(image) || changed;
+  marksChanged(changed);
+}
+function setMark(image, m) { // one image's mark and note
+  if (m && (m.mark || m.note)) D.marks[image] = { mark: m.mark || null, note: m.note || null };
+  else delete D.marks[image];
+  marksChanged(readMark(image));
+}
+function marksChanged(changed) {
+  if (!changed) return;
+  countMarks();
+  if (markAllowed.includes(0)) apply(); // the filter by mark shows what it should
+}
+// The served gallery's controls hook in here (serve.js): `hooks.cell(element, i)`
+// is called for each cell and comparison card as it is drawn (before it is
+// measured: what it adds counts in the row's height); `redraw` draws the rows
+// again (after setting a hook); `step` and `reveal` walk the items the filters
+// show however few rows are drawn; `setMark(s)` change D.marks, the Mark chips'
+// counts and, when the filter by mark hides some, what is shown.
+window.RUNNER_VIEW = {
+  data: D, hooks, imageOf, thumbOf, step, reveal, setMark, setMarks,
+  markOf: (image) => D.marks[image],
+  redraw: () => { first = end = -1; redraw(); },
+};
 
 apply();
 })();

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from runner.review.grounding import read_grounding
@@ -125,6 +126,7 @@ def axis_title(axis: str) -> str:
         "image_size": "Size",
         "references": "References",
         "sample": "Sample",
+        "parent": "Parent",
     }
     return titles.get(axis, axis.removeprefix("var:"))
 
@@ -144,6 +146,8 @@ def value_label(axis: str, value: str) -> str:
         return "no refs" if value == "noref" else f"refs {value}"
     if axis == "sample":
         return f"sample {value}"
+    if axis == "parent":
+        return f"parent {value}"
     if axis.startswith("var:"):
         return f"{axis[4:]}: {value}"
     return value
@@ -185,9 +189,13 @@ def mark_counts(entries: Iterable[Entry]) -> dict[str, int]:
 
 
 def _item_axes(row: Mapping[str, Any]) -> dict[str, str]:
-    """Every axis value of an item, in display order: aspect ratio, vars, size,
-    reference set, sample. Var names are prefixed so a var called `sample` is safe."""
+    """Every axis value of an item, in display order: aspect ratio, parent image
+    (a derived item's, by its file name's stem), vars, size, reference set,
+    sample. Var names are prefixed so a var called `sample` is safe."""
     axes = {"aspect_ratio": str(row["aspect_ratio"])}
+    parent = row.get("parent")
+    if parent:  # a derived item: its parent image is one more axis (SPEC 6)
+        axes["parent"] = PurePosixPath(str(parent["image"])).stem
     for name, value in (row.get("vars") or {}).items():
         axes[f"var:{name}"] = str(value)
     axes["image_size"] = str(row.get("image_size") or "default")
@@ -247,6 +255,16 @@ def _template(row: Mapping[str, Any]) -> str:
     return text
 
 
+def _follows(entries: Sequence[Entry], axis: str, by: str) -> bool:
+    """Whether every value of axis `by` goes with one value of `axis`."""
+    seen: dict[str, str] = {}
+    return all(
+        seen.setdefault(e.axes.get(by, NO_VALUE), e.axes.get(axis, NO_VALUE))
+        == e.axes.get(axis, NO_VALUE)
+        for e in entries
+    )
+
+
 def _grid(prompt_id: str, entries: Sequence[Entry]) -> Grid:
     values: dict[str, list[str]] = {}
     for entry in entries:
@@ -255,10 +273,20 @@ def _grid(prompt_id: str, entries: Sequence[Entry]) -> Grid:
             if value not in values[axis]:
                 values[axis].append(value)
     varying = [a for a, vs in values.items() if len(vs) > 1]
+    preferences: tuple[str, ...] = ("aspect_ratio", "sample")
+    if {"aspect_ratio", "parent"} <= set(varying) and _follows(
+        entries, "aspect_ratio", "parent"
+    ):
+        # `aspect_ratios: [parent]`: each parent keeps its own ratio, which then
+        # adds no cell of its own: parents down, what varies with each across
+        varying.remove("aspect_ratio")
+        preferences = ("sample",)
+        if any(a not in ("parent", "sample") for a in varying):
+            varying.append(varying.pop(varying.index("parent")))
     # Aspect ratio across, as in the gallery; failing that samples (repeats compare
     # best side by side), failing that the first axis that varies.
     col_axis: str | None = None
-    for preferred in ("aspect_ratio", "sample"):
+    for preferred in preferences:
         if preferred in varying:
             col_axis = preferred
             break

@@ -1,9 +1,8 @@
 """The runs layer: what each command does, from parsed inputs to one report.
 
 `submit`, `retry`, `cancel`, `preview`, `status`, `review`, `list_jobs` (in
-`commands`),
-`remove` and `prune` (in `removal`), `mark` (in `marking`) and `export` are the
-CLI's entry points; each opens the
+`commands`), `remove` and `prune` (in `removal`), `mark` (in `marking`), `export`
+and `serve` (in `serving`: review --serve) are the CLI's entry points; each opens the
 store, does the whole command and returns a report from `runner.reports`.
 `execution.submit_spec` and `execution.retry_job` run a loaded spec or a stored
 job on an open store (async; tests and benchmarks). The only layer that imports
@@ -19,6 +18,7 @@ the scheduler. Must not print, read input or exit.
     removal     rm and prune: a job or its stale items out of the store
     marking     mark: star, reject, clear or annotate images named by the user
     export      export: chosen images copied out with JSON sidecars
+    serving     review --serve: the gallery on loopback, marks written at once
     workspace   output root and store, finding a job by name or file
     starter     init (a starter job folder) and schema (the job-file JSON Schema)
     completion  job names for shell completion, from the store file
@@ -41,6 +41,7 @@ from runner.runs.export import MARK_FILTERS, export
 from runner.runs.job_status import quick_status, read_status
 from runner.runs.marking import mark
 from runner.runs.removal import prune, remove
+from runner.runs.serving import serve
 from runner.runs.settings import DEFAULT_BASE_URL, SendOptions
 from runner.runs.starter import init, schema_text
 from runner.runs.workspace import Workspace, find_job, is_job_file
@@ -69,6 +70,7 @@ __all__ = [
     "retry",
     "review",
     "schema_text",
+    "serve",
     "status",
     "submit",
 ]

@@ -4,7 +4,8 @@ Owns: what the names a user types mean (SPEC 6: an image's file name, or an item
 key prefix naming all of that item's images; a path ending in the file name and
 the name without its extension work too), the one error listing every name that
 names nothing or more than one item (with the candidates), what each flag changes,
-and the manifest rewrite that carries the marks. Must not print, read input or
+and `set_marks`: the store write and the manifest rewrite that carry a change
+(the served gallery changes marks through it too). Must not print, read input or
 exit.
 """
 
@@ -23,9 +24,10 @@ from runner.store import KEEP, MARKS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from pathlib import Path
 
     from runner.runs.workspace import Workspace
-    from runner.store import ItemImages, Keep
+    from runner.store import ItemImages, JobRow, Keep, Mark, Store
 
 CHANGES = (*MARKS, "clear")  # what `runner mark` sets besides a note
 SHOWN_CANDIDATES = 5  # items listed for an ambiguous key prefix
@@ -48,21 +50,37 @@ def mark(
     try:
         row = find_job(store, job)
         targets = resolve_names(names, store.images_of(row), row.name)
-        marks = store.set_marks(row, targets, mark_to, note_to)
-        folder = workspace.job_folder(row.name)
-        manifest = None
-        if folder.is_dir():
-            try:
-                manifest = outputs.write_manifest(folder, store.manifest_rows(row))
-            except OSError as exc:
-                raise OutputError(
-                    f"the marks are saved, but the manifest in {folder} could not "
-                    f"be rewritten ({exc.strerror or exc}); fix the folder, then "
-                    f"`runner review {row.name}` or any run rewrites it"
-                ) from exc
+        marks, manifest = set_marks(
+            store, row, workspace.job_folder(row.name), targets, mark_to, note_to
+        )
     finally:
         store.close()
     return MarkReport(row.name, change or "note", tuple(marks), manifest)
+
+
+def set_marks(
+    store: Store,
+    job: JobRow,
+    folder: Path,
+    targets: Sequence[tuple[int, str]],
+    mark_to: str | None | Keep,
+    note_to: str | None | Keep,
+) -> tuple[list[Mark], Path | None]:
+    """Write the marks and notes of these (item id, image) to the store at once,
+    then rewrite the job's manifest in `folder` to carry them; the marks as they
+    are now, and the manifest (None: the job has no folder). `runner mark` and the
+    served gallery both change marks through here."""
+    marks = store.set_marks(job, targets, mark_to, note_to)
+    if not folder.is_dir():
+        return marks, None
+    try:
+        return marks, outputs.write_manifest(folder, store.manifest_rows(job))
+    except OSError as exc:
+        raise OutputError(
+            f"the marks are saved, but the manifest in {folder} could not "
+            f"be rewritten ({exc.strerror or exc}); fix the folder, then "
+            f"`runner review {job.name}` or any run rewrites it"
+        ) from exc
 
 
 def resolve_names(

@@ -24,6 +24,7 @@ from runner.spec.derived import (
     DEFAULT_MODE,
     MODES,
     PARENT_RATIO,
+    RERENDER_REFUSES,
     SELECTIONS,
 )
 from runner.spec.generation import (
@@ -95,7 +96,11 @@ def job_schema() -> Schema:
         ),
         "type": "object",
         "properties": properties,
-        "required": ["prompts"],
+        # `mode: rerender` takes its prompts from its parents (SPEC 6) and refuses
+        # them; every other job file names its prompts
+        "if": {"required": ["mode"], "properties": {"mode": {"const": "rerender"}}},
+        "then": {"not": {"anyOf": [{"required": [key]} for key in RERENDER_REFUSES]}},
+        "else": {"required": ["prompts"]},
         "additionalProperties": False,
         "$defs": _DEFS,
     }

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from runner.store.facade import Store
     from runner.store.leases import OpenAttempt
     from runner.store.marks import ItemImages
-    from runner.store.parents import ParentImage
+    from runner.store.parents import ChildItem, ParentImage
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
 
@@ -61,6 +61,7 @@ __all__ = [
     "AttemptResult",
     "AttemptStart",
     "BatchRow",
+    "ChildItem",
     "ItemImages",
     "JobRow",
     "JobSummary",
@@ -85,6 +86,7 @@ _LAZY = {
     "AttemptRecord": "runner.store.attempts",
     "AttemptResult": "runner.store.attempts",
     "AttemptStart": "runner.store.attempts",
+    "ChildItem": "runner.store.parents",
     "ItemImages": "runner.store.marks",
     "OpenAttempt": "runner.store.leases",
     "ParentImage": "runner.store.parents",

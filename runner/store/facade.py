@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from runner.store.attempts import AttemptResult, Change, WorkItem
     from runner.store.leases import OpenAttempt
     from runner.store.marks import ItemImages
-    from runner.store.parents import ParentImage
+    from runner.store.parents import ChildItem, ParentImage
     from runner.store.records import BatchRow, Keep, Mark
     from runner.store.removal import Removed
     from runner.store.sync import SyncResult
@@ -359,6 +359,12 @@ class Store:
         "succeeded", "star", or image file names and item-key prefixes."""
         with self._connect() as conn:
             return parents.parent_images(conn, job, marked, statuses)
+
+    def children_of(self, job: JobRow) -> list[ChildItem]:
+        """The current items of other jobs derived from images of `job` (SPEC 6:
+        the gallery links a parent to its children)."""
+        with self._connect() as conn:
+            return parents.children_of(conn, job)
 
     def reference_sets(self, job: JobRow) -> dict[str, list[dict[str, Any]]]:
         """Reference set label -> its files (path as written, abs_path, sha256)."""

@@ -3,8 +3,10 @@
 Owns: `ParentImage` and the one selection a `from: marked:` makes among a job's
 images: its succeeded images, its starred ones (once marks exist), or an explicit
 list of image file names and item-key prefixes; each with what its item asked
-(`request_json`) and the answer's kept parts. Works on a connection its caller
-opened; must not read image files or know YAML.
+(`request_json`) and the answer's kept parts. And the other way, `ChildItem`: the
+items of other jobs derived from a job's images (the gallery lists them under
+their parents). Works on a connection its caller opened; must not read image files
+or know YAML.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from runner.store.schema import attempts, items
+from runner.store.schema import attempts, items, jobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,6 +45,46 @@ class ParentImage:
     @property
     def name(self) -> str:
         return PurePosixPath(self.image).name
+
+
+@dataclass(frozen=True, slots=True)
+class ChildItem:
+    """An item of another job derived from an image of this one (SPEC 6)."""
+
+    job: str  # the child's job
+    key: str  # the child item's
+    image: str | None  # the child's first image (its job's folder); None: none yet
+    parent_key: str  # the parent item's
+    parent_image: str  # relative to the parent job's folder
+    mode: str  # edit, continue or rerender
+
+
+def children_of(conn: Connection, job: JobRow) -> list[ChildItem]:
+    """The current items of other jobs whose parent is an image of `job` (by name,
+    as lineage records it), by job name, then in each job's plan order."""
+    rows = conn.execute(
+        sa.select(
+            jobs.c.name,
+            items.c.key,
+            items.c.outputs_json,
+            items.c.parent_key,
+            items.c.parent_image,
+            items.c.parent_mode,
+        )
+        .join_from(items, jobs, jobs.c.id == items.c.job_id)
+        .where(
+            items.c.parent_job == job.name,
+            items.c.active == 1,
+            items.c.job_id != job.id,
+        )
+        .order_by(jobs.c.name, items.c.position)
+    )
+    found = []
+    for name, key, outputs, parent_key, parent_image, mode in rows:
+        images = json.loads(outputs) if outputs else []
+        image = str(images[0]) if images else None
+        found.append(ChildItem(name, key, image, parent_key, parent_image, mode))
+    return found
 
 
 def parent_images(

@@ -226,7 +226,9 @@ def _parent(r: Any) -> dict[str, str] | None:
 def reference_sets(conn: Connection, job: JobRow) -> dict[str, list[dict[str, Any]]]:
     """Each reference set's label (`r0`, ...) -> its files as one of its active items
     sent them (`path` as written, `abs_path`, `sha256`, ...), in set order; text-only
-    sets have no entry. One row per set is read, not every item's request."""
+    sets have no entry. One row per set is read, not every item's request. A
+    derived item's parent image, sent first (SPEC 6: `edit`), is no file of a set:
+    each item has its own (the gallery's parent axis shows it)."""
     first = conn.execute(
         sa.select(items.c.ref_label, sa.func.min(items.c.id))
         .where(
@@ -241,7 +243,12 @@ def reference_sets(conn: Connection, job: JobRow) -> dict[str, list[dict[str, An
         request = conn.execute(
             sa.select(items.c.request_json).where(items.c.id == item_id)
         ).scalar_one()
-        found[str(label)] = list(json.loads(request)["references"])
+        sent = json.loads(request)
+        files = list(sent["references"])
+        if files and sent.get("parent") and files[0].get("sha256") == sent["parent"]:
+            files = files[1:]
+        if files:
+            found[str(label)] = files
     return found
 
 
