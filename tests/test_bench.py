@@ -3,6 +3,8 @@ are measured by `python -m benchmarks.bench`, never asserted here."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -229,3 +231,14 @@ def test_figures_and_verdicts_render_as_the_report_prints_them() -> None:
     assert lines[0] == "targets"
     assert lines[2].split() == "throughput 50.0/s 40.0/s >= 47.5/s PASS".split()
     assert lines[3].endswith("n/a  (no option)")
+
+
+def test_a_childs_peak_memory_is_its_own_not_its_parents() -> None:
+    held = bytearray(256 * 1024 * 1024)
+    held[::4096] = b"\1" * len(range(0, len(held), 4096))  # resident, page by page
+    code = "from benchmarks.harness.measure import peak_rss_kb; print(peak_rss_kb())"
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert int(child.stdout) < 128 * 1024  # an interpreter, not the 256 MB held here
+    del held

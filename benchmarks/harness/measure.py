@@ -30,8 +30,24 @@ def mark(started: float, cpu_start: float) -> dict[str, float]:
 
 
 def peak_rss_kb() -> int:
-    """This process's peak resident set so far (imports included), in KiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's peak resident set so far (imports included), in KiB.
+
+    Linux's VmHWM, not `ru_maxrss`: that one survives fork and exec, so a child
+    of a large process (pytest after the browser tests, 400 MB) reports its
+    parent's size as its own peak."""
+    return vm_hwm_kb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def vm_hwm_kb() -> int | None:
+    """The peak resident set of this process's own memory (/proc), None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def proc_cpu(pid: int) -> float | None:
