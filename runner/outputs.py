@@ -199,17 +199,20 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write `data` to `path` so a reader sees the old file or the whole new one;
-    a new file and its folders follow the umask (FILE_MODE)."""
+    a new file and its folders follow the umask (FILE_MODE). `durable=False` skips
+    the fsync, for files made again from others (thumbnails, sheets): a killed
+    process still leaves the old file or the new one, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, _NEW_FILE, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -237,10 +240,15 @@ def write_manifest(job_folder: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     return path
 
 
-def remove_stale_temp_files(job_folder: Path) -> int:
-    """Delete temp files a killed process left behind; returns how many."""
+def remove_stale_temp_files(job_folder: Path, also: Iterable[str] = ()) -> int:
+    """Delete temp files a killed process left behind in the job folder, its
+    images folder and the subfolders `also` names; returns how many."""
     removed = 0
-    for folder in (job_folder, job_folder / IMAGES_DIR):
+    for folder in (
+        job_folder,
+        job_folder / IMAGES_DIR,
+        *(job_folder / a for a in also),
+    ):
         if not folder.is_dir():
             continue
         for tmp in folder.glob(".*.tmp"):

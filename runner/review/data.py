@@ -143,7 +143,8 @@ def gallery_data(
             grounding[str(i)] = _grounding(entry.grounding)
     links: dict[str, list[str]] = {}
     for sheet in sheets:
-        links.setdefault(sheet.prompt_id, []).append(f"{CONTACT_DIR}/{sheet.path.name}")
+        for prompt_id in sheet.prompts or (sheet.prompt_id,):  # a shared page: each
+            links.setdefault(prompt_id, []).append(f"{CONTACT_DIR}/{sheet.path.name}")
     shapes = _Table()
     prompts: dict[str, Any] = {
         name: [] for name in ("id", "texts", "shape", "first", "cells", "sheets")
