@@ -23,10 +23,15 @@ one file per image), same workload, same server, one after the other.
   answers of real 1K size: requests/s against a perfect scheduler replaying the
   simulator's own latencies, the google-genai script with its pool opened and as
   written, peak RSS, CPU per item, the event loop's lag.
+- review: `runner submit` as a whole process with its gallery, the same with
+  `--no-review` and the google-genai script, with the simulator's small images and
+  with real-size ones: wall time, when the gallery was complete after the last
+  image, what the end of the run spends its time on.
 
     .venv/bin/python -m benchmarks.bench            # everything, about 14 minutes
     .venv/bin/python -m benchmarks.bench --quick    # smaller, about 4 minutes
     .venv/bin/python -m benchmarks.bench --only throughput --no-peer
+    .venv/bin/python -m benchmarks.bench --only review     # about 6 minutes
 
 Needs the `bench` dependency group for the peer (`pip install google-genai`); without
 it, or with `--no-peer`, only the runner is measured. Exit code 0 when every measured
@@ -68,6 +73,7 @@ def scenarios() -> Mapping[str, Scenario]:
     from benchmarks.scenarios import (
         run_inflight,
         run_memory,
+        run_review,
         run_rpm,
         run_scale,
         run_throughput,
@@ -83,6 +89,9 @@ def scenarios() -> Mapping[str, Scenario]:
         "scale": lambda sizes, workdir, o: run_scale(sizes, workdir, judge=not o.quick),
         "rpm": lambda sizes, workdir, o: run_rpm(sizes, workdir, sim_help=o.sim_help),
         "inflight": lambda sizes, workdir, o: run_inflight(sizes, workdir, peer=o.peer),
+        "review": lambda sizes, workdir, o: run_review(
+            sizes, workdir, peer=o.peer, sim_help=o.sim_help
+        ),
     }
 
 

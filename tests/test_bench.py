@@ -19,6 +19,7 @@ from benchmarks.harness import (
 from benchmarks.scenarios import (
     run_inflight,
     run_memory,
+    run_review,
     run_rpm,
     run_scale,
     run_throughput,
@@ -93,6 +94,31 @@ def test_the_inflight_run_compares_each_contender_with_a_perfect_scheduler(
         assert contenders["genai as written"]["items"] == 4
     assert len(section.verdicts) == 5
     assert not list(tmp_path.glob("inflight/**/images/*"))  # ~9 GB at full size
+
+
+def test_the_review_run_times_submit_with_and_without_its_gallery(
+    tmp_path: Path,
+) -> None:
+    sizes = Sizes(
+        concurrency=4, latency=0.05, review_prompts=2, review_samples=3, review_rounds=1
+    )
+    section = run_review(sizes, tmp_path, peer=False, sim_help=simulator_options())
+
+    for images in ("small", "real-size"):
+        figures = section.data[images]
+        runs = figures["runs"]
+        assert list(runs) == ["runner", "--no-review"], section.render()
+        (runner,), (plain,) = runs["runner"], runs["--no-review"]
+        assert runner["images"] == plain["images"] == 6
+        assert runner["index"] is not None and plain["index"] is None
+        assert runner["index"] >= runner["last_image"]
+        gallery = runner["gallery"]
+        assert gallery["thumbnails_during_run"] + gallery["thumbnails_at_end"] == 6
+        assert figures["thumbnail_cpu_ms"] > 0
+    assert section.data["real-size"]["image_bytes"] > 1_000_000  # a real 1K PNG
+    assert [v.ok is not None for v in section.verdicts] == [True, False, True] + [
+        False
+    ] * 3
 
 
 def test_a_perfect_scheduler_gives_each_request_the_first_free_slot() -> None:

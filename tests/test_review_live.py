@@ -391,6 +391,10 @@ def test_a_killed_run_leaves_no_half_thumbnail_and_the_next_run_makes_the_rest(
         proc.finish()
         made = list((folder / "thumbs").glob("*.jpg"))
         assert made and all(whole_jpeg(p) for p in made)
+        # What a kill during a write leaves: a hidden temp file, never the file.
+        for sub in ("thumbs", "thumbs/refs", "contact"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / sub / ".x.jpg.0123456789abcdef.tmp").write_bytes(b"\xff\xd8")
 
         again = spawn("submit", job, "--base-url", sim.url, "--output", out, "--yes",
                       env={"TOKAIFY_API_KEY": "k"})  # fmt: skip

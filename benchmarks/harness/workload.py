@@ -41,6 +41,10 @@ class Sizes:
     inflight_jitter: float = 8.0  # latency drawn uniformly from latency +- this
     inflight_seed: int = 1  # the simulator's: same latencies for every contender
     inflight_written_share: float = 0.125  # items the 100-connection script sends
+    # review: whole-process submit with its gallery, without, and the script
+    review_prompts: int = 32
+    review_samples: int = 60
+    review_rounds: int = 3  # each contender this many times, alternating; medians
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -55,6 +59,9 @@ class Sizes:
             # Fewer items at the same latency: a shorter one would ask this box
             # for more answers a second than two cores can take (2 s: 350/s).
             inflight_samples=64,
+            review_prompts=16,
+            review_samples=16,
+            review_rounds=1,
         )
 
 

@@ -1,4 +1,4 @@
-"""The benchmark's scenarios, one module each; `--only` names the five runs.
+"""The benchmark's scenarios, one module each; `--only` names the six runs.
 
 - throughput: requests/s against the ideal and the google-genai script, and CPU
   per item in the same window (`throughput.py`);
@@ -7,7 +7,9 @@
   `runner status` (`status.py`) and resume (`resume.py`), run by `scale.py`;
 - rpm: pacing under a simulated requests-per-minute limit (`rpm.py`);
 - inflight: 1,024 requests in flight at real latencies and 1K answer sizes,
-  against a perfect scheduler and the google-genai script (`inflight.py`).
+  against a perfect scheduler and the google-genai script (`inflight.py`);
+- review: `runner submit` as a whole process with its gallery, with `--no-review`
+  and the google-genai script, small and real-size images (`review.py`).
 
 Machinery more than one scenario uses belongs in `benchmarks/harness/`, not here.
 """
@@ -16,8 +18,16 @@ from __future__ import annotations
 
 from benchmarks.scenarios.inflight import run_inflight
 from benchmarks.scenarios.memory import run_memory
+from benchmarks.scenarios.review import run_review
 from benchmarks.scenarios.rpm import run_rpm
 from benchmarks.scenarios.scale import run_scale
 from benchmarks.scenarios.throughput import run_throughput
 
-__all__ = ["run_inflight", "run_memory", "run_rpm", "run_scale", "run_throughput"]
+__all__ = [
+    "run_inflight",
+    "run_memory",
+    "run_review",
+    "run_rpm",
+    "run_scale",
+    "run_throughput",
+]

@@ -61,7 +61,6 @@ from runner.review.sheets import (
     SHEET_MARGIN,
     STATUS_RGB,
     ContactSheet,
-    draw_sheets,
 )
 from runner.review.thumbnails import THUMB_SIZE
 
@@ -77,5 +76,4 @@ __all__ = [
     "ContactSheet",
     "Review",
     "build_review",
-    "draw_sheets",
 ]
