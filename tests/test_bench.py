@@ -100,25 +100,38 @@ def test_the_review_run_times_submit_with_and_without_its_gallery(
     tmp_path: Path,
 ) -> None:
     sizes = Sizes(
-        concurrency=4, latency=0.05, review_prompts=2, review_samples=3, review_rounds=1
+        concurrency=4,
+        latency=0.05,
+        review_prompts=2,
+        review_samples=3,
+        review_rounds=1,
+        review_paced_prompts=2,
+        review_paced_samples=2,
+        review_paced_latency=0.2,
     )
     section = run_review(sizes, tmp_path, peer=False, sim_help=simulator_options())
 
-    for images in ("small", "real-size"):
+    for images in ("small", "real-size", "real-size, API pace"):
         figures = section.data[images]
         runs = figures["runs"]
         assert list(runs) == ["runner", "--no-review"], section.render()
         (runner,), (plain,) = runs["runner"], runs["--no-review"]
-        assert runner["images"] == plain["images"] == 6
+        assert runner["images"] == plain["images"] == figures["items"]
         assert runner["index"] is not None and plain["index"] is None
         assert runner["index"] >= runner["last_image"]
         gallery = runner["gallery"]
-        assert gallery["thumbnails_during_run"] + gallery["thumbnails_at_end"] == 6
+        made = gallery["thumbnails_during_run"] + gallery["thumbnails_at_end"]
+        assert made == figures["items"]
         assert figures["thumbnail_cpu_ms"] > 0
     assert section.data["real-size"]["image_bytes"] > 1_000_000  # a real 1K PNG
-    assert [v.ok is not None for v in section.verdicts] == [True, False, True] + [
-        False
-    ] * 3
+    judged = [True, False, True]  # the script is not run here
+    assert [v.ok is not None for v in section.verdicts] == [
+        *judged,
+        False,
+        False,
+        False,
+        *judged,
+    ]
 
 
 def test_a_perfect_scheduler_gives_each_request_the_first_free_slot() -> None:

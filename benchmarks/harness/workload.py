@@ -45,6 +45,9 @@ class Sizes:
     review_prompts: int = 32
     review_samples: int = 60
     review_rounds: int = 3  # each contender this many times, alternating; medians
+    review_paced_prompts: int = 16  # real-size images at an API's pace
+    review_paced_samples: int = 16
+    review_paced_latency: float = 4.0  # seconds +- half of it
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -62,6 +65,7 @@ class Sizes:
             review_prompts=16,
             review_samples=16,
             review_rounds=1,
+            review_paced_samples=4,
         )
 
 

@@ -79,35 +79,84 @@ class Run:
         return None if at is None else at - self.last_image
 
 
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One server and workload the three contenders are run on."""
+
+    name: str
+    module: str  # the simulator, run as `python -m <module>`
+    workload: Workload
+    latency: float
+    jitter: float
+    rounds: int
+    judged: bool  # the targets are judged on it (else reported)
+
+    def describe(self) -> str:
+        w = self.workload
+        latency = f"latency {self.latency * 1000:.0f} ms" + (
+            f" +- {self.jitter * 1000:.0f}" if self.jitter else ""
+        )
+        return (
+            f"{self.name}: {w.items} items ({w.prompts} prompts x "
+            f"{w.samples} samples), concurrency {w.concurrency}, {latency}, "
+            f"{self.rounds} round(s), medians"
+        )
+
+
+def variants(sizes: Sizes) -> list[Variant]:
+    """The simulator's small images and real-size ones at the benchmark's pace
+    (about 200 images a second), then real-size ones at an API's pace (seconds an
+    image: what a real run sends)."""
+    fast = Workload(sizes.review_prompts, sizes.review_samples, sizes.concurrency)
+    paced = Workload(
+        sizes.review_paced_prompts, sizes.review_paced_samples, sizes.concurrency
+    )
+    rounds = sizes.review_rounds
+    return [
+        Variant("small", "runner.simulate", fast, sizes.latency, 0.0, rounds, True),
+        Variant("real-size", TEXTURED_SIM, fast, sizes.latency, 0.0, rounds, False),
+        Variant(
+            "real-size, API pace",
+            TEXTURED_SIM,
+            paced,
+            sizes.review_paced_latency,
+            sizes.review_paced_latency / 2,
+            1,
+            True,
+        ),
+    ]
+
+
 def run_review(sizes: Sizes, workdir: Path, *, peer: bool, sim_help: str) -> Section:
-    """Both image sizes, each contender `review_rounds` times; one section."""
-    workload = Workload(sizes.review_prompts, sizes.review_samples, sizes.concurrency)
-    texts = prompt_texts(workload.prompts)
+    """Every variant, each contender `rounds` times in turn; one section."""
     reuse = [REUSE_ANSWERS] if REUSE_ANSWERS in sim_help else []
     section = Section(
-        f"review: `runner submit` whole process, {workload.items} items "
-        f"({workload.prompts} prompts x {workload.samples} samples), "
-        f"{workload.image_size} {workload.aspect_ratio}, concurrency "
-        f"{workload.concurrency}, latency {sizes.latency * 1000:.0f} ms, "
-        f"{sizes.review_rounds} round(s), medians"
+        "review: `runner submit` as a whole process with its gallery, with "
+        "--no-review, and the google-genai script; 1K 1:1"
         + ("" if reuse else "; this simulator has no --reuse-answers")
     )
-    variants = (("small", "runner.simulate"), ("real-size", TEXTURED_SIM))
-    for name, module in variants:
-        folder = workdir / "review" / name
+    for variant in variants(sizes):
+        workload = variant.workload
+        texts = prompt_texts(workload.prompts)
+        folder = workdir / "review" / variant.name.replace(", ", "-").replace(" ", "-")
         folder.mkdir(parents=True, exist_ok=True)
+        jitter = ["--latency-jitter", str(variant.jitter), "--seed", "1"]
         with SimProcess(
-            latency=sizes.latency, extra=reuse, log=folder / "sim.log", module=module
+            latency=variant.latency,
+            extra=[*reuse, *(jitter if variant.jitter else [])],
+            log=folder / "sim.log",
+            module=variant.module,
         ) as sim:
             sim.warm(texts, workload.aspect_ratio, workload.image_size)
-            runs = _rounds(sim.url, workload, texts, folder, sizes.review_rounds, peer)
+            runs = _rounds(sim.url, workload, texts, folder, variant.rounds, peer)
         images = _images_of(folder / RUNNER / "out")
         thumb_ms = _thumbnail_ms(images)
         size = statistics.median(p.stat().st_size for p in images)
-        section.lines += _table(name, runs, thumb_ms, size)
-        section.verdicts += _verdicts(name, runs)
-        section.data[name] = {
+        section.lines += _table(variant, runs, thumb_ms, size)
+        section.verdicts += _verdicts(variant, runs)
+        section.data[variant.name] = {
             "runs": {c: [asdict(r) for r in rounds] for c, rounds in runs.items()},
+            "items": workload.items,
             "thumbnail_cpu_ms": thumb_ms,
             "image_bytes": size,
         }
@@ -237,7 +286,7 @@ def _fmt(value: float | None, spec: str = "{:.2f}") -> str:
 
 
 def _table(
-    name: str, runs: dict[str, list[Run]], thumb_ms: float, size: float
+    variant: Variant, runs: dict[str, list[Run]], thumb_ms: float, size: float
 ) -> list[str]:
     names = list(runs)
     rows: list[tuple[str, Callable[[Run], float | None], str]] = [
@@ -257,7 +306,7 @@ def _table(
         ("CPU s, whole process", lambda r: r.cpu, "{:.2f}"),
         ("peak RSS MB", lambda r: r.maxrss_mb, "{:.0f}"),
     ]
-    lines = [f"  {name} images ({size / 1024:,.0f} KiB each):"]
+    lines = [f"  {variant.describe()}; {size / 1024:,.0f} KiB an image:"]
     lines += columns(
         names,
         [
@@ -292,10 +341,10 @@ def _table(
     return lines
 
 
-def _verdicts(name: str, runs: dict[str, list[Run]]) -> list[Verdict]:
-    """The targets hold with the small images; with real-size ones the same
-    figures are reported, not judged."""
-    judged = name == "small"
+def _verdicts(variant: Variant, runs: dict[str, list[Run]]) -> list[Verdict]:
+    """The targets, judged on the small images and at an API's pace; at the
+    benchmark's pace the real-size figures are reported, not judged."""
+    judged, name = variant.judged, variant.name
     runner = _median(runs[RUNNER], lambda r: r.wall) or 0.0
     plain = _median(runs[NO_REVIEW], lambda r: r.wall) or 0.0
     peer = _median(runs[PEER], lambda r: r.wall) if PEER in runs else None
@@ -303,21 +352,21 @@ def _verdicts(name: str, runs: dict[str, list[Run]]) -> list[Verdict]:
     goal = 1 + TARGET_REVIEW_OVERHEAD
     return [
         Verdict(
-            f"submit with gallery vs --no-review, {name} images",
+            f"submit with gallery vs --no-review ({name})",
             f"{runner:.2f} s ({runner / plain:.3f} x)",
             f"--no-review {plain:.2f} s",
             f"<= {goal:.2f} x" if judged else "(reported)",
             runner <= goal * plain if judged else None,
         ),
         Verdict(
-            f"submit with gallery vs the script, {name} images",
+            f"submit with gallery vs the script ({name})",
             f"{runner:.2f} s",
             _fmt(peer) + " s" if peer is not None else "not run",
             "<= peer" if judged else "(reported)",
             (runner <= peer if peer is not None else None) if judged else None,
         ),
         Verdict(
-            f"last image to gallery complete, {name} images",
+            f"last image to gallery complete ({name})",
             _fmt(after) + " s",
             "-",
             f"<= {TARGET_GALLERY_AFTER_LAST_IMAGE:g} s" if judged else "(reported)",

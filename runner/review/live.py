@@ -3,15 +3,18 @@ finish, and at the end of the run the page refreshed from what changed.
 
 Owns `LiveReview`. The run hands it the attempt ends each store write recorded
 (`written`, called in the recorder's store thread: it only queues them, bounded,
-and never blocks); one worker thread, at a low priority where the system has one
-(Linux: a nice value per thread), so it takes only the CPU the run leaves:
+and never blocks). A worker thread, and `workers.WORKERS` threads making the
+thumbnails for it (Pillow releases the GIL while it decodes, shrinks and encodes),
+all scheduled only when a CPU would otherwise be idle (Linux's SCHED_IDLE), so
+they take only the CPU the run leaves:
 
     loads the job's entries, grids and sheets from the store, as `build_review`
     would (thumbnails and sheets already up to date are kept, missing ones made);
-    makes the thumbnail of each image as it lands; reads the rows of the items
-    that changed (at most every REFRESH_EVERY seconds, those items only); draws
-    a sheet once all its cells are done (succeeded with a thumbnail, failed or
-    blocked), if its signature says it changed.
+    has the thumbnail of each image made as it lands, the first landed first;
+    reads the rows of the items that changed (at most every REFRESH_EVERY
+    seconds, those items only); draws a sheet once all its cells are done
+    (succeeded with a thumbnail, failed or blocked), if its signature says it
+    changed.
 
 `finish`, after the run, stops the worker, reads the last changed rows, makes what
 the worker had not reached on every core (`workers`), writes gallery-data.js and
@@ -31,9 +34,10 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from runner.review import build
+from runner.review import build, workers
 from runner.review.sheets import CONTACT_DIR, draw_page, draw_sheets, plan_group
 from runner.review.thumbnails import (
     REF_THUMBS_DIR,
@@ -44,6 +48,7 @@ from runner.review.thumbnails import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from runner.review.build import Model, Review
@@ -60,9 +65,9 @@ EVENTS_MAX = 65_536
 THUMBS_WAITING_MAX = 4_096
 # Where a killed build may have left temp files (the next run removes them).
 FOLDERS = (THUMBS_DIR, REF_THUMBS_DIR, CONTACT_DIR)
-# The worker thread's nice value (Linux): the run's event loop, its writers and
-# whatever else the machine runs come first; it gets the CPU they leave.
-WORKER_NICE = 10
+# The review threads' nice value where SCHED_IDLE is not to be had (Linux): the
+# run's event loop, its writers and whatever else the machine runs come first.
+WORKER_NICE = 19
 _TERMINAL = frozenset({"succeeded", "failed", "blocked"})
 
 
@@ -151,27 +156,41 @@ class LiveReview:
     def _work(self) -> None:
         _lower_priority()
         assert self._store and self._job and self._folder
+        state = None
         try:
-            state = _State(self._store, self._job, self._folder)
+            state = _State(self._store, self._job, self._folder, self._wake.set)
             self._state = state
             while not self._stop.is_set():
+                self._wake.clear()
                 state.changed |= self._take()
                 if state.step(self._stop):
                     continue
                 self._wake.wait(REFRESH_EVERY if state.changed else None)
-                self._wake.clear()
         except BaseException as exc:  # finish() builds the whole review instead
             self._failed = exc
+        finally:
+            if state is not None:
+                state.stop()
 
 
 class _State:
     """The worker's model of the job and what is left to do (only one thread
     uses it at a time: the worker, then `finish` once the worker has stopped)."""
 
-    def __init__(self, store: Store, job: JobRow, job_folder: Path) -> None:
+    def __init__(
+        self, store: Store, job: JobRow, job_folder: Path, wake: Callable[[], None]
+    ) -> None:
         self.store, self.job, self.folder = store, job, job_folder
         self.model: Model = build.load_model(store, job)
         self.maker = Thumbnailer(job_folder)
+        # Thumbnails are made on WORKERS threads at the worker's priority (Pillow
+        # releases the GIL while it decodes, shrinks and encodes), while this
+        # thread reads rows and draws sheets.
+        self.pool = ThreadPoolExecutor(
+            workers.WORKERS, "review-live", initializer=_lower_priority
+        )
+        self.running: dict[Future[tuple[str, int] | str], str] = {}
+        self.wake = wake
         self.made_live = 0
         self.drawn_live = 0
         # image -> the entry waiting for its thumbnail
@@ -206,14 +225,12 @@ class _State:
             self.later[image] = None
 
     def step(self, stop: threading.Event) -> bool:
-        """Do one thing, the most useful first; False when there is nothing to do
-        now."""
-        if self.soon:
-            self._thumbnail(_pop_first(self.soon))
-        elif self.changed and time.monotonic() - self.refreshed >= REFRESH_EVERY:
+        """Keep the thumbnail threads busy (the images that landed first), then do
+        one thing here, the most useful first; False when there is nothing to do
+        but wait."""
+        fed = self._collect() | self._feed()
+        if self.changed and time.monotonic() - self.refreshed >= REFRESH_EVERY:
             self._refresh()
-        elif self.later:
-            self._thumbnail(_pop_first(self.later))
         elif self.touched:
             self._check_touched()
         elif self.ready:
@@ -227,20 +244,43 @@ class _State:
                     draw_page(page)
                     self.drawn_live += 1
         else:
-            return False
+            return fed
         return True
 
-    def _thumbnail(self, image: str) -> None:
-        entry = self.waiting.get(image)
-        if entry is None and image in self.early:
-            return  # made already
-        result = self.maker.make(image)
-        self.made_live += not isinstance(result, str)
-        if entry is None:  # landed before its row was read: kept for then
-            self.early[image] = result
-            return
-        del self.waiting[image]
-        self._apply(entry, result)
+    def _feed(self) -> bool:
+        """As many thumbnails in the making as there are threads."""
+        fed = False
+        while len(self.running) < workers.WORKERS and (self.soon or self.later):
+            image = _pop_first(self.soon or self.later)
+            if image in self.early or image in self.running.values():
+                continue  # made already, or on its way
+            future = self.pool.submit(self.maker.make, image)
+            self.running[future] = image
+            future.add_done_callback(lambda _: self.wake())
+            fed = True
+        return fed
+
+    def _collect(self) -> bool:
+        """Apply the thumbnails made since last time."""
+        done = [f for f in self.running if f.done()]
+        for future in done:
+            image = self.running.pop(future)
+            if future.cancelled():
+                continue  # left for the end of the run
+            result = future.result()
+            self.made_live += not isinstance(result, str)
+            entry = self.waiting.pop(image, None)
+            if entry is None:  # landed before its row was read: kept for then
+                self.early[image] = result
+            else:
+                self._apply(entry, result)
+        return bool(done)
+
+    def stop(self) -> None:
+        """No more thumbnails: those being made are finished and kept, the rest
+        left for the end of the run."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._collect()
 
     def _apply(self, entry: Entry, result: tuple[str, int] | str) -> None:
         if isinstance(result, str):
@@ -264,7 +304,7 @@ class _State:
                 self._apply(entry, early)
                 continue
             self.waiting[image] = entry
-            if image not in self.soon:
+            if image not in self.soon and image not in self.running.values():
                 self.later[image] = None
 
     def _check_touched(self) -> None:
@@ -329,11 +369,16 @@ def _pop_first(ordered: dict[str, None]) -> str:
 
 
 def _lower_priority() -> None:
-    """This thread at WORKER_NICE (Linux, where a nice value is per thread);
-    elsewhere as it is, since there it would lower the whole process."""
+    """This thread scheduled only when a CPU would otherwise be idle (Linux's
+    SCHED_IDLE, per thread), or failing that at the lowest nice value; elsewhere
+    as it is, since there a nice value would lower the whole process."""
     if not sys.platform.startswith("linux"):
         return
+    tid = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
-    except OSError:
-        pass
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
+        except OSError:
+            pass

@@ -66,6 +66,7 @@ LEGEND_MAX_HEIGHT = SHEET_MAX_SIDE // 4  # sets past this are named, not drawn
 # zlib level 1: half the time of the default 6 for files about 15% larger (most of
 # what is left is Pillow's per-row PNG filtering, which holds the GIL).
 SHEET_COMPRESS_LEVEL = 1
+CELL_CROP_PX = 4  # a decoded thumbnail at most this much larger is cropped to a cell
 
 SHEET_BACKGROUND = (255, 255, 255)
 SHEET_INK = (28, 28, 30)
@@ -640,7 +641,7 @@ def _write_png(canvas: Image.Image, path: Path, signature: str, owner: str) -> N
     buffer = io.BytesIO()
     canvas.save(buffer, "PNG", pnginfo=info, compress_level=SHEET_COMPRESS_LEVEL)
     canvas.close()
-    outputs.write_atomic(path, buffer.getvalue(), durable=False)
+    outputs.write_whole(path, buffer.getvalue())
 
 
 def _draw_title(
@@ -693,7 +694,7 @@ def _draw_cell(
             with Image.open(job_folder / entry.thumb) as thumb:
                 # JPEG DCT scaling: a thumbnail twice the cell decodes at cell size
                 thumb.draft("RGB", _fit_size(thumb.size, cell))
-                image = shrink(thumb.convert("RGB"), cell)
+                image = _fit_cell(thumb.convert("RGB"), cell)
         except (OSError, ValueError):
             image = None
         if image is not None:
@@ -826,6 +827,16 @@ def _draw_reference(
     draw.rectangle(box, fill=SHEET_LETTERBOX)
     dx, dy = (LEGEND_THUMB - image.width) // 2, (LEGEND_THUMB - image.height) // 2
     canvas.paste(image, (x + dx, y + dy))
+
+
+def _fit_cell(image: Image.Image, cell: int) -> Image.Image:
+    """A thumbnail decoded at reduced scale, fitted into a `cell` px square: a few
+    px too large (a 128 px decode for a 127 px cell) it is cropped, not resampled."""
+    width, height = image.size
+    if max(width, height) - cell <= CELL_CROP_PX:
+        left, top = max(0, (width - cell) // 2), max(0, (height - cell) // 2)
+        return image.crop((left, top, left + min(width, cell), top + min(height, cell)))
+    return shrink(image, cell)
 
 
 def _fit_size(size: tuple[int, int], box: int) -> tuple[int, int]:

@@ -227,8 +227,7 @@ def _thumbnail(
         small.load()  # before the file closes: an RGB `small` is `image` itself
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=THUMB_QUALITY)
-    outputs.write_atomic(dst, buffer.getvalue(), durable=False)
-    return small.size, dst.stat().st_mtime_ns
+    return small.size, outputs.write_whole(dst, buffer.getvalue())
 
 
 def shrink(image: Image.Image, size: int) -> Image.Image:
