@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from runner.reports import RunReport
+    from runner.review import Review
     from runner.store import JobRow, Store, WorkItem
 
 # `multi` has four cells (one per style); `one` and `two` one each (`two` refused).
@@ -112,15 +113,24 @@ def test_the_gallery_after_a_run_is_what_a_full_review_builds(
     writes from the store: a review right after finds nothing to do."""
     submit(sim, tmp_path, MIXED_JOB)
 
-    workspace = runs.Workspace(tmp_path / "out")
-    store = workspace.open_store()
-    try:
-        job = store.get_job("mixed")
-        assert job is not None
-        again = build_review(store, job, workspace.job_folder("mixed"))
-    finally:
-        store.close()
+    again = full_review(tmp_path, "mixed")
     assert again.thumbnails_made == 0
+    assert not again.index_written
+    assert [s.path.name for s in again.sheets if s.written] == []
+
+
+def test_a_longer_run_leaves_nothing_for_a_full_review_to_redo(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """Sheets drawn while the run went on, refreshed rows and late thumbnails all
+    agree with what the store says at the end."""
+    prompts = "\n".join(f"  - 'harbour {i}'" for i in range(8))
+    refused = "\n".join(f"  - 'refused {i} [sim:400]'" for i in range(3))
+    body = f"name: longer\nsamples: 30\nprompts:\n{prompts}\n{refused}\n"
+    submit(sim, tmp_path, body, concurrency=8)
+
+    again = full_review(tmp_path, "longer")
+    assert again.thumbnails == 240 and again.thumbnails_made == 0
     assert not again.index_written
     assert [s.path.name for s in again.sheets if s.written] == []
 
@@ -215,7 +225,7 @@ def test_a_shared_page_shows_each_prompt_captioned_below_its_cell(
 ) -> None:
     submit(sim, tmp_path, MIXED_JOB)
 
-    built = build_review(*_opened(tmp_path, "mixed"))
+    built = full_review(tmp_path, "mixed")
     (page,) = [s for s in built.sheets if s.prompts == ("one", "two")]
     assert page.prompt_id == "" and page.path.name == "+singles-001.png"
     with Image.open(page.path) as image:
@@ -228,12 +238,16 @@ def test_a_shared_page_shows_each_prompt_captioned_below_its_cell(
     assert rgb.getpixel((x2, y)) == sheets.PLACEHOLDER_RGB
 
 
-def _opened(tmp_path: Path, name: str) -> tuple[Store, JobRow, Path]:
+def full_review(tmp_path: Path, name: str) -> Review:
+    """What `runner review NAME` builds now."""
     workspace = runs.Workspace(tmp_path / "out")
     store = workspace.open_store()
-    job = store.get_job(name)
-    assert job is not None
-    return store, job, workspace.job_folder(name)
+    try:
+        job = store.get_job(name)
+        assert job is not None
+        return build_review(store, job, workspace.job_folder(name))
+    finally:
+        store.close()
 
 
 # -- during the run ------------------------------------------------------------------

@@ -8,13 +8,13 @@ thumbnails for it (Pillow releases the GIL while it decodes, shrinks and encodes
 all scheduled only when a CPU would otherwise be idle (Linux's SCHED_IDLE), so
 they take only the CPU the run leaves:
 
-    loads the job's entries, grids and sheets from the store, as `build_review`
-    would (thumbnails and sheets already up to date are kept, missing ones made);
-    has the thumbnail of each image made as it lands, the first landed first;
-    reads the rows of the items that changed (at most every REFRESH_EVERY
-    seconds, those items only); draws a sheet once all its cells are done
-    (succeeded with a thumbnail, failed or blocked), if its signature says it
-    changed.
+    loads, once the run's first answer is recorded, the job's entries, grids
+    and sheets from the store, as `build_review` would (thumbnails and sheets
+    already up to date are kept, missing ones made); has the thumbnail of each
+    image made as it lands, the first landed first; reads the rows of the items
+    that changed (at most every REFRESH_EVERY seconds, those items only); draws
+    a sheet once all its cells are done (succeeded with a thumbnail, failed or
+    blocked), if its signature says it changed.
 
 `finish`, after the run, stops the worker, reads the last changed rows, makes what
 the worker had not reached on every core (`workers`), writes gallery-data.js and
@@ -158,6 +158,11 @@ class LiveReview:
         assert self._store and self._job and self._folder
         state = None
         try:
+            # Not before the run's first answer: a large job's load (seconds at
+            # 100,000 items) must not hold the GIL while the first requests go out.
+            self._wake.wait()
+            if self._stop.is_set():
+                return
             state = _State(self._store, self._job, self._folder, self._wake.set)
             self._state = state
             while not self._stop.is_set():
@@ -190,6 +195,7 @@ class _State:
             workers.WORKERS, "review-live", initializer=_lower_priority
         )
         self.running: dict[Future[tuple[str, int] | str], str] = {}
+        self.submitted: set[str] = set()  # images whose thumbnail this run made
         self.wake = wake
         self.made_live = 0
         self.drawn_live = 0
@@ -201,8 +207,11 @@ class _State:
         self.later: dict[str, None] = {}  # images of earlier runs, or left over
         self.changed: set[int] = set()  # items whose rows are to be read again
         self.refreshed = time.monotonic()
-        self.touched: set[str] = set()  # sheets whose cells changed
-        self.ready: dict[str, None] = {}  # sheets all of whose cells are done
+        # Sheets to draw once all their cells are done (succeeded with a
+        # thumbnail, failed or blocked): how many are not, kept as entries change.
+        self.ready: dict[str, None] = {}  # dirty sheets none of whose cells is not
+        self.undone: dict[str, int] = {}
+        self.done: dict[int, bool] = {}  # id(entry) -> whether its cell is done
         make_reference_thumbnails(job_folder, self.model.legend)
         for entry, _, _ in self.maker.missing(self.model.entries):
             assert entry.image is not None
@@ -216,7 +225,12 @@ class _State:
             for key, pages in self.pages.items()
             if any(p.sheet.written for p in pages)
         }
-        self.touched |= self.dirty
+        for key, group in self.model.groups.items():
+            entries = [e for grid in group.grids for e in grid.entries]
+            self.done.update((id(e), _done(e)) for e in entries)
+            self.undone[key] = sum(1 for e in entries if not self.done[id(e)])
+            if key in self.dirty and not self.undone[key]:
+                self.ready[key] = None
 
     def landed(self, image: str) -> None:
         if len(self.soon) < THUMBS_WAITING_MAX:
@@ -231,11 +245,10 @@ class _State:
         fed = self._collect() | self._feed()
         if self.changed and time.monotonic() - self.refreshed >= REFRESH_EVERY:
             self._refresh()
-        elif self.touched:
-            self._check_touched()
         elif self.ready:
-            key = next(iter(self.ready))
-            del self.ready[key]
+            key = _pop_first(self.ready)
+            if self.undone[key]:  # a cell changed again since
+                return True
             for page in self._plan(key):
                 if stop.is_set():
                     self.dirty.add(key)
@@ -252,8 +265,9 @@ class _State:
         fed = False
         while len(self.running) < workers.WORKERS and (self.soon or self.later):
             image = _pop_first(self.soon or self.later)
-            if image in self.early or image in self.running.values():
+            if image in self.submitted:
                 continue  # made already, or on its way
+            self.submitted.add(image)
             future = self.pool.submit(self.maker.make, image)
             self.running[future] = image
             future.add_done_callback(lambda _: self.wake())
@@ -287,7 +301,18 @@ class _State:
             entry.note = result
         else:
             entry.thumb, entry.thumb_mtime, entry.note = result[0], result[1], None
-        self.touched.add(self.model.sheet_of[str(entry.row["prompt_id"])])
+        self._changed(entry)
+
+    def _changed(self, entry: Entry) -> None:
+        """Its sheet is to be drawn again, once none of its cells is undone."""
+        key = self.model.sheet_of[str(entry.row["prompt_id"])]
+        self.dirty.add(key)
+        done = _done(entry)
+        if done != self.done[id(entry)]:
+            self.done[id(entry)] = done
+            self.undone[key] += -1 if done else 1
+        if not self.undone[key]:
+            self.ready[key] = None
 
     def _refresh(self) -> None:
         """Read the changed items' rows; an entry with a new image waits for its
@@ -297,27 +322,16 @@ class _State:
         for entry in build.refresh(self.store, self.job, self.model, changed):
             image = entry.image
             if image is None or entry.thumb is not None or entry.note is not None:
-                self.touched.add(self.model.sheet_of[str(entry.row["prompt_id"])])
+                self._changed(entry)
                 continue
             early = self.early.pop(image, None)
             if early is not None:
                 self._apply(entry, early)
                 continue
+            self._changed(entry)  # undone until its thumbnail is made
             self.waiting[image] = entry
-            if image not in self.soon and image not in self.running.values():
+            if image not in self.soon and image not in self.submitted:
                 self.later[image] = None
-
-    def _check_touched(self) -> None:
-        touched, self.touched = self.touched, set()
-        for key in touched:
-            self.dirty.add(key)
-            group = self.model.groups[key]
-            if all(
-                e.status in _TERMINAL and (e.image is None or e.thumb or e.note)
-                for grid in group.grids
-                for e in grid.entries
-            ):
-                self.ready[key] = None
 
     def _plan(self, key: str) -> list[Page]:
         self.dirty.discard(key)
@@ -339,8 +353,7 @@ class _State:
         made = make_thumbnails(self.folder, left)
         clock.lap("thumbnails")
         for entry in left:
-            self.touched.add(self.model.sheet_of[str(entry.row["prompt_id"])])
-        self.dirty |= self.touched | set(self.ready)
+            self.dirty.add(self.model.sheet_of[str(entry.row["prompt_id"])])
         redraw = [p for key in list(self.dirty) for p in self._plan(key)]
         sheets = [p.sheet for pages in self.pages.values() for p in pages]
         written = build.write_gallery(
@@ -360,6 +373,14 @@ class _State:
             seconds=clock.seconds,
             during_run={"thumbnails": self.made_live, "sheet_pages": self.drawn_live},
         )
+
+
+def _done(entry: Entry) -> bool:
+    """Whether an entry's cell is final: failed, blocked, or succeeded with its
+    thumbnail made (or a note saying why there is none)."""
+    return entry.status in _TERMINAL and (
+        entry.image is None or entry.thumb is not None or entry.note is not None
+    )
 
 
 def _pop_first(ordered: dict[str, None]) -> str:
