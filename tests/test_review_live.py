@@ -381,6 +381,7 @@ def test_attempt_ends_past_the_queue_bound_are_dropped_never_waited_for(
 # -- a killed run, a large job -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_no_half_thumbnail_and_the_next_run_makes_the_rest(
     tmp_path: Path,
 ) -> None:
@@ -420,6 +421,7 @@ def test_a_killed_run_leaves_no_half_thumbnail_and_the_next_run_makes_the_rest(
     assert list(folder.rglob(".*.tmp")) == []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_job_of_six_thousand_items_gets_its_gallery_after_submit(
     sim: SimServer, tmp_path: Path

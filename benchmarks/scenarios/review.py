@@ -1,9 +1,12 @@
 """Review: `runner submit` as a user runs it (the whole process, from spawn to exit)
 with its gallery, the same with `--no-review`, and the google-genai script, on one
-server; with the simulator's small images, then with images of real size.
+server; with the simulator's small images and with images of real size at the
+benchmark's pace (300 ms a request, about 200 images a second), then with
+real-size images at an API's pace (4 s +- 2 s a request).
 
-Each contender is started `review_rounds` times, the three in turn, each run with a
-fresh output folder; every figure is the median over the rounds. The times of the
+Each contender is started `review_rounds` times (once at an API's pace), the three
+in turn, each run with a fresh output folder; every figure is the median over the
+rounds. The times of the
 files on disk say when the last image was written, when the gallery was complete
 (index.html is written once every thumbnail is made and gallery-data.js is on
 disk) and when the last contact sheet was; the runner's `--json` says how many

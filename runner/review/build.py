@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.review.data import DATA_FILE, render_data
 from runner.review.grid import build_entries, build_grids
@@ -122,7 +122,8 @@ def build_review(store: Store, job: JobRow, job_folder: Path) -> Review:
 
 def load_model(store: Store, job: JobRow) -> Model:
     """The job's entries (thumbnails not looked at yet), grids, sheets, legend."""
-    entries = build_entries(store.manifest_rows(job), store.attempt_usage(job))
+    rows = _slim(store.manifest_rows(job))
+    entries = build_entries(rows, store.attempt_usage(job))
     grids = build_grids(entries)
     groups = {group.key: group for group in sheet_groups(grids)}
     return Model(
@@ -143,7 +144,7 @@ def refresh(
 ) -> list[Entry]:
     """Read these items' rows again into their entries; returns those entries. An
     entry whose image changed loses its thumbnail (and note) until it is made."""
-    rows = store.manifest_rows(job, item_ids)
+    rows = _slim(store.manifest_rows(job, item_ids))
     fresh = build_entries(rows, store.attempt_usage(job, item_ids))
     updated = []
     for new in fresh:
@@ -156,6 +157,15 @@ def refresh(
         entry.row, entry.tokens, entry.grounding = new.row, new.tokens, new.grounding
         updated.append(entry)
     return updated
+
+
+def _slim(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Manifest rows without what the review never shows: `usage` (the success's
+    usageMetadata; tokens come from every attempt's) is half a row's memory, and a
+    run keeps 100,000 rows for its whole length."""
+    for row in rows:
+        row.pop("usage", None)
+    return rows
 
 
 def plan_all(job_folder: Path, model: Model) -> dict[str, list[Page]]:
