@@ -26,10 +26,15 @@ one file per image), same workload, same server, one after the other.
 - batch: `--batch` submits of 10,000 small images and of 500 2K-size answers:
   the time to build, upload and create the input, and to ingest the results;
   peak RSS (runner only: the script has no batch counterpart).
+- review: `runner submit` as a whole process with its gallery, the same with
+  `--no-review` and the google-genai script, with the simulator's small images and
+  with real-size ones: wall time, when the gallery was complete after the last
+  image, what the end of the run spends its time on.
 
     .venv/bin/python -m benchmarks.bench            # everything, about 15 minutes
     .venv/bin/python -m benchmarks.bench --quick    # smaller, about 4 minutes
     .venv/bin/python -m benchmarks.bench --only throughput --no-peer
+    .venv/bin/python -m benchmarks.bench --only review     # about 6 minutes
 
 Needs the `bench` dependency group for the peer (`pip install google-genai`); without
 it, or with `--no-peer`, only the runner is measured. Exit code 0 when every measured
@@ -72,6 +77,7 @@ def scenarios() -> Mapping[str, Scenario]:
         run_batch,
         run_inflight,
         run_memory,
+        run_review,
         run_rpm,
         run_scale,
         run_throughput,
@@ -88,6 +94,9 @@ def scenarios() -> Mapping[str, Scenario]:
         "rpm": lambda sizes, workdir, o: run_rpm(sizes, workdir, sim_help=o.sim_help),
         "inflight": lambda sizes, workdir, o: run_inflight(sizes, workdir, peer=o.peer),
         "batch": lambda sizes, workdir, o: run_batch(sizes, workdir),
+        "review": lambda sizes, workdir, o: run_review(
+            sizes, workdir, peer=o.peer, sim_help=o.sim_help
+        ),
     }
 
 

@@ -280,7 +280,8 @@ def send_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--no-review",
             is_flag=True,
-            help="Do not rebuild the gallery after the run (see `runner review`).",
+            help="Make no thumbnails, sheets or gallery during and after the run "
+            "(see `runner review`).",
         ),
         click.option(
             "--no-fail-fast",

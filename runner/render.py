@@ -562,12 +562,7 @@ def _gallery_note(report: RunReport, *, quiet: bool) -> None:
     step = report.gallery
     if step is None:
         return
-    if step.skipped:
-        err(
-            f"gallery not rebuilt: {step.items:,} items is more than {step.limit:,}; "
-            f"run `runner review {report.job}` when you want it"
-        )
-    elif step.error is not None:
+    if step.error is not None:
         err(
             f"warning: the gallery could not be rebuilt ({step.error}); try "
             "`runner review`"

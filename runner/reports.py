@@ -404,17 +404,27 @@ class StatusReport:
 
 @dataclass(frozen=True, slots=True)
 class GalleryStep:
-    """The gallery after a run: built (`index`), skipped because the job has more
-    than `limit` items, or failed (`error`; a failure never hides the run)."""
+    """The gallery after a run: brought up to date (`index`), or failed (`error`;
+    a failure never hides the run); thumbnails made while the run went on and at
+    its end, and the wall time of the end's stages."""
 
     items: int
-    limit: int
     index: Path | None = None
     error: str | None = None
+    thumbnails_during_run: int = 0
+    thumbnails_at_end: int = 0
+    sheet_pages_during_run: int = 0  # contact-sheet pages drawn while it went on
+    seconds: Mapping[str, float] = field(default_factory=dict)
 
-    @property
-    def skipped(self) -> bool:
-        return self.index is None and self.error is None
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": None if self.index is None else str(self.index),
+            "error": self.error,
+            "thumbnails_during_run": self.thumbnails_during_run,
+            "thumbnails_at_end": self.thumbnails_at_end,
+            "sheet_pages_during_run": self.sheet_pages_during_run,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +480,8 @@ class RunReport:
             adopted=self.adopted,
             sending=None if self.sending is None else self.sending.as_dict(),
         )
+        if self.gallery is not None:
+            data["gallery"] = self.gallery.as_dict()
         if (stop := self.stop) is not None:
             data["error"] = stop.as_dict()
         return data

@@ -22,6 +22,7 @@ from benchmarks.scenarios import (
     run_batch,
     run_inflight,
     run_memory,
+    run_review,
     run_rpm,
     run_scale,
     run_throughput,
@@ -96,6 +97,44 @@ def test_the_inflight_run_compares_each_contender_with_a_perfect_scheduler(
         assert contenders["genai as written"]["items"] == 4
     assert len(section.verdicts) == 5
     assert not list(tmp_path.glob("inflight/**/images/*"))  # ~9 GB at full size
+
+
+def test_the_review_run_times_submit_with_and_without_its_gallery(
+    tmp_path: Path,
+) -> None:
+    sizes = Sizes(
+        concurrency=4,
+        latency=0.05,
+        review_prompts=2,
+        review_samples=3,
+        review_rounds=1,
+        review_paced_prompts=2,
+        review_paced_samples=2,
+        review_paced_latency=0.2,
+    )
+    section = run_review(sizes, tmp_path, peer=False, sim_help=simulator_options())
+
+    for images in ("small", "real-size", "real-size, API pace"):
+        figures = section.data[images]
+        runs = figures["runs"]
+        assert list(runs) == ["runner", "--no-review"], section.render()
+        (runner,), (plain,) = runs["runner"], runs["--no-review"]
+        assert runner["images"] == plain["images"] == figures["items"]
+        assert runner["index"] is not None and plain["index"] is None
+        assert runner["index"] >= runner["last_image"]
+        gallery = runner["gallery"]
+        made = gallery["thumbnails_during_run"] + gallery["thumbnails_at_end"]
+        assert made == figures["items"]
+        assert figures["thumbnail_cpu_ms"] > 0
+    assert section.data["real-size"]["image_bytes"] > 1_000_000  # a real 1K PNG
+    judged = [True, False, True]  # the script is not run here
+    assert [v.ok is not None for v in section.verdicts] == [
+        *judged,
+        False,
+        False,
+        False,
+        *judged,
+    ]
 
 
 def test_a_perfect_scheduler_gives_each_request_the_first_free_slot() -> None:

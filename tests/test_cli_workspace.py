@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runner import review as review_module
+from runner.review import build as review_build
 from tests.e2e import REPO, SECRET, invoke, write_job
 
 if TYPE_CHECKING:
@@ -294,7 +294,7 @@ def test_a_failing_gallery_never_hides_the_summary_or_the_exit_code(
     def broken(*args: object) -> None:
         raise ValueError("thumbnail of a damaged image")
 
-    monkeypatch.setattr(review_module, "build_review", broken)
+    monkeypatch.setattr(review_build, "write_gallery", broken)
     job = write_job(tmp_path, JOB)
     code, output = run("submit", job, "--base-url", sim.url, "--output",
                        tmp_path / "out")  # fmt: skip

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from benchmarks.review_bench import make_job
-from runner import review
-from runner.review import build_review, data
+from runner.review import build, build_review, data
 from tests.test_review import (
     BROWSER_ARGS,
     CHROMIUM,
@@ -55,7 +54,7 @@ def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Large]:
     with pytest.MonkeyPatch.context() as patch:
         # The page is what this module is about; sheets are tested elsewhere and
         # drawing 30 of 100 cells each would double its time.
-        patch.setattr(review, "draw_sheets", lambda pages: None)
+        patch.setattr(build, "draw_sheets", lambda pages: None)
         # 30 prompts: more than this many values get a search box, not chips
         patch.setattr(data, "CHIP_MAX", 20)
         large = Large(store, job, folder)

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from runner import pricing, runs
-from runner import review as review_module
 from runner import spec as spec_module
 from runner.errors import UsageError
-from runner.reports import GalleryStep
+from runner.review import build as review_build
 from runner.runs import policy
 from runner.runs.planning import SubmitCheck
 from runner.runs.settings import job_settings, run_settings
@@ -141,25 +140,15 @@ def test_a_run_builds_the_gallery_and_reports_it(
     assert submit(sim, tmp_path, review=False).gallery is None
 
 
-def test_a_job_over_the_gallery_limit_gets_no_gallery_after_a_run(
-    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(policy, "REVIEW_AUTO_MAX", 2)
-    report = submit(sim, tmp_path)
-    assert report.gallery == GalleryStep(items=3, limit=2)
-    assert report.gallery.skipped
-    assert not (tmp_path / "out" / "small" / "index.html").exists()
-
-
 def test_a_gallery_that_cannot_be_built_does_not_hide_the_run(
     sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def disk_full(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(review_module, "build_review", disk_full)
+    monkeypatch.setattr(review_build, "write_gallery", disk_full)
     report = submit(sim, tmp_path)
-    assert report.gallery is not None and not report.gallery.skipped
+    assert report.gallery is not None and report.gallery.index is None
     assert report.gallery.error == "[Errno 28] No space left on device"
     assert report.status.counts["succeeded"] == 2 and report.exit_code == 1
 

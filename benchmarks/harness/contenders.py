@@ -152,15 +152,28 @@ def run_peer(
 ) -> Figures:
     """The google-genai script, same workload, same server; `max_connections`
     opens its httpx pool that far (as written it keeps httpx's default, 100)."""
+    command = peer_command(sim.url, workload, folder, texts, max_connections)
+    return _measured(sim, command, folder / "peer.log", faults)
+
+
+def peer_command(
+    base_url: str,
+    workload: Workload,
+    folder: Path,
+    texts: Sequence[str],
+    max_connections: int | None = None,
+) -> list[str]:
+    """The google-genai script's command line for `workload`, into a fresh
+    `folder` (its prompts file there, its images in `folder/images`)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     prompts = folder / "prompts.txt"
     prompts.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    command = [
+    return [
         sys.executable,
         str(PEER_SCRIPT),
         "--base-url",
-        sim.url,
+        base_url,
         "--prompts",
         str(prompts),
         "--samples",
@@ -175,7 +188,6 @@ def run_peer(
         str(folder / "images"),
         *(["--max-connections", str(max_connections)] if max_connections else []),
     ]
-    return _measured(sim, command, folder / "peer.log", faults)
 
 
 def _measured(

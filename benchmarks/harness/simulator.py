@@ -41,7 +41,9 @@ class SimProcess:
         image_scale: float = 1.0,
         extra: Sequence[str] = (),
         log: Path | None = None,
+        module: str = "runner.simulate",
     ) -> None:
+        self.module = module  # run as `python -m <module>`, the simulator's options
         self.args = [
             "--port",
             "0",
@@ -59,7 +61,7 @@ class SimProcess:
         stderr = self.log.open("ab") if self.log else subprocess.DEVNULL
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "runner.simulate", *self.args],
+                [sys.executable, "-m", self.module, *self.args],
                 cwd=REPO,
                 env=clean_env(),
                 stdout=subprocess.PIPE,

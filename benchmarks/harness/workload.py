@@ -44,6 +44,13 @@ class Sizes:
     # the Batch API: one batch of small images, one of real 2K-size answers
     batch_small_items: int = 10_000
     batch_big_items: int = 500
+    # review: whole-process submit with its gallery, without, and the script
+    review_prompts: int = 32
+    review_samples: int = 60
+    review_rounds: int = 3  # each contender this many times, alternating; medians
+    review_paced_prompts: int = 16  # real-size images at an API's pace
+    review_paced_samples: int = 16
+    review_paced_latency: float = 4.0  # seconds +- half of it
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -60,6 +67,10 @@ class Sizes:
             inflight_samples=64,
             batch_small_items=1_000,
             batch_big_items=50,
+            review_prompts=16,
+            review_samples=16,
+            review_rounds=1,
+            review_paced_samples=4,
         )
 
 

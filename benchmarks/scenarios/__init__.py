@@ -8,7 +8,9 @@
 - rpm: pacing under a simulated requests-per-minute limit (`rpm.py`);
 - inflight: 1,024 requests in flight at real latencies and 1K answer sizes,
   against a perfect scheduler and the google-genai script (`inflight.py`);
-- batch: the Batch API transport's phases and peak RSS (`batch.py`).
+- batch: the Batch API transport's phases and peak RSS (`batch.py`);
+- review: `runner submit` as a whole process with its gallery, with `--no-review`
+  and the google-genai script, small and real-size images (`review.py`).
 
 Machinery more than one scenario uses belongs in `benchmarks/harness/`, not here.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 from benchmarks.scenarios.batch import run_batch
 from benchmarks.scenarios.inflight import run_inflight
 from benchmarks.scenarios.memory import run_memory
+from benchmarks.scenarios.review import run_review
 from benchmarks.scenarios.rpm import run_rpm
 from benchmarks.scenarios.scale import run_scale
 from benchmarks.scenarios.throughput import run_throughput
@@ -26,6 +29,7 @@ __all__ = [
     "run_batch",
     "run_inflight",
     "run_memory",
+    "run_review",
     "run_rpm",
     "run_scale",
     "run_throughput",

@@ -118,6 +118,9 @@ def _resume_cli(
                 "64",
                 "--yes",
                 "--json",
+                # The fixture's images are not on disk; the gallery after a run
+                # is the review scenario's.
+                "--no-review",
             ],
             cwd=REPO,
             env={**clean_env(), "TOKAIFY_API_KEY": "bench-not-a-key"},

@@ -14,15 +14,23 @@ usage) and the image files on disk into, under the job folder only,
                             loaded by the page with <script src>
     thumbs/<image>.jpg      one JPEG per item's first image, THUMB_SIZE px at most
     thumbs/refs/<sha>.jpg   one per reference file, named by its content hash
-    contact/<prompt>.png    one labelled grid per prompt (X/Y-plot style), with a
-                            legend of the reference sets it uses; a grid too big
-                            for one page continues in <prompt>_2.png, ...
+    contact/<prompt>.png    one labelled grid per prompt with at least two cells
+                            (X/Y-plot style), with a legend of the reference sets
+                            it uses; a grid too big for one page continues in
+                            <prompt>_2.png, ...
+    contact/+singles-001.png, ...  the prompts with a single cell, a hundred to a
+                            shared page, each cell captioned with its prompt
 
 Every file is written atomically (`outputs.write_atomic`) and only when its content
 changed: a thumbnail newer than its image is kept, a contact sheet whose embedded
 signature matches is kept, an identical index.html or gallery-data.js is not
-rewritten. Nothing is
-deleted except surplus pages of a contact sheet this package wrote earlier.
+rewritten. Nothing is deleted except contact sheets this package wrote earlier that
+the job no longer has (surplus pages, the sheet of a prompt now on a shared page).
+
+Two ways to build: `build_review` (`runner review`: everything from the store and
+the files on disk), and `LiveReview` (`live`, during a run: thumbnails as images
+land and sheets as prompts finish, on a low-priority thread; at the run's end the
+page is written from the model it kept, with the rows of the items that changed).
 
 Must not write to the store, use the network, or touch files outside the job folder.
 
@@ -38,20 +46,15 @@ Modules: `grid` (entries and per-prompt grids from store rows), `grounding` (a
 grounded image's sources and search suggestions), `legend` (reference sets),
 `thumbnails`, `sheets` (contact sheets), `data` (gallery-data.js), `page`
 (index.html, with the package data files gallery.css and gallery.js), `workers`
-(the thread pool). Tunables are read from the
-module that owns them (`sheets.SHEET_MAX_SIDE`, `workers.WORKERS`): change them there.
+(the thread pool), `build` (the model and the whole build), `live` (during a run).
+Tunables are read from the module that owns them (`sheets.SHEET_MAX_SIDE`,
+`workers.WORKERS`, `live.WORKER_NICE`): change them there.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from runner.review.data import DATA_FILE, render_data
-from runner.review.grid import build_entries, build_grids
-from runner.review.legend import reference_legend
-from runner.review.page import INDEX, render_page, write_page
+from runner.review.build import Review, build_review
+from runner.review.data import DATA_FILE
 from runner.review.sheets import (
     PLACEHOLDER_RGB,
     SHEET_BACKGROUND,
@@ -60,20 +63,8 @@ from runner.review.sheets import (
     SHEET_MARGIN,
     STATUS_RGB,
     ContactSheet,
-    draw_sheets,
-    plan_sheets,
 )
-from runner.review.thumbnails import (
-    THUMB_SIZE,
-    make_reference_thumbnails,
-    make_thumbnails,
-)
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from pathlib import Path
-
-    from runner.store import JobRow, Store
+from runner.review.thumbnails import THUMB_SIZE
 
 __all__ = [
     "DATA_FILE",
@@ -88,67 +79,3 @@ __all__ = [
     "Review",
     "build_review",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Review:
-    """What `build_review` left in the job folder."""
-
-    index: Path
-    data: Path  # gallery-data.js
-    contact_sheets: tuple[Path, ...]
-    thumbnails: int  # items shown with a thumbnail
-    thumbnails_made: int  # of those, thumbnails made or remade by this build
-    sheets: tuple[ContactSheet, ...]
-    index_written: bool  # False when index.html and its data were already identical
-    seconds: Mapping[str, float]  # wall time of each stage, for progress and benches
-
-
-def build_review(store: Store, job: JobRow, job_folder: Path) -> Review:
-    """(Re)build `index.html`, `thumbs/` and `contact/` for one job.
-
-    Reads the store and the images; writes only under `job_folder`. Safe to call
-    after every run: work already done is skipped.
-    """
-    clock = time.perf_counter()
-    seconds: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = now - clock
-        clock = now
-
-    rows = store.manifest_rows(job)
-    status = store.status(job)
-    entries = build_entries(rows, store.attempt_rows(job))
-    grids = build_grids(entries)
-    legend = reference_legend(store.reference_sets(job))
-    children = store.children_of(job)  # other jobs' items derived from this one's
-    lap("store")
-    made = make_thumbnails(job_folder, entries)
-    make_reference_thumbnails(job_folder, legend)
-    lap("thumbnails")
-    # The page before the sheets: the gallery is usable while they are drawn.
-    pages = plan_sheets(job_folder, grids, legend)
-    sheets = tuple(p.sheet for p in pages)
-    data_path, index = job_folder / DATA_FILE, job_folder / INDEX
-    data = render_data(job.name, grids, entries, sheets, legend, children=children)
-    # the data first: a page is never on disk without the data it names
-    written = write_page(data_path, data)
-    written = (
-        write_page(index, render_page(job, status, len(grids), legend, data)) or written
-    )
-    lap("index")
-    draw_sheets(pages)
-    lap("contact_sheets")
-    return Review(
-        index=index,
-        data=data_path,
-        contact_sheets=tuple(s.path for s in sheets),
-        thumbnails=sum(1 for e in entries if e.thumb is not None),
-        thumbnails_made=made,
-        sheets=sheets,
-        index_written=written,
-        seconds=seconds,
-    )

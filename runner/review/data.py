@@ -21,7 +21,8 @@ statement, `window.RUNNER_GALLERY = {...};`, whose object is JSON:
     prompts     columns of one value per prompt: `id`, `texts` (its wordings),
                 `shape` (into `shapes`), `first`, `cells` (row by row, the item
                 index minus `first`; -1: not in the plan), `sheets` (contact-sheet
-                pages); `dups` {prompt: {row: label}} where two items share a cell
+                pages: its own, or the shared page of a single-cell prompt);
+                `dups` {prompt: {row: label}} where two items share a cell
     items       columns of `n` values each, item i at index i: `axis` (a value
                 index per axis, -1 where the item has no such axis, null where
                 every item has value 0), `key` (12 hex), `text` (into `texts`),
@@ -161,7 +162,8 @@ def gallery_data(
             grounding[str(i)] = _grounding(entry.grounding)
     links: dict[str, list[str]] = {}
     for sheet in sheets:
-        links.setdefault(sheet.prompt_id, []).append(f"{CONTACT_DIR}/{sheet.path.name}")
+        for prompt_id in sheet.prompts or (sheet.prompt_id,):  # a shared page: each
+            links.setdefault(prompt_id, []).append(f"{CONTACT_DIR}/{sheet.path.name}")
     shapes = _Table()
     prompts: dict[str, Any] = {
         name: [] for name in ("id", "texts", "shape", "first", "cells", "sheets")

@@ -1,10 +1,15 @@
-"""Contact sheets: `contact/<prompt>.png`, one labelled grid image per prompt.
+"""Contact sheets: `contact/<prompt>.png`, one labelled grid image per prompt that
+has at least two cells, and `contact/+singles-001.png`, ...: the prompts with a
+single cell, SINGLES_PER_PAGE to a shared page in plan order, each cell captioned
+with its prompt (SPEC 4).
 
-Owns a sheet's layout (cell size, pages of whole rows and columns so a page stays
-within SHEET_MAX_SIDE and SHEET_MAX_PIXELS), page names, the signature embedded in
-each PNG that lets an up-to-date page be kept, removing surplus pages it wrote
-earlier, and drawing (composed from the thumbnails, never the full images). Must not
-write anywhere but `contact/`.
+Owns which sheets a job has (`sheet_groups`: a prompt's grid, or a page of
+single-cell prompts), a sheet's layout (cell size, pages of whole rows and columns
+so a page stays within SHEET_MAX_SIDE and SHEET_MAX_PIXELS), page names, the
+signature embedded in each PNG that lets an up-to-date page be kept, removing
+surplus pages it wrote earlier (and the one-cell sheets of prompts now grouped),
+and drawing (composed from the thumbnails, never the full images). Must not write
+anywhere but `contact/`.
 
 A page whose prompt sends reference images ends with a legend strip: each set the
 prompt uses (`r0`, ...) with its files' thumbnails and paths as written. On every
@@ -25,13 +30,14 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from runner import outputs
 from runner.review.grid import axis_title
 from runner.review.legend import sets_of
+from runner.review.thumbnails import shrink
 from runner.review.workers import parallel
 
 if TYPE_CHECKING:
@@ -60,6 +66,7 @@ LEGEND_MAX_HEIGHT = SHEET_MAX_SIDE // 4  # sets past this are named, not drawn
 # zlib level 1: half the time of the default 6 for files about 15% larger (most of
 # what is left is Pillow's per-row PNG filtering, which holds the GIL).
 SHEET_COMPRESS_LEVEL = 1
+CELL_CROP_PX = 4  # a decoded thumbnail at most this much larger is cropped to a cell
 
 SHEET_BACKGROUND = (255, 255, 255)
 SHEET_INK = (28, 28, 30)
@@ -75,8 +82,18 @@ STATUS_RGB: Mapping[str, tuple[int, int, int]] = {
     "missing": (120, 120, 128),
 }
 
+# Prompts with one cell: SINGLES_COLUMNS x SINGLES_ROWS to a page, cells of
+# SINGLES_CELL px captioned with the prompt's id and the start of its text. The
+# pages' names start with '+', which no prompt's sheet does.
+SINGLES_STEM = "+singles"
+SINGLES_COLUMNS = 10
+SINGLES_ROWS = 10
+SINGLES_PER_PAGE = SINGLES_COLUMNS * SINGLES_ROWS
+SINGLES_CELL = 192
+SINGLES_CAPTION_LINES = 2
+
 _SIGNATURE_KEY = "runner-review"
-_PROMPT_KEY = "runner-review-prompt"
+_PROMPT_KEY = "runner-review-prompt"  # the prompt's id; SINGLES_STEM on shared pages
 _LAYOUT_VERSION = "2"  # bump when the drawing changes, so old sheets are redrawn
 
 
@@ -102,6 +119,24 @@ class ContactSheet:
     written: bool  # False when the file on disk was already up to date
     legend: tuple[str, ...] = ()  # the reference sets in its legend strip
     legend_top: int | None = None  # y of that strip (None: no strip)
+    # The prompts it shows: (prompt_id,), or a shared page's single-cell prompts
+    # (whose prompt_id is "" and columns and rows empty).
+    prompts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SheetGroup:
+    """What one contact sheet shows: a prompt's grid of two cells or more, or a
+    shared page (`number` of `pages`) of prompts with one cell each."""
+
+    key: str  # the prompt's id, or the shared page's file stem
+    grids: tuple[Grid, ...]
+    number: int = 0  # 1-based page number of a shared page; 0 for a prompt's sheet
+    pages: int = 0
+
+    @property
+    def shared(self) -> bool:
+        return self.number > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,36 +151,109 @@ class SheetPage:
     signature: str  # of everything drawn; embedded in the PNG
 
 
+@dataclass(frozen=True, slots=True)
+class SinglesPage:
+    """A shared page of single-cell prompts, and all a worker needs to draw it."""
+
+    sheet: ContactSheet
+    grids: tuple[Grid, ...]
+    legend: tuple[ReferenceSet, ...]  # the sets its prompts use
+    signature: str
+
+
+Page: TypeAlias = "SheetPage | SinglesPage"
+
+
+def sheet_groups(grids: Sequence[Grid]) -> list[SheetGroup]:
+    """The job's contact sheets: one per prompt with two cells or more, in plan
+    order, then the shared pages of the prompts with one cell."""
+    singles = [g for g in grids if _single(g)]
+    pages = -(-len(singles) // SINGLES_PER_PAGE)
+    groups = [SheetGroup(g.prompt_id, (g,)) for g in grids if not _single(g)]
+    for n in range(pages):
+        chunk = tuple(singles[n * SINGLES_PER_PAGE : (n + 1) * SINGLES_PER_PAGE])
+        groups.append(SheetGroup(_singles_name(n + 1)[:-4], chunk, n + 1, pages))
+    return groups
+
+
+def first_pages(grids: Sequence[Grid]) -> set[str]:
+    """The file names of the prompts' first pages: a later page of another prompt
+    must not take one (see `plan_group`)."""
+    return {_safe_name(g.prompt_id) + ".png" for g in grids}
+
+
 def plan_sheets(
     job_folder: Path, grids: Sequence[Grid], legend: Sequence[ReferenceSet] = ()
-) -> list[SheetPage]:
-    """Every prompt's sheet pages, each `written` if its content changed (and so
-    must be drawn); removes surplus pages an earlier, larger grid needed. `legend`:
-    the job's reference sets, drawn on the pages of prompts that use them."""
+) -> list[Page]:
+    """Every sheet's pages, each `written` if its content changed (and so must be
+    drawn); removes what `remove_stale_sheets` does. `legend`: the job's reference
+    sets, drawn on the pages of prompts that use them."""
+    taken = first_pages(grids)
+    groups = sheet_groups(grids)
+    pages = {g.key: plan_group(job_folder, g, legend, taken) for g in groups}
+    remove_stale_sheets(job_folder, groups, pages)
+    return [page for group in pages.values() for page in group]
+
+
+def remove_stale_sheets(
+    job_folder: Path, groups: Sequence[SheetGroup], pages: Mapping[str, Sequence[Page]]
+) -> None:
+    """Remove surplus pages an earlier, larger grid needed, shared pages past the
+    last one, and the sheets of prompts now on shared pages (only files this
+    package wrote). `pages`: each group's, by its key."""
     folder = job_folder / CONTACT_DIR
-    taken = {_safe_name(g.prompt_id) + ".png" for g in grids}
     numbered = _numbered_pages(folder)
-    found: list[SheetPage] = []
-    for grid in grids:
-        layout = _sheet_layout(grid, sets_of(grid, legend))
-        row_chunks = _chunks(len(grid.rows), layout.rows_per_page)
-        col_chunks = _chunks(len(grid.columns), layout.cols_per_page)
-        pages = [(rs, cs) for rs in row_chunks for cs in col_chunks]
-        names = _page_names(_safe_name(grid.prompt_id), len(pages), taken)
-        taken.update(names)
-        for n, (name, (rs, cs)) in enumerate(zip(names, pages, strict=True)):
-            page = _describe_page(
-                folder / name, grid, layout, rs, cs, n + 1, len(pages)
-            )
-            found.append(page)
-        stem = _safe_name(grid.prompt_id)
-        _remove_surplus_pages(numbered.get(stem, []), grid.prompt_id, set(names))
-    return found
+    for group in groups:
+        if not group.shared:
+            keep = {p.sheet.path.name for p in pages[group.key]}
+            stem = _safe_name(group.key)
+            _remove_surplus_pages(numbered.get(stem, []), group.key, keep)
+    singles = [g.prompt_id for group in groups if group.shared for g in group.grids]
+    _remove_grouped(folder, singles, sum(1 for g in groups if g.shared))
 
 
-def draw_sheets(pages: Sequence[SheetPage]) -> None:
+def plan_group(
+    job_folder: Path,
+    group: SheetGroup,
+    legend: Sequence[ReferenceSet],
+    taken: set[str],
+) -> list[Page]:
+    """One sheet's pages, each `written` unless the file on disk carries its
+    signature. `taken`: `first_pages` of every prompt of the job."""
+    folder = job_folder / CONTACT_DIR
+    if group.shared:
+        return [_describe_singles(folder, group, legend)]
+    (grid,) = group.grids
+    layout = _sheet_layout(grid, sets_of(grid, legend))
+    row_chunks = _chunks(len(grid.rows), layout.rows_per_page)
+    col_chunks = _chunks(len(grid.columns), layout.cols_per_page)
+    pages = [(rs, cs) for rs in row_chunks for cs in col_chunks]
+    names = _page_names(_safe_name(grid.prompt_id), len(pages), taken)
+    return [
+        _describe_page(folder / name, grid, layout, rs, cs, n + 1, len(pages))
+        for n, (name, (rs, cs)) in enumerate(zip(names, pages, strict=True))
+    ]
+
+
+def draw_sheets(pages: Sequence[Page]) -> None:
     """Draw and write, on the worker threads, every page whose content changed."""
-    parallel(_draw_page, [p for p in pages if p.sheet.written])
+    parallel(draw_page, [p for p in pages if p.sheet.written])
+
+
+def draw_page(page: Page) -> None:
+    """Draw one page and write it (this thread)."""
+    if isinstance(page, SinglesPage):
+        _draw_singles(page)
+    else:
+        _draw_page(page)
+
+
+def _single(grid: Grid) -> bool:
+    return len(grid.entries) == 1
+
+
+def _singles_name(number: int) -> str:
+    return f"{SINGLES_STEM}-{number:03d}.png"
 
 
 # -- layout and pages ------------------------------------------------------------------
@@ -275,8 +383,133 @@ def _describe_page(
         written=_sheet_signature(path) != signature,
         legend=tuple(s.label for s in layout.legend),
         legend_top=grid_bottom + SHEET_GAP if layout.legend else None,
+        prompts=(grid.prompt_id,),
     )
     return SheetPage(sheet, grid, layout, rows, cols, signature)
+
+
+def _singles_geometry(
+    count: int, legend: Sequence[ReferenceSet]
+) -> tuple[int, int, int, int]:
+    """(columns, width, top, caption height) of a shared page of `count` prompts."""
+    columns = min(SINGLES_COLUMNS, count)
+    small = _font(SHEET_SMALL_PX)
+    caption = SINGLES_CAPTION_LINES * _line_height(small) + 2
+    grid_right = SHEET_MARGIN + columns * (SINGLES_CELL + SHEET_GAP) - SHEET_GAP
+    width = _page_width(legend, grid_right)
+    top = SHEET_MARGIN + _line_height(_font(SHEET_TITLE_PX)) + _line_height(small)
+    return columns, width, top + SHEET_GAP, caption
+
+
+def _describe_singles(
+    folder: Path, group: SheetGroup, legend: Sequence[ReferenceSet]
+) -> SinglesPage:
+    """A shared page's geometry and signature; `written` unless the file on disk
+    carries that signature."""
+    used = {e.axes.get("references") for g in group.grids for e in g.entries}
+    sets = tuple(s for s in legend if s.label in used)
+    columns, width, top, caption = _singles_geometry(len(group.grids), sets)
+    rows = -(-len(group.grids) // columns)
+    grid_bottom = top + rows * (SINGLES_CELL + caption + SHEET_GAP) - SHEET_GAP
+    strip = _legend_layout(sets, width)
+    size = (width, grid_bottom + strip.height + SHEET_MARGIN)
+    cells = []
+    for grid in group.grids:
+        (entry,) = grid.entries
+        text = grid.texts[0] if grid.texts else ""
+        cells.append(
+            [grid.prompt_id, text, entry.status, entry.reason, entry.thumb]
+            + [entry.thumb_mtime]
+        )
+    signature = hashlib.sha256(
+        json.dumps(
+            [
+                _LAYOUT_VERSION,
+                "singles",
+                [SINGLES_CELL, SHEET_GAP, SHEET_MARGIN, SHEET_SMALL_PX, SHEET_TITLE_PX],
+                group.number,
+                group.pages,
+                cells,
+                [[s.label, [[f.path, f.thumb, f.note] for f in s.files]] for s in sets],
+                width,
+            ],
+            ensure_ascii=False,
+        ).encode("utf-8")
+    ).hexdigest()
+    path = folder / _singles_name(group.number)
+    sheet = ContactSheet(
+        path=path,
+        prompt_id="",
+        page=group.number,
+        pages=group.pages,
+        columns=(),
+        rows=(),
+        cell=SINGLES_CELL,
+        left=SHEET_MARGIN,
+        top=top,
+        size=size,
+        written=_sheet_signature(path) != signature,
+        legend=tuple(s.label for s in sets),
+        legend_top=grid_bottom + SHEET_GAP if sets else None,
+        prompts=tuple(g.prompt_id for g in group.grids),
+    )
+    return SinglesPage(sheet, group.grids, sets, signature)
+
+
+def _draw_singles(page: SinglesPage) -> None:
+    """A shared page: a title, then each prompt's one cell with its id and the
+    start of its text below."""
+    sheet = page.sheet
+    columns, width, top, caption = _singles_geometry(len(page.grids), page.legend)
+    canvas = Image.new("RGB", sheet.size, SHEET_BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    title, small = _font(SHEET_TITLE_PX), _font(SHEET_SMALL_PX)
+    room = width - 2 * SHEET_MARGIN
+    heading = "Prompts with a single item" + (
+        f"   page {sheet.page} of {sheet.pages}" if sheet.pages > 1 else ""
+    )
+    draw.text(
+        (SHEET_MARGIN, SHEET_MARGIN),
+        _fit(heading, title, room),
+        font=title,
+        fill=SHEET_INK,
+    )
+    first, last = page.grids[0].prompt_id, page.grids[-1].prompt_id
+    count = len(page.grids)
+    sub = f"{count} prompt{'s' if count != 1 else ''}: {first}" + (
+        f" to {last}" if count > 1 else ""
+    )
+    draw.text(
+        (SHEET_MARGIN, SHEET_MARGIN + _line_height(title)),
+        _fit(sub, small, room),
+        font=small,
+        fill=SHEET_MUTED,
+    )
+    job_folder = sheet.path.parent.parent
+    line = _line_height(small)
+    for n, grid in enumerate(page.grids):
+        row, col = divmod(n, columns)
+        x = SHEET_MARGIN + col * (SINGLES_CELL + SHEET_GAP)
+        y = top + row * (SINGLES_CELL + caption + SHEET_GAP)
+        (entry,) = grid.entries
+        _draw_cell(canvas, draw, job_folder, entry, (x, y, SINGLES_CELL))
+        y += SINGLES_CELL + 2
+        draw.text(
+            (x, y),
+            _fit(grid.prompt_id, small, SINGLES_CELL),
+            font=small,
+            fill=SHEET_INK,
+        )
+        text = grid.texts[0] if grid.texts else ""
+        draw.text(
+            (x, y + line),
+            _fit(text, small, SINGLES_CELL),
+            font=small,
+            fill=SHEET_MUTED,
+        )
+    if sheet.legend_top is not None:
+        _draw_legend(canvas, draw, sheet, page.legend)
+    _write_png(canvas, sheet.path, page.signature, SINGLES_STEM)
 
 
 def _safe_name(prompt_id: str) -> str:
@@ -287,7 +520,8 @@ def _safe_name(prompt_id: str) -> str:
 
 def _page_names(stem: str, pages: int, taken: set[str]) -> list[str]:
     """`stem.png`, then `stem_2.png`...; `+` (never in a prompt id) if that clashes
-    with another prompt's sheet."""
+    with another prompt's first page (later pages cannot clash: what follows the
+    last `_` is a number)."""
     names = [f"{stem}.png"]
     for n in range(2, pages + 1):
         name = f"{stem}_{n}.png"
@@ -327,15 +561,37 @@ def _remove_surplus_pages(pages: list[Path], prompt_id: str, keep: set[str]) -> 
     """Pages of this prompt's sheet that an earlier, larger grid needed (among
     `pages`, the numbered pages named after it)."""
     for path in pages:
-        if path.name in keep:
-            continue
-        try:
-            with Image.open(path) as existing:
-                ours = existing.info.get(_PROMPT_KEY) == prompt_id
-        except (OSError, ValueError):
-            continue
-        if ours:
-            path.unlink(missing_ok=True)
+        if path.name not in keep:
+            _remove_ours(path, prompt_id)
+
+
+def _remove_grouped(folder: Path, singles: Sequence[str], pages: int) -> None:
+    """Shared pages past the last one, and the sheets single-cell prompts had
+    before they were grouped (or when they had more cells)."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        return
+    for prompt_id in singles:
+        name = _safe_name(prompt_id) + ".png"
+        if name in names:
+            _remove_ours(folder / name, prompt_id)
+    head = SINGLES_STEM + "-"
+    for name in names:
+        number = name[len(head) : -len(".png")]
+        if name.startswith(head) and number.isdigit() and int(number) > pages:
+            _remove_ours(folder / name, SINGLES_STEM)
+
+
+def _remove_ours(path: Path, prompt_id: str) -> None:
+    """Delete `path` if this package wrote it for `prompt_id`."""
+    try:
+        with Image.open(path) as existing:
+            ours = existing.info.get(_PROMPT_KEY) == prompt_id
+    except (OSError, ValueError):
+        return
+    if ours:
+        path.unlink(missing_ok=True)
 
 
 # -- drawing ---------------------------------------------------------------------------
@@ -373,13 +629,19 @@ def _draw_page(page: SheetPage) -> None:
     if sheet.legend_top is not None:
         _draw_legend(canvas, draw, sheet, layout.legend)
 
+    _write_png(canvas, sheet.path, page.signature, grid.prompt_id)
+
+
+def _write_png(canvas: Image.Image, path: Path, signature: str, owner: str) -> None:
+    """A page's PNG, with its signature and its prompt (or SINGLES_STEM), written
+    whole by rename (not synced: it is drawn again from the thumbnails)."""
     info = PngImagePlugin.PngInfo()
-    info.add_text(_SIGNATURE_KEY, page.signature)
-    info.add_text(_PROMPT_KEY, grid.prompt_id)
+    info.add_text(_SIGNATURE_KEY, signature)
+    info.add_text(_PROMPT_KEY, owner)
     buffer = io.BytesIO()
     canvas.save(buffer, "PNG", pnginfo=info, compress_level=SHEET_COMPRESS_LEVEL)
     canvas.close()
-    outputs.write_atomic(sheet.path, buffer.getvalue())
+    outputs.write_whole(path, buffer.getvalue())
 
 
 def _draw_title(
@@ -432,8 +694,7 @@ def _draw_cell(
             with Image.open(job_folder / entry.thumb) as thumb:
                 # JPEG DCT scaling: a thumbnail twice the cell decodes at cell size
                 thumb.draft("RGB", _fit_size(thumb.size, cell))
-                image = thumb.convert("RGB")
-            image.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+                image = _fit_cell(thumb.convert("RGB"), cell)
         except (OSError, ValueError):
             image = None
         if image is not None:
@@ -566,6 +827,16 @@ def _draw_reference(
     draw.rectangle(box, fill=SHEET_LETTERBOX)
     dx, dy = (LEGEND_THUMB - image.width) // 2, (LEGEND_THUMB - image.height) // 2
     canvas.paste(image, (x + dx, y + dy))
+
+
+def _fit_cell(image: Image.Image, cell: int) -> Image.Image:
+    """A thumbnail decoded at reduced scale, fitted into a `cell` px square: a few
+    px too large (a 128 px decode for a 127 px cell) it is cropped, not resampled."""
+    width, height = image.size
+    if max(width, height) - cell <= CELL_CROP_PX:
+        left, top = max(0, (width - cell) // 2), max(0, (height - cell) // 2)
+        return image.crop((left, top, left + min(width, cell), top + min(height, cell)))
+    return shrink(image, cell)
 
 
 def _fit_size(size: tuple[int, int], box: int) -> tuple[int, int]:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from runner.reports import PlanPreview, RunReport, Sending, StatusReport
+    from runner.review.live import LiveReview
     from runner.runs.policy import Confirm
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback
@@ -117,7 +118,7 @@ def submit(
                 send,
                 progress,
                 sending,
-                lambda on_progress: submit_spec(
+                lambda on_progress, live: submit_spec(
                     spec,
                     workspace=workspace,
                     store=store,
@@ -126,6 +127,7 @@ def submit(
                     on_progress=on_progress,
                     check=check,
                     warn=warn,
+                    live=live,
                 ),
             )
         finally:
@@ -176,7 +178,7 @@ def retry(
                 send,
                 progress,
                 sending,
-                lambda on_progress: retry_job(
+                lambda on_progress, live: retry_job(
                     row,
                     workspace=workspace,
                     store=store,
@@ -186,6 +188,7 @@ def retry(
                     send=send,
                     on_progress=on_progress,
                     warn=warn,
+                    live=live,
                 ),
             )
     finally:
@@ -220,7 +223,7 @@ def cancel(
                 replace(send, review=False),
                 progress,
                 None,
-                lambda on_progress: cancel_job(
+                lambda on_progress, _: cancel_job(
                     row,
                     workspace=workspace,
                     store=store,
@@ -316,36 +319,52 @@ def _send(
     send: SendOptions,
     progress: ProgressDisplay | None,
     sending: Sending | None,
-    run: Callable[[ProgressCallback | None], Awaitable[RunReport]],
+    run: Callable[[ProgressCallback | None, LiveReview | None], Awaitable[RunReport]],
 ) -> RunReport:
-    """`run` with the progress display open, then the gallery step."""
+    """`run` with the progress display open, then the gallery step; the gallery
+    is kept up to date while the run goes on (`LiveReview`) unless --no-review."""
     import anyio
 
-    with nullcontext() if progress is None else progress() as on_progress:
-        report = replace(anyio.run(run, on_progress), sending=sending)
-    return _with_gallery(store, report, workspace) if send.review else report
+    from runner.review.live import LiveReview
+
+    live = LiveReview() if send.review else None
+    try:
+        with nullcontext() if progress is None else progress() as on_progress:
+            report = replace(anyio.run(run, on_progress, live), sending=sending)
+        return report if live is None else _with_gallery(store, report, workspace, live)
+    finally:
+        if live is not None:
+            live.close()
 
 
-def _with_gallery(store: Store, report: RunReport, workspace: Workspace) -> RunReport:
-    """Rebuild the gallery after a run; a failure here never hides the run's result."""
-    from runner.review import build_review
-    from runner.runs import policy
-
-    items = sum(report.status.counts.values())
-    step = GalleryStep(items=items, limit=policy.REVIEW_AUTO_MAX)
-    if not policy.gallery_due(items):
-        return replace(report, gallery=step)
+def _with_gallery(
+    store: Store, report: RunReport, workspace: Workspace, live: LiveReview
+) -> RunReport:
+    """Bring the gallery up to date after a run, whatever the job's size; a
+    failure here never hides the run's result."""
+    step = GalleryStep(items=sum(report.status.counts.values()))
     try:
         job = store.get_job(report.job)
         if job is None:
             return report
-        built = build_review(store, job, workspace.job_folder(job.name))
+        built = live.finish(store, job, workspace.job_folder(job.name))
     # Anything at all (a store error, Pillow on a damaged image, a bug, Ctrl-C while
     # thumbnails are made): the run's summary and exit code must still come out,
     # with this as a warning line.
     except (Exception, KeyboardInterrupt) as exc:
         return replace(report, gallery=replace(step, error=_gallery_error(exc)))
-    return replace(report, gallery=replace(step, index=built.index))
+    during = built.during_run
+    return replace(
+        report,
+        gallery=replace(
+            step,
+            index=built.index,
+            thumbnails_during_run=during.get("thumbnails", 0),
+            thumbnails_at_end=built.thumbnails_made - during.get("thumbnails", 0),
+            sheet_pages_during_run=during.get("sheet_pages", 0),
+            seconds=built.seconds,
+        ),
+    )
 
 
 def _gallery_error(exc: BaseException) -> str:

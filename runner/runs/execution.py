@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from runner import client, pricing
     from runner.reports import Sending
+    from runner.review.live import LiveReview
     from runner.runs.planning import SubmitCheck
     from runner.runs.workspace import Workspace
     from runner.scheduler import ProgressCallback, RunResult, RunSettings
@@ -60,12 +61,14 @@ async def submit_spec(
     overrides: Mapping[str, Any] | None = None,
     check: SubmitCheck | None = None,
     warn: Callable[[str], None] | None = None,
+    live: LiveReview | None = None,
 ) -> RunReport:
     """Plan the job, store the plan, and send every item not finished yet.
 
     `overrides` replaces RunSettings fields (backoff, signals) for this run;
     `check` is `check_submit(spec, store, price)` if the caller already has it;
-    `warn` is told when the run sends fewer at once than asked (open-file limit).
+    `warn` is told when the run sends fewer at once than asked (open-file limit);
+    `live` follows the run to keep the gallery up to date (see `_run`).
     """
     from anyio import to_thread
 
@@ -109,6 +112,7 @@ async def submit_spec(
         ),
         batch_mode=mode,
         warn=warn,
+        live=live,
     )
 
 
@@ -124,11 +128,12 @@ async def retry_job(
     on_progress: ProgressCallback | None = None,
     overrides: Mapping[str, Any] | None = None,
     warn: Callable[[str], None] | None = None,
+    live: LiveReview | None = None,
 ) -> RunReport:
     """Send failed items (and blocked ones if asked) again, with fresh tries;
-    `price` is `stored_price(job)`, which the caller has looked up; `warn` as for
-    `submit_spec`. Through the Batch API if `send` or the job's `transport:` says
-    so (SPEC 7)."""
+    `price` is `stored_price(job)`, which the caller has looked up; `warn` and
+    `live` as for `submit_spec`. Through the Batch API if `send` or the job's
+    `transport:` says so (SPEC 7)."""
     statuses = ("failed", "blocked") if include_blocked else ("failed",)
     mode = None
     if send.by_batch(stored_transport(job)):
@@ -146,6 +151,7 @@ async def retry_job(
         prepare=lambda: (None, store.requeue(job, statuses)),
         batch_mode=mode,
         warn=warn,
+        live=live,
     )
 
 
@@ -190,6 +196,7 @@ async def _stored_run(
     prepare: Callable[[], tuple[SyncResult | None, int]],
     batch_mode: str | None = None,
     warn: Callable[[str], None] | None = None,
+    live: LiveReview | None = None,
 ) -> RunReport:
     """A run of a stored job, with the settings it was submitted with."""
     settings = run_settings(
@@ -207,6 +214,7 @@ async def _stored_run(
         prepare=prepare,
         batch_mode=batch_mode,
         warn=warn,
+        live=live,
     )
 
 
@@ -281,10 +289,15 @@ async def _run(
     prepare: Callable[[], tuple[SyncResult | None, int]],
     batch_mode: str | None = None,
     warn: Callable[[str], None] | None = None,
+    live: LiveReview | None = None,
 ) -> RunReport:
     """One run under the job's lease: interactive (`batch_mode` None: the job's
     live batches collected first, if any are done), or through the Batch API
-    (send, detach, cancel: see scheduler.BatchMode)."""
+    (send, detach, cancel: see scheduler.BatchMode).
+
+    `live` is started once the plan is stored and told of every attempt end the
+    run records, when the run only sends interactively (what a batch brings is
+    not told: its `finish` then builds the whole gallery)."""
     import anyio
     import httpx
     from anyio import to_thread
@@ -312,7 +325,7 @@ async def _run(
 
     # item id -> the simulated images a real answer is to replace (SPEC 5)
     superseded: dict[int, list[str]] = {}
-    live: list[BatchRow] = []  # the job's live batches when the run starts
+    live_batches: list[BatchRow] = []  # the job's live batches when the run starts
 
     def start() -> tuple[
         Recovered, int, SyncResult | None, int, list[WorkItem], int, RunSettings
@@ -320,7 +333,9 @@ async def _run(
         folder.mkdir(parents=True, exist_ok=True)
         store.acquire_lease(job, owner, settings.lease_ttl)
         try:
-            outputs.remove_stale_temp_files(folder)
+            from runner.review.live import FOLDERS
+
+            outputs.remove_stale_temp_files(folder, FOLDERS)
             # Before the open attempts are closed as abandoned: those whose answer
             # the journal or the images folder holds were paid for and are kept.
             found = recover(store, job, folder)
@@ -339,7 +354,7 @@ async def _run(
                 # Items in live batches may still cost what they were reserved at.
                 outstanding = tuple(store.unfinished(job, ("in_batch",)))
                 seeded = replace(seeded, outstanding=outstanding)
-            live.extend(store.live_batches(job))
+            live_batches.extend(store.live_batches(job))
             return found, recovered, sync, requeued, work, run_id, seeded
         except BaseException:
             store.release_lease(job, owner)
@@ -362,6 +377,9 @@ async def _run(
         start
     )
     result = RunResult(progress=Progress(total=len(work)), interrupted=True)
+    follow = live if batch_mode is None and not live_batches else None
+    if follow is not None:
+        follow.start(store, job, folder)
     try:
         timeout = None
         if settings.request_timeout is not None:
@@ -374,7 +392,7 @@ async def _run(
             base_url=endpoint.base_url,
         )
         async with http:
-            if batch_mode is None and live:
+            if batch_mode is None and live_batches:
                 # Batches a detached submit left: collect those that are done.
                 batch_mode = BatchMode.COLLECT
             if batch_mode is not None:
@@ -409,6 +427,7 @@ async def _run(
                         lease_owner=owner,
                         on_progress=on_progress,
                         checkpoint=lambda: write_manifest(store, job, folder),
+                        on_written=None if follow is None else follow.written,
                     )
                     if collected is not None:
                         left = collected.batches_left

@@ -1,8 +1,8 @@
-"""When a command asks before sending, and when a run rebuilds the gallery.
+"""When a command asks before sending.
 
 Owns: the thresholds (a grid over MAX_ITEMS_UNCONFIRMED requests, an estimate over
-CONFIRM_USD or RUNNER_CONFIRM_USD (checked: a non-negative number), a gallery over
-REVIEW_AUTO_MAX items) and the rule "off a terminal never wait". Asking is the
+CONFIRM_USD or RUNNER_CONFIRM_USD (checked: a non-negative number)) and the rule
+"off a terminal never wait". Asking is the
 caller's: it passes `confirm`, or None when nobody can answer. Must not print or
 read input.
 """
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 MAX_ITEMS_UNCONFIRMED = 10_000  # a bigger grid is more likely a typo than a plan
 CONFIRM_USD = 5.0  # ask on a terminal past this estimate (env RUNNER_CONFIRM_USD)
 CONFIRM_USD_VARIABLE = "RUNNER_CONFIRM_USD"
-REVIEW_AUTO_MAX = 5_000  # past this, building the gallery takes minutes: on request
 
 # Puts the question to the user; True means send.
 Confirm: TypeAlias = "Callable[[Confirmation], bool]"
@@ -78,8 +77,3 @@ def confirm_threshold() -> float:
             "a run estimated above $5, or unset it"
         )
     return usd
-
-
-def gallery_due(items: int) -> bool:
-    """Whether a run rebuilds the gallery of a job this size by itself."""
-    return items <= REVIEW_AUTO_MAX

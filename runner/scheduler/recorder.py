@@ -41,6 +41,9 @@ T = TypeVar("T")
 Prepare = Callable[[], tuple["Change", object]]
 # What to record instead when `prepare` raised: the answer was paid for all the same.
 Fallback = Callable[[Exception], AttemptEnd]
+# Told, in the store thread, of the attempt ends each transaction has written
+# (the review makes thumbnails from them); must return at once and never raise.
+Written = Callable[[list[AttemptEnd]], None]
 
 
 @dataclass(slots=True)
@@ -113,9 +116,15 @@ class Recorder:
     request about to go out waits only for the store lane, never behind another
     answer's image being written and synced."""
 
-    def __init__(self, store: Store, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal | None = None,
+        on_written: Written | None = None,
+    ) -> None:
         self._store = store
         self._journal = journal
+        self._on_written = on_written
         self._db = _Lane(self._write, _release)
         self._files = _Lane(self._prepare, self._to_db)
 
@@ -225,6 +234,10 @@ class Recorder:
             return
         for ticket, attempt_id in zip(batch, ids, strict=True):
             ticket.attempt_id = attempt_id
+        if self._on_written is not None:
+            ends = [c for c in changes if isinstance(c, AttemptEnd)]
+            if ends:
+                self._on_written(ends)
         stored = [cast("AttemptEnd", t.change).attempt_id for t in batch if t.journaled]
         if stored and self._journal is not None:
             try:

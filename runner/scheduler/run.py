@@ -29,7 +29,7 @@ from runner.scheduler.journal import Journal
 from runner.scheduler.judgement import History
 from runner.scheduler.pacing import Pacer
 from runner.scheduler.progress import Progress, ProgressCallback, RunResult
-from runner.scheduler.recorder import Ending, Recorder
+from runner.scheduler.recorder import Ending, Recorder, Written
 from runner.scheduler.references import ReferenceChanged, References
 from runner.scheduler.watch import first_error
 from runner.store import AttemptEnd, AttemptResult, JobRow, Store, WorkItem
@@ -59,14 +59,17 @@ async def run_items(
     lease_owner: str,
     on_progress: ProgressCallback | None = None,
     checkpoint: Callable[[], object] | None = None,
+    on_written: Written | None = None,
 ) -> RunResult:
     """Send every item in `work` until each is terminal, or the run is stopped.
 
     `checkpoint` (e.g. a manifest rewrite) runs in a worker thread every
     CHECKPOINT_EVERY seconds, or ten times as long as it takes, if that is longer.
+    `on_written` is told of the attempt ends each store write recorded (see
+    recorder.Written).
     """
     place = RunPlace(store, job, run_id, http, endpoint, job_folder, settings)
-    run = _Run(place, on_progress)
+    run = _Run(place, on_progress, on_written)
     items = iter(work)
     run.progress = Progress(
         total=len(work), limit=settings.concurrency, concurrency=settings.concurrency
@@ -122,7 +125,12 @@ async def _every(interval: float, action: Callable[[], object]) -> None:
 
 
 class _Run(RunControl):
-    def __init__(self, place: RunPlace, on_progress: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        place: RunPlace,
+        on_progress: ProgressCallback | None,
+        on_written: Written | None = None,
+    ) -> None:
         super().__init__(place, on_progress)
         settings, job_folder = place.settings, place.job_folder
         self.pacer = Pacer(settings.concurrency, settings.rpm)
@@ -142,7 +150,7 @@ class _Run(RunControl):
         self.budget_waiting = 0
         self.references = References()
         self.disk = DiskGuard(job_folder)
-        self.recorder = Recorder(place.store, Journal(job_folder))
+        self.recorder = Recorder(place.store, Journal(job_folder), on_written)
 
     # -- workers ----------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from runner.store.migrations import migrate
 from runner.store.records import STORE_FILE
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from sqlalchemy.engine import Connection, Engine
@@ -344,10 +344,13 @@ class Store:
         with self._connect() as conn:
             return queries.recorded_usage(conn, job)
 
-    def manifest_rows(self, job: JobRow) -> list[dict[str, Any]]:
-        """One dict per active item, in plan order, with the SPEC manifest fields."""
+    def manifest_rows(
+        self, job: JobRow, item_ids: Collection[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """One dict per active item, in plan order, with the SPEC manifest fields
+        (with `item_ids`, for those items only)."""
         with self._connect() as conn:
-            return queries.manifest_rows(conn, job)
+            return queries.manifest_rows(conn, job, item_ids)
 
     def parent_images(
         self,
@@ -374,6 +377,14 @@ class Store:
     def attempt_rows(self, job: JobRow) -> list[dict[str, Any]]:
         with self._connect() as conn:
             return queries.attempt_rows(conn, job)
+
+    def attempt_usage(
+        self, job: JobRow, item_ids: Collection[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """The key, total_tokens and usage_json of every attempt with usage (with
+        `item_ids`, of those items only)."""
+        with self._connect() as conn:
+            return queries.attempt_usage(conn, job, item_ids)
 
     def item_requests(
         self, job: JobRow, keys: Iterable[str]

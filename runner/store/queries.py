@@ -35,7 +35,7 @@ from runner.store.records import (
 from runner.store.schema import AXIS_COLUMNS, attempts, items, jobs
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from sqlalchemy.engine import Connection
 
@@ -157,14 +157,44 @@ def recorded_usage(conn: Connection, job: JobRow) -> dict[UsageKey, RecordedUsag
     return found
 
 
-def manifest_rows(conn: Connection, job: JobRow) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        sa.select(items)
-        .where(items.c.job_id == job.id, items.c.active == 1)
-        .order_by(items.c.position)
-    ).all()
+def manifest_rows(
+    conn: Connection, job: JobRow, item_ids: Collection[int] | None = None
+) -> list[dict[str, Any]]:
+    """The active items' manifest rows in plan order; with `item_ids`, only theirs."""
+    query = sa.select(items).where(items.c.job_id == job.id, items.c.active == 1)
+    rows: list[Any] = []
+    for chunk in _id_chunks(item_ids):
+        where = query if chunk is None else query.where(items.c.id.in_(chunk))
+        rows += conn.execute(where.order_by(items.c.position)).all()
+    if item_ids is not None:
+        rows.sort(key=lambda r: r.position)
     marks = marks_by_key(conn, job)
     return [_manifest_row(r, marks.get(r.key, {})) for r in rows]
+
+
+def attempt_usage(
+    conn: Connection, job: JobRow, item_ids: Collection[int] | None = None
+) -> list[dict[str, Any]]:
+    """`key`, `total_tokens` and `usage_json` of the job's attempts that have usage
+    (with `item_ids`, of those items only): what the review sums per item."""
+    query = (
+        sa.select(items.c.key, attempts.c.total_tokens, attempts.c.usage_json)
+        .join(items, items.c.id == attempts.c.item_id)
+        .where(items.c.job_id == job.id, attempts.c.usage_json.is_not(None))
+    )
+    rows: list[dict[str, Any]] = []
+    for chunk in _id_chunks(item_ids):
+        where = query if chunk is None else query.where(items.c.id.in_(chunk))
+        rows += (dict(r._mapping) for r in conn.execute(where))
+    return rows
+
+
+def _id_chunks(item_ids: Collection[int] | None) -> list[list[int] | None]:
+    """[None] (every item) or the ids in chunks a statement can bind."""
+    if item_ids is None:
+        return [None]
+    ids = sorted(item_ids)
+    return [ids[start : start + 500] for start in range(0, len(ids), 500)]
 
 
 def item_requests(
