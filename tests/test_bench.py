@@ -99,6 +99,8 @@ def test_the_inflight_run_compares_each_contender_with_a_perfect_scheduler(
     assert not list(tmp_path.glob("inflight/**/images/*"))  # ~9 GB at full size
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # nine processes: ~21 s alone, more on busy cores
 def test_the_review_run_times_submit_with_and_without_its_gallery(
     tmp_path: Path,
 ) -> None:
