@@ -30,8 +30,11 @@ one file per image), same workload, same server, one after the other.
   `--no-review` and the google-genai script, with the simulator's small images and
   with real-size ones: wall time, when the gallery was complete after the last
   image, what the end of the run spends its time on.
+- gallery: a 100,000-item gallery (`benchmarks/review_bench.py` in a child): the
+  build cold and warm, bytes per item, and in headless Chromium the first rows
+  painted, filter clicks, jumps in the list (runner only: the script has no gallery).
 
-    .venv/bin/python -m benchmarks.bench            # everything, about 15 minutes
+    .venv/bin/python -m benchmarks.bench            # everything, about 50 minutes
     .venv/bin/python -m benchmarks.bench --quick    # smaller, about 4 minutes
     .venv/bin/python -m benchmarks.bench --only throughput --no-peer
     .venv/bin/python -m benchmarks.bench --only review     # about 6 minutes
@@ -75,6 +78,7 @@ def scenarios() -> Mapping[str, Scenario]:
     """`--only` names, in the order they run, and how each is called."""
     from benchmarks.scenarios import (
         run_batch,
+        run_gallery,
         run_inflight,
         run_memory,
         run_review,
@@ -96,6 +100,9 @@ def scenarios() -> Mapping[str, Scenario]:
         "batch": lambda sizes, workdir, o: run_batch(sizes, workdir),
         "review": lambda sizes, workdir, o: run_review(
             sizes, workdir, peer=o.peer, sim_help=o.sim_help
+        ),
+        "gallery": lambda sizes, workdir, o: run_gallery(
+            sizes, workdir, judge=not o.quick
         ),
     }
 

@@ -16,13 +16,15 @@ file:// in headless Chromium (Debian's `chromium`) and reports when the first ro
 were drawn and painted (the page's `gallery:rows` and `gallery:painted` marks), how
 long filter clicks, a jump to the middle of the list and the comparison view take
 to apply (until the next frame), and that the thumbnails in view load. Prints the
-figures; exit code 0.
+figures (and writes them as JSON with `--json PATH`: `python -m benchmarks.bench
+--only gallery` runs this at 100,000 items and judges them); exit code 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import random
 import shutil
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the job folder")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="review-bench-"))
@@ -87,6 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         pages = len(cold.contact_sheets)
         page_b, data_b = cold.index.stat().st_size, cold.data.stat().st_size
+        figures: dict[str, Any] = {
+            "items": n,
+            "setup_s": setup_s,
+            "build_cold_s": cold_s,
+            "build_cold_stages": dict(cold.seconds),
+            "thumbnails_made": cold.thumbnails_made,
+            "sheet_pages": pages,
+            "build_warm_s": warm_s,
+            "index_bytes": page_b,
+            "data_bytes": data_b,
+            "bytes_per_item": (page_b + data_b) / n,
+        }
         print(
             f"build cold: {cold_s:.2f} s ({cold.thumbnails_made:,} thumbnails, "
             f"{pages} contact-sheet pages)"
@@ -102,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{data_b / 1e6:,.2f} MB = {(page_b + data_b) / n:,.0f} bytes per item "
             f"(data alone {data_b / n:,.0f}; thumbs/ not counted)"
         )
-        browser(cold.index)
+        figures["browser"] = browser(cold.index)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
         if args.keep:
             print(f"kept: {folder}")
     finally:
@@ -227,11 +244,13 @@ def _pictures(ratio: str, scale: float, rng: random.Random) -> list[bytes]:
     return found
 
 
-def browser(index: Path) -> None:
+def browser(index: Path) -> dict[str, Any] | None:
+    """The page in headless Chromium: its figures (ms), None without Chromium."""
     chromium = shutil.which("chromium")
     if chromium is None:
         print("browser: skipped, Debian's chromium is not installed")
-        return
+        return None
+    figures: dict[str, Any] = {}
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -268,6 +287,7 @@ def browser(index: Path) -> None:
                 f"DOMContentLoaded {timing['dcl']:.0f} ms, load {timing['load']:.0f} "
                 f"ms (goto wall {wall_ms:.0f} ms)"
             )
+            figures.update(timing, goto_ms=wall_ms)
             page.wait_for_function(
                 """() => [...document.querySelectorAll("#list img")]
                   .filter((i) => i.getBoundingClientRect().top < innerHeight)
@@ -284,6 +304,8 @@ def browser(index: Path) -> None:
                 f"thumbnails: {loaded[0]} of {loaded[2]} drawn have loaded "
                 f"({loaded[1]} lazy)"
             )
+            figures["thumbnails_loaded"] = loaded
+            figures["filters"] = {}
             clicks = {
                 "status (hide blocked)": "#filters input[value='blocked']",
                 "aspect ratio (hide 16:9)": "#filters input[value='16:9']",
@@ -292,6 +314,7 @@ def browser(index: Path) -> None:
             for name, selector in clicks.items():
                 click = f"document.querySelector({selector!r}).click()"
                 times = [_frame_after(page, click) for _ in range(6)]
+                figures["filters"][name] = times
                 print(
                     f"filter {name}: median {statistics.median(times):.0f} ms, "
                     f"max {max(times):.0f} ms (until the next frame)"
@@ -305,10 +328,12 @@ def browser(index: Path) -> None:
             page.wait_for_selector("button.cmp")
             compare = _frame_after(page, "document.querySelector('button.cmp').click()")
             print(f"comparison view open: {compare:.0f} ms")
+            figures.update(jumps=jumps, compare=compare, errors=errors)
             if errors:
                 print(f"page errors: {errors}")
         finally:
             launched.close()
+    return figures
 
 
 def _jump(page: Any, fraction: float) -> float:

@@ -3,6 +3,7 @@ are measured by `python -m benchmarks.bench`, never asserted here."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from benchmarks.harness import (
 )
 from benchmarks.scenarios import (
     run_batch,
+    run_gallery,
     run_inflight,
     run_memory,
     run_review,
@@ -137,6 +139,26 @@ def test_the_review_run_times_submit_with_and_without_its_gallery(
         False,
         *judged,
     ]
+
+
+def test_the_gallery_run_reports_the_page_in_chromium_unjudged_below_full_size(
+    tmp_path: Path,
+) -> None:
+    section = run_gallery(Sizes(gallery_items=200), tmp_path)
+
+    figures = section.data
+    assert figures["items"] == 200 and figures["thumbnails_made"] > 0
+    assert figures["bytes_per_item"] > 0
+    text = section.render()
+    assert "build cold:" in text, text
+    marks = [v.ok for v in section.verdicts]
+    if shutil.which("chromium"):
+        assert "filter status" in text, text
+        assert figures["browser"]["painted"] > 0
+        # bytes, first paint, filters: not judged at 200 items; the page worked
+        assert marks == [None, None, None, True], text
+    else:
+        assert marks == [None, None, None]
 
 
 def test_a_perfect_scheduler_gives_each_request_the_first_free_slot() -> None:

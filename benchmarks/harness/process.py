@@ -53,7 +53,11 @@ def clean_env() -> dict[str, str]:
 
 
 def run_logged(
-    command: Sequence[str], err: IO[bytes], *, capture: bool
+    command: Sequence[str],
+    err: IO[bytes],
+    *,
+    capture: bool,
+    timeout: float = CHILD_TIMEOUT,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `command` to its end, stderr to `err`; stdout kept only if `capture`."""
     return subprocess.run(
@@ -62,7 +66,7 @@ def run_logged(
         env=clean_env(),
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
         stderr=err,
-        timeout=CHILD_TIMEOUT,
+        timeout=timeout,
         check=False,
     )
 

@@ -51,6 +51,7 @@ class Sizes:
     review_paced_prompts: int = 16  # real-size images at an API's pace
     review_paced_samples: int = 16
     review_paced_latency: float = 4.0  # seconds +- half of it
+    gallery_items: int = 100_000  # the page in Chromium (review_bench)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -71,6 +72,7 @@ class Sizes:
             review_samples=16,
             review_rounds=1,
             review_paced_samples=4,
+            gallery_items=10_000,
         )
 
 

@@ -10,7 +10,9 @@
   against a perfect scheduler and the google-genai script (`inflight.py`);
 - batch: the Batch API transport's phases and peak RSS (`batch.py`);
 - review: `runner submit` as a whole process with its gallery, with `--no-review`
-  and the google-genai script, small and real-size images (`review.py`).
+  and the google-genai script, small and real-size images (`review.py`);
+- gallery: a 100,000-item gallery built and opened in headless Chromium
+  (`gallery.py`, running `benchmarks/review_bench.py`).
 
 Machinery more than one scenario uses belongs in `benchmarks/harness/`, not here.
 """
@@ -18,6 +20,7 @@ Machinery more than one scenario uses belongs in `benchmarks/harness/`, not here
 from __future__ import annotations
 
 from benchmarks.scenarios.batch import run_batch
+from benchmarks.scenarios.gallery import run_gallery
 from benchmarks.scenarios.inflight import run_inflight
 from benchmarks.scenarios.memory import run_memory
 from benchmarks.scenarios.review import run_review
@@ -27,6 +30,7 @@ from benchmarks.scenarios.throughput import run_throughput
 
 __all__ = [
     "run_batch",
+    "run_gallery",
     "run_inflight",
     "run_memory",
     "run_review",
