@@ -3,6 +3,7 @@ are measured by `python -m benchmarks.bench`, never asserted here."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from benchmarks.harness import (
+    REPO,
     SIM_RPM_OPTION,
     Figures,
     Sizes,
@@ -305,3 +307,19 @@ def test_a_childs_peak_memory_is_its_own_not_its_parents() -> None:
     )
     assert int(child.stdout) < 128 * 1024  # an interpreter, not the 256 MB held here
     del held
+
+
+def test_a_launched_commands_peak_memory_and_exit_code_are_its_own(
+    tmp_path: Path,
+) -> None:
+    held = bytearray(256 * 1024 * 1024)
+    held[::4096] = b"\1" * len(range(0, len(held), 4096))
+    figures = tmp_path / "figures.json"
+    launched = [sys.executable, "-m", "benchmarks.harness.launch", str(figures), "--"]
+    command = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    done = subprocess.run([*launched, *command], cwd=REPO, check=False)
+    del held
+    assert done.returncode == 3
+    measured = json.loads(figures.read_text("utf-8"))
+    assert 0 < measured["maxrss_kb"] < 128 * 1024  # not the 256 MB held here
+    assert measured["wall"] > 0 and measured["cpu"] > 0

@@ -29,6 +29,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -241,23 +242,25 @@ def _one(
 
 
 def _spawn(command: list[str], log: Path) -> tuple[float, float, int, str]:
-    """Run `command` to its end: (wall s, CPU s, peak RSS KiB, stdout)."""
+    """Run `command` to its end: (wall s, CPU s, peak RSS KiB, stdout). Through
+    `harness.launch`: spawned from this process, its peak RSS would read at least
+    this process's size (Linux keeps `ru_maxrss` across fork and exec)."""
     env = {**clean_env(), "TOKAIFY_API_KEY": "bench"}
     log.parent.mkdir(parents=True, exist_ok=True)
+    figures = log.with_suffix(".figures.json")
+    launched = [sys.executable, "-m", "benchmarks.harness.launch", str(figures), "--"]
     with log.open("ab") as err:
-        began = time.monotonic()
         proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err
+            [*launched, *command], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err
         )
         assert proc.stdout is not None
         stdout = proc.stdout.read().decode("utf-8", "replace")
         proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - began
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.wait()
     if proc.returncode not in (0, 1):
         raise BenchError(f"{command[2:4]} exited {proc.returncode}; see {log}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, stdout
+    measured = json.loads(figures.read_text("utf-8"))
+    return measured["wall"], measured["cpu"], measured["maxrss_kb"], stdout
 
 
 def _images_of(out: Path) -> list[Path]:
