@@ -34,8 +34,8 @@ one file per image), same workload, same server, one after the other.
   build cold and warm, bytes per item, and in headless Chromium the first rows
   painted, filter clicks, jumps in the list (runner only: the script has no gallery).
 
-    .venv/bin/python -m benchmarks.bench            # everything, about 50 minutes
-    .venv/bin/python -m benchmarks.bench --quick    # smaller, about 4 minutes
+    .venv/bin/python -m benchmarks.bench            # everything, about 35 minutes
+    .venv/bin/python -m benchmarks.bench --quick    # smaller runs of each scenario
     .venv/bin/python -m benchmarks.bench --only throughput --no-peer
     .venv/bin/python -m benchmarks.bench --only review     # about 6 minutes
 

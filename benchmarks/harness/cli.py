@@ -56,7 +56,9 @@ def main(argv: Sequence[str], scenarios: Mapping[str, Scenario]) -> int:
         epilog="example: .venv/bin/python -m benchmarks.bench --quick",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller runs (about 4 minutes)"
+        "--quick",
+        action="store_true",
+        help="smaller runs of each scenario (full-size targets not judged)",
     )
     parser.add_argument(
         "--only",
