@@ -30,8 +30,8 @@ IMAGE_SCALE = 0.05
 JUDGED_ITEMS = 100_000  # the targets are for this size; smaller runs are not judged
 TARGET_PAINTED_MS = 1500.0
 TARGET_FILTER_MS = 100.0
-# gallery-data.js per item (index.html is the same ~47 kB at any size): about 80 B
-# at 100,000 items; a page repeating markup per item would take kilobytes.
+# gallery-data.js per item (index.html is the same ~47 kB at any size): 93 B at
+# 100,000 items (run of 411de63); a page repeating markup per item would take kilobytes.
 TARGET_BYTES_PER_ITEM = 150.0
 GALLERY_TIMEOUT = 1800.0  # 100,000 items: about 8 minutes on 2 cores
 
@@ -52,6 +52,7 @@ def run_gallery(sizes: Sizes, workdir: Path, *, judge: bool = True) -> Section:
         "--json",
         str(figures_path),
     ]
+    figures_path.unlink(missing_ok=True)  # never an earlier run's figures
     with log.open("ab") as err:
         done = run_logged(command, err, capture=True, timeout=GALLERY_TIMEOUT)
     if done.returncode != 0 or not figures_path.is_file():
