@@ -63,6 +63,7 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 # the same id left is overwritten
 _TEMP_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
 _temp_count = itertools.count()
+_WHOLE_TEMP_NAME = re.compile(r"\.(\d+)-\d+\.tmp$")
 
 # Magic numbers of the formats the API returns; the declared mime type is not trusted.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -281,6 +282,25 @@ def remove_stale_temp_files(job_folder: Path, also: Iterable[str] = ()) -> int:
         if not folder.is_dir():
             continue
         for tmp in folder.glob(".*.tmp"):
+            if _being_written(tmp.name):
+                continue
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _being_written(name: str) -> bool:
+    """Whether a temp file of `write_whole` belongs to another process still alive
+    (a `runner review` building this job's gallery while a run starts): its
+    rename is yet to come. A recycled process id only leaves a hidden file for
+    a later run to remove."""
+    match = _WHOLE_TEMP_NAME.search(name)
+    if match is None or int(match[1]) == os.getpid():
+        return False
+    try:
+        os.kill(int(match[1]), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's
+        return True
+    return True

@@ -9,6 +9,8 @@ import json
 import os
 import resource
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -166,6 +168,29 @@ def test_stale_temp_files_from_a_killed_run_are_removed(tmp_path: Path) -> None:
     (tmp_path / "images" / ".a.png.x1.tmp").write_bytes(b"half")
     (tmp_path / ".manifest.jsonl.x2.tmp").write_bytes(b"half")
     assert outputs.remove_stale_temp_files(tmp_path) == 2
+
+
+def test_a_temp_file_another_live_process_is_writing_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """A `runner review` of the job writes thumbnails while a run starts."""
+    thumbs = tmp_path / "thumbs"
+    thumbs.mkdir()
+    with subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"]
+    ) as live:
+        try:
+            writing = thumbs / f".a.jpg.{live.pid}-0.tmp"
+            writing.write_bytes(b"half")
+            dead = thumbs / ".b.jpg.999999999-3.tmp"  # no such process
+            dead.write_bytes(b"half")
+            mine = thumbs / f".c.jpg.{os.getpid()}-1.tmp"  # this process: stale
+            mine.write_bytes(b"half")
+            assert outputs.remove_stale_temp_files(tmp_path, ["thumbs"]) == 2
+            assert writing.exists() and not dead.exists() and not mine.exists()
+        finally:
+            live.kill()
+    assert outputs.remove_stale_temp_files(tmp_path, ["thumbs"]) == 1
 
 
 def test_the_manifest_has_one_json_object_per_line(tmp_path: Path) -> None:
