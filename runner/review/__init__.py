@@ -21,11 +21,13 @@ usage) and the image files on disk into, under the job folder only,
     contact/+singles-001.png, ...  the prompts with a single cell, a hundred to a
                             shared page, each cell captioned with its prompt
 
-Every file is written atomically (`outputs.write_atomic`) and only when its content
-changed: a thumbnail newer than its image is kept, a contact sheet whose embedded
-signature matches is kept, an identical index.html or gallery-data.js is not
-rewritten. Nothing is deleted except contact sheets this package wrote earlier that
-the job no longer has (surplus pages, the sheet of a prompt now on a shared page).
+Every file is written whole by rename and only when its content changed (the page
+and its data by `outputs.write_atomic`; thumbnails and sheets, made again from the
+images if lost, by `outputs.write_whole`, without fsync): a thumbnail newer than its
+image is kept, a contact sheet whose embedded signature matches is kept, an
+identical index.html or gallery-data.js is not rewritten. Nothing is deleted except
+contact sheets this package wrote earlier that the job no longer has (surplus pages,
+the sheet of a prompt now on a shared page).
 
 Two ways to build: `build_review` (`runner review`: everything from the store and
 the files on disk), and `LiveReview` (`live`, during a run: thumbnails as images
