@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -17,6 +18,8 @@ from PIL import Image
 from runner import pricing, runs
 from runner.client import Endpoint, Kind, build_body, make_http_client
 from runner.client import batch as client_batch
+from runner.client.blobs import BlobExtractor
+from runner.client.call import SPOOL_FLUSH_BYTES
 from runner.errors import JobSpecError
 from runner.models import MODELS
 from runner.plan import Request
@@ -38,7 +41,7 @@ from tests.e2e import (
 from tests.test_resume import wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
     from click.testing import Result
@@ -232,6 +235,51 @@ async def test_inline_results_without_echoed_keys_are_matched_by_position() -> N
         client_batch.BatchResult("kz", b"{}", None),
     ]
     assert [i.key for i, _ in inline_matches(keyed, [a, b], {"kb": b})] == ["kb"]
+
+
+async def test_an_inline_batchs_images_go_to_disk_as_the_body_streams_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight 1 MB images inline: what spilled is written as it comes, never all
+    of it held until the body ends."""
+    images = [os.urandom(1_000_000) for _ in range(8)]
+    parts = [{"inlineData": {"mimeType": "image/png", "data": base64.b64encode(
+        b"\x89PNG\r\n\x1a\n" + data).decode()}} for data in images]  # fmt: skip
+    done = {
+        "name": "batches/x",
+        "state": "BATCH_STATE_SUCCEEDED",
+        "output": {"inlinedResponses": {"inlinedResponses": [
+            {"response": {"candidates": [{"content": {"parts": [part]}}]}}
+            for part in parts
+        ]}},
+    }  # fmt: skip
+    body = json.dumps(done).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(body), 65_536):
+            yield body[at : at + 65_536]
+
+    held: list[int] = []
+    feed = BlobExtractor.feed
+
+    def watched(self: BlobExtractor, data: bytes) -> None:
+        feed(self, data)
+        held.append(self.unwritten)
+
+    monkeypatch.setattr(BlobExtractor, "feed", watched)
+    respond = lambda r: httpx.Response(200, content=chunks())  # noqa: E731
+    async with mock_client(respond) as http:
+        info = await client_batch.get_batch(
+            http, ENDPOINT, "batches/x", spool_dir=tmp_path
+        )
+        outcomes = [
+            await client_batch.result_outcome(http, ENDPOINT, r, model="m")
+            for r in info.results
+        ]
+    spilled = [o.images[0].path for o in outcomes]
+    assert all(p is not None for p in spilled)  # past RESULT_SPILL_BYTES: on disk
+    assert [p.read_bytes()[8:] for p in spilled if p] == images
+    assert max(held) < 2 * SPOOL_FLUSH_BYTES  # not the 8 MB of images
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,11 @@ import httpx
 from runner.client.answer import classify_answer
 from runner.client.api_errors import classify_error
 from runner.client.blobs import BlobExtractor
-from runner.client.call import DEFAULT_MAX_RESPONSE_BYTES, transport_outcome
+from runner.client.call import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    SPOOL_FLUSH_BYTES,
+    transport_outcome,
+)
 from runner.client.outcome import Kind, Outcome, clip
 from runner.client.redaction import redact_bytes, seal
 from runner.client.request import Refused, checked_url, request_headers
@@ -478,6 +482,11 @@ class _Call:
             async for chunk in self._response.aiter_bytes():
                 seen += len(chunk)
                 self.blobs.feed(chunk)
+                # An inline batch's results are every image at once: write what
+                # spilled as it comes (in a thread, as an interactive answer's),
+                # not all of it at `finish`.
+                if self.blobs.unwritten >= SPOOL_FLUSH_BYTES:
+                    await anyio.to_thread.run_sync(self.blobs.flush)
         except (httpx.HTTPError, OSError) as exc:
             self.blobs.discard()
             outcome = transport_outcome(exc, self._url)
