@@ -143,6 +143,29 @@ def test_the_review_run_times_submit_with_and_without_its_gallery(
     ]
 
 
+@pytest.mark.slow
+def test_the_review_floor_runs_each_helper_beside_a_no_review_run(
+    tmp_path: Path,
+) -> None:
+    figures = tmp_path / "floor.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.review_floor", "--prompts", "1"]
+        + ["--samples", "3", "--rounds", "1", "--json", str(figures)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "helper: s after the last image" in done.stdout, done.stdout
+    runs = json.loads(figures.read_text("utf-8"))["runs"]
+    assert [r["mode"] for r in runs] == ["none", "decode", "thumbnail"]
+    assert "helper_cpu_ms" not in runs[0]
+    assert all(r["helper_cpu_ms"] > 0 for r in runs[1:])
+    assert all(r["last_image"] <= r["wall"] for r in runs)
+
+
 def test_the_gallery_run_reports_the_page_in_chromium_unjudged_below_full_size(
     tmp_path: Path,
 ) -> None:

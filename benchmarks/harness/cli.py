@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from benchmarks.harness.contenders import peer_available
+from benchmarks.harness.process import compile_bytecode
 from benchmarks.harness.report import machine, render_verdicts, revision
 from benchmarks.harness.simulator import SIM_IMAGE_PAD_OPTION, simulator_options
 from benchmarks.harness.workload import Sizes
@@ -107,6 +108,7 @@ def main(argv: Sequence[str], scenarios: Mapping[str, Scenario]) -> int:
         peer=peer, image_pad=args.image_pad_bytes, sim_help=sim_help, quick=args.quick
     )
 
+    compile_bytecode()
     print(f"machine: {machine()}")
     print(f"runner: {revision()}")
     print(f"command: python -m benchmarks.bench {' '.join(argv)}".rstrip())

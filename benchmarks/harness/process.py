@@ -8,6 +8,7 @@ measures or how a scenario judges it.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import statistics
@@ -41,6 +42,17 @@ def child_command(name: str, *args: str) -> list[str]:
 def runner_cli() -> list[str]:
     """`python -m runner`, as a user runs the CLI."""
     return [sys.executable, "-m", "runner"]
+
+
+def compile_bytecode() -> None:
+    """Write the runner's and the benchmark's bytecode, as `pip install` does for
+    an installed package: where PYTHONDONTWRITEBYTECODE is set (this machine sets
+    it), the modules changed since their .pyc was written would otherwise be
+    compiled again by every process the benchmark spawns, which no user's run
+    pays (`runner status --json` at 100,000 items: 0.21 s, then 0.16 s once
+    compiled, measured here)."""
+    for package in ("runner", "benchmarks"):
+        compileall.compile_dir(REPO / package, quiet=1)
 
 
 def clean_env() -> dict[str, str]:
