@@ -284,12 +284,18 @@ def removal(report: Removal, as_json: bool) -> None:
             f"pruned {report.items:,} stale item(s) of {report.job} with "
             f"{report.attempts:,} attempt(s){images}"
         )
-    elif not report.kept:
+    elif not report.kept and not report.waiting:
         click.echo(f"{report.job} has no stale items")
     if report.kept:
         click.echo(
             f"kept {report.kept:,} stale item(s) of {report.job}: an image of theirs "
             f"is marked (`runner mark {report.job} IMAGE --clear` lets prune take it)"
+        )
+    if report.waiting:
+        click.echo(
+            f"kept {report.waiting:,} stale item(s) of {report.job}: waiting in a "
+            f"live batch, paid for (`runner submit` collects the results, `runner "
+            f"cancel {report.job}` stops the batch; prune takes them after)"
         )
 
 

@@ -574,6 +574,7 @@ class Removal:
     images: int  # image files deleted
     marks: int = 0  # marks on the removed items' images
     kept: int = 0  # stale items prune left because an image of theirs is marked
+    waiting: int = 0  # stale items prune left: waiting in a live batch
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,7 +22,7 @@ from runner.client.blobs import BlobExtractor
 from runner.client.call import SPOOL_FLUSH_BYTES
 from runner.errors import JobSpecError
 from runner.models import MODELS
-from runner.plan import Request
+from runner.plan import Request, build_plan
 from runner.review import build_review
 from runner.runs import execution
 from runner.scheduler.batches import inline_matches
@@ -817,6 +817,56 @@ def test_rm_refuses_a_job_with_live_batches_until_they_are_cancelled(
 
     assert removed.exit_code == 0, removed.output
     assert "removed job grid: 4 item(s)" in removed.stdout
+    assert list(creates(bsim).values()) == [1]
+
+
+def test_prune_keeps_stale_items_waiting_in_a_live_batch_until_it_is_collected(
+    bsim: SimServer, tmp_path: Path
+) -> None:
+    """Their answers are paid for and recorded when the batch is collected, which
+    needs their items and attempts: pruning them would lose what was paid."""
+    bsim.batch_running = 0.3
+    out, _ = submit_detached(tmp_path, bsim)
+    # The lighthouse leaves the job file while its two items wait in the batch.
+    job_file = write_job(tmp_path, GRID.replace('"A lighthouse, {style}", ', ""))
+    store = Store.for_output(out)
+    try:
+        job = store.get_job("grid")
+        assert job is not None
+        store.sync_plan(job, build_plan(load_job(job_file)).items)
+        assert store.stale_count(job) == 2
+    finally:
+        store.close()
+
+    kept = invoke("prune", "grid", "--yes", "--output", out)
+
+    assert kept.exit_code == 0, kept.output
+    assert " ".join(kept.stdout.split()) == (
+        "kept 2 stale item(s) of grid: waiting in a live batch, paid for (`runner "
+        "submit` collects the results, `runner cancel grid` stops the batch; prune "
+        "takes them after)"
+    )
+    as_json = invoke("prune", "grid", "--yes", "--json", "--output", out)
+    assert json.loads(as_json.stdout) == {
+        **json.loads(as_json.stdout),
+        "items": 0,
+        "waiting": 2,
+    }
+    bsim.wait_until(
+        lambda s: all(
+            b["state"] == "BATCH_STATE_SUCCEEDED"
+            for b in s["batch"]["batches"].values()
+        )
+    )
+    collected = resubmit(job_file, bsim, out)
+    assert collected.exit_code == 0, collected.output
+    assert attempts(out)[-1]["outcome"] == "success"
+    assert len([a for a in attempts(out) if a["outcome"] == "success"]) == 4
+
+    pruned = invoke("prune", "grid", "--yes", "--output", out)
+
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.stdout.startswith("pruned 2 stale item(s) of grid"), pruned.stdout
     assert list(creates(bsim).values()) == [1]
 
 

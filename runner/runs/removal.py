@@ -65,16 +65,17 @@ def _removal(
     try:
         row = find_job(store, job)
         folder = workspace.job_folder(row.name)
-        kept = 0
+        kept = waiting = 0
         if what == "job":
             store.check_removable(row)  # live batches: cancel or collect them first
             count = store.item_count(row)
         else:
-            # marked images are never pruned: their items stay (store.prune_stale)
-            kept = store.marked_stale(row)
-            count = store.stale_count(row) - kept
+            # marked images are never pruned, nor items waiting in a live batch:
+            # they stay (store.prune_stale)
+            kept, waiting = store.kept_stale(row)
+            count = store.stale_count(row) - kept - waiting
         if not count and what == "stale":
-            return Removal(row.name, what, 0, 0, 0, kept=kept)
+            return Removal(row.name, what, 0, 0, 0, kept=kept, waiting=waiting)
         question = RemovalQuestion(row.name, what, count, folder if images else None)
         _ask(question, yes, confirm)
         removed = store.remove_job(row) if what == "job" else store.prune_stale(row)
@@ -91,6 +92,7 @@ def _removal(
         deleted,
         marks=removed.marks,
         kept=removed.kept,
+        waiting=removed.waiting,
     )
 
 

@@ -422,11 +422,11 @@ class Store:
         with self._connect() as conn:
             return marks.job_marks(conn, job, which)
 
-    def marked_stale(self, job: JobRow) -> int:
-        """Stale items that `prune_stale` keeps because an image of theirs is
-        marked."""
+    def kept_stale(self, job: JobRow) -> tuple[int, int]:
+        """Stale items that `prune_stale` keeps: (an image of theirs is marked,
+        waiting in a live batch and not marked)."""
         with self._connect() as conn:
-            return marks.marked_stale(conn, job)
+            return removal.kept_stale(conn, job)
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ class Removed:
     outputs: tuple[str, ...]  # image files (relative to the job folder) they named
     marks: int = 0  # marks on their images
     kept: int = 0  # stale items prune left: an image of theirs is marked
+    waiting: int = 0  # stale items prune left: in a live batch (none marked)
 
 
 def remove_job(conn: Connection, job: JobRow) -> Removed:
@@ -80,15 +81,18 @@ def prune_stale(conn: Connection, job: JobRow) -> Removed:
     The money they cost stays in the job's totals (budget caps cover the job's
     whole life); their requests are remembered as pruned, so the job's current
     ratios still leave them out. A stale item with a marked image stays, marks and
-    all: marked images are never pruned (issue 12); `runner mark --clear` first."""
+    all: marked images are never pruned (issue 12); `runner mark --clear` first.
+    So does one waiting in a live batch: its answer, paid for, is recorded when
+    the batch's results are collected, which needs its item and attempt."""
     owner = uuid.uuid4().hex
     acquire_lease(conn, job, owner, _LEASE_TTL)
-    unmarked = items.c.id.not_in(marked_items())
-    stale = sa.and_(items.c.job_id == job.id, items.c.active == 0, unmarked)
-    kept = marked_stale(conn, job)
-    totals = summed_totals(conn, job, [], sa.and_(items.c.active == 0, unmarked))
+    kept, waiting = kept_stale(conn, job)
+    prunable = _prunable(conn, job)
+    totals = summed_totals(conn, job, [], sa.and_(items.c.active == 0, prunable))
     requests = sum(group["requests"] for group in totals.values())
-    removed = _remove_items(conn, job, stale)
+    removed = _remove_items(
+        conn, job, sa.and_(items.c.job_id == job.id, items.c.active == 0, prunable)
+    )
     conn.execute(
         jobs.update()
         .where(jobs.c.id == job.id)
@@ -100,7 +104,31 @@ def prune_stale(conn: Connection, job: JobRow) -> Removed:
             lease_expires=None,
         )
     )
-    return replace(removed, kept=kept)
+    return replace(removed, kept=kept, waiting=waiting)
+
+
+def kept_stale(conn: Connection, job: JobRow) -> tuple[int, int]:
+    """The stale items `prune_stale` leaves: (with a marked image, waiting in a
+    live batch and not marked)."""
+    stale = sa.and_(items.c.job_id == job.id, items.c.active == 0)
+    marked = marked_stale(conn, job)
+    waiting = conn.execute(
+        sa.select(sa.func.count()).where(
+            stale,
+            items.c.id.not_in(marked_items()),
+            sa.not_(_prunable(conn, job)),
+        )
+    ).scalar_one()
+    return marked, int(waiting)
+
+
+def _prunable(conn: Connection, job: JobRow) -> ColumnElement[bool]:
+    """Items prune may take, whatever else they are: no marked image, and not
+    waiting in a batch live at a real API (one made on a --simulate API ended
+    with its command, whatever the store says)."""
+    live = [b.id for b in live_batches(conn, job) if not b.simulated]
+    waiting = sa.and_(items.c.status == "in_batch", items.c.batch_id.in_(live))
+    return sa.and_(items.c.id.not_in(marked_items()), sa.not_(waiting))
 
 
 def _remove_items(conn: Connection, job: JobRow, where: ColumnElement[bool]) -> Removed:
