@@ -302,7 +302,7 @@ def test_prune_never_removes_a_stale_item_with_a_marked_image(
     again = invoke("prune", "picks", "--yes", "--json", "--output", out)
     assert json.loads(again.stdout) == {
         "job": "picks", "what": "stale", "items": 0, "attempts": 0, "images": 0,
-        "marks": 0, "kept": 1,
+        "marks": 0, "kept": 1, "waiting": 0,
     }  # fmt: skip
     # the job file has the prompt again: the kept item comes back with its mark
     job.write_text(
