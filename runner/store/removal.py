@@ -3,9 +3,9 @@ file no longer has (`runner prune`).
 
 Owns: the deletes, each under the job's lease (never while a live run holds it,
 nor while the job has live batches at the API), marks with their items (prune
-leaves a stale item with a marked image), and what they hand back: the image
-files the removed rows named, for the caller to delete if asked. Works inside a
-transaction its caller opened; must not touch files.
+leaves a stale item with a marked image, or one waiting in a live batch), and what
+they hand back: the image files the removed rows named, for the caller to delete
+if asked. Works inside a transaction its caller opened; must not touch files.
 """
 
 from __future__ import annotations
