@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 PLAN_VERSION = 1
 
 
+# The encoders of a request's stored JSON and of the key's canonical JSON, made once:
+# `json.dumps` with these options builds an encoder per call, a fifth of its time
+# over a 100,000-item plan. Their output is `json.dumps`'s, byte for byte (keys!).
+_REQUEST_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+_KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def plan_digest(spec: JobSpec, parents: Sequence[Parent] = ()) -> str:
     """Identifies the plan a job file gives: its text, where it is, the content of
     its reference images, and a derived job's parents. Equal digests mean an equal
@@ -99,7 +106,7 @@ class Request:
         data["references"] = [r.to_dict() for r in self.references]
         if self.history:
             data["history"] = [turn.to_dict() for turn in self.history]
-        return json.dumps(data, sort_keys=True, ensure_ascii=False)
+        return _REQUEST_JSON.encode(data)
 
     @classmethod
     def from_json(cls, text: str) -> Request:
@@ -272,9 +279,7 @@ def build_plan(spec: JobSpec, parents: Sequence[Parent] = ()) -> Plan:
 def item_key(request: Request, sample: int) -> str:
     """sha256 of the canonical request JSON plus the sample index (hex, 64 chars)."""
     payload = {"request": request.canonical(), "sample": sample}
-    blob = json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    blob = _KEY_JSON.encode(payload)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
