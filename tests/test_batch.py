@@ -852,6 +852,14 @@ def test_prune_keeps_stale_items_waiting_in_a_live_batch_until_it_is_collected(
         "items": 0,
         "waiting": 2,
     }
+    store = Store.for_output(out)
+    try:
+        job = store.get_job("grid")
+        assert job is not None
+        asked = store.prune_stale(job)  # the store keeps them too, asked directly
+    finally:
+        store.close()
+    assert (asked.items, asked.waiting) == (0, 2)
     bsim.wait_until(
         lambda s: all(
             b["state"] == "BATCH_STATE_SUCCEEDED"

@@ -86,8 +86,9 @@ def prune_stale(conn: Connection, job: JobRow) -> Removed:
     the batch's results are collected, which needs its item and attempt."""
     owner = uuid.uuid4().hex
     acquire_lease(conn, job, owner, _LEASE_TTL)
-    kept, waiting = kept_stale(conn, job)
-    prunable = _prunable(conn, job)
+    waiting = _waiting(conn, job)
+    kept, held = _kept(conn, job, waiting)
+    prunable = sa.and_(items.c.id.not_in(marked_items()), sa.not_(waiting))
     totals = summed_totals(conn, job, [], sa.and_(items.c.active == 0, prunable))
     requests = sum(group["requests"] for group in totals.values())
     removed = _remove_items(
@@ -104,31 +105,34 @@ def prune_stale(conn: Connection, job: JobRow) -> Removed:
             lease_expires=None,
         )
     )
-    return replace(removed, kept=kept, waiting=waiting)
+    return replace(removed, kept=kept, waiting=held)
 
 
 def kept_stale(conn: Connection, job: JobRow) -> tuple[int, int]:
     """The stale items `prune_stale` leaves: (with a marked image, waiting in a
     live batch and not marked)."""
-    stale = sa.and_(items.c.job_id == job.id, items.c.active == 0)
-    marked = marked_stale(conn, job)
-    waiting = conn.execute(
+    return _kept(conn, job, _waiting(conn, job))
+
+
+def _kept(
+    conn: Connection, job: JobRow, waiting: ColumnElement[bool]
+) -> tuple[int, int]:
+    held = conn.execute(
         sa.select(sa.func.count()).where(
-            stale,
+            items.c.job_id == job.id,
+            items.c.active == 0,
             items.c.id.not_in(marked_items()),
-            sa.not_(_prunable(conn, job)),
+            waiting,
         )
     ).scalar_one()
-    return marked, int(waiting)
+    return marked_stale(conn, job), int(held)
 
 
-def _prunable(conn: Connection, job: JobRow) -> ColumnElement[bool]:
-    """Items prune may take, whatever else they are: no marked image, and not
-    waiting in a batch live at a real API (one made on a --simulate API ended
-    with its command, whatever the store says)."""
+def _waiting(conn: Connection, job: JobRow) -> ColumnElement[bool]:
+    """Items waiting in a batch live at a real API (one made on a --simulate API
+    ended with its command, whatever the store says)."""
     live = [b.id for b in live_batches(conn, job) if not b.simulated]
-    waiting = sa.and_(items.c.status == "in_batch", items.c.batch_id.in_(live))
-    return sa.and_(items.c.id.not_in(marked_items()), sa.not_(waiting))
+    return sa.and_(items.c.status == "in_batch", items.c.batch_id.in_(live))
 
 
 def _remove_items(conn: Connection, job: JobRow, where: ColumnElement[bool]) -> Removed:
