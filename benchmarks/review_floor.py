@@ -81,14 +81,8 @@ def helper(mode: str, images: Path, out: Path, total: int) -> None:
     print(json.dumps({"done": time.time(), "cpu_ms": 1000 * cpu / total}), flush=True)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a live process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def one(
-    mode: str, url: str, workload: Workload, texts: list[str], folder: Path, sim: int
+    mode: str, sim: SimProcess, workload: Workload, texts: list[str], folder: Path
 ) -> dict[str, Any]:
     """One `--no-review` run beside the helper for `mode` (none: alone)."""
     here = folder / review.NO_REVIEW
@@ -101,19 +95,22 @@ def one(
         command += [str(images), str(folder / "thumbs"), str(workload.items)]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         time.sleep(0.3)  # started and polling before the run's first image
-    sim_cpu = _cpu_seconds(sim)
+    sim_before = sim.cpu()
     started = time.time()
-    run = review._one(review.NO_REVIEW, url, workload, texts, folder)
-    sim_cpu = _cpu_seconds(sim) - sim_cpu
+    run = review._one(review.NO_REVIEW, sim.url, workload, texts, folder)
+    sim_after = sim.cpu()
     found: dict[str, Any] = {
         "mode": mode,
         "wall": run.wall,
         "cpu": run.cpu,
         "last_image": run.last_image,
-        "simulator_cpu": sim_cpu,
-        # what neither the run nor the simulator used of the CPUs
-        "idle_cpu": (os.cpu_count() or 1) * run.wall - run.cpu - sim_cpu,
     }
+    if sim_before is not None and sim_after is not None:  # Linux /proc
+        found["simulator_cpu"] = sim_after - sim_before
+        # what neither the run nor the simulator used of the CPUs
+        found["idle_cpu"] = (
+            (os.cpu_count() or 1) * run.wall - run.cpu - found["simulator_cpu"]
+        )
     if proc is not None:
         assert proc.stdout is not None
         line = proc.stdout.read()
@@ -149,10 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             module="runner.simulate",
         ) as sim:
             sim.warm(texts, workload.aspect_ratio, workload.image_size)
-            pid = sim.pid
             for _ in range(args.rounds):
                 for mode in MODES:
-                    runs.append(one(mode, sim.url, workload, texts, folder, pid))
+                    runs.append(one(mode, sim, workload, texts, folder))
     print(
         f"{workload.items} items ({workload.prompts} prompts x {workload.samples} "
         f"samples), concurrency {workload.concurrency}, latency "
